@@ -1,0 +1,447 @@
+//! Bytes of one manifest file → validated, defaulted pods (node-independent).
+//!
+//! Accepts what the kubelet accepts (one `v1` `Pod` per file, YAML or JSON) and also
+//! multi-document YAML and a `v1` `List`/`PodList` of pods, where the kubelet silently reads
+//! only the first document. Every error names the document and the field or line. Pure; no IO.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
+
+use super::{DocRef, Format, ManifestError, apply_defaults, validate};
+
+/// One pod declared in a manifest, validated and defaulted, not yet bound to a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedPod {
+    /// Where in the file.
+    pub at: DocRef,
+    /// Defaulted metadata (name without the node suffix).
+    pub metadata: ObjectMeta,
+    /// Defaulted spec.
+    pub spec: PodSpec,
+    /// Fields present in the file that podvisor does not know (likely typos).
+    pub warnings: Vec<String>,
+}
+
+/// Parses, defaults and validates every pod in a manifest file. Any error rejects the whole
+/// file: a file is applied entirely or not at all.
+pub fn parse_manifest(
+    path: &Path,
+    format: Format,
+    bytes: &[u8],
+) -> Result<Vec<ParsedPod>, ManifestError> {
+    let docs = match format {
+        Format::Json => vec![(1, parse_json(path, bytes)?)],
+        Format::Yaml => parse_yaml(path, bytes)?,
+    };
+    let mut pods = Vec::new();
+    for (document, doc) in docs {
+        if doc.is_null() {
+            continue;
+        }
+        for (at, item) in pod_values(path, document, doc)? {
+            pods.push(decode_pod(path, at, item)?);
+        }
+    }
+    if pods.is_empty() {
+        return Err(ManifestError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(pods)
+}
+
+fn parse_json(path: &Path, bytes: &[u8]) -> Result<Value, ManifestError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let full = e.to_string();
+        let message = match full.rfind(" at line ") {
+            Some(i) => full[..i].to_owned(),
+            None => full,
+        };
+        ManifestError::Syntax {
+            path: path.to_owned(),
+            line: e.line(),
+            column: e.column(),
+            message,
+        }
+    })
+}
+
+/// The 1-based numbers of the documents in `text` that hold something, in order: what a
+/// person counts when reading the file (the parser skips empty documents silently).
+fn non_empty_documents(text: &str) -> Vec<usize> {
+    // One flag per document: does it hold content? Comments before the first `---` do not
+    // make a document of their own.
+    let mut segments: Vec<bool> = vec![false];
+    for line in text.lines() {
+        let is_marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        if is_marker {
+            let leading_comments_only = segments.len() == 1 && !segments[0];
+            if !leading_comments_only {
+                segments.push(false);
+            }
+            let rest = line[3..].trim();
+            if !rest.is_empty()
+                && !rest.starts_with('#')
+                && let Some(last) = segments.last_mut()
+            {
+                *last = true;
+            }
+            continue;
+        }
+        let content = line.trim();
+        let meaningful = !(content.is_empty()
+            || content.starts_with('#')
+            || content.starts_with('%')
+            || content == "..."
+            || matches!(content, "~" | "null" | "Null" | "NULL"));
+        if meaningful && let Some(last) = segments.last_mut() {
+            *last = true;
+        }
+    }
+    segments
+        .iter()
+        .enumerate()
+        .filter(|(_, has)| **has)
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+fn parse_yaml(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, Value)>, ManifestError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let before = &bytes[..e.valid_up_to()];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = before.len() - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+        ManifestError::Syntax {
+            path: path.to_owned(),
+            line,
+            column,
+            message: "not valid UTF-8".to_owned(),
+        }
+    })?;
+    let values = serde_saphyr::from_multiple::<Value>(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line() as usize, l.column() as usize))
+            .unwrap_or((0, 0));
+        let full = e.without_snippet().to_string();
+        let message = match full.rfind(" at line ") {
+            Some(i) => full[..i].to_owned(),
+            None => full,
+        };
+        ManifestError::Syntax {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    })?;
+    let numbers = non_empty_documents(text);
+    // Should the count disagree (a document the parser reads as null), fall back to order.
+    let numbered = if numbers.len() == values.len() {
+        numbers
+    } else {
+        (1..=values.len()).collect()
+    };
+    Ok(numbered.into_iter().zip(values).collect())
+}
+
+fn decode_error(path: &Path, at: DocRef, field: &str, message: impl Into<String>) -> ManifestError {
+    ManifestError::Decode {
+        path: path.to_owned(),
+        at,
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Splits one document into pod values: itself when it is a Pod, its items when a List.
+fn pod_values(
+    path: &Path,
+    document: usize,
+    doc: Value,
+) -> Result<Vec<(DocRef, Value)>, ManifestError> {
+    let at = DocRef {
+        document,
+        item: None,
+    };
+    let Value::Object(map) = &doc else {
+        return Err(decode_error(path, at, ".", "a document must be a mapping (a Pod)"));
+    };
+    let api_version = map.get("apiVersion").and_then(Value::as_str);
+    let kind = map.get("kind").and_then(Value::as_str);
+    let (Some(api_version), Some(kind)) = (api_version, kind) else {
+        let missing = if kind.is_none() { "kind" } else { "apiVersion" };
+        return Err(decode_error(
+            path,
+            at,
+            missing,
+            "required: a static pod manifest is `apiVersion: v1` and `kind: Pod`",
+        ));
+    };
+    if api_version != "v1" {
+        return Err(decode_error(
+            path,
+            at,
+            "apiVersion",
+            format!("{api_version:?} is not supported: pods are apiVersion v1"),
+        ));
+    }
+    match kind {
+        "Pod" => Ok(vec![(at, doc)]),
+        "List" | "PodList" => {
+            let Some(Value::Array(items)) = map.get("items") else {
+                return Err(decode_error(path, at, "items", "a List needs an items array"));
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let at = DocRef {
+                    document,
+                    item: Some(i),
+                };
+                let mut item = item.clone();
+                if let Value::Object(m) = &mut item {
+                    // A PodList's items may omit apiVersion and kind; a List's may not.
+                    if kind == "PodList" {
+                        m.entry("apiVersion").or_insert_with(|| Value::from("v1"));
+                        m.entry("kind").or_insert_with(|| Value::from("Pod"));
+                    }
+                    match (m.get("apiVersion").and_then(Value::as_str), m.get("kind").and_then(Value::as_str)) {
+                        (Some("v1"), Some("Pod")) => {}
+                        (_, Some(other)) if other != "Pod" => {
+                            return Err(decode_error(
+                                path,
+                                at,
+                                "kind",
+                                format!("{other:?} is not supported: a List in a manifest may hold only Pods"),
+                            ));
+                        }
+                        _ => {
+                            return Err(decode_error(
+                                path,
+                                at,
+                                "apiVersion",
+                                "required: each item is `apiVersion: v1` and `kind: Pod`",
+                            ));
+                        }
+                    }
+                } else {
+                    return Err(decode_error(path, at, ".", "a List item must be a mapping (a Pod)"));
+                }
+                out.push((at, item));
+            }
+            Ok(out)
+        }
+        other => Err(decode_error(
+            path,
+            at,
+            "kind",
+            format!("{other:?} is not supported: static pod manifests hold Pods (or a v1 List of Pods)"),
+        )),
+    }
+}
+
+fn decode_pod(path: &Path, at: DocRef, value: Value) -> Result<ParsedPod, ManifestError> {
+    let pod: Pod = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let field = e.path().to_string();
+        decode_error(path, at, &field, e.into_inner().to_string())
+    })?;
+    let mut warnings = Vec::new();
+    let known = serde_json::to_value(&pod).unwrap_or(Value::Null);
+    unknown_fields(&value, &known, &mut String::new(), &mut warnings);
+
+    let mut pod = pod;
+    apply_defaults(&mut pod);
+    let issues = validate(&pod);
+    if !issues.is_empty() {
+        return Err(ManifestError::Invalid {
+            path: path.to_owned(),
+            at,
+            issues,
+        });
+    }
+    Ok(ParsedPod {
+        at,
+        metadata: pod.metadata,
+        spec: pod.spec.unwrap_or_default(),
+        warnings: warnings
+            .into_iter()
+            .map(|f| format!("{at}: unknown field {f} is ignored"))
+            .collect(),
+    })
+}
+
+/// Collects the paths of fields in `input` that did not survive decoding into `known`.
+fn unknown_fields(input: &Value, known: &Value, path: &mut String, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            for (key, v) in i {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                match k.get(key) {
+                    Some(kv) => unknown_fields(v, kv, path, out),
+                    None if is_empty(v) => {}
+                    None => out.push(path.clone()),
+                }
+                path.truncate(len);
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (n, (iv, kv)) in i.iter().zip(k).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{n}]"));
+                unknown_fields(iv, kv, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn p() -> PathBuf {
+        PathBuf::from("/m/pod.yaml")
+    }
+
+    fn yaml(text: &str) -> Result<Vec<ParsedPod>, ManifestError> {
+        parse_manifest(&p(), Format::Yaml, text.as_bytes())
+    }
+
+    const WEB: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: busybox:1.35\n";
+
+    #[test]
+    fn single_pod_yaml_is_parsed_and_defaulted() {
+        let pods = yaml(WEB).expect("valid");
+        assert_eq!(pods.len(), 1);
+        assert_eq!(pods[0].metadata.name.as_deref(), Some("web"));
+        assert_eq!(pods[0].spec.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(pods[0].at, DocRef { document: 1, item: None });
+    }
+
+    #[test]
+    fn multi_document_yaml_yields_every_pod_and_skips_empty_documents() {
+        let text = format!("{WEB}---\n# nothing\n---\n{}", WEB.replace("name: web\nspec", "name: two\nspec"));
+        let pods = yaml(&text).expect("valid");
+        let names: Vec<_> = pods.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
+        assert_eq!(names, ["web", "two"]);
+        assert_eq!(pods[1].at.document, 3);
+    }
+
+    #[test]
+    fn document_numbers_count_as_a_reader_does() {
+        assert_eq!(non_empty_documents("a: 1\n---\n# c\n---\nb: 2\n"), [1, 3]);
+        assert_eq!(non_empty_documents("# header\n---\na: 1\n---\nb: 2\n"), [1, 2]);
+        assert_eq!(non_empty_documents("--- {a: 1}\n--- # x\n"), [1]);
+        assert_eq!(non_empty_documents(""), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn json_pod_is_parsed() {
+        let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"},"spec":{"containers":[{"name":"c","image":"i:1"}]}}"#;
+        let pods = parse_manifest(&p(), Format::Json, json.as_bytes()).expect("valid");
+        assert_eq!(pods[0].metadata.name.as_deref(), Some("j"));
+    }
+
+    #[test]
+    fn a_v1_list_of_pods_yields_each_item() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: a}\n  spec: {containers: [{name: c, image: 'i:1'}]}\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: b}\n  spec: {containers: [{name: c, image: 'i:1'}]}\n";
+        let pods = yaml(text).expect("valid");
+        assert_eq!(pods.len(), 2);
+        assert_eq!(pods[1].at, DocRef { document: 1, item: Some(1) });
+    }
+
+    #[test]
+    fn yaml_syntax_error_names_line_and_column() {
+        let err = yaml("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n   bad: indent\n").unwrap_err();
+        assert!(matches!(err, ManifestError::Syntax { line: 5, .. }), "{err}");
+        assert!(err.to_string().starts_with("/m/pod.yaml: line 5, column 7: "), "{err}");
+    }
+
+    #[test]
+    fn json_syntax_error_names_line() {
+        let err = parse_manifest(&p(), Format::Json, b"{\"a\": 1,\n \"b\" }").unwrap_err();
+        assert!(matches!(err, ManifestError::Syntax { line: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn wrong_field_type_names_document_and_field() {
+        let text = format!("{WEB}---\n{}", WEB.replace("image: busybox:1.35", "image: busybox:1.35\n    ports:\n    - containerPort: http"));
+        let err = yaml(&text).unwrap_err();
+        match &err {
+            ManifestError::Decode { at, field, .. } => {
+                assert_eq!(at.document, 2);
+                assert_eq!(field, "spec.containers[0].ports[0].containerPort");
+            }
+            other => panic!("unexpected {other}"),
+        }
+        assert!(err.to_string().contains("document 2: spec.containers[0].ports[0].containerPort: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn other_kinds_and_missing_kind_are_refused() {
+        let err = yaml(&WEB.replace("kind: Pod", "kind: Deployment")).unwrap_err();
+        assert!(err.to_string().contains("kind: \"Deployment\" is not supported"), "{err}");
+        let err = yaml(&WEB.replace("kind: Pod\n", "")).unwrap_err();
+        assert!(matches!(&err, ManifestError::Decode { field, .. } if field == "kind"), "{err}");
+        let err = yaml(&WEB.replace("apiVersion: v1", "apiVersion: apps/v1")).unwrap_err();
+        assert!(matches!(&err, ManifestError::Decode { field, .. } if field == "apiVersion"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        assert!(matches!(yaml(""), Err(ManifestError::Empty { .. })));
+        assert!(matches!(yaml("# just a comment\n---\n"), Err(ManifestError::Empty { .. })));
+    }
+
+    #[test]
+    fn one_bad_document_rejects_the_whole_file() {
+        let text = format!("{WEB}---\n{}", WEB.replace("image: busybox:1.35", "image: ''"));
+        let err = yaml(&text).unwrap_err();
+        assert!(matches!(err, ManifestError::Invalid { at: DocRef { document: 2, .. }, .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_warned_about_not_refused() {
+        let pods = yaml(&WEB.replace("image: busybox:1.35", "image: busybox:1.35\n    imagePullPolicyy: Never")).expect("valid");
+        assert_eq!(pods[0].warnings, ["document 1: unknown field spec.containers[0].imagePullPolicyy is ignored"]);
+        let pods = yaml(&format!("{WEB}status: {{}}\n")).expect("valid");
+        assert!(pods[0].warnings.is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_syntax_error() {
+        let err = parse_manifest(&p(), Format::Yaml, b"a: b\nc: \xff\n").unwrap_err();
+        assert!(matches!(err, ManifestError::Syntax { line: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn alias_bombs_and_recursive_anchors_are_refused_not_expanded() {
+        let mut bomb = String::from("a: &a [x,x,x,x,x,x,x,x,x,x]\n");
+        for i in 1..12 {
+            bomb.push_str(&format!("{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n",
+                (b'a' + i) as char, (b'a' + i) as char,
+                (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char));
+        }
+        assert!(yaml(&bomb).is_err());
+        assert!(yaml("a: &x [*x]\n").is_err());
+    }
+}

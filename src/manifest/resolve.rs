@@ -1,0 +1,278 @@
+//! From a directory scan to the desired [`Snapshot`]: binds pods to the node, keeps each
+//! rejected file's last good pods, and settles duplicate pod names (first file in name order
+//! wins). Pure apart from the state it carries between scans; no IO.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{Entry, FileReport, FileStatus, ManifestError, Scan, Snapshot};
+use crate::clock::Timestamp;
+use crate::pod::{ManifestRef, NodeName, PodKey, SpecHash, StaticPod};
+
+/// Turns scans into snapshots, remembering what it needs between them.
+pub struct Resolver {
+    node: NodeName,
+    /// Each file's pods from the last time it was accepted.
+    last_good: BTreeMap<PathBuf, Vec<Arc<StaticPod>>>,
+    /// When each pod version was first seen (`kubernetes.io/config.seen`).
+    seen: HashMap<SpecHash, Timestamp>,
+}
+
+impl Resolver {
+    /// A resolver for pods on `node`.
+    pub fn new(node: NodeName) -> Resolver {
+        Resolver {
+            node,
+            last_good: BTreeMap::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The desired state for `scan`, at `now`.
+    pub fn resolve(&mut self, scan: &Scan, now: Timestamp) -> Snapshot {
+        let mut files = BTreeMap::new();
+        let mut untouchable = BTreeSet::new();
+        let mut candidates: Vec<(PathBuf, Vec<Arc<StaticPod>>)> = Vec::new();
+
+        for (path, entry) in &scan.entries {
+            let mut report = FileReport {
+                status: FileStatus::Accepted,
+                pods: Vec::new(),
+                errors: Vec::new(),
+                warnings: Vec::new(),
+            };
+            match entry {
+                Entry::Ignored(reason) => report.status = FileStatus::Ignored(reason.clone()),
+                Entry::Parsed(Ok(parsed)) => match self.bind(path, parsed, now) {
+                    Ok(pods) => {
+                        report.warnings = parsed.iter().flat_map(|p| p.warnings.clone()).collect();
+                        self.last_good.insert(path.clone(), pods.clone());
+                        candidates.push((path.clone(), pods));
+                    }
+                    Err(e) => self.reject(path, e, &mut report, &mut candidates, &mut untouchable),
+                },
+                Entry::Parsed(Err(e)) => {
+                    self.reject(path, e.clone(), &mut report, &mut candidates, &mut untouchable)
+                }
+            }
+            files.insert(path.clone(), report);
+        }
+        self.last_good.retain(|p, _| scan.entries.contains_key(p));
+
+        let mut pods: BTreeMap<PodKey, Arc<StaticPod>> = BTreeMap::new();
+        for (path, list) in candidates {
+            for pod in list {
+                let report = files.get_mut(&path);
+                match pods.get(&pod.key) {
+                    Some(winner) => {
+                        if let Some(report) = report {
+                            report.errors.push(ManifestError::Conflict {
+                                path: path.clone(),
+                                at: pod.source.at,
+                                key: pod.key.clone(),
+                                winner: winner.source.path.clone(),
+                            });
+                        }
+                    }
+                    None => {
+                        if let Some(report) = report {
+                            report.pods.push(pod.key.clone());
+                        }
+                        pods.insert(pod.key.clone(), pod);
+                    }
+                }
+            }
+        }
+        let live: BTreeSet<&SpecHash> = self
+            .last_good
+            .values()
+            .flatten()
+            .map(|p| &p.hash)
+            .collect();
+        self.seen.retain(|h, _| live.contains(h));
+        Snapshot {
+            pods,
+            files,
+            untouchable,
+        }
+    }
+
+    fn reject(
+        &self,
+        path: &PathBuf,
+        error: ManifestError,
+        report: &mut FileReport,
+        candidates: &mut Vec<(PathBuf, Vec<Arc<StaticPod>>)>,
+        untouchable: &mut BTreeSet<PathBuf>,
+    ) {
+        report.status = FileStatus::Rejected;
+        report.errors.push(error);
+        match self.last_good.get(path) {
+            Some(pods) => candidates.push((path.clone(), pods.clone())),
+            None => {
+                untouchable.insert(path.clone());
+            }
+        }
+    }
+
+    fn bind(
+        &mut self,
+        path: &std::path::Path,
+        parsed: &[super::ParsedPod],
+        now: Timestamp,
+    ) -> Result<Vec<Arc<StaticPod>>, ManifestError> {
+        let mut out = Vec::with_capacity(parsed.len());
+        for p in parsed {
+            let seen = &mut self.seen;
+            let pod = StaticPod::build(
+                p.metadata.clone(),
+                p.spec.clone(),
+                &self.node,
+                ManifestRef {
+                    path: path.to_owned(),
+                    at: p.at,
+                },
+                |hash| *seen.entry(hash.clone()).or_insert(now),
+            );
+            if !super::validate::is_dns1123_subdomain(&pod.key.name) {
+                return Err(ManifestError::Invalid {
+                    path: path.to_owned(),
+                    at: p.at,
+                    issues: vec![super::FieldIssue {
+                        field: "metadata.name".to_owned(),
+                        message: format!(
+                            "with the node suffix, {:?} is not a valid pod name (at most 253 characters)",
+                            pod.key.name
+                        ),
+                    }],
+                }
+                .clone());
+            }
+            out.push(Arc::new(pod));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Format, parse_manifest};
+    use std::path::Path;
+
+    fn pod_yaml(name: &str, image: &str) -> String {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: '{image}'}}]}}\n")
+    }
+
+    fn entry(path: &Path, text: &str) -> Entry {
+        Entry::Parsed(parse_manifest(path, Format::Yaml, text.as_bytes()).map(Arc::new))
+    }
+
+    fn scan(files: &[(&str, &str)]) -> Scan {
+        let mut s = Scan::default();
+        for (name, text) in files {
+            let path = PathBuf::from(format!("/m/{name}"));
+            let e = entry(&path, text);
+            s.entries.insert(path, e);
+        }
+        s
+    }
+
+    fn key(name: &str) -> PodKey {
+        PodKey {
+            namespace: "default".into(),
+            name: format!("{name}-node1"),
+        }
+    }
+
+    #[test]
+    fn pods_are_named_with_the_node_suffix_and_annotated() {
+        let mut r = Resolver::new(NodeName::new("Node1"));
+        let snap = r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:1"))]), Timestamp(7));
+        let pod = &snap.pods[&key("web")];
+        assert_eq!(pod.metadata.name.as_deref(), Some("web-node1"));
+        assert_eq!(pod.spec.node_name.as_deref(), Some("node1"));
+        let ann = pod.metadata.annotations.as_ref().expect("annotations");
+        assert_eq!(ann["kubernetes.io/config.source"], "file");
+        assert_eq!(ann["kubernetes.io/config.hash"], pod.hash.as_str());
+        assert_eq!(ann["kubernetes.io/config.seen"], "1970-01-01T00:00:00.000000007Z");
+        assert_eq!(pod.metadata.uid.as_deref(), Some(pod.uid.as_str()));
+    }
+
+    #[test]
+    fn config_seen_is_kept_while_the_hash_is_unchanged() {
+        let mut r = Resolver::new(NodeName::new("node1"));
+        let s = scan(&[("web.yaml", &pod_yaml("web", "i:1"))]);
+        let first = r.resolve(&s, Timestamp(1));
+        let second = r.resolve(&s, Timestamp(2));
+        assert_eq!(first, second);
+        let edited = r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:2"))]), Timestamp(3));
+        let ann = edited.pods[&key("web")].metadata.annotations.clone().expect("annotations");
+        assert_eq!(ann["kubernetes.io/config.seen"], Timestamp(3).rfc3339_nanos());
+    }
+
+    #[test]
+    fn a_rejected_file_keeps_its_last_good_pods() {
+        let mut r = Resolver::new(NodeName::new("node1"));
+        let good = r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:1"))]), Timestamp(1));
+        let bad = r.resolve(&scan(&[("web.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web\n")]), Timestamp(2));
+        assert_eq!(good.pods, bad.pods);
+        let report = &bad.files[Path::new("/m/web.yaml")];
+        assert_eq!(report.status, FileStatus::Rejected);
+        assert_eq!(report.pods, [key("web")]);
+        assert!(matches!(report.errors[..], [ManifestError::Syntax { .. }]));
+        assert!(bad.untouchable.is_empty());
+        // fixing the file applies the fix
+        let fixed = r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:2"))]), Timestamp(3));
+        assert_eq!(fixed.pods[&key("web")].spec.containers[0].image.as_deref(), Some("i:2"));
+    }
+
+    #[test]
+    fn a_file_rejected_since_startup_is_untouchable() {
+        let mut r = Resolver::new(NodeName::new("node1"));
+        let snap = r.resolve(&scan(&[("web.yaml", "kind: Pod\n")]), Timestamp(1));
+        assert!(snap.pods.is_empty());
+        assert!(snap.untouchable.contains(Path::new("/m/web.yaml")));
+    }
+
+    #[test]
+    fn duplicate_pod_first_file_wins_and_the_other_gets_a_conflict() {
+        let mut r = Resolver::new(NodeName::new("node1"));
+        let s = scan(&[("a.yaml", &pod_yaml("web", "i:1")), ("b.yaml", &pod_yaml("web", "i:2"))]);
+        let snap = r.resolve(&s, Timestamp(1));
+        let winner = &snap.pods[&key("web")];
+        assert_eq!(winner.source.path, Path::new("/m/a.yaml"));
+        let loser = &snap.files[Path::new("/m/b.yaml")];
+        assert!(loser.pods.is_empty());
+        assert!(
+            matches!(&loser.errors[..], [ManifestError::Conflict { winner, .. }] if winner == Path::new("/m/a.yaml")),
+            "{:?}",
+            loser.errors
+        );
+        // deleting the losing file leaves the winner exactly as it was
+        let after = r.resolve(&scan(&[("a.yaml", &pod_yaml("web", "i:1"))]), Timestamp(2));
+        assert_eq!(after.pods[&key("web")], *winner);
+    }
+
+    #[test]
+    fn deleted_file_drops_its_pods_and_its_last_good() {
+        let mut r = Resolver::new(NodeName::new("node1"));
+        r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:1"))]), Timestamp(1));
+        let gone = r.resolve(&scan(&[]), Timestamp(2));
+        assert!(gone.pods.is_empty());
+        // re-adding it broken does not resurrect the old pod
+        let bad = r.resolve(&scan(&[("web.yaml", "kind: Pod\n")]), Timestamp(3));
+        assert!(bad.pods.is_empty());
+    }
+
+    #[test]
+    fn overlong_name_with_node_suffix_is_rejected() {
+        let long = "a".repeat(250);
+        let mut r = Resolver::new(NodeName::new("node1"));
+        let snap = r.resolve(&scan(&[("web.yaml", &pod_yaml(&long, "i:1"))]), Timestamp(1));
+        assert!(snap.pods.is_empty());
+        let report = &snap.files[Path::new("/m/web.yaml")];
+        assert!(matches!(&report.errors[..], [ManifestError::Invalid { .. }]));
+    }
+}

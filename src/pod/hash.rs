@@ -1,0 +1,248 @@
+//! Hashes that identify pod and container versions.
+//!
+//! They live in the labels and annotations of running containers, so they must not change
+//! between podvisor versions for the same input: SHA-256 over a canonical JSON form (object
+//! keys sorted, no whitespace), never a std hasher. The golden tests below pin them; changing
+//! one of those expected values restarts every pod on every upgraded node.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{ContainerHash, NodeName, PodUid, SpecHash};
+
+/// Pod-spec fields that decide nothing about the sandbox: changing them never recreates it.
+/// `containers` is replaced by the parts of the containers that do shape it (ports, privilege).
+const NOT_SANDBOX_FIELDS: &[&str] = &[
+    "containers",
+    "restartPolicy",
+    "terminationGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    "tolerations",
+    "nodeSelector",
+    "affinity",
+    "schedulerName",
+];
+
+/// Writes `v` as compact JSON with object keys in byte order, whatever the map type.
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn to_value<T: serde::Serialize>(t: &T) -> Value {
+    // k8s-openapi types serialize into JSON infallibly (string keys, no non-finite floats).
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+fn digest(domain: &str, body: &Value, node: &NodeName, path: &Path) -> String {
+    let mut h = Sha256::new();
+    h.update(domain.as_bytes());
+    h.update(canonical_json(body).as_bytes());
+    h.update(b"\nhost:");
+    h.update(node.as_str().as_bytes());
+    h.update(b"\nfile:");
+    h.update(path.as_os_str().as_encoded_bytes());
+    hex(&h.finalize()[..16])
+}
+
+/// The pod version hash and the sandbox UID of a defaulted pod, before the node suffix is added
+/// to its name (as the kubelet hashes), from `node` and the manifest `path`.
+///
+/// * hash: everything in the pod.
+/// * UID: everything except container-only fields; see `NOT_SANDBOX_FIELDS`.
+pub fn pod_hashes(
+    metadata: &ObjectMeta,
+    spec: &PodSpec,
+    node: &NodeName,
+    path: &Path,
+) -> (SpecHash, PodUid) {
+    let mut pod = Map::new();
+    pod.insert("apiVersion".into(), Value::from("v1"));
+    pod.insert("kind".into(), Value::from("Pod"));
+    pod.insert("metadata".into(), to_value(metadata));
+    pod.insert("spec".into(), to_value(spec));
+    let pod = Value::Object(pod);
+    let hash = SpecHash(digest("pod\n", &pod, node, path));
+
+    let mut sandbox = pod;
+    if let Some(Value::Object(spec_map)) = sandbox.get_mut("spec") {
+        for field in NOT_SANDBOX_FIELDS {
+            spec_map.remove(*field);
+        }
+        let ports: Vec<Value> = spec
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .map(to_value)
+            .collect();
+        let privileged = spec.containers.iter().any(|c| {
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.privileged)
+                .unwrap_or(false)
+        });
+        let mut shape = Map::new();
+        shape.insert("ports".into(), Value::Array(ports));
+        shape.insert("privileged".into(), Value::Bool(privileged));
+        spec_map.insert("containers".into(), Value::Object(shape));
+    }
+    let uid = PodUid(digest("sandbox\n", &sandbox, node, path));
+    (hash, uid)
+}
+
+/// A container's version: 64 bits of SHA-256 over its canonical JSON, in hex.
+pub fn container_hash(c: &Container) -> ContainerHash {
+    let digest = Sha256::digest(canonical_json(&to_value(c)).as_bytes());
+    ContainerHash(hex(&digest[..8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerPort, EnvVar};
+
+    fn sample() -> (ObjectMeta, PodSpec) {
+        let meta = ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("default".into()),
+            labels: Some([("app".to_owned(), "web".to_owned())].into()),
+            ..Default::default()
+        };
+        let spec = PodSpec {
+            containers: vec![Container {
+                name: "web".into(),
+                image: Some("podvisor.local/busybox:1.35".into()),
+                command: Some(vec!["httpd".into(), "-f".into()]),
+                ..Default::default()
+            }],
+            restart_policy: Some("Always".into()),
+            ..Default::default()
+        };
+        (meta, spec)
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let v: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":"x"}}"#)
+            .expect("valid json");
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":"x","d":[{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    /// Golden values: these hashes are stored in the labels of running containers. If this test
+    /// fails, the change restarts every pod on upgrade; do not update the values lightly.
+    /// The pod hash reproduces outside Rust:
+    /// `printf 'pod\n<CANONICAL>\nhost:node-1\nfile:/etc/kubernetes/manifests/web.yaml' | sha256sum | cut -c1-32`
+    #[test]
+    fn hashes_are_pinned_golden_values() {
+        let (meta, spec) = sample();
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec});
+        assert_eq!(
+            canonical_json(&pod),
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"labels":{"app":"web"},"name":"web","namespace":"default"},"spec":{"containers":[{"command":["httpd","-f"],"image":"podvisor.local/busybox:1.35","name":"web"}],"restartPolicy":"Always"}}"#
+        );
+        let node = NodeName::new("Node-1");
+        let (hash, uid) = pod_hashes(&meta, &spec, &node, Path::new("/etc/kubernetes/manifests/web.yaml"));
+        assert_eq!(hash.as_str(), "d8e88200a7c3fd5488a6435ab363152b");
+        assert_eq!(uid.as_str(), "d4e09c96f068997065e5c07befda4e29");
+        assert_eq!(container_hash(&spec.containers[0]).as_str(), "219ab59d6a6cc3e6");
+    }
+
+    #[test]
+    fn hash_depends_on_node_and_path() {
+        let (meta, spec) = sample();
+        let a = pod_hashes(&meta, &spec, &NodeName::new("a"), Path::new("/m/web.yaml"));
+        let b = pod_hashes(&meta, &spec, &NodeName::new("b"), Path::new("/m/web.yaml"));
+        let c = pod_hashes(&meta, &spec, &NodeName::new("a"), Path::new("/m/web2.yaml"));
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.0.as_str().len(), 32);
+    }
+
+    #[test]
+    fn container_only_change_keeps_the_sandbox_uid_but_changes_the_hash() {
+        let (meta, spec) = sample();
+        let node = NodeName::new("n");
+        let path = Path::new("/m/web.yaml");
+        let before = pod_hashes(&meta, &spec, &node, path);
+        let mut edited = spec.clone();
+        edited.containers[0].env = Some(vec![EnvVar {
+            name: "A".into(),
+            value: Some("1".into()),
+            ..Default::default()
+        }]);
+        edited.termination_grace_period_seconds = Some(5);
+        let after = pod_hashes(&meta, &edited, &node, path);
+        assert_ne!(before.0, after.0);
+        assert_eq!(before.1, after.1);
+        assert_ne!(
+            container_hash(&spec.containers[0]),
+            container_hash(&edited.containers[0])
+        );
+    }
+
+    #[test]
+    fn sandbox_shaping_changes_change_the_uid() {
+        let (meta, spec) = sample();
+        let node = NodeName::new("n");
+        let path = Path::new("/m/web.yaml");
+        let base = pod_hashes(&meta, &spec, &node, path).1;
+
+        let mut host_net = spec.clone();
+        host_net.host_network = Some(true);
+        assert_ne!(base, pod_hashes(&meta, &host_net, &node, path).1);
+
+        let mut ports = spec.clone();
+        ports.containers[0].ports = Some(vec![ContainerPort {
+            container_port: 80,
+            host_port: Some(8080),
+            ..Default::default()
+        }]);
+        assert_ne!(base, pod_hashes(&meta, &ports, &node, path).1);
+
+        let mut labels = meta.clone();
+        labels.labels = Some([("app".to_owned(), "other".to_owned())].into());
+        assert_ne!(base, pod_hashes(&labels, &spec, &node, path).1);
+    }
+}

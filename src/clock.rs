@@ -14,8 +14,11 @@ pub struct Timestamp(pub i64);
 
 impl Timestamp {
     /// This timestamp plus a duration, saturating.
-    pub fn add(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)))
+    pub fn plus(self, d: Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// How long after `earlier` this is; zero when it is not later.
@@ -95,7 +98,7 @@ impl Clock {
     pub fn now(&self) -> Timestamp {
         match self {
             Clock::System => Timestamp::from_system(SystemTime::now()),
-            Clock::Tokio { base, origin } => base.add(origin.elapsed()),
+            Clock::Tokio { base, origin } => base.plus(origin.elapsed()),
         }
     }
 
@@ -111,7 +114,10 @@ mod tests {
 
     #[test]
     fn formats_rfc3339_with_nanoseconds() {
-        assert_eq!(Timestamp(0).rfc3339_nanos(), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            Timestamp(0).rfc3339_nanos(),
+            "1970-01-01T00:00:00.000000000Z"
+        );
         assert_eq!(
             Timestamp(1_700_000_000_123_456_789).rfc3339_nanos(),
             "2023-11-14T22:13:20.123456789Z"

@@ -49,7 +49,11 @@ fn parse(s: &str) -> Result<Parsed, QuantityError> {
         .parse()
         .map_err(|_| QuantityError::TooLarge(s.to_owned()))?;
     let mut scale = u32::try_from(frac_part.len()).map_err(|_| syntax())?;
-    let pow10 = |e: u32| 10u128.checked_pow(e).ok_or(QuantityError::TooLarge(s.to_owned()));
+    let pow10 = |e: u32| {
+        10u128
+            .checked_pow(e)
+            .ok_or(QuantityError::TooLarge(s.to_owned()))
+    };
     let multiplier = match suffix {
         "" => 1,
         "Ki" => 1 << 10,

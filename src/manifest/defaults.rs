@@ -255,7 +255,10 @@ mod tests {
         assert_eq!(tolerations[0].operator.as_deref(), Some("Exists"));
         assert_eq!(tolerations[0].effect.as_deref(), Some("NoExecute"));
         let c = &spec.containers[0];
-        assert_eq!(c.termination_message_path.as_deref(), Some("/dev/termination-log"));
+        assert_eq!(
+            c.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
         assert_eq!(c.termination_message_policy.as_deref(), Some("File"));
     }
 
@@ -285,7 +288,10 @@ mod tests {
         apply_defaults(&mut p);
         let spec = p.spec.expect("spec");
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
-        assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            spec.containers[0].image_pull_policy.as_deref(),
+            Some("Never")
+        );
     }
 
     #[test]
@@ -297,13 +303,24 @@ mod tests {
         });
         let mut p = pod(vec![c]);
         apply_defaults(&mut p);
-        let probe = p.spec.expect("spec").containers[0].liveness_probe.clone().expect("probe");
+        let probe = p.spec.expect("spec").containers[0]
+            .liveness_probe
+            .clone()
+            .expect("probe");
         assert_eq!(
-            (probe.timeout_seconds, probe.period_seconds, probe.success_threshold, probe.failure_threshold),
+            (
+                probe.timeout_seconds,
+                probe.period_seconds,
+                probe.success_threshold,
+                probe.failure_threshold
+            ),
             (Some(1), Some(10), Some(1), Some(3))
         );
         let h = probe.http_get.expect("httpGet");
-        assert_eq!((h.path.as_deref(), h.scheme.as_deref()), (Some("/"), Some("HTTP")));
+        assert_eq!(
+            (h.path.as_deref(), h.scheme.as_deref()),
+            (Some("/"), Some("HTTP"))
+        );
     }
 
     #[test]
@@ -316,7 +333,10 @@ mod tests {
         let mut p = pod(vec![c]);
         p.spec.as_mut().expect("spec").host_network = Some(true);
         apply_defaults(&mut p);
-        let port = &p.spec.expect("spec").containers[0].ports.clone().expect("ports")[0];
+        let port = &p.spec.expect("spec").containers[0]
+            .ports
+            .clone()
+            .expect("ports")[0];
         assert_eq!(port.host_port, Some(2379));
         assert_eq!(port.protocol.as_deref(), Some("TCP"));
     }
@@ -331,7 +351,10 @@ mod tests {
         });
         let mut p = pod(vec![c]);
         apply_defaults(&mut p);
-        let r = p.spec.expect("spec").containers[0].resources.clone().expect("resources");
+        let r = p.spec.expect("spec").containers[0]
+            .resources
+            .clone()
+            .expect("resources");
         let requests = r.requests.expect("requests");
         assert_eq!(requests.get("memory"), Some(&Quantity("64Mi".into())));
         assert_eq!(requests.get("cpu"), Some(&Quantity("100m".into())));
@@ -341,16 +364,28 @@ mod tests {
     fn sourceless_volume_becomes_empty_dir_and_host_path_type_defaults_empty() {
         let mut p = pod(vec![container("busybox:1")]);
         p.spec.as_mut().expect("spec").volumes = Some(vec![
-            Volume { name: "scratch".into(), ..Default::default() },
+            Volume {
+                name: "scratch".into(),
+                ..Default::default()
+            },
             Volume {
                 name: "certs".into(),
-                host_path: Some(HostPathVolumeSource { path: "/etc/ssl".into(), type_: None }),
+                host_path: Some(HostPathVolumeSource {
+                    path: "/etc/ssl".into(),
+                    type_: None,
+                }),
                 ..Default::default()
             },
         ]);
         apply_defaults(&mut p);
         let volumes = p.spec.expect("spec").volumes.expect("volumes");
         assert!(volumes[0].empty_dir.is_some());
-        assert_eq!(volumes[1].host_path.as_ref().and_then(|h| h.type_.as_deref()), Some(""));
+        assert_eq!(
+            volumes[1]
+                .host_path
+                .as_ref()
+                .and_then(|h| h.type_.as_deref()),
+            Some("")
+        );
     }
 }

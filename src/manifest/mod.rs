@@ -33,7 +33,7 @@ pub use parse::{ParsedPod, parse_manifest};
 pub use resolve::Resolver;
 pub use scan::{Entry, MAX_MANIFEST_BYTES, Scan, ScanError, Scanner};
 pub use validate::{FieldIssue, validate};
-// watch exports below
+pub use watch::{WatchConfig, watch};
 
 fn join_issues(issues: &[FieldIssue]) -> String {
     issues

@@ -113,7 +113,12 @@ fn parse_yaml(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, Value)>, Manifest
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let before = &bytes[..e.valid_up_to()];
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-        let column = before.len() - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
         ManifestError::Syntax {
             path: path.to_owned(),
             line,
@@ -168,7 +173,12 @@ fn pod_values(
         item: None,
     };
     let Value::Object(map) = &doc else {
-        return Err(decode_error(path, at, ".", "a document must be a mapping (a Pod)"));
+        return Err(decode_error(
+            path,
+            at,
+            ".",
+            "a document must be a mapping (a Pod)",
+        ));
     };
     let api_version = map.get("apiVersion").and_then(Value::as_str);
     let kind = map.get("kind").and_then(Value::as_str);
@@ -193,7 +203,12 @@ fn pod_values(
         "Pod" => Ok(vec![(at, doc)]),
         "List" | "PodList" => {
             let Some(Value::Array(items)) = map.get("items") else {
-                return Err(decode_error(path, at, "items", "a List needs an items array"));
+                return Err(decode_error(
+                    path,
+                    at,
+                    "items",
+                    "a List needs an items array",
+                ));
             };
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -208,14 +223,19 @@ fn pod_values(
                         m.entry("apiVersion").or_insert_with(|| Value::from("v1"));
                         m.entry("kind").or_insert_with(|| Value::from("Pod"));
                     }
-                    match (m.get("apiVersion").and_then(Value::as_str), m.get("kind").and_then(Value::as_str)) {
+                    match (
+                        m.get("apiVersion").and_then(Value::as_str),
+                        m.get("kind").and_then(Value::as_str),
+                    ) {
                         (Some("v1"), Some("Pod")) => {}
                         (_, Some(other)) if other != "Pod" => {
                             return Err(decode_error(
                                 path,
                                 at,
                                 "kind",
-                                format!("{other:?} is not supported: a List in a manifest may hold only Pods"),
+                                format!(
+                                    "{other:?} is not supported: a List in a manifest may hold only Pods"
+                                ),
                             ));
                         }
                         _ => {
@@ -228,7 +248,12 @@ fn pod_values(
                         }
                     }
                 } else {
-                    return Err(decode_error(path, at, ".", "a List item must be a mapping (a Pod)"));
+                    return Err(decode_error(
+                        path,
+                        at,
+                        ".",
+                        "a List item must be a mapping (a Pod)",
+                    ));
                 }
                 out.push((at, item));
             }
@@ -238,7 +263,9 @@ fn pod_values(
             path,
             at,
             "kind",
-            format!("{other:?} is not supported: static pod manifests hold Pods (or a v1 List of Pods)"),
+            format!(
+                "{other:?} is not supported: static pod manifests hold Pods (or a v1 List of Pods)"
+            ),
         )),
     }
 }
@@ -333,14 +360,26 @@ mod tests {
         assert_eq!(pods.len(), 1);
         assert_eq!(pods[0].metadata.name.as_deref(), Some("web"));
         assert_eq!(pods[0].spec.restart_policy.as_deref(), Some("Always"));
-        assert_eq!(pods[0].at, DocRef { document: 1, item: None });
+        assert_eq!(
+            pods[0].at,
+            DocRef {
+                document: 1,
+                item: None
+            }
+        );
     }
 
     #[test]
     fn multi_document_yaml_yields_every_pod_and_skips_empty_documents() {
-        let text = format!("{WEB}---\n# nothing\n---\n{}", WEB.replace("name: web\nspec", "name: two\nspec"));
+        let text = format!(
+            "{WEB}---\n# nothing\n---\n{}",
+            WEB.replace("name: web\nspec", "name: two\nspec")
+        );
         let pods = yaml(&text).expect("valid");
-        let names: Vec<_> = pods.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
+        let names: Vec<_> = pods
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect();
         assert_eq!(names, ["web", "two"]);
         assert_eq!(pods[1].at.document, 3);
     }
@@ -348,7 +387,10 @@ mod tests {
     #[test]
     fn document_numbers_count_as_a_reader_does() {
         assert_eq!(non_empty_documents("a: 1\n---\n# c\n---\nb: 2\n"), [1, 3]);
-        assert_eq!(non_empty_documents("# header\n---\na: 1\n---\nb: 2\n"), [1, 2]);
+        assert_eq!(
+            non_empty_documents("# header\n---\na: 1\n---\nb: 2\n"),
+            [1, 2]
+        );
         assert_eq!(non_empty_documents("--- {a: 1}\n--- # x\n"), [1]);
         assert_eq!(non_empty_documents(""), Vec::<usize>::new());
     }
@@ -365,25 +407,48 @@ mod tests {
         let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: a}\n  spec: {containers: [{name: c, image: 'i:1'}]}\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: b}\n  spec: {containers: [{name: c, image: 'i:1'}]}\n";
         let pods = yaml(text).expect("valid");
         assert_eq!(pods.len(), 2);
-        assert_eq!(pods[1].at, DocRef { document: 1, item: Some(1) });
+        assert_eq!(
+            pods[1].at,
+            DocRef {
+                document: 1,
+                item: Some(1)
+            }
+        );
     }
 
     #[test]
     fn yaml_syntax_error_names_line_and_column() {
-        let err = yaml("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n   bad: indent\n").unwrap_err();
-        assert!(matches!(err, ManifestError::Syntax { line: 5, .. }), "{err}");
-        assert!(err.to_string().starts_with("/m/pod.yaml: line 5, column 7: "), "{err}");
+        let err =
+            yaml("apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\n   bad: indent\n").unwrap_err();
+        assert!(
+            matches!(err, ManifestError::Syntax { line: 5, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("/m/pod.yaml: line 5, column 7: "),
+            "{err}"
+        );
     }
 
     #[test]
     fn json_syntax_error_names_line() {
         let err = parse_manifest(&p(), Format::Json, b"{\"a\": 1,\n \"b\" }").unwrap_err();
-        assert!(matches!(err, ManifestError::Syntax { line: 2, .. }), "{err}");
+        assert!(
+            matches!(err, ManifestError::Syntax { line: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn wrong_field_type_names_document_and_field() {
-        let text = format!("{WEB}---\n{}", WEB.replace("image: busybox:1.35", "image: busybox:1.35\n    ports:\n    - containerPort: http"));
+        let text = format!(
+            "{WEB}---\n{}",
+            WEB.replace(
+                "image: busybox:1.35",
+                "image: busybox:1.35\n    ports:\n    - containerPort: http"
+            )
+        );
         let err = yaml(&text).unwrap_err();
         match &err {
             ManifestError::Decode { at, field, .. } => {
@@ -392,36 +457,72 @@ mod tests {
             }
             other => panic!("unexpected {other}"),
         }
-        assert!(err.to_string().contains("document 2: spec.containers[0].ports[0].containerPort: invalid type"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("document 2: spec.containers[0].ports[0].containerPort: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]
     fn other_kinds_and_missing_kind_are_refused() {
         let err = yaml(&WEB.replace("kind: Pod", "kind: Deployment")).unwrap_err();
-        assert!(err.to_string().contains("kind: \"Deployment\" is not supported"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("kind: \"Deployment\" is not supported"),
+            "{err}"
+        );
         let err = yaml(&WEB.replace("kind: Pod\n", "")).unwrap_err();
-        assert!(matches!(&err, ManifestError::Decode { field, .. } if field == "kind"), "{err}");
+        assert!(
+            matches!(&err, ManifestError::Decode { field, .. } if field == "kind"),
+            "{err}"
+        );
         let err = yaml(&WEB.replace("apiVersion: v1", "apiVersion: apps/v1")).unwrap_err();
-        assert!(matches!(&err, ManifestError::Decode { field, .. } if field == "apiVersion"), "{err}");
+        assert!(
+            matches!(&err, ManifestError::Decode { field, .. } if field == "apiVersion"),
+            "{err}"
+        );
     }
 
     #[test]
     fn empty_file_is_an_error() {
         assert!(matches!(yaml(""), Err(ManifestError::Empty { .. })));
-        assert!(matches!(yaml("# just a comment\n---\n"), Err(ManifestError::Empty { .. })));
+        assert!(matches!(
+            yaml("# just a comment\n---\n"),
+            Err(ManifestError::Empty { .. })
+        ));
     }
 
     #[test]
     fn one_bad_document_rejects_the_whole_file() {
-        let text = format!("{WEB}---\n{}", WEB.replace("image: busybox:1.35", "image: ''"));
+        let text = format!(
+            "{WEB}---\n{}",
+            WEB.replace("image: busybox:1.35", "image: ''")
+        );
         let err = yaml(&text).unwrap_err();
-        assert!(matches!(err, ManifestError::Invalid { at: DocRef { document: 2, .. }, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ManifestError::Invalid {
+                    at: DocRef { document: 2, .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_fields_are_warned_about_not_refused() {
-        let pods = yaml(&WEB.replace("image: busybox:1.35", "image: busybox:1.35\n    imagePullPolicyy: Never")).expect("valid");
-        assert_eq!(pods[0].warnings, ["document 1: unknown field spec.containers[0].imagePullPolicyy is ignored"]);
+        let pods = yaml(&WEB.replace(
+            "image: busybox:1.35",
+            "image: busybox:1.35\n    imagePullPolicyy: Never",
+        ))
+        .expect("valid");
+        assert_eq!(
+            pods[0].warnings,
+            ["document 1: unknown field spec.containers[0].imagePullPolicyy is ignored"]
+        );
         let pods = yaml(&format!("{WEB}status: {{}}\n")).expect("valid");
         assert!(pods[0].warnings.is_empty());
     }
@@ -429,17 +530,31 @@ mod tests {
     #[test]
     fn invalid_utf8_is_a_syntax_error() {
         let err = parse_manifest(&p(), Format::Yaml, b"a: b\nc: \xff\n").unwrap_err();
-        assert!(matches!(err, ManifestError::Syntax { line: 2, .. }), "{err}");
+        assert!(
+            matches!(err, ManifestError::Syntax { line: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn alias_bombs_and_recursive_anchors_are_refused_not_expanded() {
         let mut bomb = String::from("a: &a [x,x,x,x,x,x,x,x,x,x]\n");
         for i in 1..12 {
-            bomb.push_str(&format!("{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n",
-                (b'a' + i) as char, (b'a' + i) as char,
-                (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char, (b'a' + i - 1) as char));
+            bomb.push_str(&format!(
+                "{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n",
+                (b'a' + i) as char,
+                (b'a' + i) as char,
+                (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char,
+                (b'a' + i - 1) as char
+            ));
         }
         assert!(yaml(&bomb).is_err());
         assert!(yaml("a: &x [*x]\n").is_err());

@@ -52,9 +52,13 @@ impl Resolver {
                     }
                     Err(e) => self.reject(path, e, &mut report, &mut candidates, &mut untouchable),
                 },
-                Entry::Parsed(Err(e)) => {
-                    self.reject(path, e.clone(), &mut report, &mut candidates, &mut untouchable)
-                }
+                Entry::Parsed(Err(e)) => self.reject(
+                    path,
+                    e.clone(),
+                    &mut report,
+                    &mut candidates,
+                    &mut untouchable,
+                ),
             }
             files.insert(path.clone(), report);
         }
@@ -84,12 +88,8 @@ impl Resolver {
                 }
             }
         }
-        let live: BTreeSet<&SpecHash> = self
-            .last_good
-            .values()
-            .flatten()
-            .map(|p| &p.hash)
-            .collect();
+        let live: BTreeSet<&SpecHash> =
+            self.last_good.values().flatten().map(|p| &p.hash).collect();
         self.seen.retain(|h, _| live.contains(h));
         Snapshot {
             pods,
@@ -162,7 +162,9 @@ mod tests {
     use std::path::Path;
 
     fn pod_yaml(name: &str, image: &str) -> String {
-        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: '{image}'}}]}}\n")
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: '{image}'}}]}}\n"
+        )
     }
 
     fn entry(path: &Path, text: &str) -> Entry {
@@ -189,14 +191,20 @@ mod tests {
     #[test]
     fn pods_are_named_with_the_node_suffix_and_annotated() {
         let mut r = Resolver::new(NodeName::new("Node1"));
-        let snap = r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:1"))]), Timestamp(7));
+        let snap = r.resolve(
+            &scan(&[("web.yaml", &pod_yaml("web", "i:1"))]),
+            Timestamp(7),
+        );
         let pod = &snap.pods[&key("web")];
         assert_eq!(pod.metadata.name.as_deref(), Some("web-node1"));
         assert_eq!(pod.spec.node_name.as_deref(), Some("node1"));
         let ann = pod.metadata.annotations.as_ref().expect("annotations");
         assert_eq!(ann["kubernetes.io/config.source"], "file");
         assert_eq!(ann["kubernetes.io/config.hash"], pod.hash.as_str());
-        assert_eq!(ann["kubernetes.io/config.seen"], "1970-01-01T00:00:00.000000007Z");
+        assert_eq!(
+            ann["kubernetes.io/config.seen"],
+            "1970-01-01T00:00:00.000000007Z"
+        );
         assert_eq!(pod.metadata.uid.as_deref(), Some(pod.uid.as_str()));
     }
 
@@ -207,16 +215,35 @@ mod tests {
         let first = r.resolve(&s, Timestamp(1));
         let second = r.resolve(&s, Timestamp(2));
         assert_eq!(first, second);
-        let edited = r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:2"))]), Timestamp(3));
-        let ann = edited.pods[&key("web")].metadata.annotations.clone().expect("annotations");
-        assert_eq!(ann["kubernetes.io/config.seen"], Timestamp(3).rfc3339_nanos());
+        let edited = r.resolve(
+            &scan(&[("web.yaml", &pod_yaml("web", "i:2"))]),
+            Timestamp(3),
+        );
+        let ann = edited.pods[&key("web")]
+            .metadata
+            .annotations
+            .clone()
+            .expect("annotations");
+        assert_eq!(
+            ann["kubernetes.io/config.seen"],
+            Timestamp(3).rfc3339_nanos()
+        );
     }
 
     #[test]
     fn a_rejected_file_keeps_its_last_good_pods() {
         let mut r = Resolver::new(NodeName::new("node1"));
-        let good = r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:1"))]), Timestamp(1));
-        let bad = r.resolve(&scan(&[("web.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web\n")]), Timestamp(2));
+        let good = r.resolve(
+            &scan(&[("web.yaml", &pod_yaml("web", "i:1"))]),
+            Timestamp(1),
+        );
+        let bad = r.resolve(
+            &scan(&[(
+                "web.yaml",
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: web\n",
+            )]),
+            Timestamp(2),
+        );
         assert_eq!(good.pods, bad.pods);
         let report = &bad.files[Path::new("/m/web.yaml")];
         assert_eq!(report.status, FileStatus::Rejected);
@@ -224,8 +251,14 @@ mod tests {
         assert!(matches!(report.errors[..], [ManifestError::Syntax { .. }]));
         assert!(bad.untouchable.is_empty());
         // fixing the file applies the fix
-        let fixed = r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:2"))]), Timestamp(3));
-        assert_eq!(fixed.pods[&key("web")].spec.containers[0].image.as_deref(), Some("i:2"));
+        let fixed = r.resolve(
+            &scan(&[("web.yaml", &pod_yaml("web", "i:2"))]),
+            Timestamp(3),
+        );
+        assert_eq!(
+            fixed.pods[&key("web")].spec.containers[0].image.as_deref(),
+            Some("i:2")
+        );
     }
 
     #[test]
@@ -239,7 +272,10 @@ mod tests {
     #[test]
     fn duplicate_pod_first_file_wins_and_the_other_gets_a_conflict() {
         let mut r = Resolver::new(NodeName::new("node1"));
-        let s = scan(&[("a.yaml", &pod_yaml("web", "i:1")), ("b.yaml", &pod_yaml("web", "i:2"))]);
+        let s = scan(&[
+            ("a.yaml", &pod_yaml("web", "i:1")),
+            ("b.yaml", &pod_yaml("web", "i:2")),
+        ]);
         let snap = r.resolve(&s, Timestamp(1));
         let winner = &snap.pods[&key("web")];
         assert_eq!(winner.source.path, Path::new("/m/a.yaml"));
@@ -258,7 +294,10 @@ mod tests {
     #[test]
     fn deleted_file_drops_its_pods_and_its_last_good() {
         let mut r = Resolver::new(NodeName::new("node1"));
-        r.resolve(&scan(&[("web.yaml", &pod_yaml("web", "i:1"))]), Timestamp(1));
+        r.resolve(
+            &scan(&[("web.yaml", &pod_yaml("web", "i:1"))]),
+            Timestamp(1),
+        );
         let gone = r.resolve(&scan(&[]), Timestamp(2));
         assert!(gone.pods.is_empty());
         // re-adding it broken does not resurrect the old pod
@@ -270,9 +309,15 @@ mod tests {
     fn overlong_name_with_node_suffix_is_rejected() {
         let long = "a".repeat(250);
         let mut r = Resolver::new(NodeName::new("node1"));
-        let snap = r.resolve(&scan(&[("web.yaml", &pod_yaml(&long, "i:1"))]), Timestamp(1));
+        let snap = r.resolve(
+            &scan(&[("web.yaml", &pod_yaml(&long, "i:1"))]),
+            Timestamp(1),
+        );
         assert!(snap.pods.is_empty());
         let report = &snap.files[Path::new("/m/web.yaml")];
-        assert!(matches!(&report.errors[..], [ManifestError::Invalid { .. }]));
+        assert!(matches!(
+            &report.errors[..],
+            [ManifestError::Invalid { .. }]
+        ));
     }
 }

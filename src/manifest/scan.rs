@@ -206,7 +206,11 @@ mod tests {
         scan.entries
             .iter()
             .map(|(p, e)| {
-                let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_owned();
+                let n = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .to_owned();
                 let what = match e {
                     Entry::Ignored(_) => "ignored",
                     Entry::Parsed(Ok(_)) => "ok",
@@ -245,11 +249,14 @@ mod tests {
         fs::create_dir(&v1).expect("mkdir");
         fs::write(v1.join("web.yaml"), POD.replace("NAME", "web")).expect("write");
         std::os::unix::fs::symlink("..2024_01_01", dir.path().join("..data")).expect("symlink");
-        std::os::unix::fs::symlink("..data/web.yaml", dir.path().join("web.yaml")).expect("symlink");
+        std::os::unix::fs::symlink("..data/web.yaml", dir.path().join("web.yaml"))
+            .expect("symlink");
         let mut scanner = Scanner::new(dir.path());
         let scan = scanner.scan().expect("scan");
         let web = &scan.entries[&dir.path().join("web.yaml")];
-        assert!(matches!(web, Entry::Parsed(Ok(p)) if p[0].metadata.name.as_deref() == Some("web")));
+        assert!(
+            matches!(web, Entry::Parsed(Ok(p)) if p[0].metadata.name.as_deref() == Some("web"))
+        );
         assert!(scan.link_dirs.iter().any(|d| d.ends_with("..2024_01_01")));
 
         // swap ..data to a new version, as ConfigMap-style tools do
@@ -260,7 +267,9 @@ mod tests {
         fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).expect("rename");
         let scan = scanner.scan().expect("scan");
         let web = &scan.entries[&dir.path().join("web.yaml")];
-        assert!(matches!(web, Entry::Parsed(Ok(p)) if p[0].metadata.name.as_deref() == Some("web2")));
+        assert!(
+            matches!(web, Entry::Parsed(Ok(p)) if p[0].metadata.name.as_deref() == Some("web2"))
+        );
     }
 
     #[test]
@@ -270,7 +279,10 @@ mod tests {
         let f = fs::File::create(&big).expect("create");
         f.set_len(MAX_MANIFEST_BYTES + 1).expect("truncate");
         let scan = Scanner::new(dir.path()).scan().expect("scan");
-        assert!(matches!(&scan.entries[&big], Entry::Parsed(Err(ManifestError::TooLarge { .. }))));
+        assert!(matches!(
+            &scan.entries[&big],
+            Entry::Parsed(Err(ManifestError::TooLarge { .. }))
+        ));
     }
 
     #[test]
@@ -283,7 +295,8 @@ mod tests {
     #[test]
     fn dangling_symlink_is_ignored() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::os::unix::fs::symlink("/nonexistent/x.yaml", dir.path().join("x.yaml")).expect("symlink");
+        std::os::unix::fs::symlink("/nonexistent/x.yaml", dir.path().join("x.yaml"))
+            .expect("symlink");
         let scan = Scanner::new(dir.path()).scan().expect("scan");
         assert_eq!(names(&scan), [("x.yaml".to_owned(), "ignored")]);
     }

@@ -177,16 +177,25 @@ mod tests {
     #[test]
     fn hashes_are_pinned_golden_values() {
         let (meta, spec) = sample();
-        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec});
+        let pod =
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec});
         assert_eq!(
             canonical_json(&pod),
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"labels":{"app":"web"},"name":"web","namespace":"default"},"spec":{"containers":[{"command":["httpd","-f"],"image":"podvisor.local/busybox:1.35","name":"web"}],"restartPolicy":"Always"}}"#
         );
         let node = NodeName::new("Node-1");
-        let (hash, uid) = pod_hashes(&meta, &spec, &node, Path::new("/etc/kubernetes/manifests/web.yaml"));
+        let (hash, uid) = pod_hashes(
+            &meta,
+            &spec,
+            &node,
+            Path::new("/etc/kubernetes/manifests/web.yaml"),
+        );
         assert_eq!(hash.as_str(), "d8e88200a7c3fd5488a6435ab363152b");
         assert_eq!(uid.as_str(), "d4e09c96f068997065e5c07befda4e29");
-        assert_eq!(container_hash(&spec.containers[0]).as_str(), "219ab59d6a6cc3e6");
+        assert_eq!(
+            container_hash(&spec.containers[0]).as_str(),
+            "219ab59d6a6cc3e6"
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!
 //! Pure data and hashing; no IO.
 
+mod expand;
 mod hash;
+mod qos;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +20,9 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub use expand::expand;
 pub use hash::{canonical_json, container_hash, pod_hashes};
+pub use qos::{QosClass, qos_class};
 
 use crate::clock::Timestamp;
 use crate::labels;
@@ -257,6 +261,11 @@ impl StaticPod {
     /// `spec.terminationGracePeriodSeconds` (defaulted to 30).
     pub fn grace_period_seconds(&self) -> i64 {
         self.spec.termination_grace_period_seconds.unwrap_or(30)
+    }
+
+    /// The QoS class.
+    pub fn qos(&self) -> QosClass {
+        qos_class(&self.spec)
     }
 
     /// `spec.hostNetwork`.

@@ -1,0 +1,29 @@
+//! podvisor: a standalone static-pod supervisor — a kubelet without an API server.
+//!
+//! The pipeline, left to right, is the module layout:
+//!
+//! ```text
+//! manifest dir ──► manifest (scan, parse, defaults, validate, resolve) ──► Snapshot
+//!                                                                          │ tokio::sync::watch
+//! runtime (CRI) ──► Observed ──┐                                          ▼
+//!                              └──► reconcile::plan(desired, observed, now) ──► Vec<PodWork>
+//!                                                                          │
+//!                                   reconcile::executor ──► runtime (CRI) ◄┘
+//! ```
+//!
+//! `manifest` turns files into [`pod::StaticPod`]s, `reconcile` decides (pure) and applies
+//! (through the [`runtime::Runtime`] trait), and `app` wires the tasks together. Nothing in
+//! `manifest` or `reconcile::plan` performs container IO.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod labels;
+pub mod manifest;
+pub mod pod;
+pub mod quantity;
+pub mod reconcile;
+pub mod runtime;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,19 @@
+//! Reconciling: from desired pods and observed runtime state to runtime actions.
+//!
+//! * `plan`: pure, no IO, no clock reads: `plan(desired, observed, now) -> actions`.
+//! * `backoff`: CrashLoopBackOff and retry arithmetic, pure.
+//! * `execute`: applies one pod's actions through the [`crate::runtime::Runtime`] trait.
+//! * `run`: the loop that observes, plans and dispatches, one task per pod.
+
+mod backoff;
+mod execute;
+mod plan;
+mod run;
+
+pub use backoff::Backoff;
+pub use execute::{Outcome, execute};
+pub use plan::{
+    Action, BackingOff, MIN_GRACE, Plan, PlanInput, PodWork, RestartKey, SandboxRef, StopReason,
+    plan,
+};
+pub use run::{ReconcileState, Reconciler, ReconcilerConfig};

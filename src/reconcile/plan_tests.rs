@@ -1,0 +1,599 @@
+//! Table tests for `plan`, and convergence: applying a plan to the fake runtime and planning
+//! again yields nothing to do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::clock::{Clock, Timestamp};
+use crate::manifest::{Entry, Format, Resolver, Scan, Snapshot, parse_manifest};
+use crate::pod::NodeName;
+use crate::reconcile::execute;
+use crate::runtime::{ContainerState, FakeRuntime, Observed, ObservedContainer, SandboxState};
+
+const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
+
+fn at(secs: u64) -> Timestamp {
+    T0.plus(Duration::from_secs(secs))
+}
+
+fn snapshot(files: &[(&str, &str)]) -> Snapshot {
+    let mut scan = Scan::default();
+    for (name, text) in files {
+        let path = PathBuf::from(format!("/m/{name}"));
+        let parsed = parse_manifest(&path, Format::Yaml, text.as_bytes()).map(Arc::new);
+        scan.entries.insert(path, Entry::Parsed(parsed));
+    }
+    Resolver::new(NodeName::new("n1")).resolve(&scan, T0)
+}
+
+fn pod_yaml(name: &str, extra_spec: &str, containers: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n{extra_spec}  containers:\n{containers}"
+    )
+}
+
+const ONE: &str = "  - {name: app, image: 'busybox:1.35', command: [sleep, '3600']}\n";
+
+struct World {
+    rt: FakeRuntime,
+    backoff: Backoff<RestartKey>,
+    now: Timestamp,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            rt: FakeRuntime::new(Clock::System),
+            backoff: Backoff::crash_loop(),
+            now: T0,
+        }
+    }
+
+    fn plan(&self, desired: &Snapshot) -> Plan {
+        self.plan_with(desired, &self.rt.snapshot())
+    }
+
+    fn plan_with(&self, desired: &Snapshot, observed: &Observed) -> Plan {
+        plan(&PlanInput {
+            desired,
+            observed,
+            now: self.now,
+            backoff: &self.backoff,
+            busy: &BTreeSet::new(),
+            retry_at: &BTreeMap::new(),
+        })
+    }
+
+    /// Plans and applies until nothing is left to do; returns the plans applied.
+    async fn converge(&mut self, desired: &Snapshot) -> Vec<Plan> {
+        let mut plans = Vec::new();
+        for _ in 0..10 {
+            let p = self.plan(desired);
+            if p.work.is_empty() {
+                return plans;
+            }
+            for work in p.work.clone() {
+                for a in &work.actions {
+                    if let Action::StartContainer {
+                        restart: Some((k, finished)),
+                        ..
+                    } = a
+                    {
+                        self.backoff.next(k, *finished, self.now);
+                    }
+                }
+                execute(&self.rt, work)
+                    .await
+                    .result
+                    .expect("fake runtime accepts the plan");
+            }
+            plans.push(p);
+        }
+        panic!("did not converge: {:?}", self.plan(desired));
+    }
+
+    fn containers(&self, name: &str) -> Vec<ObservedContainer> {
+        let mut v: Vec<_> = self
+            .rt
+            .snapshot()
+            .containers
+            .into_iter()
+            .filter(|c| c.name == name)
+            .collect();
+        v.sort_by_key(|c| c.attempt);
+        v
+    }
+}
+
+fn kinds(p: &Plan) -> Vec<&'static str> {
+    p.work
+        .iter()
+        .flat_map(|w| &w.actions)
+        .map(|a| match a {
+            Action::StopContainers { .. } => "stop-containers",
+            Action::RemoveContainer(_) => "remove-container",
+            Action::StopSandbox(_) => "stop-sandbox",
+            Action::RemoveSandbox(_) => "remove-sandbox",
+            Action::ForgetPod { .. } => "forget",
+            Action::RunSandbox { .. } => "run-sandbox",
+            Action::StartContainer { .. } => "start",
+            Action::StartCreated(_) => "start-created",
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn new_pod_gets_a_sandbox_then_its_containers() {
+    let w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["run-sandbox", "start"]);
+    match &p.work[0].actions[1] {
+        Action::StartContainer {
+            sandbox,
+            name,
+            attempt,
+            restart,
+            ..
+        } => {
+            assert_eq!(
+                (sandbox, name.as_str(), *attempt, restart),
+                (&SandboxRef::New, "app", 0, &None)
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn applying_a_plan_then_planning_again_yields_nothing() {
+    let mut w = World::new();
+    let two = format!("{ONE}  - {{name: side, image: 'busybox:1.35'}}\n");
+    let desired = snapshot(&[
+        ("a.yaml", &pod_yaml("a", "", ONE)),
+        ("b.yaml", &pod_yaml("b", "  hostNetwork: true\n", &two)),
+        (
+            "c.yaml",
+            &pod_yaml(
+                "c",
+                "  initContainers:\n  - {name: init, image: 'busybox:1.35'}\n",
+                ONE,
+            ),
+        ),
+    ]);
+    let plans = w.converge(&desired).await;
+    assert!(!plans.is_empty());
+    // the init container runs and stays running in the fake, so c waits for it
+    assert_eq!(w.rt.running("a-n1").len(), 1);
+    assert_eq!(w.rt.running("b-n1").len(), 2);
+    assert_eq!(w.plan(&desired).work, Vec::<PodWork>::new());
+}
+
+#[tokio::test]
+async fn removed_manifest_stops_pod_with_grace_and_removes_it() {
+    let mut w = World::new();
+    let desired = snapshot(&[(
+        "a.yaml",
+        &pod_yaml("a", "  terminationGracePeriodSeconds: 7\n", ONE),
+    )]);
+    w.converge(&desired).await;
+    let p = w.plan(&snapshot(&[]));
+    assert_eq!(
+        kinds(&p),
+        [
+            "stop-containers",
+            "stop-sandbox",
+            "remove-sandbox",
+            "forget"
+        ]
+    );
+    match &p.work[0].actions[0] {
+        Action::StopContainers { containers, reason } => {
+            assert_eq!(containers[0].2, Duration::from_secs(7));
+            assert_eq!(*reason, StopReason::PodRemoved);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    w.converge(&snapshot(&[])).await;
+    assert_eq!(w.rt.snapshot(), Observed::default());
+}
+
+#[tokio::test]
+async fn zero_grace_period_still_gets_the_two_second_floor() {
+    let mut w = World::new();
+    w.converge(&snapshot(&[(
+        "a.yaml",
+        &pod_yaml("a", "  terminationGracePeriodSeconds: 0\n", ONE),
+    )]))
+    .await;
+    let p = w.plan(&snapshot(&[]));
+    assert!(
+        matches!(&p.work[0].actions[0], Action::StopContainers { containers, .. } if containers[0].2 == MIN_GRACE)
+    );
+}
+
+#[tokio::test]
+async fn pods_of_a_file_rejected_since_startup_are_left_alone() {
+    let mut w = World::new();
+    w.converge(&snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]))
+        .await;
+    // podvisor restarted and the file is now broken: no last good version is known
+    let broken = snapshot(&[("a.yaml", "kind: Pod\n")]);
+    assert!(broken.untouchable.contains(Path::new("/m/a.yaml")));
+    assert_eq!(w.plan(&broken).work, Vec::<PodWork>::new());
+}
+
+#[tokio::test]
+async fn container_only_change_restarts_only_that_container() {
+    let mut w = World::new();
+    let two = format!("{ONE}  - {{name: side, image: 'busybox:1.35'}}\n");
+    w.converge(&snapshot(&[("a.yaml", &pod_yaml("a", "", &two))]))
+        .await;
+    let sandbox_before = w.rt.snapshot().sandboxes[0].id.clone();
+    let side_before = w.containers("side")[0].id.clone();
+    let edited = two.replace("command: [sleep, '3600']", "command: [sleep, '7200']");
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", &edited))]);
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["stop-containers", "start"]);
+    assert!(matches!(
+        &p.work[0].actions[0],
+        Action::StopContainers {
+            reason: StopReason::SpecChanged,
+            ..
+        }
+    ));
+    assert!(matches!(
+        &p.work[0].actions[1],
+        Action::StartContainer {
+            attempt: 1,
+            restart: None,
+            ..
+        }
+    ));
+    w.converge(&desired).await;
+    let after = w.rt.snapshot();
+    assert_eq!(after.sandboxes.len(), 1);
+    assert_eq!(after.sandboxes[0].id, sandbox_before);
+    assert_eq!(w.rt.running("a-n1").len(), 2);
+    assert!(
+        w.rt.running("a-n1").iter().any(|c| c.id == side_before),
+        "the untouched container kept running"
+    );
+}
+
+#[tokio::test]
+async fn sandbox_change_stops_the_old_pod_fully_before_starting_the_new_one() {
+    let mut w = World::new();
+    w.converge(&snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]))
+        .await;
+    let old = w.rt.snapshot().sandboxes[0].id.clone();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "  hostNetwork: true\n", ONE))]);
+    let p = w.plan(&desired);
+    assert_eq!(
+        kinds(&p),
+        [
+            "stop-containers",
+            "stop-sandbox",
+            "remove-sandbox",
+            "forget",
+            "run-sandbox",
+            "start"
+        ]
+    );
+    assert!(matches!(
+        &p.work[0].actions[0],
+        Action::StopContainers {
+            reason: StopReason::PodReplaced,
+            ..
+        }
+    ));
+    assert_eq!(p.work[0].actions[2], Action::RemoveSandbox(old));
+    w.converge(&desired).await;
+    assert_eq!(w.rt.snapshot().sandboxes.len(), 1);
+}
+
+#[tokio::test]
+async fn crashed_container_restarts_at_once_then_backs_off() {
+    let mut w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    w.converge(&desired).await;
+
+    // first crash: restarted immediately, with attempt 1
+    let c0 = w.containers("app")[0].id.clone();
+    w.rt.exit_container(&c0, 1);
+    let finished = w.containers("app")[0].finished_at.expect("finished");
+    w.now = finished;
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["start"]);
+    assert!(matches!(
+        &p.work[0].actions[0],
+        Action::StartContainer {
+            attempt: 1,
+            restart: Some(_),
+            ..
+        }
+    ));
+    w.converge(&desired).await;
+
+    // second crash: waits 10 s from the exit (meanwhile the older dead instance goes),
+    // then restarts exactly at expiry
+    let c1 = w.containers("app")[1].id.clone();
+    w.rt.exit_container(&c1, 1);
+    let finished = w.containers("app")[1].finished_at.expect("finished");
+    w.now = finished;
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["remove-container"]);
+    assert_eq!(p.work[0].actions[0], Action::RemoveContainer(c0));
+    assert_eq!(p.wake_at, Some(finished.plus(Duration::from_secs(10))));
+    assert_eq!(p.backing_off.len(), 1);
+    w.converge(&desired).await;
+    w.now = finished.plus(Duration::from_nanos(9_999_999_999));
+    assert!(w.plan(&desired).work.is_empty(), "not a nanosecond early");
+    w.now = finished.plus(Duration::from_secs(10));
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["start"]);
+    assert!(matches!(
+        &p.work[0].actions[0],
+        Action::StartContainer {
+            attempt: 2,
+            restart: Some(_),
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn at_most_one_dead_instance_per_container_is_kept() {
+    let mut w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    w.converge(&desired).await;
+    for _ in 0..4 {
+        let running = w.rt.running("a-n1")[0].id.clone();
+        w.rt.exit_container(&running, 2);
+        w.now = w.now.plus(Duration::from_secs(400));
+        w.converge(&desired).await;
+    }
+    let app = w.containers("app");
+    assert_eq!(app.len(), 2, "{app:?}");
+    assert_eq!((app[0].state, app[0].attempt), (ContainerState::Exited, 3));
+    assert_eq!((app[1].state, app[1].attempt), (ContainerState::Running, 4));
+}
+
+#[tokio::test]
+async fn restart_policy_never_leaves_an_exited_container_and_stops_the_sandbox() {
+    let mut w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "  restartPolicy: Never\n", ONE))]);
+    w.converge(&desired).await;
+    let c = w.containers("app")[0].id.clone();
+    w.rt.exit_container(&c, 1);
+    assert_eq!(kinds(&w.plan(&desired)), ["stop-sandbox"]);
+    w.converge(&desired).await;
+    assert_eq!(w.rt.snapshot().sandboxes[0].state, SandboxState::NotReady);
+    assert_eq!(w.containers("app").len(), 1, "kept for status and logs");
+}
+
+#[tokio::test]
+async fn restart_policy_on_failure_restarts_only_failures() {
+    let mut w = World::new();
+    let desired = snapshot(&[(
+        "a.yaml",
+        &pod_yaml("a", "  restartPolicy: OnFailure\n", ONE),
+    )]);
+    w.converge(&desired).await;
+    let c = w.containers("app")[0].id.clone();
+    w.rt.exit_container(&c, 3);
+    assert_eq!(kinds(&w.plan(&desired)), ["start"]);
+    w.converge(&desired).await;
+    let c = w.rt.running("a-n1")[0].id.clone();
+    w.rt.exit_container(&c, 0);
+    // the older failed instance goes (one dead instance per name), and the pod is done
+    assert_eq!(
+        kinds(&w.plan(&desired)),
+        ["remove-container", "stop-sandbox"]
+    );
+}
+
+#[tokio::test]
+async fn edited_container_of_a_completed_never_pod_runs_again() {
+    let mut w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "  restartPolicy: Never\n", ONE))]);
+    w.converge(&desired).await;
+    let c = w.containers("app")[0].id.clone();
+    w.rt.exit_container(&c, 0);
+    w.converge(&desired).await;
+    let edited = snapshot(&[(
+        "a.yaml",
+        &pod_yaml("a", "  restartPolicy: Never\n", &ONE.replace("3600", "60")),
+    )]);
+    let p = w.plan(&edited);
+    assert_eq!(kinds(&p), ["remove-sandbox", "run-sandbox", "start"]);
+    assert!(matches!(
+        &p.work[0].actions[2],
+        Action::StartContainer { attempt: 1, .. }
+    ));
+}
+
+#[tokio::test]
+async fn init_containers_run_one_at_a_time_before_app_containers() {
+    let mut w = World::new();
+    let spec = "  initContainers:\n  - {name: init1, image: 'busybox:1.35'}\n  - {name: init2, image: 'busybox:1.35'}\n";
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", spec, ONE))]);
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["run-sandbox", "start"]);
+    assert!(
+        matches!(&p.work[0].actions[1], Action::StartContainer { name, .. } if name == "init1")
+    );
+    w.converge(&desired).await;
+    assert_eq!(
+        w.plan(&desired).work,
+        Vec::<PodWork>::new(),
+        "waits while init1 runs"
+    );
+
+    let init1 = w.containers("init1")[0].id.clone();
+    w.rt.exit_container(&init1, 0);
+    let p = w.plan(&desired);
+    assert!(
+        matches!(&p.work[0].actions[..], [Action::StartContainer { name, .. }] if name == "init2")
+    );
+    w.converge(&desired).await;
+    let init2 = w.containers("init2")[0].id.clone();
+    w.rt.exit_container(&init2, 0);
+    let p = w.plan(&desired);
+    assert!(
+        matches!(&p.work[0].actions[..], [Action::StartContainer { name, .. }] if name == "app")
+    );
+    w.converge(&desired).await;
+    assert_eq!(w.rt.running("a-n1").len(), 1);
+}
+
+#[tokio::test]
+async fn failed_init_container_is_retried_unless_restart_policy_never() {
+    let mut w = World::new();
+    let spec = "  initContainers:\n  - {name: init, image: 'busybox:1.35'}\n";
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", spec, ONE))]);
+    w.converge(&desired).await;
+    let init = w.containers("init")[0].id.clone();
+    w.rt.exit_container(&init, 1);
+    let p = w.plan(&desired);
+    assert!(
+        matches!(&p.work[0].actions[..], [Action::StartContainer { name, attempt: 1, .. }] if name == "init")
+    );
+
+    let mut w = World::new();
+    let never = snapshot(&[(
+        "a.yaml",
+        &pod_yaml("a", &format!("  restartPolicy: Never\n{spec}"), ONE),
+    )]);
+    w.converge(&never).await;
+    let init = w.containers("init")[0].id.clone();
+    w.rt.exit_container(&init, 1);
+    assert_eq!(kinds(&w.plan(&never)), ["stop-sandbox"]);
+}
+
+#[tokio::test]
+async fn sidecars_start_in_order_and_do_not_block_the_next_container() {
+    let mut w = World::new();
+    let spec = "  initContainers:\n  - {name: proxy, image: 'busybox:1.35', restartPolicy: Always}\n  - {name: init, image: 'busybox:1.35'}\n";
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", spec, ONE))]);
+    w.converge(&desired).await;
+    assert_eq!(w.containers("proxy").len(), 1);
+    assert_eq!(
+        w.containers("init").len(),
+        1,
+        "started while the sidecar keeps running"
+    );
+    let init = w.containers("init")[0].id.clone();
+    w.rt.exit_container(&init, 0);
+    w.converge(&desired).await;
+    let running: Vec<String> = w.rt.running("a-n1").into_iter().map(|c| c.name).collect();
+    assert_eq!(running.len(), 2);
+    assert!(running.contains(&"proxy".to_owned()) && running.contains(&"app".to_owned()));
+}
+
+#[tokio::test]
+async fn dead_sandbox_is_replaced_with_a_higher_attempt_and_restart_counts_continue() {
+    let mut w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    w.converge(&desired).await;
+    let sb = w.rt.snapshot().sandboxes[0].id.clone();
+    execute(
+        &w.rt,
+        PodWork {
+            key: w.rt.snapshot().sandboxes[0].key.clone(),
+            actions: vec![Action::StopSandbox(sb.clone())],
+        },
+    )
+    .await
+    .result
+    .expect("stop");
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["remove-sandbox", "run-sandbox", "start"]);
+    assert!(matches!(
+        &p.work[0].actions[1],
+        Action::RunSandbox { attempt: 1, .. }
+    ));
+    assert!(matches!(
+        &p.work[0].actions[2],
+        Action::StartContainer { attempt: 1, .. }
+    ));
+}
+
+#[tokio::test]
+async fn duplicate_ready_sandboxes_are_reduced_to_the_newest() {
+    let mut w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    w.converge(&desired).await;
+    let pod = desired.pods.values().next().expect("pod").clone();
+    let mut extra = w.rt.snapshot().sandboxes[0].clone();
+    extra.id = crate::runtime::SandboxId("zz-duplicate".into());
+    extra.attempt = 0;
+    extra.created_at = Timestamp(0);
+    w.rt.insert_sandbox(extra.clone());
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["stop-sandbox", "remove-sandbox"]);
+    assert_eq!(p.work[0].actions[1], Action::RemoveSandbox(extra.id));
+    assert_eq!(pod.key, p.work[0].key);
+}
+
+#[tokio::test]
+async fn busy_and_cooling_down_pods_are_not_planned() {
+    let w = World::new();
+    let desired = snapshot(&[
+        ("a.yaml", &pod_yaml("a", "", ONE)),
+        ("b.yaml", &pod_yaml("b", "", ONE)),
+    ]);
+    let keys: Vec<PodKey> = desired.pods.keys().cloned().collect();
+    let busy: BTreeSet<PodKey> = [keys[0].clone()].into();
+    let retry: BTreeMap<PodKey, Timestamp> = [(keys[1].clone(), at(5))].into();
+    let observed = Observed::default();
+    let p = plan(&PlanInput {
+        desired: &desired,
+        observed: &observed,
+        now: T0,
+        backoff: &w.backoff,
+        busy: &busy,
+        retry_at: &retry,
+    });
+    assert!(p.work.is_empty());
+    assert_eq!(p.wake_at, Some(at(5)));
+}
+
+#[tokio::test]
+async fn containers_dropped_from_the_manifest_are_stopped_and_removed() {
+    let mut w = World::new();
+    let two = format!("{ONE}  - {{name: side, image: 'busybox:1.35'}}\n");
+    w.converge(&snapshot(&[("a.yaml", &pod_yaml("a", "", &two))]))
+        .await;
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    // removing a container changes no sandbox-shaping field, so the sandbox stays
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["stop-containers", "remove-container"]);
+    assert!(matches!(
+        &p.work[0].actions[0],
+        Action::StopContainers {
+            reason: StopReason::ContainerRemoved,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn adopted_pods_with_matching_hashes_get_no_work() {
+    // what a restarted podvisor sees: the same runtime state, a fresh backoff table
+    let mut w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    w.converge(&desired).await;
+    let fresh = World {
+        rt: FakeRuntime::new(Clock::System),
+        backoff: Backoff::crash_loop(),
+        now: at(60),
+    };
+    assert_eq!(
+        fresh.plan_with(&desired, &w.rt.snapshot()).work,
+        Vec::<PodWork>::new()
+    );
+}

@@ -1,0 +1,265 @@
+//! The reconcile loop: observe the runtime, plan, hand each pod's actions to a task, repeat.
+//!
+//! Level-triggered: every pass starts from a fresh observation, so a podvisor restart, a
+//! containerd restart or a missed event is just another pass. It wakes on a manifest
+//! snapshot, on a finished task, on the relist tick, and exactly when a backoff expires.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::backoff::Backoff;
+use super::execute::{Outcome, execute};
+use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};
+use crate::clock::{Clock, Timestamp};
+use crate::manifest::Snapshot;
+use crate::pod::PodKey;
+use crate::runtime::{Observed, Runtime};
+
+/// How the loop paces itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconcilerConfig {
+    /// How often to list the runtime's state even without any event (the kubelet's PLEG: 1 s).
+    pub relist_period: Duration,
+    /// Pods worked on at once.
+    pub max_parallel: usize,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig {
+            relist_period: Duration::from_secs(1),
+            max_parallel: 32,
+        }
+    }
+}
+
+/// What the loop knows after a pass, for status reporting and tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReconcileState {
+    /// Passes completed (observe + plan + dispatch).
+    pub passes: u64,
+    /// Whether the first full pass over a manifest snapshot succeeded.
+    pub synced: bool,
+    /// When the last pass ran.
+    pub last_pass: Timestamp,
+    /// The last observation.
+    pub observed: Arc<Observed>,
+    /// Why the runtime cannot be reached, while it cannot.
+    pub runtime_error: Option<String>,
+    /// The last error per pod, until its work succeeds.
+    pub pod_errors: BTreeMap<PodKey, String>,
+    /// Containers waiting for CrashLoopBackOff.
+    pub backing_off: Vec<BackingOff>,
+    /// Pods with work in flight.
+    pub busy: BTreeSet<PodKey>,
+}
+
+/// Drives the runtime towards the manifests.
+pub struct Reconciler<R: Runtime> {
+    rt: Arc<R>,
+    clock: Clock,
+    config: ReconcilerConfig,
+    crash_backoff: Backoff<RestartKey>,
+    pod_retry: Backoff<PodKey>,
+    retry_at: BTreeMap<PodKey, Timestamp>,
+    runtime_retry: Duration,
+    state: ReconcileState,
+    state_tx: watch::Sender<Arc<ReconcileState>>,
+}
+
+const RUNTIME_RETRY_MIN: Duration = Duration::from_millis(100);
+const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl<R: Runtime> Reconciler<R> {
+    /// A reconciler over `rt`. Its state is published on the returned receiver.
+    pub fn new(
+        rt: Arc<R>,
+        clock: Clock,
+        config: ReconcilerConfig,
+    ) -> (Self, watch::Receiver<Arc<ReconcileState>>) {
+        let (state_tx, state_rx) = watch::channel(Arc::new(ReconcileState::default()));
+        let r = Reconciler {
+            rt,
+            clock,
+            config,
+            crash_backoff: Backoff::crash_loop(),
+            pod_retry: Backoff::new(
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+                Duration::from_secs(600),
+            ),
+            retry_at: BTreeMap::new(),
+            runtime_retry: RUNTIME_RETRY_MIN,
+            state: ReconcileState::default(),
+            state_tx,
+        };
+        (r, state_rx)
+    }
+
+    /// Runs until `shutdown` is cancelled. Waits for the first manifest snapshot before
+    /// touching anything, so that a missing directory never looks like "no pods".
+    pub async fn run(
+        mut self,
+        mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+        shutdown: CancellationToken,
+    ) {
+        let mut snapshot = loop {
+            if let Some(s) = snapshots.borrow_and_update().clone() {
+                break s;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = snapshots.changed() => if changed.is_err() { return },
+            }
+        };
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let mut relist = tokio::time::interval(self.config.relist_period);
+        relist.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        relist.reset(); // the first pass runs now, below; the tick follows one period later
+        let mut snapshot_synced = false;
+        loop {
+            let wake = self.pass(&snapshot, &mut tasks, &mut snapshot_synced).await;
+            let wake = wake.map(|at| self.clock.instant_at(at));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = snapshots.changed() => {
+                    if changed.is_err() { break; }
+                    if let Some(s) = snapshots.borrow_and_update().clone() {
+                        snapshot = s;
+                        snapshot_synced = false;
+                    }
+                }
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(outcome) = done { self.finish(outcome); }
+                    while let Some(done) = tasks.try_join_next() {
+                        if let Ok(outcome) = done { self.finish(outcome); }
+                    }
+                }
+                _ = relist.tick() => {}
+                _ = sleep_until_opt(wake) => {}
+            }
+        }
+        tasks.abort_all();
+    }
+
+    /// One pass: observe, plan, dispatch. Returns when to wake at the latest.
+    async fn pass(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        tasks: &mut JoinSet<Outcome>,
+        snapshot_synced: &mut bool,
+    ) -> Option<Timestamp> {
+        let observed = match self.rt.observe().await {
+            Ok(o) => {
+                if let Some(err) = self.state.runtime_error.take() {
+                    info!(previous_error = %err, "container runtime reachable again");
+                }
+                self.runtime_retry = RUNTIME_RETRY_MIN;
+                o
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if self.state.runtime_error.as_deref() != Some(message.as_str()) {
+                    warn!(error = %message, "container runtime unreachable; retrying");
+                }
+                self.state.runtime_error = Some(message);
+                let retry = self.runtime_retry;
+                self.runtime_retry = (self.runtime_retry * 2).min(RUNTIME_RETRY_MAX);
+                self.publish();
+                return Some(self.clock.now().plus(retry));
+            }
+        };
+        let now = self.clock.now();
+        self.crash_backoff.gc(now);
+        self.retry_at.retain(|_, at| *at > now);
+        let planned = plan(&PlanInput {
+            desired: snapshot,
+            observed: &observed,
+            now,
+            backoff: &self.crash_backoff,
+            busy: &self.state.busy,
+            retry_at: &self.retry_at,
+        });
+        let capacity = self
+            .config
+            .max_parallel
+            .saturating_sub(self.state.busy.len());
+        let dispatched = planned.work.len().min(capacity);
+        for work in planned.work.into_iter().take(capacity) {
+            for action in &work.actions {
+                if let Action::StartContainer {
+                    restart: Some((key, finished)),
+                    ..
+                } = action
+                {
+                    self.crash_backoff.next(key, *finished, now);
+                }
+            }
+            debug!(pod = %work.key, actions = work.actions.len(), "dispatching pod work");
+            self.state.busy.insert(work.key.clone());
+            let rt = self.rt.clone();
+            tasks.spawn(async move { execute(rt.as_ref(), work).await });
+        }
+        if dispatched == 0 && self.state.busy.is_empty() && !*snapshot_synced {
+            *snapshot_synced = true;
+            if !self.state.synced {
+                info!(pods = snapshot.pods.len(), "first full reconcile done");
+            }
+            self.state.synced = true;
+        }
+        self.state.passes += 1;
+        self.state.last_pass = now;
+        self.state.observed = Arc::new(observed);
+        self.state.backing_off = planned.backing_off;
+        self.publish();
+        planned.wake_at
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        let key = outcome.key;
+        self.state.busy.remove(&key);
+        match outcome.result {
+            Ok(()) => {
+                self.pod_retry.reset(&key);
+                self.retry_at.remove(&key);
+                if self.state.pod_errors.remove(&key).is_some() {
+                    info!(pod = %key, "pod work succeeded after earlier errors");
+                }
+            }
+            Err(e) => {
+                let now = self.clock.now();
+                let message = e.to_string();
+                if self.state.pod_errors.get(&key) != Some(&message) {
+                    warn!(pod = %key, error = %message, "pod work failed; will retry");
+                } else {
+                    debug!(pod = %key, error = %message, "pod work failed again");
+                }
+                if !e.is_unavailable() {
+                    self.pod_retry.next(&key, now, now);
+                    let delay = self.pod_retry.delay(&key).unwrap_or(Duration::from_secs(1));
+                    self.retry_at.insert(key.clone(), now.plus(delay));
+                }
+                self.state.pod_errors.insert(key, message);
+            }
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.state_tx.send_replace(Arc::new(self.state.clone()));
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,636 @@
+//! [`Runtime`] over CRI v1 (containerd, CRI-O) on a unix socket, with tonic.
+//!
+//! The channel connects lazily and reconnects by itself, so podvisor starts before the runtime
+//! and survives its restarts. Exit details of containers and sandbox IPs are immutable once
+//! known, so they are fetched once per container or sandbox and cached.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tracing::{debug, warn};
+
+use super::convert::{self, Addresses};
+use super::{
+    ContainerId, ContainerState, NodeContext, Observed, ObservedContainer, ObservedSandbox,
+    Runtime, RuntimeError, SandboxId, SandboxState, volumes,
+};
+use crate::clock::Timestamp;
+use crate::labels;
+use crate::pod::{ContainerKind, PodKey, StaticPod};
+
+/// Limit for calls that only read.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Limit for calls that change state, as the kubelet's `runtimeRequestTimeout`.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Status calls in flight at once while observing.
+const STATUS_CONCURRENCY: usize = 16;
+
+#[derive(Clone, Debug, Default)]
+struct ContainerDetails {
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    exit_code: Option<i32>,
+    reason: String,
+    message: String,
+    image_ref: String,
+    exited: bool,
+}
+
+#[derive(Default)]
+struct Cache {
+    containers: HashMap<String, ContainerDetails>,
+    sandbox_ips: HashMap<String, Option<String>>,
+}
+
+/// A CRI v1 runtime behind a unix socket.
+pub struct CriRuntime {
+    channel: Channel,
+    ctx: NodeContext,
+    cache: Mutex<Cache>,
+}
+
+fn socket_path(endpoint: &str) -> PathBuf {
+    PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
+}
+
+fn timeout_of<T>(mut req: tonic::Request<T>, t: Duration) -> tonic::Request<T> {
+    req.set_timeout(t);
+    req
+}
+
+fn to_error(method: &'static str, status: tonic::Status, timeout: Duration) -> RuntimeError {
+    use tonic::Code;
+    match status.code() {
+        Code::Unavailable | Code::Cancelled => RuntimeError::Unavailable {
+            method,
+            message: status.message().to_owned(),
+        },
+        Code::DeadlineExceeded => RuntimeError::Timeout { method, timeout },
+        // tonic reports a refused or missing socket as Unknown "transport error".
+        Code::Unknown if status.message().contains("transport") => RuntimeError::Unavailable {
+            method,
+            message: status.message().to_owned(),
+        },
+        code => RuntimeError::Call {
+            method,
+            code: code as i32,
+            message: status.message().to_owned(),
+        },
+    }
+}
+
+fn is_not_found(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::NotFound
+        || status.message().contains("not found")
+        || status.message().contains("does not exist")
+}
+
+fn host_error(what: &'static str, path: &Path, e: std::io::Error) -> RuntimeError {
+    RuntimeError::Host {
+        what,
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl CriRuntime {
+    /// A runtime at `endpoint` (`unix:///run/containerd/containerd.sock` or a bare path). Does
+    /// not connect yet: the first call does, and calls reconnect after the runtime restarts.
+    pub fn new(endpoint: &str, ctx: NodeContext) -> Result<CriRuntime, RuntimeError> {
+        let path = socket_path(endpoint);
+        let channel =
+            Endpoint::try_from("http://[::]:50051")
+                .map_err(|e| RuntimeError::Unavailable {
+                    method: "connect",
+                    message: e.to_string(),
+                })?
+                .connect_timeout(Duration::from_secs(2))
+                .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }));
+        Ok(CriRuntime {
+            channel,
+            ctx,
+            cache: Mutex::new(Cache::default()),
+        })
+    }
+
+    /// The node facts used to build configs.
+    pub fn context(&self) -> &NodeContext {
+        &self.ctx
+    }
+
+    fn rt(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.channel.clone())
+    }
+
+    fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(self.channel.clone())
+    }
+
+    /// The runtime's name and version, to check it answers.
+    pub async fn version(&self) -> Result<String, RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::VersionRequest {
+                version: "v1".into(),
+            }),
+            READ_TIMEOUT,
+        );
+        let v = self
+            .rt()
+            .version(req)
+            .await
+            .map_err(|s| to_error("Version", s, READ_TIMEOUT))?
+            .into_inner();
+        Ok(format!(
+            "{} {} (CRI {})",
+            v.runtime_name, v.runtime_version, v.runtime_api_version
+        ))
+    }
+
+    async fn container_details(&self, id: String) -> Option<(String, ContainerDetails)> {
+        let req = timeout_of(
+            tonic::Request::new(cri::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            }),
+            READ_TIMEOUT,
+        );
+        let status = self
+            .rt()
+            .container_status(req)
+            .await
+            .ok()?
+            .into_inner()
+            .status?;
+        let ts = |t: i64| (t > 0).then_some(Timestamp(t));
+        let exited = status.state == cri::ContainerState::ContainerExited as i32;
+        Some((
+            id,
+            ContainerDetails {
+                started_at: ts(status.started_at),
+                finished_at: if exited { ts(status.finished_at) } else { None },
+                exit_code: exited.then_some(status.exit_code),
+                reason: status.reason,
+                message: status.message,
+                image_ref: status.image_ref,
+                exited,
+            },
+        ))
+    }
+
+    async fn sandbox_ip(&self, id: String) -> Option<(String, Option<String>)> {
+        let req = timeout_of(
+            tonic::Request::new(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: false,
+            }),
+            READ_TIMEOUT,
+        );
+        let status = self
+            .rt()
+            .pod_sandbox_status(req)
+            .await
+            .ok()?
+            .into_inner()
+            .status?;
+        let ip = status.network.map(|n| n.ip).filter(|ip| !ip.is_empty());
+        Some((id, ip))
+    }
+
+    async fn ensure_image(&self, image: &str, policy: &str) -> Result<(), RuntimeError> {
+        let spec = cri::ImageSpec {
+            image: image.to_owned(),
+            ..Default::default()
+        };
+        let req = timeout_of(
+            tonic::Request::new(cri::ImageStatusRequest {
+                image: Some(spec.clone()),
+                verbose: false,
+            }),
+            READ_TIMEOUT,
+        );
+        let present = self
+            .images()
+            .image_status(req)
+            .await
+            .map_err(|s| to_error("ImageStatus", s, READ_TIMEOUT))?
+            .into_inner()
+            .image
+            .is_some();
+        match (policy, present) {
+            ("Never", false) => Err(RuntimeError::ImageNeverPull {
+                image: image.to_owned(),
+            }),
+            ("Never", true) | ("IfNotPresent", true) => Ok(()),
+            _ => {
+                let req = timeout_of(
+                    tonic::Request::new(cri::PullImageRequest {
+                        image: Some(spec),
+                        ..Default::default()
+                    }),
+                    WRITE_TIMEOUT,
+                );
+                self.images()
+                    .pull_image(req)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| RuntimeError::ImagePull {
+                        image: image.to_owned(),
+                        message: s.message().to_owned(),
+                    })
+            }
+        }
+    }
+
+    fn addresses(&self, pod: &StaticPod, sandbox_ip: Option<String>) -> Addresses {
+        let host_ip = self.ctx.host_ip.map(|ip| ip.to_string());
+        Addresses {
+            pod_ip: if pod.host_network() {
+                host_ip.clone()
+            } else {
+                sandbox_ip
+            },
+            host_ip,
+        }
+    }
+}
+
+fn parse_key(labels: &HashMap<String, String>) -> Option<(PodKey, String)> {
+    Some((
+        PodKey {
+            namespace: labels.get(labels::POD_NAMESPACE)?.clone(),
+            name: labels.get(labels::POD_NAME)?.clone(),
+        },
+        labels.get(labels::POD_UID)?.clone(),
+    ))
+}
+
+fn managed_filter() -> HashMap<String, String> {
+    [(labels::MANAGED.to_owned(), labels::MANAGED_VALUE.to_owned())].into()
+}
+
+fn remove_cgroups(cgroup_root: &str, uid: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let root = cgroup_root.trim_matches('/');
+    let mut bases: Vec<PathBuf> = hierarchies.flatten().map(|e| e.path()).collect();
+    bases.push(PathBuf::from("/sys/fs/cgroup")); // cgroup v2: the unified tree itself
+    for base in bases {
+        for qos in ["", "burstable", "besteffort"] {
+            let dir = base.join(root).join(qos).join(format!("pod{uid}"));
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => debug!(path = %dir.display(), "removed pod cgroup"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => debug!(path = %dir.display(), error = %e, "pod cgroup not removed"),
+            }
+        }
+    }
+}
+
+impl Runtime for CriRuntime {
+    async fn observe(&self) -> Result<Observed, RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: managed_filter(),
+                    ..Default::default()
+                }),
+            }),
+            READ_TIMEOUT,
+        );
+        let sandboxes = self
+            .rt()
+            .list_pod_sandbox(req)
+            .await
+            .map_err(|s| to_error("ListPodSandbox", s, READ_TIMEOUT))?
+            .into_inner()
+            .items;
+        let req = timeout_of(
+            tonic::Request::new(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    label_selector: managed_filter(),
+                    ..Default::default()
+                }),
+            }),
+            READ_TIMEOUT,
+        );
+        let containers = self
+            .rt()
+            .list_containers(req)
+            .await
+            .map_err(|s| to_error("ListContainers", s, READ_TIMEOUT))?
+            .into_inner()
+            .containers;
+
+        // Fetch details only for what changed since the last look.
+        let (need_containers, need_sandboxes) = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let need_c: Vec<String> = containers
+                .iter()
+                .filter(|c| {
+                    let exited = c.state == cri::ContainerState::ContainerExited as i32;
+                    let running = c.state == cri::ContainerState::ContainerRunning as i32;
+                    match cache.containers.get(&c.id) {
+                        None => exited || running,
+                        Some(d) => exited && !d.exited,
+                    }
+                })
+                .map(|c| c.id.clone())
+                .collect();
+            let need_s: Vec<String> = sandboxes
+                .iter()
+                .filter(|s| {
+                    s.state == cri::PodSandboxState::SandboxReady as i32
+                        && !cache.sandbox_ips.contains_key(&s.id)
+                })
+                .map(|s| s.id.clone())
+                .collect();
+            (need_c, need_s)
+        };
+        let details: Vec<_> = futures::stream::iter(need_containers)
+            .map(|id| self.container_details(id))
+            .buffer_unordered(STATUS_CONCURRENCY)
+            .collect()
+            .await;
+        let ips: Vec<_> = futures::stream::iter(need_sandboxes)
+            .map(|id| self.sandbox_ip(id))
+            .buffer_unordered(STATUS_CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.containers.extend(details.into_iter().flatten());
+        cache.sandbox_ips.extend(ips.into_iter().flatten());
+        let live_c: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+        cache
+            .containers
+            .retain(|id, _| live_c.contains(id.as_str()));
+        let live_s: HashSet<&str> = sandboxes.iter().map(|s| s.id.as_str()).collect();
+        cache
+            .sandbox_ips
+            .retain(|id, _| live_s.contains(id.as_str()));
+
+        let mut observed = Observed::default();
+        for s in sandboxes {
+            let Some((key, uid)) = parse_key(&s.labels) else {
+                continue;
+            };
+            observed.sandboxes.push(ObservedSandbox {
+                ip: cache.sandbox_ips.get(&s.id).cloned().flatten(),
+                id: SandboxId(s.id),
+                key,
+                uid,
+                attempt: s.metadata.map(|m| m.attempt).unwrap_or(0),
+                state: if s.state == cri::PodSandboxState::SandboxReady as i32 {
+                    SandboxState::Ready
+                } else {
+                    SandboxState::NotReady
+                },
+                created_at: Timestamp(s.created_at),
+                manifest: s.annotations.get(labels::MANIFEST_PATH).map(PathBuf::from),
+            });
+        }
+        for c in containers {
+            let Some((key, uid)) = parse_key(&c.labels) else {
+                continue;
+            };
+            let d = cache.containers.get(&c.id).cloned().unwrap_or_default();
+            let state = match cri::ContainerState::try_from(c.state) {
+                Ok(cri::ContainerState::ContainerCreated) => ContainerState::Created,
+                Ok(cri::ContainerState::ContainerRunning) => ContainerState::Running,
+                Ok(cri::ContainerState::ContainerExited) => ContainerState::Exited,
+                _ => ContainerState::Unknown,
+            };
+            let meta = c.metadata.unwrap_or_default();
+            observed.containers.push(ObservedContainer {
+                id: ContainerId(c.id),
+                sandbox: SandboxId(c.pod_sandbox_id),
+                key,
+                uid,
+                name: meta.name,
+                attempt: meta.attempt,
+                kind: match c
+                    .annotations
+                    .get(labels::CONTAINER_KIND)
+                    .map(String::as_str)
+                {
+                    Some("init") => ContainerKind::Init,
+                    _ => ContainerKind::App,
+                },
+                state,
+                hash: c.annotations.get(labels::CONTAINER_HASH).cloned(),
+                grace_seconds: c
+                    .annotations
+                    .get(labels::POD_TERMINATION_GRACE_PERIOD)
+                    .and_then(|g| g.parse().ok()),
+                image: c.image.map(|i| i.image).unwrap_or_default(),
+                image_ref: if d.image_ref.is_empty() {
+                    c.image_ref
+                } else {
+                    d.image_ref
+                },
+                created_at: Timestamp(c.created_at),
+                started_at: d.started_at,
+                finished_at: d.finished_at,
+                exit_code: d.exit_code,
+                reason: d.reason,
+                message: d.message,
+            });
+        }
+        Ok(observed)
+    }
+
+    async fn run_sandbox(&self, pod: &StaticPod, attempt: u32) -> Result<SandboxId, RuntimeError> {
+        let log_dir = self
+            .ctx
+            .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str());
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|e| host_error("creating pod log directory", &log_dir, e))?;
+        let pod_dir = self.ctx.pod_dir(pod.uid.as_str());
+        std::fs::create_dir_all(&pod_dir)
+            .map_err(|e| host_error("creating pod directory", &pod_dir, e))?;
+        volumes::prepare(pod, &self.ctx)?;
+        let config = convert::sandbox_config(pod, attempt, &self.ctx);
+        let req = timeout_of(
+            tonic::Request::new(cri::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            }),
+            WRITE_TIMEOUT,
+        );
+        let id = self
+            .rt()
+            .run_pod_sandbox(req)
+            .await
+            .map_err(|s| to_error("RunPodSandbox", s, WRITE_TIMEOUT))?
+            .into_inner()
+            .pod_sandbox_id;
+        Ok(SandboxId(id))
+    }
+
+    async fn start_container(
+        &self,
+        pod: &StaticPod,
+        sandbox: &SandboxId,
+        name: &str,
+        attempt: u32,
+    ) -> Result<ContainerId, RuntimeError> {
+        let (kind, container) = pod
+            .container(name)
+            .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_owned()))?;
+        let image = container.image.clone().unwrap_or_default();
+        let policy = container
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
+        self.ensure_image(&image, &policy).await?;
+        volumes::prepare(pod, &self.ctx)?;
+        let cached_ip = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.sandbox_ips.get(&sandbox.0).cloned()
+        };
+        let sandbox_ip = match cached_ip {
+            Some(ip) => ip,
+            None if pod.host_network() => None,
+            None => self
+                .sandbox_ip(sandbox.0.clone())
+                .await
+                .and_then(|(_, ip)| ip),
+        };
+        let log_dir = self
+            .ctx
+            .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str())
+            .join(name);
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|e| host_error("creating container log directory", &log_dir, e))?;
+        let config = convert::container_config(
+            pod,
+            container,
+            kind,
+            attempt,
+            &self.addresses(pod, sandbox_ip),
+            &self.ctx,
+        );
+        let req = timeout_of(
+            tonic::Request::new(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.0.clone(),
+                config: Some(config),
+                sandbox_config: Some(convert::sandbox_config(pod, 0, &self.ctx)),
+            }),
+            WRITE_TIMEOUT,
+        );
+        let id = self
+            .rt()
+            .create_container(req)
+            .await
+            .map_err(|s| to_error("CreateContainer", s, WRITE_TIMEOUT))?
+            .into_inner()
+            .container_id;
+        let id = ContainerId(id);
+        self.start_created(&id).await?;
+        Ok(id)
+    }
+
+    async fn start_created(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::StartContainerRequest {
+                container_id: id.0.clone(),
+            }),
+            WRITE_TIMEOUT,
+        );
+        self.rt()
+            .start_container(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| to_error("StartContainer", s, WRITE_TIMEOUT))
+    }
+
+    async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        let limit = grace + WRITE_TIMEOUT;
+        let req = timeout_of(
+            tonic::Request::new(cri::StopContainerRequest {
+                container_id: id.0.clone(),
+                timeout: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+            }),
+            limit,
+        );
+        match self.rt().stop_container(req).await {
+            Ok(_) => Ok(()),
+            Err(s) if is_not_found(&s) => Ok(()),
+            Err(s) => Err(to_error("StopContainer", s, limit)),
+        }
+    }
+
+    async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::RemoveContainerRequest {
+                container_id: id.0.clone(),
+            }),
+            WRITE_TIMEOUT,
+        );
+        match self.rt().remove_container(req).await {
+            Ok(_) => Ok(()),
+            Err(s) if is_not_found(&s) => Ok(()),
+            Err(s) => Err(to_error("RemoveContainer", s, WRITE_TIMEOUT)),
+        }
+    }
+
+    async fn stop_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::StopPodSandboxRequest {
+                pod_sandbox_id: id.0.clone(),
+            }),
+            WRITE_TIMEOUT,
+        );
+        match self.rt().stop_pod_sandbox(req).await {
+            Ok(_) => Ok(()),
+            Err(s) if is_not_found(&s) => Ok(()),
+            Err(s) => Err(to_error("StopPodSandbox", s, WRITE_TIMEOUT)),
+        }
+    }
+
+    async fn remove_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: id.0.clone(),
+            }),
+            WRITE_TIMEOUT,
+        );
+        match self.rt().remove_pod_sandbox(req).await {
+            Ok(_) => Ok(()),
+            Err(s) if is_not_found(&s) => Ok(()),
+            Err(s) => Err(to_error("RemovePodSandbox", s, WRITE_TIMEOUT)),
+        }
+    }
+
+    async fn forget_pod(&self, key: &PodKey, uid: &str) -> Result<(), RuntimeError> {
+        let log_dir = self.ctx.pod_log_dir(&key.namespace, &key.name, uid);
+        if let Err(e) = std::fs::remove_dir_all(&log_dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(path = %log_dir.display(), error = %e, "pod log directory not removed");
+        }
+        let pod_dir = self.ctx.pod_dir(uid);
+        if let Err(e) = std::fs::remove_dir_all(&pod_dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(host_error("removing pod directory", &pod_dir, e));
+        }
+        remove_cgroups(&self.ctx.cgroup_root, uid);
+        Ok(())
+    }
+}

@@ -1,0 +1,305 @@
+//! An in-memory [`Runtime`] for tests: it keeps sandboxes and containers in a map, records
+//! every call, and fails calls on request. Test code can make containers exit to play crashes.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{
+    ContainerId, ContainerState, Observed, ObservedContainer, ObservedSandbox, Runtime,
+    RuntimeError, SandboxId, SandboxState,
+};
+use crate::clock::Clock;
+use crate::pod::{PodKey, StaticPod};
+
+/// A call the fake received, with what identifies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FakeCall {
+    /// `observe`.
+    Observe,
+    /// `run_sandbox(pod, attempt)`.
+    RunSandbox(PodKey, u32),
+    /// `start_container(pod, name, attempt)`.
+    StartContainer(PodKey, String, u32),
+    /// `start_created(id)`.
+    StartCreated(ContainerId),
+    /// `stop_container(id, grace)`.
+    StopContainer(ContainerId, Duration),
+    /// `remove_container(id)`.
+    RemoveContainer(ContainerId),
+    /// `stop_sandbox(id)`.
+    StopSandbox(SandboxId),
+    /// `remove_sandbox(id)`.
+    RemoveSandbox(SandboxId),
+    /// `forget_pod(key, uid)`.
+    ForgetPod(PodKey, String),
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    sandboxes: BTreeMap<SandboxId, ObservedSandbox>,
+    containers: BTreeMap<ContainerId, ObservedContainer>,
+    calls: Vec<FakeCall>,
+    /// Errors to return from the next calls of a method, by method name.
+    failures: BTreeMap<&'static str, Vec<RuntimeError>>,
+    /// Exit code containers report when stopped.
+    stop_exit_code: i32,
+}
+
+/// An in-memory runtime.
+pub struct FakeRuntime {
+    clock: Clock,
+    state: Mutex<State>,
+}
+
+impl FakeRuntime {
+    /// An empty runtime whose timestamps come from `clock`.
+    pub fn new(clock: Clock) -> FakeRuntime {
+        FakeRuntime {
+            clock,
+            state: Mutex::new(State {
+                stop_exit_code: 137,
+                ..State::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<FakeCall> {
+        self.lock().calls.clone()
+    }
+
+    /// The calls so far, forgetting them.
+    pub fn take_calls(&self) -> Vec<FakeCall> {
+        std::mem::take(&mut self.lock().calls)
+    }
+
+    /// Makes the next call of `method` (e.g. `"run_sandbox"`) fail with `error`.
+    pub fn fail_next(&self, method: &'static str, error: RuntimeError) {
+        self.lock().failures.entry(method).or_default().push(error);
+    }
+
+    /// The current runtime state, as `observe` would report it.
+    pub fn snapshot(&self) -> Observed {
+        let s = self.lock();
+        Observed {
+            sandboxes: s.sandboxes.values().cloned().collect(),
+            containers: s.containers.values().cloned().collect(),
+        }
+    }
+
+    /// Adds an object as if an earlier podvisor had created it.
+    pub fn insert_sandbox(&self, sandbox: ObservedSandbox) {
+        self.lock().sandboxes.insert(sandbox.id.clone(), sandbox);
+    }
+
+    /// Adds a container as if an earlier podvisor had created it.
+    pub fn insert_container(&self, container: ObservedContainer) {
+        self.lock()
+            .containers
+            .insert(container.id.clone(), container);
+    }
+
+    /// Makes a running container exit with `code`, as a crash or completion would.
+    pub fn exit_container(&self, id: &ContainerId, code: i32) {
+        let now = self.clock.now();
+        let mut s = self.lock();
+        if let Some(c) = s.containers.get_mut(id)
+            && c.state == ContainerState::Running
+        {
+            c.state = ContainerState::Exited;
+            c.finished_at = Some(now);
+            c.exit_code = Some(code);
+            c.reason = if code == 0 { "Completed" } else { "Error" }.to_owned();
+        }
+    }
+
+    /// Running containers of a pod named `name` (any namespace).
+    pub fn running(&self, name: &str) -> Vec<ObservedContainer> {
+        self.lock()
+            .containers
+            .values()
+            .filter(|c| c.key.name == name && c.state == ContainerState::Running)
+            .cloned()
+            .collect()
+    }
+
+    fn record(&self, call: FakeCall, method: &'static str) -> Result<(), RuntimeError> {
+        let mut s = self.lock();
+        s.calls.push(call);
+        match s.failures.get_mut(method) {
+            Some(list) if !list.is_empty() => Err(list.remove(0)),
+            _ => Ok(()),
+        }
+    }
+
+    fn next_id(&self, prefix: &str) -> String {
+        let mut s = self.lock();
+        s.next_id += 1;
+        format!("{prefix}{:061}", s.next_id)
+    }
+}
+
+impl Runtime for FakeRuntime {
+    async fn observe(&self) -> Result<Observed, RuntimeError> {
+        self.record(FakeCall::Observe, "observe")?;
+        Ok(self.snapshot())
+    }
+
+    async fn run_sandbox(&self, pod: &StaticPod, attempt: u32) -> Result<SandboxId, RuntimeError> {
+        self.record(
+            FakeCall::RunSandbox(pod.key.clone(), attempt),
+            "run_sandbox",
+        )?;
+        let id = SandboxId(self.next_id("sb"));
+        let now = self.clock.now();
+        let mut s = self.lock();
+        if s.sandboxes
+            .values()
+            .any(|sb| sb.key == pod.key && sb.uid == pod.uid.0 && sb.attempt == attempt)
+        {
+            return Err(RuntimeError::Call {
+                method: "RunPodSandbox",
+                code: 2,
+                message: format!("name {}_{attempt} is reserved", pod.key.name),
+            });
+        }
+        s.sandboxes.insert(
+            id.clone(),
+            ObservedSandbox {
+                id: id.clone(),
+                key: pod.key.clone(),
+                uid: pod.uid.0.clone(),
+                attempt,
+                state: SandboxState::Ready,
+                created_at: now,
+                manifest: Some(pod.source.path.clone()),
+                ip: (!pod.host_network()).then(|| "10.88.0.2".to_owned()),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start_container(
+        &self,
+        pod: &StaticPod,
+        sandbox: &SandboxId,
+        name: &str,
+        attempt: u32,
+    ) -> Result<ContainerId, RuntimeError> {
+        self.record(
+            FakeCall::StartContainer(pod.key.clone(), name.to_owned(), attempt),
+            "start_container",
+        )?;
+        let (kind, container) = pod
+            .container(name)
+            .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_owned()))?;
+        let id = ContainerId(self.next_id("ct"));
+        let now = self.clock.now();
+        let mut s = self.lock();
+        let sandbox_ready = s
+            .sandboxes
+            .get(sandbox)
+            .is_some_and(|sb| sb.state == SandboxState::Ready);
+        if !sandbox_ready {
+            return Err(RuntimeError::Call {
+                method: "CreateContainer",
+                code: 9,
+                message: format!("sandbox {sandbox} is not ready"),
+            });
+        }
+        s.containers.insert(
+            id.clone(),
+            ObservedContainer {
+                id: id.clone(),
+                sandbox: sandbox.clone(),
+                key: pod.key.clone(),
+                uid: pod.uid.0.clone(),
+                name: name.to_owned(),
+                attempt,
+                kind,
+                state: ContainerState::Running,
+                hash: pod.container_hash(name).map(|h| h.0.clone()),
+                grace_seconds: Some(pod.grace_period_seconds()),
+                image: container.image.clone().unwrap_or_default(),
+                image_ref: format!("sha256:{:064}", 1),
+                created_at: now,
+                started_at: Some(now),
+                finished_at: None,
+                exit_code: None,
+                reason: String::new(),
+                message: String::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start_created(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.record(FakeCall::StartCreated(id.clone()), "start_created")?;
+        let now = self.clock.now();
+        if let Some(c) = self.lock().containers.get_mut(id) {
+            c.state = ContainerState::Running;
+            c.started_at = Some(now);
+        }
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        self.record(FakeCall::StopContainer(id.clone(), grace), "stop_container")?;
+        let now = self.clock.now();
+        let mut s = self.lock();
+        let code = s.stop_exit_code;
+        if let Some(c) = s.containers.get_mut(id)
+            && c.state != ContainerState::Exited
+        {
+            c.state = ContainerState::Exited;
+            c.finished_at = Some(now);
+            c.exit_code = Some(code);
+            c.reason = "Error".to_owned();
+        }
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.record(FakeCall::RemoveContainer(id.clone()), "remove_container")?;
+        self.lock().containers.remove(id);
+        Ok(())
+    }
+
+    async fn stop_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
+        self.record(FakeCall::StopSandbox(id.clone()), "stop_sandbox")?;
+        let now = self.clock.now();
+        let mut s = self.lock();
+        if let Some(sb) = s.sandboxes.get_mut(id) {
+            sb.state = SandboxState::NotReady;
+        }
+        for c in s.containers.values_mut().filter(|c| &c.sandbox == id) {
+            if c.state != ContainerState::Exited {
+                c.state = ContainerState::Exited;
+                c.finished_at = Some(now);
+                c.exit_code = Some(137);
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
+        self.record(FakeCall::RemoveSandbox(id.clone()), "remove_sandbox")?;
+        let mut s = self.lock();
+        s.sandboxes.remove(id);
+        s.containers.retain(|_, c| &c.sandbox != id);
+        Ok(())
+    }
+
+    async fn forget_pod(&self, key: &PodKey, uid: &str) -> Result<(), RuntimeError> {
+        self.record(
+            FakeCall::ForgetPod(key.clone(), uid.to_owned()),
+            "forget_pod",
+        )
+    }
+}

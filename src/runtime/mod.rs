@@ -1,0 +1,282 @@
+//! The container runtime seam: what podvisor asks of a CRI runtime, on podvisor's own types.
+//!
+//! [`Runtime`] is implemented by [`CriRuntime`] (containerd, CRI-O over CRI v1) and, for tests,
+//! by `FakeRuntime`. Protobuf types never leave this module: `convert` turns a
+//! [`StaticPod`] into CRI configs (pure), `cri` performs the calls.
+
+mod convert;
+mod cri;
+#[cfg(any(test, feature = "test-util"))]
+mod fake;
+mod node;
+mod volumes;
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::clock::Timestamp;
+use crate::pod::{ContainerKind, PodKey, StaticPod};
+
+pub use cri::CriRuntime;
+#[cfg(any(test, feature = "test-util"))]
+pub use fake::{FakeCall, FakeRuntime};
+pub use node::{NodeContext, ResolvConf};
+
+macro_rules! id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub String);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Runtime IDs are 64 hex digits; 13 are plenty to tell them apart in logs.
+                f.write_str(&self.0[..self.0.len().min(13)])
+            }
+        }
+    };
+}
+
+id!(
+    /// A pod sandbox's runtime ID.
+    SandboxId
+);
+id!(
+    /// A container's runtime ID.
+    ContainerId
+);
+
+/// Whether a sandbox (its network namespace and pause process) is up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxState {
+    /// Running.
+    Ready,
+    /// Stopped or broken.
+    NotReady,
+}
+
+/// A sandbox podvisor created, as the runtime reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedSandbox {
+    /// Runtime ID.
+    pub id: SandboxId,
+    /// The pod it belongs to (from its labels).
+    pub key: PodKey,
+    /// The pod UID it was created for (`io.kubernetes.pod.uid`): the sandbox version.
+    pub uid: String,
+    /// Its metadata attempt.
+    pub attempt: u32,
+    /// Ready or not.
+    pub state: SandboxState,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// The manifest it came from (podvisor's annotation).
+    pub manifest: Option<PathBuf>,
+    /// The pod IP, for sandboxes with their own network namespace.
+    pub ip: Option<String>,
+}
+
+/// A container's state as CRI reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Running.
+    Running,
+    /// Exited.
+    Exited,
+    /// The runtime does not know.
+    Unknown,
+}
+
+/// A container podvisor created, as the runtime reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedContainer {
+    /// Runtime ID.
+    pub id: ContainerId,
+    /// Its sandbox.
+    pub sandbox: SandboxId,
+    /// The pod it belongs to (from its labels).
+    pub key: PodKey,
+    /// The pod UID it was created for.
+    pub uid: String,
+    /// The container name.
+    pub name: String,
+    /// The metadata attempt, which is also its restart count.
+    pub attempt: u32,
+    /// Init or app container.
+    pub kind: ContainerKind,
+    /// State.
+    pub state: ContainerState,
+    /// The container hash it was created from.
+    pub hash: Option<String>,
+    /// The pod's grace period when it was created, for stopping it without a spec.
+    pub grace_seconds: Option<i64>,
+    /// Image as specified.
+    pub image: String,
+    /// Image ID the runtime resolved.
+    pub image_ref: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Start time, once started.
+    pub started_at: Option<Timestamp>,
+    /// Finish time, once exited.
+    pub finished_at: Option<Timestamp>,
+    /// Exit code, once exited.
+    pub exit_code: Option<i32>,
+    /// Runtime's reason (`Completed`, `Error`, `OOMKilled`), once exited.
+    pub reason: String,
+    /// Runtime's message.
+    pub message: String,
+}
+
+/// Everything podvisor created that the runtime still has.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Sandboxes.
+    pub sandboxes: Vec<ObservedSandbox>,
+    /// Containers.
+    pub containers: Vec<ObservedContainer>,
+}
+
+/// A failed runtime operation.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RuntimeError {
+    /// The runtime could not be reached (socket missing, connection refused or reset).
+    #[error("runtime unreachable during {method}: {message}")]
+    Unavailable {
+        /// The CRI method.
+        method: &'static str,
+        /// What the transport said.
+        message: String,
+    },
+    /// The runtime did not answer in time.
+    #[error("runtime did not answer {method} within {timeout:?}")]
+    Timeout {
+        /// The CRI method.
+        method: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The runtime refused the call.
+    #[error("{method} failed: {message}")]
+    Call {
+        /// The CRI method.
+        method: &'static str,
+        /// The gRPC status code.
+        code: i32,
+        /// The runtime's message.
+        message: String,
+    },
+    /// `imagePullPolicy: Never` and the image is not present (the kubelet's `ErrImageNeverPull`).
+    #[error("image {image} is not present and imagePullPolicy is Never")]
+    ImageNeverPull {
+        /// The image.
+        image: String,
+    },
+    /// The image could not be pulled (`ErrImagePull`).
+    #[error("pulling image {image} failed: {message}")]
+    ImagePull {
+        /// The image.
+        image: String,
+        /// The runtime's message.
+        message: String,
+    },
+    /// A host-side step (directories, files) failed.
+    #[error("{what} {}: {message}", path.display())]
+    Host {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// The pod does not declare the container asked for.
+    #[error("pod has no container {0:?}")]
+    NoSuchContainer(String),
+}
+
+impl RuntimeError {
+    /// Whether the runtime itself is unreachable, rather than refusing this pod.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Unavailable { .. } | RuntimeError::Timeout { .. }
+        )
+    }
+
+    /// The kubelet's waiting reason for a container that failed to start with this error.
+    pub fn waiting_reason(&self) -> &'static str {
+        match self {
+            RuntimeError::ImageNeverPull { .. } => "ErrImageNeverPull",
+            RuntimeError::ImagePull { .. } => "ErrImagePull",
+            _ => "CreateContainerError",
+        }
+    }
+}
+
+/// What podvisor asks of a container runtime. All methods are idempotent where CRI is:
+/// stopping or removing something already gone succeeds.
+pub trait Runtime: Send + Sync + 'static {
+    /// Lists every sandbox and container podvisor created (those with its label).
+    fn observe(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;
+
+    /// Creates and starts a sandbox for `pod` with metadata attempt `attempt`.
+    fn run_sandbox(
+        &self,
+        pod: &StaticPod,
+        attempt: u32,
+    ) -> impl Future<Output = Result<SandboxId, RuntimeError>> + Send;
+
+    /// Ensures the image per the pull policy, then creates and starts container `name` of
+    /// `pod` in `sandbox` with metadata attempt (restart count) `attempt`.
+    fn start_container(
+        &self,
+        pod: &StaticPod,
+        sandbox: &SandboxId,
+        name: &str,
+        attempt: u32,
+    ) -> impl Future<Output = Result<ContainerId, RuntimeError>> + Send;
+
+    /// Starts a container that was created but never started.
+    fn start_created(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Stops a container: SIGTERM (or the image's stop signal), SIGKILL after `grace`.
+    fn stop_container(
+        &self,
+        id: &ContainerId,
+        grace: Duration,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Removes a stopped container and its log.
+    fn remove_container(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Stops a sandbox (and anything still running in it) and tears down its network.
+    fn stop_sandbox(&self, id: &SandboxId)
+    -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Removes a stopped sandbox with its containers.
+    fn remove_sandbox(
+        &self,
+        id: &SandboxId,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Removes the host-side state of a pod UID that no sandbox uses any more: its log
+    /// directory, its pod directory under the root dir, and its cgroup.
+    fn forget_pod(
+        &self,
+        key: &PodKey,
+        uid: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+}

@@ -1,0 +1,135 @@
+//! Facts about this node that pod configs depend on: paths, DNS, addresses, capacity.
+//! Detected once at start-up (IO); after that, plain data that `convert` reads.
+
+use std::net::{IpAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use crate::pod::NodeName;
+
+/// The host's resolver configuration, as `/etc/resolv.conf` holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResolvConf {
+    /// `nameserver` lines.
+    pub servers: Vec<String>,
+    /// `search` domains.
+    pub searches: Vec<String>,
+    /// `options`.
+    pub options: Vec<String>,
+}
+
+impl ResolvConf {
+    /// Parses resolv.conf text; unknown lines are ignored, as the resolver does.
+    pub fn parse(text: &str) -> ResolvConf {
+        let mut rc = ResolvConf::default();
+        for line in text.lines() {
+            let line = line.split(['#', ';']).next().unwrap_or("");
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") => rc.servers.extend(words.next().map(str::to_owned)),
+                Some("search") | Some("domain") => {
+                    rc.searches = words.map(str::to_owned).collect();
+                }
+                Some("options") => rc.options.extend(words.map(str::to_owned)),
+                _ => {}
+            }
+        }
+        rc
+    }
+
+    /// Reads a resolv.conf file; a missing file is an empty configuration.
+    pub fn read(path: &Path) -> ResolvConf {
+        std::fs::read_to_string(path)
+            .map(|t| ResolvConf::parse(&t))
+            .unwrap_or_default()
+    }
+}
+
+/// Everything about the node that turning a pod into CRI configs needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeContext {
+    /// The node name, as in pod names.
+    pub node: NodeName,
+    /// podvisor's state directory (`pods/<uid>/...` below it).
+    pub root_dir: PathBuf,
+    /// Where pod log directories go (`/var/log/pods`).
+    pub pod_log_dir: PathBuf,
+    /// The cgroup under which pod cgroups are created (`/kubepods`).
+    pub cgroup_root: String,
+    /// The host's DNS configuration.
+    pub resolv_conf: ResolvConf,
+    /// The node's primary address (the pod's `status.hostIP`).
+    pub host_ip: Option<IpAddr>,
+    /// Total memory in bytes.
+    pub memory_bytes: i64,
+    /// Online CPUs.
+    pub cpus: i64,
+}
+
+impl NodeContext {
+    /// Detects the host facts.
+    pub fn detect(node: NodeName, root_dir: PathBuf, pod_log_dir: PathBuf) -> NodeContext {
+        NodeContext {
+            node,
+            root_dir,
+            pod_log_dir,
+            cgroup_root: "/kubepods".to_owned(),
+            resolv_conf: ResolvConf::read(Path::new("/etc/resolv.conf")),
+            host_ip: primary_ip(),
+            memory_bytes: mem_total().unwrap_or(0),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as i64)
+                .unwrap_or(1),
+        }
+    }
+
+    /// The log directory of a pod: `<pod-log-dir>/<namespace>_<name>_<uid>`.
+    pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
+        self.pod_log_dir.join(format!("{namespace}_{name}_{uid}"))
+    }
+
+    /// A pod's own directory under the root dir: `<root-dir>/pods/<uid>`.
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.root_dir.join("pods").join(uid)
+    }
+}
+
+/// The source address the kernel picks for reaching the outside: no packet is sent.
+fn primary_ip() -> Option<IpAddr> {
+    for target in ["192.0.2.1:9", "[2001:db8::1]:9"] {
+        let bind = if target.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        if let Ok(sock) = UdpSocket::bind(bind)
+            && sock.connect(target).is_ok()
+            && let Ok(addr) = sock.local_addr()
+            && !addr.ip().is_unspecified()
+        {
+            return Some(addr.ip());
+        }
+    }
+    None
+}
+
+fn mem_total() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_is_parsed_like_the_resolver() {
+        let rc = ResolvConf::parse(
+            "# comment\nnameserver 10.0.0.1\nnameserver 10.0.0.2 # trailing\nsearch a.example b.example\noptions ndots:2 edns0\nbogus line\n",
+        );
+        assert_eq!(rc.servers, ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(rc.searches, ["a.example", "b.example"]);
+        assert_eq!(rc.options, ["ndots:2", "edns0"]);
+    }
+}

@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 
 use super::convert::{self, Addresses};
 use super::{
-    ContainerId, ContainerState, NodeContext, Observed, ObservedContainer, ObservedSandbox,
+    ContainerId, ContainerState, ExecOutput, NodeContext, Observed, ObservedContainer, ObservedSandbox,
     Runtime, RuntimeError, SandboxId, SandboxState, volumes,
 };
 use crate::clock::Timestamp;
@@ -615,6 +615,25 @@ impl Runtime for CriRuntime {
             Err(s) if is_not_found(&s) => Ok(()),
             Err(s) => Err(to_error("RemovePodSandbox", s, WRITE_TIMEOUT)),
         }
+    }
+
+    async fn exec_sync(&self, id: &ContainerId, cmd: Vec<String>, timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+        let limit = timeout + READ_TIMEOUT;
+        let req = timeout_of(
+            tonic::Request::new(cri::ExecSyncRequest {
+                container_id: id.0.clone(),
+                cmd,
+                timeout: i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX),
+            }),
+            limit,
+        );
+        let resp = self
+            .rt()
+            .exec_sync(req)
+            .await
+            .map_err(|s| to_error("ExecSync", s, limit))?
+            .into_inner();
+        Ok(ExecOutput { exit_code: resp.exit_code, stdout: resp.stdout, stderr: resp.stderr })
     }
 
     async fn forget_pod(&self, key: &PodKey, uid: &str) -> Result<(), RuntimeError> {

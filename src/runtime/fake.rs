@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    ContainerId, ContainerState, Observed, ObservedContainer, ObservedSandbox, Runtime,
+    ContainerId, ContainerState, ExecOutput, Observed, ObservedContainer, ObservedSandbox, Runtime,
     RuntimeError, SandboxId, SandboxState,
 };
 use crate::clock::Clock;
@@ -31,6 +31,8 @@ pub enum FakeCall {
     StopSandbox(SandboxId),
     /// `remove_sandbox(id)`.
     RemoveSandbox(SandboxId),
+    /// `exec_sync(id, cmd)`.
+    ExecSync(ContainerId, Vec<String>),
     /// `forget_pod(key, uid)`.
     ForgetPod(PodKey, String),
 }
@@ -45,6 +47,8 @@ struct State {
     failures: BTreeMap<&'static str, Vec<RuntimeError>>,
     /// Exit code containers report when stopped.
     stop_exit_code: i32,
+    /// Scripted results for exec, by the command's first word; default exit 0.
+    exec_results: BTreeMap<String, ExecOutput>,
 }
 
 /// An in-memory runtime.
@@ -103,6 +107,11 @@ impl FakeRuntime {
         self.lock()
             .containers
             .insert(container.id.clone(), container);
+    }
+
+    /// Makes `exec_sync` of commands starting with `program` return `output`.
+    pub fn set_exec_result(&self, program: &str, output: ExecOutput) {
+        self.lock().exec_results.insert(program.to_owned(), output);
     }
 
     /// Makes a running container exit with `code`, as a crash or completion would.
@@ -294,6 +303,17 @@ impl Runtime for FakeRuntime {
         s.sandboxes.remove(id);
         s.containers.retain(|_, c| &c.sandbox != id);
         Ok(())
+    }
+
+    async fn exec_sync(&self, id: &ContainerId, cmd: Vec<String>, _timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+        self.record(FakeCall::ExecSync(id.clone(), cmd.clone()), "exec_sync")?;
+        let s = self.lock();
+        let running = s.containers.get(id).is_some_and(|c| c.state == ContainerState::Running);
+        if !running {
+            return Err(RuntimeError::Call { method: "ExecSync", code: 9, message: format!("container {id} is not running") });
+        }
+        let program = cmd.first().cloned().unwrap_or_default();
+        Ok(s.exec_results.get(&program).cloned().unwrap_or_default())
     }
 
     async fn forget_pod(&self, key: &PodKey, uid: &str) -> Result<(), RuntimeError> {

@@ -22,6 +22,7 @@ use crate::clock::Timestamp;
 use crate::pod::{ContainerKind, PodKey, StaticPod};
 
 pub use cri::CriRuntime;
+pub use convert::{Addresses, field_value, resource_value};
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::{FakeCall, FakeRuntime};
 pub use node::{NodeContext, ResolvConf};
@@ -220,6 +221,17 @@ impl RuntimeError {
     }
 }
 
+/// The result of running a command in a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code.
+    pub exit_code: i32,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+}
+
 /// What podvisor asks of a container runtime. All methods are idempotent where CRI is:
 /// stopping or removing something already gone succeeds.
 pub trait Runtime: Send + Sync + 'static {
@@ -271,6 +283,14 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         id: &SandboxId,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Runs `cmd` in a running container and waits for it, at most `timeout` (CRI ExecSync).
+    fn exec_sync(
+        &self,
+        id: &ContainerId,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ExecOutput, RuntimeError>> + Send;
 
     /// Removes the host-side state of a pod UID that no sandbox uses any more: its log
     /// directory, its pod directory under the root dir, and its cgroup.

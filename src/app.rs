@@ -12,8 +12,8 @@ use tracing::{error, info, warn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::manifest::{self, WatchConfig};
-use crate::reconcile::{Reconciler, ReconcilerConfig};
-use crate::runtime::{CriRuntime, NodeContext};
+use crate::reconcile::{ReconcileState, Reconciler, ReconcilerConfig};
+use crate::runtime::{CriRuntime, NodeContext, Runtime};
 use crate::shutdown::Shutdown;
 
 /// How long the loops get to finish after a shutdown signal.
@@ -45,10 +45,24 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         Ok(v) => info!(runtime = %v, "container runtime connected"),
         Err(e) => warn!(error = %e, "container runtime not reachable yet; will keep trying"),
     }
+    let (_state, task) = supervise(&config, runtime, Clock::System, shutdown);
+    task.await
+}
 
-    let clock = Clock::System;
+/// Starts the manifest watcher and the reconciler over `runtime`. Returns the reconciler's
+/// state channel and the future that runs both until `shutdown` (or until one of them stops,
+/// which is an error).
+pub fn supervise<R: Runtime>(
+    config: &Config,
+    runtime: Arc<R>,
+    clock: Clock,
+    shutdown: Shutdown,
+) -> (
+    watch::Receiver<Arc<ReconcileState>>,
+    impl Future<Output = anyhow::Result<()>> + Send + 'static,
+) {
     let (snap_tx, snap_rx) = watch::channel(None);
-    let (reconciler, _state) = Reconciler::new(
+    let (reconciler, state) = Reconciler::new(
         runtime,
         clock,
         ReconcilerConfig {
@@ -56,35 +70,33 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             ..ReconcilerConfig::default()
         },
     );
-    let mut tasks = JoinSet::new();
-    let token = shutdown.graceful.clone();
-    tasks.spawn(manifest::watch(
-        WatchConfig {
-            dir: config.manifest_dir.clone(),
-            node: config.node_name.clone(),
-            resync: config.resync_period,
-            debounce: DEBOUNCE,
-            max_hold: MAX_HOLD,
-        },
-        clock,
-        snap_tx,
-        token.clone(),
-    ));
-    tasks.spawn(reconciler.run(snap_rx, token.clone()));
-
-    tokio::select! {
-        _ = token.cancelled() => {}
-        _ = tasks.join_next() => if !token.is_cancelled() {
-            error!("a podvisor loop stopped unexpectedly");
-            token.cancel();
-            anyhow::bail!("a podvisor loop stopped unexpectedly");
+    let watch_config = WatchConfig {
+        dir: config.manifest_dir.clone(),
+        node: config.node_name.clone(),
+        resync: config.resync_period,
+        debounce: DEBOUNCE,
+        max_hold: MAX_HOLD,
+    };
+    let task = async move {
+        let mut tasks = JoinSet::new();
+        let token = shutdown.graceful.clone();
+        tasks.spawn(manifest::watch(watch_config, clock, snap_tx, token.clone()));
+        tasks.spawn(reconciler.run(snap_rx, token.clone()));
+        tokio::select! {
+            _ = token.cancelled() => {}
+            _ = tasks.join_next() => if !token.is_cancelled() {
+                error!("a podvisor loop stopped unexpectedly");
+                token.cancel();
+                anyhow::bail!("a podvisor loop stopped unexpectedly");
+            }
         }
-    }
-    let drained = async { while tasks.join_next().await.is_some() {} };
-    tokio::select! {
-        _ = tokio::time::timeout(SHUTDOWN_GRACE, drained) => {}
-        _ = shutdown.force.cancelled() => {}
-    }
-    info!("podvisor stopped; pods left running");
-    Ok(())
+        let drained = async { while tasks.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = tokio::time::timeout(SHUTDOWN_GRACE, drained) => {}
+            _ = shutdown.force.cancelled() => {}
+        }
+        info!("podvisor stopped; pods left running");
+        Ok(())
+    };
+    (state, task)
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -74,6 +75,8 @@ pub struct Reconciler<R: Runtime> {
     state_tx: watch::Sender<Arc<ReconcileState>>,
 }
 
+/// A second look after an exit event, for runtimes that announce exits before recording them.
+const EXIT_RECHECK: Duration = Duration::from_millis(50);
 const RUNTIME_RETRY_MIN: Duration = Duration::from_millis(100);
 const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -119,6 +122,14 @@ impl<R: Runtime> Reconciler<R> {
                 changed = snapshots.changed() => if changed.is_err() { return },
             }
         };
+        let (exit_tx, mut exits) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::spawn(forward_exits(
+            self.rt.clone(),
+            exit_tx,
+            self.config.relist_period,
+            shutdown.clone(),
+        ));
+        let mut recheck: Option<Instant> = None;
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut relist = tokio::time::interval(self.config.relist_period);
         relist.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -126,7 +137,10 @@ impl<R: Runtime> Reconciler<R> {
         let mut snapshot_synced = false;
         loop {
             let wake = self.pass(&snapshot, &mut tasks, &mut snapshot_synced).await;
-            let wake = wake.map(|at| self.clock.instant_at(at));
+            let wake = match (wake.map(|at| self.clock.instant_at(at)), recheck.take()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 changed = snapshots.changed() => {
@@ -143,6 +157,11 @@ impl<R: Runtime> Reconciler<R> {
                     }
                 }
                 _ = relist.tick() => {}
+                Some(()) = exits.recv() => {
+                    // The runtime may record the exit a moment after announcing it: look
+                    // again shortly, in case this pass still sees the container running.
+                    recheck = Some(Instant::now() + EXIT_RECHECK);
+                }
                 _ = sleep_until_opt(wake) => {}
             }
         }
@@ -254,6 +273,51 @@ impl<R: Runtime> Reconciler<R> {
 
     fn publish(&self) {
         self.state_tx.send_replace(Arc::new(self.state.clone()));
+    }
+}
+
+/// Keeps a subscription to the runtime's exit events, forwarding each as a wake-up.
+async fn forward_exits<R: Runtime>(
+    rt: Arc<R>,
+    tx: tokio::sync::mpsc::Sender<()>,
+    relist: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut retry = Duration::from_secs(1);
+    let mut reported = false;
+    loop {
+        match rt.exits().await {
+            Ok(Some((source, mut stream))) => {
+                info!(source = ?source, "watching container exits");
+                reported = false;
+                retry = Duration::from_secs(1);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        next = stream.next() => match next {
+                            Some(()) => { let _ = tx.try_send(()); }
+                            None => break,
+                        },
+                    }
+                }
+                debug!("container exit stream ended; subscribing again");
+            }
+            Ok(None) => {
+                info!(relist = ?relist, "runtime offers no container events; relisting finds exits");
+                return;
+            }
+            Err(e) => {
+                if !reported {
+                    debug!(error = %e, "cannot subscribe to container exits yet");
+                    reported = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(retry) => {}
+        }
+        retry = (retry * 2).min(Duration::from_secs(30));
     }
 }
 

@@ -20,8 +20,9 @@ use tracing::{debug, warn};
 
 use super::convert::{self, Addresses};
 use super::{
-    ContainerId, ContainerState, ExecOutput, NodeContext, Observed, ObservedContainer, ObservedSandbox,
-    Runtime, RuntimeError, SandboxId, SandboxState, volumes,
+    ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, NodeContext, Observed,
+    ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState, events,
+    volumes,
 };
 use crate::clock::Timestamp;
 use crate::labels;
@@ -617,7 +618,12 @@ impl Runtime for CriRuntime {
         }
     }
 
-    async fn exec_sync(&self, id: &ContainerId, cmd: Vec<String>, timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+    async fn exec_sync(
+        &self,
+        id: &ContainerId,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
         let limit = timeout + READ_TIMEOUT;
         let req = timeout_of(
             tonic::Request::new(cri::ExecSyncRequest {
@@ -633,7 +639,19 @@ impl Runtime for CriRuntime {
             .await
             .map_err(|s| to_error("ExecSync", s, limit))?
             .into_inner();
-        Ok(ExecOutput { exit_code: resp.exit_code, stdout: resp.stdout, stderr: resp.stderr })
+        Ok(ExecOutput {
+            exit_code: resp.exit_code,
+            stdout: resp.stdout,
+            stderr: resp.stderr,
+        })
+    }
+
+    async fn exits(&self) -> Result<Option<(EventSource, ExitStream)>, RuntimeError> {
+        match events::subscribe(&self.channel).await {
+            Ok(found) => Ok(Some(found)),
+            Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
+            Err(s) => Err(to_error("GetContainerEvents", s, READ_TIMEOUT)),
+        }
     }
 
     async fn forget_pod(&self, key: &PodKey, uid: &str) -> Result<(), RuntimeError> {

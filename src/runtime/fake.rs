@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    ContainerId, ContainerState, ExecOutput, Observed, ObservedContainer, ObservedSandbox, Runtime,
-    RuntimeError, SandboxId, SandboxState,
+    ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, Observed, ObservedContainer,
+    ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState,
 };
 use crate::clock::Clock;
 use crate::pod::{PodKey, StaticPod};
@@ -55,6 +55,7 @@ struct State {
 pub struct FakeRuntime {
     clock: Clock,
     state: Mutex<State>,
+    exits: tokio::sync::broadcast::Sender<()>,
 }
 
 impl FakeRuntime {
@@ -66,6 +67,7 @@ impl FakeRuntime {
                 stop_exit_code: 137,
                 ..State::default()
             }),
+            exits: tokio::sync::broadcast::channel(64).0,
         }
     }
 
@@ -126,6 +128,8 @@ impl FakeRuntime {
             c.exit_code = Some(code);
             c.reason = if code == 0 { "Completed" } else { "Error" }.to_owned();
         }
+        drop(s);
+        let _ = self.exits.send(());
     }
 
     /// Running containers of a pod named `name` (any namespace).
@@ -305,15 +309,41 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn exec_sync(&self, id: &ContainerId, cmd: Vec<String>, _timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+    async fn exec_sync(
+        &self,
+        id: &ContainerId,
+        cmd: Vec<String>,
+        _timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
         self.record(FakeCall::ExecSync(id.clone(), cmd.clone()), "exec_sync")?;
         let s = self.lock();
-        let running = s.containers.get(id).is_some_and(|c| c.state == ContainerState::Running);
+        let running = s
+            .containers
+            .get(id)
+            .is_some_and(|c| c.state == ContainerState::Running);
         if !running {
-            return Err(RuntimeError::Call { method: "ExecSync", code: 9, message: format!("container {id} is not running") });
+            return Err(RuntimeError::Call {
+                method: "ExecSync",
+                code: 9,
+                message: format!("container {id} is not running"),
+            });
         }
         let program = cmd.first().cloned().unwrap_or_default();
         Ok(s.exec_results.get(&program).cloned().unwrap_or_default())
+    }
+
+    async fn exits(&self) -> Result<Option<(EventSource, ExitStream)>, RuntimeError> {
+        let rx = self.exits.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(()) => return Some(((), rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Some((EventSource::Cri, Box::pin(stream))))
     }
 
     async fn forget_pod(&self, key: &PodKey, uid: &str) -> Result<(), RuntimeError> {

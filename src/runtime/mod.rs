@@ -6,6 +6,7 @@
 
 mod convert;
 mod cri;
+mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod fake;
 mod node;
@@ -21,8 +22,9 @@ use thiserror::Error;
 use crate::clock::Timestamp;
 use crate::pod::{ContainerKind, PodKey, StaticPod};
 
-pub use cri::CriRuntime;
 pub use convert::{Addresses, field_value, resource_value};
+pub use cri::CriRuntime;
+pub use events::{EventSource, ExitStream};
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::{FakeCall, FakeRuntime};
 pub use node::{NodeContext, ResolvConf};
@@ -291,6 +293,12 @@ pub trait Runtime: Send + Sync + 'static {
         cmd: Vec<String>,
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecOutput, RuntimeError>> + Send;
+
+    /// A stream that yields whenever a container exits, from the best source the runtime
+    /// offers. `Ok(None)`: the runtime has no event source (relisting alone notices exits).
+    fn exits(
+        &self,
+    ) -> impl Future<Output = Result<Option<(EventSource, ExitStream)>, RuntimeError>> + Send;
 
     /// Removes the host-side state of a pod UID that no sandbox uses any more: its log
     /// directory, its pod directory under the root dir, and its cgroup.

@@ -1,0 +1,120 @@
+//! Container exit notifications, so a crash is noticed at once rather than at the next relist.
+//!
+//! CRI v1 has `GetContainerEvents` (containerd 1.7+, CRI-O). containerd 1.6 lacks it but
+//! publishes `/tasks/exit` on its own events service on the same socket, which podvisor
+//! subscribes to instead. Where neither exists, there is no stream and the relist alone
+//! notices exits.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+/// Yields once whenever a container exited.
+pub type ExitStream = Pin<Box<dyn Stream<Item = ()> + Send>>;
+
+/// Which event source a stream comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventSource {
+    /// CRI `GetContainerEvents`.
+    Cri,
+    /// containerd's events service, topic `/tasks/exit`.
+    Containerd,
+}
+
+/// `containerd.services.events.v1.SubscribeRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SubscribeRequest {
+    #[prost(string, repeated, tag = "1")]
+    filters: Vec<String>,
+}
+
+/// `containerd.services.events.v1.Envelope`, without the fields podvisor does not read.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Envelope {
+    #[prost(string, tag = "2")]
+    namespace: String,
+    #[prost(string, tag = "3")]
+    topic: String,
+}
+
+/// Opens the best exit stream the runtime offers. `Err` carries why none is available.
+pub async fn subscribe(channel: &Channel) -> Result<(EventSource, ExitStream), tonic::Status> {
+    match cri_events(channel).await {
+        Ok(stream) => Ok((EventSource::Cri, stream)),
+        Err(status) if status.code() == tonic::Code::Unimplemented => containerd_events(channel)
+            .await
+            .map(|s| (EventSource::Containerd, s)),
+        Err(status) => Err(status),
+    }
+}
+
+/// How long a runtime gets to refuse `GetContainerEvents` before podvisor assumes it streams.
+const REFUSAL_WINDOW: Duration = Duration::from_millis(500);
+
+type Connect<T> = Pin<
+    Box<dyn Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>> + Send>,
+>;
+
+/// A stream over a server-streaming call that may not answer until its first event: gRPC
+/// servers send headers with the first message, so the call itself is awaited lazily.
+fn lazy<T: Send + 'static, F>(connect: Connect<T>, keep: F) -> ExitStream
+where
+    F: Fn(&T) -> bool + Send + Sync + Copy + 'static,
+{
+    let stream = futures::stream::once(connect).flat_map(move |r| match r {
+        Ok(resp) => resp
+            .into_inner()
+            .filter_map(move |e| async move {
+                match e {
+                    Ok(e) if keep(&e) => Some(()),
+                    _ => None,
+                }
+            })
+            .boxed(),
+        Err(_) => futures::stream::empty().boxed(),
+    });
+    Box::pin(stream)
+}
+
+fn is_exit(e: &cri::ContainerEventResponse) -> bool {
+    e.container_event_type == cri::ContainerEventType::ContainerStoppedEvent as i32
+}
+
+async fn cri_events(channel: &Channel) -> Result<ExitStream, tonic::Status> {
+    let mut client = RuntimeServiceClient::new(channel.clone());
+    let mut connect: Connect<cri::ContainerEventResponse> =
+        Box::pin(async move { client.get_container_events(cri::GetEventsRequest {}).await });
+    // A runtime without the method refuses at once; one that has it may stay silent.
+    match tokio::time::timeout(REFUSAL_WINDOW, &mut connect).await {
+        Ok(Err(status)) => Err(status),
+        Ok(Ok(resp)) => Ok(lazy(Box::pin(async move { Ok(resp) }), is_exit)),
+        Err(_) => Ok(lazy(connect, is_exit)),
+    }
+}
+
+fn is_task_exit(e: &Envelope) -> bool {
+    e.topic == "/tasks/exit" && e.namespace == "k8s.io"
+}
+
+async fn containerd_events(channel: &Channel) -> Result<ExitStream, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let connect: Connect<Envelope> = Box::pin(async move {
+        let path =
+            http::uri::PathAndQuery::from_static("/containerd.services.events.v1.Events/Subscribe");
+        let codec = tonic_prost::ProstCodec::<SubscribeRequest, Envelope>::default();
+        let request = SubscribeRequest {
+            filters: vec![r#"topic=="/tasks/exit",namespace=="k8s.io""#.to_owned()],
+        };
+        grpc.server_streaming(tonic::Request::new(request), path, codec)
+            .await
+    });
+    Ok(lazy(connect, is_task_exit))
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the podvisor binary against a real containerd started per test.
+//!
+//! Needs root, containerd and runc (Debian packages); every test here is `#[ignore]`d so that a
+//! plain `cargo test` runs only what needs no privileges. Run them with the README's test
+//! command (`--include-ignored`).
+
+mod daemon;
+mod lab;
+mod lifecycle;
+mod resilience;
+mod supervise;

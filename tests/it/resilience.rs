@@ -1,0 +1,147 @@
+//! Keeping pods alive across crashes and restarts of containers, podvisor and containerd.
+
+use std::time::Duration;
+
+use crate::daemon::Daemon;
+use crate::lab::{Lab, holds_for, wait_for};
+use crate::lifecycle::{ready_sandboxes, running, sleeper};
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn killed_container_is_restarted_with_a_higher_restart_count() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let pod = d.pod("web");
+    d.write("web.yaml", &sleeper("web", "1"));
+    let o = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
+    let id = running(&o, &pod)[0].id.clone();
+    d.wait_log("watching container exits source=Containerd", T)
+        .await;
+    let killed = std::time::Instant::now();
+    lab.kill_container(&id.0);
+    let o = wait_for(&cri, T, "restarted", |o| {
+        running(o, &pod).iter().any(|c| c.id != id)
+    })
+    .await;
+    eprintln!("crash to running again: {:?}", killed.elapsed());
+    assert_eq!(running(&o, &pod)[0].attempt, 1);
+    let dead: Vec<_> = o.containers.iter().filter(|c| c.id == id).collect();
+    assert_eq!(dead.len(), 1, "the dead instance is kept for logs");
+    assert_eq!(dead[0].exit_code, Some(137));
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn podvisor_killed_and_restarted_adopts_pods_without_restarting_them() {
+    let lab = Lab::start();
+    let mut d = Daemon::start(&lab);
+    let cri = lab.cri();
+    for name in ["a", "b", "c"] {
+        d.write(&format!("{name}.yaml"), &sleeper(name, "1"));
+    }
+    let before = wait_for(&cri, T, "three running", |o| {
+        ["a", "b", "c"]
+            .iter()
+            .all(|n| running(o, &d.pod(n)).len() == 1)
+    })
+    .await;
+    d.kill9();
+    // while it is down, one manifest goes away
+    d.remove("c.yaml");
+    d.restart();
+    d.wait_log("first full reconcile done", T).await;
+    let after = wait_for(&cri, T, "c stopped", |o| {
+        o.sandboxes.iter().all(|s| s.key.name != d.pod("c"))
+    })
+    .await;
+    for name in ["a", "b"] {
+        let pod = d.pod(name);
+        let was: Vec<_> = running(&before, &pod)
+            .iter()
+            .map(|c| (c.id.clone(), c.attempt))
+            .collect();
+        let is: Vec<_> = running(&after, &pod)
+            .iter()
+            .map(|c| (c.id.clone(), c.attempt))
+            .collect();
+        assert_eq!(was, is, "{pod} was restarted");
+    }
+    let log = d.log();
+    assert_eq!(
+        log.matches("container started pod=kube-system/a-").count(),
+        1,
+        "a was started twice:\n{log}"
+    );
+    assert_eq!(log.matches("first full reconcile done").count(), 2, "{log}");
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn containerd_restart_keeps_pods_and_creates_no_duplicates() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let pod = d.pod("web");
+    d.write("web.yaml", &sleeper("web", "1"));
+    let before = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
+    let id = running(&before, &pod)[0].id.clone();
+
+    lab.stop_containerd();
+    tokio::time::sleep(Duration::from_secs(2)).await; // podvisor sees the socket gone
+    lab.start_containerd();
+    d.wait_log("container runtime reachable again", T).await;
+    holds_for(
+        &cri,
+        Duration::from_secs(3),
+        "same container, one sandbox",
+        |o| {
+            ready_sandboxes(o, &pod) == 1
+                && o.sandboxes.len() == 1
+                && running(o, &pod).iter().any(|c| c.id == id)
+        },
+    )
+    .await;
+    // and it still reconciles afterwards
+    d.write("web.yaml", &sleeper("web", "2"));
+    wait_for(&cri, T, "edit applied after the restart", |o| {
+        running(o, &pod).iter().any(|c| c.id != id)
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn sigterm_stops_podvisor_and_leaves_pods_running() {
+    let lab = Lab::start();
+    let mut d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let pod = d.pod("web");
+    d.write("web.yaml", &sleeper("web", "1"));
+    let o = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
+    let id = running(&o, &pod)[0].id.clone();
+    let status = d.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    holds_for(&cri, Duration::from_secs(2), "pod left running", |o| {
+        running(o, &pod).iter().any(|c| c.id == id)
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn podvisor_started_before_containerd_waits_for_it() {
+    let lab = Lab::start();
+    lab.stop_containerd();
+    let d = Daemon::start(&lab);
+    d.write("web.yaml", &sleeper("web", "1"));
+    d.wait_log("container runtime unreachable", T).await;
+    lab.start_containerd();
+    let cri = lab.cri();
+    wait_for(&cri, T, "web running", |o| {
+        running(o, &d.pod("web")).len() == 1
+    })
+    .await;
+}

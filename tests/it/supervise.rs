@@ -1,0 +1,181 @@
+//! The daemon's loops wired together over the in-memory runtime, on a paused clock: timing
+//! decisions checked to the millisecond without sleeping. Needs no root.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podvisor::app::supervise;
+use podvisor::cli::LogFormat;
+use podvisor::clock::{Clock, Timestamp};
+use podvisor::config::Config;
+use podvisor::pod::NodeName;
+use podvisor::reconcile::ReconcileState;
+use podvisor::runtime::{FakeCall, FakeRuntime};
+use podvisor::shutdown::Shutdown;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
+
+fn config(dir: &Path) -> Config {
+    Config {
+        manifest_dir: dir.to_owned(),
+        runtime_endpoint: "unix:///unused".into(),
+        node_name: NodeName::new("n1"),
+        resync_period: Duration::from_secs(10),
+        relist_period: Duration::from_secs(1),
+        root_dir: dir.join("root"),
+        pod_log_dir: dir.join("logs"),
+        log_format: LogFormat::Text,
+    }
+}
+
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - {name: app, image: 'busybox:1.35'}\n";
+
+async fn until(
+    state: &mut watch::Receiver<Arc<ReconcileState>>,
+    what: &str,
+    check: impl Fn() -> bool,
+) {
+    for _ in 0..10_000 {
+        if check() {
+            return;
+        }
+        if tokio::time::timeout(Duration::from_secs(60), state.changed())
+            .await
+            .is_err()
+        {
+            panic!("no reconcile pass for a minute while waiting for {what}");
+        }
+    }
+    panic!("never saw {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn crash_loop_restarts_at_once_then_exactly_when_the_backoff_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("web.yaml"), POD).expect("write");
+    let clock = Clock::tokio(T0);
+    let rt = Arc::new(FakeRuntime::new(clock));
+    let shutdown = Shutdown {
+        graceful: CancellationToken::new(),
+        force: CancellationToken::new(),
+    };
+    let (mut state, task) = supervise(&config(dir.path()), rt.clone(), clock, shutdown.clone());
+    let task = tokio::spawn(task);
+
+    until(&mut state, "web running", || {
+        rt.running("web-n1").len() == 1
+    })
+    .await;
+    let first = rt.running("web-n1")[0].clone();
+
+    // first crash: the exit event wakes the loop, which restarts it at once (no backoff)
+    rt.exit_container(&first.id, 1);
+    let crashed = clock.now();
+    until(&mut state, "first restart", || {
+        rt.running("web-n1").iter().any(|c| c.attempt == 1)
+    })
+    .await;
+    let second = rt.running("web-n1")[0].clone();
+    assert_eq!(
+        second.created_at, crashed,
+        "restarted without waiting for a relist"
+    );
+
+    // second crash: CrashLoopBackOff, 10 s from the exit, not a tick later
+    rt.exit_container(&second.id, 1);
+    let crashed = clock.now();
+    until(&mut state, "second restart", || {
+        rt.running("web-n1").iter().any(|c| c.attempt == 2)
+    })
+    .await;
+    let third = rt.running("web-n1")[0].clone();
+    let waited = third.created_at.since(crashed);
+    assert!(
+        waited >= Duration::from_secs(10) && waited <= Duration::from_millis(10_002),
+        "restarted after {waited:?}, not at the 10 s expiry"
+    );
+
+    // third crash: 20 s
+    rt.exit_container(&third.id, 1);
+    let crashed = clock.now();
+    until(&mut state, "third restart", || {
+        rt.running("web-n1").iter().any(|c| c.attempt == 3)
+    })
+    .await;
+    let waited = rt.running("web-n1")[0].created_at.since(crashed);
+    assert!(
+        waited >= Duration::from_secs(20) && waited <= Duration::from_millis(20_002),
+        "waited {waited:?}"
+    );
+
+    shutdown.graceful.cancel();
+    task.await.expect("join").expect("clean shutdown");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_the_loops_and_touches_no_pod() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("web.yaml"), POD).expect("write");
+    let clock = Clock::tokio(T0);
+    let rt = Arc::new(FakeRuntime::new(clock));
+    let shutdown = Shutdown {
+        graceful: CancellationToken::new(),
+        force: CancellationToken::new(),
+    };
+    let (mut state, task) = supervise(&config(dir.path()), rt.clone(), clock, shutdown.clone());
+    let task = tokio::spawn(task);
+    until(&mut state, "synced", || state_synced(&rt)).await;
+    rt.take_calls();
+    shutdown.graceful.cancel();
+    task.await.expect("join").expect("clean shutdown");
+    let calls: Vec<FakeCall> = rt
+        .take_calls()
+        .into_iter()
+        .filter(|c| *c != FakeCall::Observe)
+        .collect();
+    assert_eq!(calls, Vec::<FakeCall>::new());
+    assert_eq!(rt.running("web-n1").len(), 1);
+}
+
+fn state_synced(rt: &FakeRuntime) -> bool {
+    rt.running("web-n1").len() == 1
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_manifest_directory_never_deletes_running_pods() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Clock::tokio(T0);
+    let rt = Arc::new(FakeRuntime::new(clock));
+    // a pod from an earlier run is in the runtime
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).expect("mkdir");
+    std::fs::write(manifests.join("web.yaml"), POD).expect("write");
+    let shutdown = Shutdown {
+        graceful: CancellationToken::new(),
+        force: CancellationToken::new(),
+    };
+    let (mut state, task) = supervise(&config(&manifests), rt.clone(), clock, shutdown.clone());
+    let task = tokio::spawn(task);
+    until(&mut state, "web running", || {
+        rt.running("web-n1").len() == 1
+    })
+    .await;
+    shutdown.graceful.cancel();
+    task.await.expect("join").expect("clean shutdown");
+
+    // podvisor restarts while the directory is gone (unmounted, say)
+    std::fs::remove_dir_all(&manifests).expect("rm");
+    let shutdown = Shutdown {
+        graceful: CancellationToken::new(),
+        force: CancellationToken::new(),
+    };
+    let (_state, task) = supervise(&config(&manifests), rt.clone(), clock, shutdown.clone());
+    let task = tokio::spawn(task);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(rt.running("web-n1").len(), 1, "the pod survived");
+    shutdown.graceful.cancel();
+    task.await.expect("join").expect("clean shutdown");
+}

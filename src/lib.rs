@@ -28,4 +28,5 @@ pub mod quantity;
 pub mod reconcile;
 pub mod runtime;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;

@@ -126,7 +126,12 @@ fn parse_yaml(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, Value)>, Manifest
             message: "not valid UTF-8".to_owned(),
         }
     })?;
-    let values = serde_saphyr::from_multiple::<Value>(text).map_err(|e| {
+    let values = serde_saphyr::from_multiple_with_options::<Value>(
+        text,
+        // As Kubernetes' YAML (YAML 1.1): `defaultMode: 0644` is octal, 420.
+        serde_saphyr::options! { legacy_octal_numbers: true },
+    )
+    .map_err(|e| {
         let (line, column) = e
             .location()
             .map(|l| (l.line() as usize, l.column() as usize))
@@ -396,6 +401,18 @@ mod tests {
     }
 
     #[test]
+    fn leading_zero_numbers_are_octal_as_in_kubernetes_yaml() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: [{name: c, image: 'i:1'}]\n  volumes: [{name: d, downwardAPI: {defaultMode: 0644, items: [{path: x, fieldRef: {fieldPath: metadata.name}, mode: 0600}]}}]\n";
+        let pods = yaml(text).expect("valid");
+        let d = pods[0].spec.volumes.as_ref().expect("volumes")[0]
+            .downward_api
+            .clone()
+            .expect("downwardAPI");
+        assert_eq!(d.default_mode, Some(0o644));
+        assert_eq!(d.items.expect("items")[0].mode, Some(0o600));
+    }
+
+    #[test]
     fn json_pod_is_parsed() {
         let json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"},"spec":{"containers":[{"name":"c","image":"i:1"}]}}"#;
         let pods = parse_manifest(&p(), Format::Json, json.as_bytes()).expect("valid");
@@ -534,6 +551,39 @@ mod tests {
             matches!(err, ManifestError::Syntax { line: 2, .. }),
             "{err}"
         );
+    }
+
+    /// Whatever the bytes, parsing returns pods or an error naming the file: it never panics.
+    #[test]
+    fn truncated_and_random_input_never_panics() {
+        let rich = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: a, labels: {x: y}}\n  spec:\n    volumes: [{name: v, hostPath: {path: /x}}]\n    containers:\n    - name: c\n      image: 'i:1'\n      ports: [{containerPort: 80, hostPort: 80}]\n      resources: {limits: {cpu: 100m, memory: 1Gi}}\n      livenessProbe: {httpGet: {port: 80}}\n      volumeMounts: [{name: v, mountPath: /v}]\n---\n{\"apiVersion\": \"v1\", \"kind\": \"Pod\"}\n";
+        for end in 0..=rich.len() {
+            for format in [Format::Yaml, Format::Json] {
+                let _ = parse_manifest(&p(), format, &rich.as_bytes()[..end]);
+            }
+        }
+        // a fixed-seed xorshift, so failures reproduce
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet = b"{}[]:,-\"' \n\tapiVersionkindPodv1metadata&*!|>#%@`0123456789.";
+        for _ in 0..2000 {
+            let len = (x % 200) as usize;
+            let mut bytes = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                bytes.push(if x.is_multiple_of(7) {
+                    (x >> 8) as u8
+                } else {
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                });
+            }
+            for format in [Format::Yaml, Format::Json] {
+                if let Err(e) = parse_manifest(&p(), format, &bytes) {
+                    assert!(e.to_string().starts_with("/m/pod.yaml: "), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext};
 
-use super::NodeContext;
+use std::path::PathBuf;
+
+use super::{NodeContext, podfiles, volumes};
 use crate::labels;
 use crate::pod::{ContainerKind, QosClass, StaticPod, expand};
 use crate::quantity;
@@ -157,6 +159,7 @@ fn protocol(p: Option<&str>) -> i32 {
 fn seccomp(
     container: Option<&SecurityContext>,
     pod: Option<&PodSecurityContext>,
+    ctx: &NodeContext,
 ) -> cri::SecurityProfile {
     use cri::security_profile::ProfileType;
     let profile = container
@@ -167,9 +170,15 @@ fn seccomp(
             profile_type: ProfileType::RuntimeDefault as i32,
             localhost_ref: String::new(),
         },
+        // Relative to `<root-dir>/seccomp`, as the kubelet's seccomp profile root.
         Some(("Localhost", Some(path))) => cri::SecurityProfile {
             profile_type: ProfileType::Localhost as i32,
-            localhost_ref: path,
+            localhost_ref: ctx
+                .root_dir
+                .join("seccomp")
+                .join(path)
+                .to_string_lossy()
+                .into_owned(),
         },
         // The kubelet's default without `seccompDefault`: Unconfined.
         _ => cri::SecurityProfile {
@@ -502,7 +511,11 @@ fn linux_resources(
     }
 }
 
-fn container_security(pod: &StaticPod, c: &Container) -> cri::LinuxContainerSecurityContext {
+fn container_security(
+    pod: &StaticPod,
+    c: &Container,
+    ctx: &NodeContext,
+) -> cri::LinuxContainerSecurityContext {
     let sc = c.security_context.as_ref();
     let pod_sc = pod.spec.security_context.as_ref();
     let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
@@ -544,37 +557,71 @@ fn container_security(pod: &StaticPod, c: &Container) -> cri::LinuxContainerSecu
         no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
         masked_paths: masked,
         readonly_paths: readonly,
-        seccomp: Some(seccomp(sc, pod_sc)),
+        seccomp: Some(seccomp(sc, pod_sc, ctx)),
         ..Default::default()
     }
 }
 
-fn mounts(pod: &StaticPod, c: &Container, ctx: &NodeContext) -> Vec<cri::Mount> {
+/// The host directory and the sub-path within it of each volume mount that uses
+/// `subPath` or `subPathExpr` (expanded with the container's environment).
+pub fn sub_paths(
+    pod: &StaticPod,
+    c: &Container,
+    env: &[(String, String)],
+    ctx: &NodeContext,
+) -> Vec<(PathBuf, PathBuf)> {
     let volumes = pod.spec.volumes.as_deref().unwrap_or(&[]);
-    let pod_dir = ctx.pod_dir(pod.uid.as_str());
+    let mut out = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(vol) = volumes.iter().find(|v| v.name == m.name) else {
+            continue;
+        };
+        let sub = match (m.sub_path.as_deref(), m.sub_path_expr.as_deref()) {
+            (Some(s), _) if !s.is_empty() => s.to_owned(),
+            (_, Some(e)) if !e.is_empty() => expand(e, |n| lookup(env, n)),
+            _ => continue,
+        };
+        if let Some(dir) = volume_host_dir(pod, vol, ctx) {
+            out.push((dir, PathBuf::from(sub)));
+        }
+    }
+    out
+}
+
+fn volume_host_dir(
+    pod: &StaticPod,
+    vol: &k8s_openapi::api::core::v1::Volume,
+    ctx: &NodeContext,
+) -> Option<PathBuf> {
+    match &vol.host_path {
+        Some(hp) => Some(PathBuf::from(&hp.path)),
+        None => volumes::volume_path(ctx, pod.uid.as_str(), vol),
+    }
+}
+
+fn mounts(
+    pod: &StaticPod,
+    c: &Container,
+    attempt: u32,
+    env: &[(String, String)],
+    has_ip: bool,
+    ctx: &NodeContext,
+) -> Vec<cri::Mount> {
+    let volumes = pod.spec.volumes.as_deref().unwrap_or(&[]);
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
         let Some(vol) = volumes.iter().find(|v| v.name == m.name) else {
             continue; // validation guarantees every mount names a volume
         };
-        let mut host = if let Some(hp) = &vol.host_path {
-            std::path::PathBuf::from(&hp.path)
-        } else if vol.empty_dir.is_some() {
-            pod_dir
-                .join("volumes/kubernetes.io~empty-dir")
-                .join(&vol.name)
-        } else if vol.downward_api.is_some() {
-            pod_dir
-                .join("volumes/kubernetes.io~downward-api")
-                .join(&vol.name)
-        } else if vol.projected.is_some() {
-            pod_dir
-                .join("volumes/kubernetes.io~projected")
-                .join(&vol.name)
-        } else {
+        let Some(mut host) = volume_host_dir(pod, vol, ctx) else {
             continue;
         };
-        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        let sub = match (m.sub_path.as_deref(), m.sub_path_expr.as_deref()) {
+            (Some(s), _) if !s.is_empty() => Some(s.to_owned()),
+            (_, Some(e)) if !e.is_empty() => Some(expand(e, |n| lookup(env, n))),
+            _ => None,
+        };
+        if let Some(sub) = sub {
             host = host.join(sub);
         }
         let propagation = match m.mount_propagation.as_deref() {
@@ -589,6 +636,35 @@ fn mounts(pod: &StaticPod, c: &Container, ctx: &NodeContext) -> Vec<cri::Mount> 
             propagation: propagation as i32,
             ..Default::default()
         });
+    }
+    if podfiles::mounts_etc_hosts(pod, c, has_ip) {
+        out.push(cri::Mount {
+            container_path: "/etc/hosts".to_owned(),
+            host_path: podfiles::etc_hosts_path(ctx, pod.uid.as_str())
+                .to_string_lossy()
+                .into_owned(),
+            ..Default::default()
+        });
+    }
+    if let Some(path) = c
+        .termination_message_path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        let taken = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == path);
+        if !taken {
+            out.push(cri::Mount {
+                container_path: path.to_owned(),
+                host_path: podfiles::termination_log_path(ctx, pod.uid.as_str(), &c.name, attempt)
+                    .to_string_lossy()
+                    .into_owned(),
+                ..Default::default()
+            });
+        }
     }
     out
 }
@@ -677,7 +753,7 @@ pub fn container_config(
                 value: value.clone(),
             })
             .collect(),
-        mounts: mounts(pod, c, ctx),
+        mounts: mounts(pod, c, attempt, &env, addrs.pod_ip.is_some(), ctx),
         labels: container_labels,
         annotations,
         log_path: format!("{}/{attempt}.log", c.name),
@@ -686,7 +762,7 @@ pub fn container_config(
         tty: c.tty.unwrap_or(false),
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(pod, c, ctx)),
-            security_context: Some(container_security(pod, c)),
+            security_context: Some(container_security(pod, c, ctx)),
         }),
         ..Default::default()
     }
@@ -957,12 +1033,17 @@ mod tests {
             "/var/lib/podvisor/pods/{}/volumes/kubernetes.io~empty-dir/scratch",
             p.uid
         );
+        let log = format!(
+            "/var/lib/podvisor/pods/{}/containers/c/termination-log-0",
+            p.uid
+        );
         assert_eq!(
             m,
             [
                 ("/etc/ssl", "/etc/kubernetes/pki", true),
                 ("/scratch", empty.as_str(), false),
-                ("/ca.crt", "/etc/kubernetes/pki/ca.crt", false)
+                ("/ca.crt", "/etc/kubernetes/pki/ca.crt", false),
+                ("/dev/termination-log", log.as_str(), false),
             ]
         );
         assert_eq!(
@@ -1034,5 +1115,128 @@ mod tests {
             Some(vec!["ALL".to_owned()])
         );
         assert!(sc.masked_paths.contains(&"/proc/kcore".to_owned()));
+    }
+
+    fn kubeadm(name: &str) -> StaticPod {
+        let text = match name {
+            "etcd" => include_str!("../../tests/fixtures/kubeadm/etcd.yaml"),
+            "kube-apiserver" => include_str!("../../tests/fixtures/kubeadm/kube-apiserver.yaml"),
+            "kube-controller-manager" => {
+                include_str!("../../tests/fixtures/kubeadm/kube-controller-manager.yaml")
+            }
+            _ => include_str!("../../tests/fixtures/kubeadm/kube-scheduler.yaml"),
+        };
+        let path = PathBuf::from(format!("/etc/kubernetes/manifests/{name}.yaml"));
+        let parsed = parse_manifest(&path, Format::Yaml, text.as_bytes())
+            .expect("kubeadm manifest accepted");
+        assert_eq!(parsed.len(), 1);
+        assert!(parsed[0].warnings.is_empty(), "{:?}", parsed[0].warnings);
+        let p = parsed.into_iter().next().expect("pod");
+        StaticPod::build(
+            p.metadata,
+            p.spec,
+            &NodeName::new("cp1"),
+            ManifestRef { path, at: p.at },
+            |_| Timestamp(0),
+        )
+    }
+
+    #[test]
+    fn kubeadm_control_plane_manifests_become_host_network_node_critical_containers() {
+        for name in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
+            let pod = kubeadm(name);
+            assert_eq!(pod.key.name, format!("{name}-cp1"));
+            assert_eq!(pod.key.namespace, "kube-system");
+            let s = sandbox_config(&pod, 0, &ctx());
+            assert_eq!(s.hostname, "", "{name}: no hostname on the host network");
+            let ns = s
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .and_then(|sc| sc.namespace_options.clone())
+                .expect("ns");
+            assert_eq!(ns.network, cri::NamespaceMode::Node as i32, "{name}");
+            assert_eq!(s.labels["component"], name);
+            assert_eq!(s.labels["tier"], "control-plane");
+            let spec = &pod.containers()[0];
+            let addrs = Addresses {
+                pod_ip: Some("192.168.1.10".into()),
+                host_ip: Some("192.168.1.10".into()),
+            };
+            let c = container_config(&pod, spec, ContainerKind::App, 0, &addrs, &ctx());
+            assert_eq!(
+                Some(&c.command),
+                spec.command.as_ref(),
+                "{name}: command passed verbatim"
+            );
+            assert!(c.args.is_empty());
+            let r = c
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.as_ref())
+                .expect("resources");
+            assert_eq!(r.oom_score_adj, -997, "{name}: system-node-critical");
+            let sc = c
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .expect("sc");
+            assert_eq!(
+                sc.seccomp.as_ref().map(|p| p.profile_type),
+                Some(cri::security_profile::ProfileType::RuntimeDefault as i32)
+            );
+            // every hostPath volume mount, with its read-only flag, then the managed files
+            let volumes = pod.spec.volumes.clone().expect("volumes");
+            let expected: Vec<(String, String, bool)> = spec
+                .volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| {
+                    let v = volumes.iter().find(|v| v.name == m.name).expect("volume");
+                    (
+                        m.mount_path.clone(),
+                        v.host_path.clone().expect("hostPath").path,
+                        m.read_only.unwrap_or(false),
+                    )
+                })
+                .chain([
+                    (
+                        "/etc/hosts".to_owned(),
+                        format!("/var/lib/podvisor/pods/{}/etc-hosts", pod.uid),
+                        false,
+                    ),
+                    (
+                        "/dev/termination-log".to_owned(),
+                        format!(
+                            "/var/lib/podvisor/pods/{}/containers/{name}/termination-log-0",
+                            pod.uid
+                        ),
+                        false,
+                    ),
+                ])
+                .collect();
+            let got: Vec<(String, String, bool)> = c
+                .mounts
+                .iter()
+                .map(|m| (m.container_path.clone(), m.host_path.clone(), m.readonly))
+                .collect();
+            assert_eq!(got, expected, "{name}");
+        }
+        let etcd = kubeadm("etcd");
+        let ann = etcd.metadata.annotations.clone().expect("annotations");
+        assert_eq!(
+            ann["kubeadm.kubernetes.io/etcd.advertise-client-urls"],
+            "https://192.168.1.10:2379"
+        );
+        let s = sandbox_config(&etcd, 0, &ctx());
+        assert_eq!(
+            s.linux.expect("linux").cgroup_parent,
+            format!("/kubepods/burstable/pod{}", etcd.uid)
+        );
     }
 }

@@ -22,7 +22,7 @@ use super::convert::{self, Addresses};
 use super::{
     ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, NodeContext, Observed,
     ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState, events,
-    volumes,
+    podfiles, volumes,
 };
 use crate::clock::Timestamp;
 use crate::labels;
@@ -178,6 +178,34 @@ impl CriRuntime {
             .status?;
         let ts = |t: i64| (t > 0).then_some(Timestamp(t));
         let exited = status.state == cri::ContainerState::ContainerExited as i32;
+        let message = if exited {
+            let path = status
+                .annotations
+                .get(labels::CONTAINER_TERMINATION_MESSAGE_PATH);
+            let file = status
+                .mounts
+                .iter()
+                .find(|m| Some(&m.container_path) == path)
+                .map(|m| PathBuf::from(&m.host_path));
+            let fallback = status
+                .annotations
+                .get(labels::CONTAINER_TERMINATION_MESSAGE_POLICY)
+                .is_some_and(|p| p == "FallbackToLogsOnError");
+            let log = (!status.log_path.is_empty()).then(|| PathBuf::from(&status.log_path));
+            let from_pod = podfiles::termination_message(
+                file.as_deref(),
+                log.as_deref(),
+                fallback,
+                status.exit_code,
+            );
+            if from_pod.is_empty() {
+                status.message.clone()
+            } else {
+                from_pod
+            }
+        } else {
+            status.message.clone()
+        };
         Some((
             id,
             ContainerDetails {
@@ -185,7 +213,7 @@ impl CriRuntime {
                 finished_at: if exited { ts(status.finished_at) } else { None },
                 exit_code: exited.then_some(status.exit_code),
                 reason: status.reason,
-                message: status.message,
+                message,
                 image_ref: status.image_ref,
                 exited,
             },
@@ -211,11 +239,10 @@ impl CriRuntime {
         Some((id, ip))
     }
 
-    async fn ensure_image(&self, image: &str, policy: &str) -> Result<(), RuntimeError> {
-        let spec = cri::ImageSpec {
-            image: image.to_owned(),
-            ..Default::default()
-        };
+    async fn image_status(
+        &self,
+        spec: &cri::ImageSpec,
+    ) -> Result<Option<cri::Image>, RuntimeError> {
         let req = timeout_of(
             tonic::Request::new(cri::ImageStatusRequest {
                 image: Some(spec.clone()),
@@ -223,23 +250,32 @@ impl CriRuntime {
             }),
             READ_TIMEOUT,
         );
-        let present = self
+        Ok(self
             .images()
             .image_status(req)
             .await
             .map_err(|s| to_error("ImageStatus", s, READ_TIMEOUT))?
             .into_inner()
-            .image
-            .is_some();
+            .image)
+    }
+
+    /// Makes the image present per the pull policy (never pulling a present image under
+    /// IfNotPresent; never pulling at all under Never); returns the image's status.
+    async fn ensure_image(&self, image: &str, policy: &str) -> Result<cri::Image, RuntimeError> {
+        let spec = cri::ImageSpec {
+            image: image.to_owned(),
+            ..Default::default()
+        };
+        let present = self.image_status(&spec).await?;
         match (policy, present) {
-            ("Never", false) => Err(RuntimeError::ImageNeverPull {
+            ("Never", None) => Err(RuntimeError::ImageNeverPull {
                 image: image.to_owned(),
             }),
-            ("Never", true) | ("IfNotPresent", true) => Ok(()),
+            ("Never" | "IfNotPresent", Some(found)) => Ok(found),
             _ => {
                 let req = timeout_of(
                     tonic::Request::new(cri::PullImageRequest {
-                        image: Some(spec),
+                        image: Some(spec.clone()),
                         ..Default::default()
                     }),
                     WRITE_TIMEOUT,
@@ -247,10 +283,15 @@ impl CriRuntime {
                 self.images()
                     .pull_image(req)
                     .await
-                    .map(|_| ())
                     .map_err(|s| RuntimeError::ImagePull {
                         image: image.to_owned(),
                         message: s.message().to_owned(),
+                    })?;
+                self.image_status(&spec)
+                    .await?
+                    .ok_or_else(|| RuntimeError::ImagePull {
+                        image: image.to_owned(),
+                        message: "pulled, but the runtime does not list it".to_owned(),
                     })
             }
         }
@@ -266,6 +307,50 @@ impl CriRuntime {
             },
             host_ip,
         }
+    }
+}
+
+/// The kubelet's `verifyRunAsNonRoot`: with `runAsNonRoot`, refuse a container that would run
+/// as root, by its `runAsUser` or else the image's user.
+fn check_run_as_non_root(
+    pod: &StaticPod,
+    c: &k8s_openapi::api::core::v1::Container,
+    image: &cri::Image,
+) -> Result<(), RuntimeError> {
+    let sc = c.security_context.as_ref();
+    let pod_sc = pod.spec.security_context.as_ref();
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| pod_sc.and_then(|s| s.run_as_non_root))
+        .unwrap_or(false);
+    if !non_root {
+        return Ok(());
+    }
+    let refuse = |message: String| Err(RuntimeError::Refused { message });
+    let user = sc
+        .and_then(|s| s.run_as_user)
+        .or_else(|| pod_sc.and_then(|s| s.run_as_user));
+    match user {
+        Some(0) => refuse(format!(
+            "container {} has runAsNonRoot and runAsUser 0",
+            c.name
+        )),
+        Some(_) => Ok(()),
+        None => match (image.uid.as_ref().map(|u| u.value), image.username.as_str()) {
+            (Some(0), _) => refuse(format!(
+                "container {} has runAsNonRoot and image will run as root",
+                c.name
+            )),
+            (Some(_), _) => Ok(()),
+            (None, "") | (None, "root") => refuse(format!(
+                "container {} has runAsNonRoot and image will run as root",
+                c.name
+            )),
+            (None, name) => refuse(format!(
+                "container {} has runAsNonRoot and image has non-numeric user ({name}), cannot verify user is non-root",
+                c.name
+            )),
+        },
     }
 }
 
@@ -438,6 +523,10 @@ impl Runtime for CriRuntime {
                     .annotations
                     .get(labels::POD_TERMINATION_GRACE_PERIOD)
                     .and_then(|g| g.parse().ok()),
+                pre_stop: c
+                    .annotations
+                    .get(labels::CONTAINER_PRESTOP_HANDLER)
+                    .cloned(),
                 image: c.image.map(|i| i.image).unwrap_or_default(),
                 image_ref: if d.image_ref.is_empty() {
                     c.image_ref
@@ -498,7 +587,8 @@ impl Runtime for CriRuntime {
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| "IfNotPresent".into());
-        self.ensure_image(&image, &policy).await?;
+        let found = self.ensure_image(&image, &policy).await?;
+        check_run_as_non_root(pod, container, &found)?;
         volumes::prepare(pod, &self.ctx)?;
         let cached_ip = {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -512,20 +602,27 @@ impl Runtime for CriRuntime {
                 .await
                 .and_then(|(_, ip)| ip),
         };
+        let addrs = self.addresses(pod, sandbox_ip);
+        if podfiles::mounts_etc_hosts(pod, container, addrs.pod_ip.is_some()) {
+            podfiles::write_etc_hosts(pod, &self.ctx, addrs.pod_ip.as_deref())?;
+        }
+        if container.termination_message_path.is_some() {
+            podfiles::create_termination_log(&podfiles::termination_log_path(
+                &self.ctx,
+                pod.uid.as_str(),
+                name,
+                attempt,
+            ))?;
+        }
+        let env = convert::environment(pod, container, &addrs, &self.ctx);
+        volumes::ensure_sub_paths(&convert::sub_paths(pod, container, &env, &self.ctx))?;
         let log_dir = self
             .ctx
             .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str())
             .join(name);
         std::fs::create_dir_all(&log_dir)
             .map_err(|e| host_error("creating container log directory", &log_dir, e))?;
-        let config = convert::container_config(
-            pod,
-            container,
-            kind,
-            attempt,
-            &self.addresses(pod, sandbox_ip),
-            &self.ctx,
-        );
+        let config = convert::container_config(pod, container, kind, attempt, &addrs, &self.ctx);
         let req = timeout_of(
             tonic::Request::new(cri::CreateContainerRequest {
                 pod_sandbox_id: sandbox.0.clone(),
@@ -662,6 +759,7 @@ impl Runtime for CriRuntime {
             warn!(path = %log_dir.display(), error = %e, "pod log directory not removed");
         }
         let pod_dir = self.ctx.pod_dir(uid);
+        volumes::unmount_under(&pod_dir);
         if let Err(e) = std::fs::remove_dir_all(&pod_dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {

@@ -85,16 +85,27 @@ fn is_exit(e: &cri::ContainerEventResponse) -> bool {
     e.container_event_type == cri::ContainerEventType::ContainerStoppedEvent as i32
 }
 
-async fn cri_events(channel: &Channel) -> Result<ExitStream, tonic::Status> {
-    let mut client = RuntimeServiceClient::new(channel.clone());
-    let mut connect: Connect<cri::ContainerEventResponse> =
-        Box::pin(async move { client.get_container_events(cri::GetEventsRequest {}).await });
-    // A runtime without the method refuses at once; one that has it may stay silent.
+/// Starts a server-streaming call: a runtime without the method refuses at once, one that
+/// has it may stay silent until its first event, so only the refusal window is awaited.
+async fn open<T: Send + 'static, F>(
+    mut connect: Connect<T>,
+    keep: F,
+) -> Result<ExitStream, tonic::Status>
+where
+    F: Fn(&T) -> bool + Send + Sync + Copy + 'static,
+{
     match tokio::time::timeout(REFUSAL_WINDOW, &mut connect).await {
         Ok(Err(status)) => Err(status),
-        Ok(Ok(resp)) => Ok(lazy(Box::pin(async move { Ok(resp) }), is_exit)),
-        Err(_) => Ok(lazy(connect, is_exit)),
+        Ok(Ok(resp)) => Ok(lazy(Box::pin(async move { Ok(resp) }), keep)),
+        Err(_) => Ok(lazy(connect, keep)),
     }
+}
+
+async fn cri_events(channel: &Channel) -> Result<ExitStream, tonic::Status> {
+    let mut client = RuntimeServiceClient::new(channel.clone());
+    let connect: Connect<cri::ContainerEventResponse> =
+        Box::pin(async move { client.get_container_events(cri::GetEventsRequest {}).await });
+    open(connect, is_exit).await
 }
 
 fn is_task_exit(e: &Envelope) -> bool {
@@ -116,5 +127,9 @@ async fn containerd_events(channel: &Channel) -> Result<ExitStream, tonic::Statu
         grpc.server_streaming(tonic::Request::new(request), path, codec)
             .await
     });
-    Ok(lazy(connect, is_task_exit))
+    open(connect, is_task_exit).await
 }
+
+#[cfg(test)]
+#[path = "events_tests.rs"]
+mod tests;

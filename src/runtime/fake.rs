@@ -239,6 +239,11 @@ impl Runtime for FakeRuntime {
                 state: ContainerState::Running,
                 hash: pod.container_hash(name).map(|h| h.0.clone()),
                 grace_seconds: Some(pod.grace_period_seconds()),
+                pre_stop: container
+                    .lifecycle
+                    .as_ref()
+                    .and_then(|l| l.pre_stop.as_ref())
+                    .and_then(|h| serde_json::to_string(h).ok()),
                 image: container.image.clone().unwrap_or_default(),
                 image_ref: format!("sha256:{:064}", 1),
                 created_at: now,

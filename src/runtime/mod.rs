@@ -10,6 +10,7 @@ mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod fake;
 mod node;
+mod podfiles;
 mod volumes;
 
 use std::fmt;
@@ -119,6 +120,8 @@ pub struct ObservedContainer {
     pub hash: Option<String>,
     /// The pod's grace period when it was created, for stopping it without a spec.
     pub grace_seconds: Option<i64>,
+    /// The JSON of its `lifecycle.preStop` when it was created, for stopping it without a spec.
+    pub pre_stop: Option<String>,
     /// Image as specified.
     pub image: String,
     /// Image ID the runtime resolved.
@@ -133,7 +136,8 @@ pub struct ObservedContainer {
     pub exit_code: Option<i32>,
     /// Runtime's reason (`Completed`, `Error`, `OOMKilled`), once exited.
     pub reason: String,
-    /// Runtime's message.
+    /// The termination message (from the termination-message file or, per policy, the log
+    /// tail), else the runtime's message.
     pub message: String,
 }
 
@@ -189,6 +193,12 @@ pub enum RuntimeError {
         /// The runtime's message.
         message: String,
     },
+    /// The container may not run as configured (the kubelet's `CreateContainerConfigError`).
+    #[error("{message}")]
+    Refused {
+        /// What is wrong.
+        message: String,
+    },
     /// A host-side step (directories, files) failed.
     #[error("{what} {}: {message}", path.display())]
     Host {
@@ -218,6 +228,7 @@ impl RuntimeError {
         match self {
             RuntimeError::ImageNeverPull { .. } => "ErrImageNeverPull",
             RuntimeError::ImagePull { .. } => "ErrImagePull",
+            RuntimeError::Refused { .. } => "CreateContainerConfigError",
             _ => "CreateContainerError",
         }
     }

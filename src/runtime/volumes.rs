@@ -1,12 +1,19 @@
-//! Host-side volume preparation before a pod's containers run: hostPath type checks and
-//! creation, emptyDir directories. Idempotent; IO on the host filesystem only.
+//! Host-side volume preparation before a pod's containers run, as the kubelet's volume
+//! plugins do: hostPath type checks and creation, emptyDir directories (tmpfs for
+//! `medium: Memory`), downwardAPI files, subPath directories; and unmounting at removal.
+//! Idempotent; IO on the host filesystem only.
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, Volume};
+use nix::mount::{MntFlags, MsFlags};
+
+use super::convert::{Addresses, field_value, resource_value};
 use super::{NodeContext, RuntimeError};
 use crate::pod::StaticPod;
+use crate::quantity;
 
 fn host_error(what: &'static str, path: &Path, message: impl Into<String>) -> RuntimeError {
     RuntimeError::Host {
@@ -16,27 +23,173 @@ fn host_error(what: &'static str, path: &Path, message: impl Into<String>) -> Ru
     }
 }
 
-/// The directory backing an emptyDir volume.
-pub fn empty_dir_path(ctx: &NodeContext, uid: &str, name: &str) -> PathBuf {
-    ctx.pod_dir(uid)
-        .join("volumes/kubernetes.io~empty-dir")
-        .join(name)
+/// The directory backing a volume of a pod, for the volume types podvisor manages itself.
+pub fn volume_path(ctx: &NodeContext, uid: &str, vol: &Volume) -> Option<PathBuf> {
+    let kind = if vol.empty_dir.is_some() {
+        "kubernetes.io~empty-dir"
+    } else if vol.downward_api.is_some() {
+        "kubernetes.io~downward-api"
+    } else if vol.projected.is_some() {
+        "kubernetes.io~projected"
+    } else {
+        return None;
+    };
+    Some(ctx.pod_dir(uid).join("volumes").join(kind).join(&vol.name))
 }
 
-/// Checks and creates what `pod`'s volumes need on the host, as the kubelet's hostPath and
-/// emptyDir plugins do.
+/// Checks and creates what `pod`'s volumes need on the host.
 pub fn prepare(pod: &StaticPod, ctx: &NodeContext) -> Result<(), RuntimeError> {
+    // downwardAPI volumes may only use metadata and resources, never addresses.
+    let addrs = &Addresses::default();
     for vol in pod.spec.volumes.iter().flatten() {
         if let Some(hp) = &vol.host_path {
             check_host_path(Path::new(&hp.path), hp.type_.as_deref().unwrap_or(""))?;
         }
-        if vol.empty_dir.is_some() {
-            let dir = empty_dir_path(ctx, pod.uid.as_str(), &vol.name);
-            fs::create_dir_all(&dir)
-                .map_err(|e| host_error("creating emptyDir", &dir, e.to_string()))?;
+        let Some(dir) = volume_path(ctx, pod.uid.as_str(), vol) else {
+            continue;
+        };
+        fs::create_dir_all(&dir)
+            .map_err(|e| host_error("creating volume directory", &dir, e.to_string()))?;
+        if let Some(ed) = &vol.empty_dir {
+            if ed.medium.as_deref() == Some("Memory") && !is_mount_point(&dir) {
+                let size = ed
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| quantity::value(&q.0).ok());
+                mount_tmpfs(&dir, size)?;
+            }
             // emptyDir is world-writable, like the kubelet's (0777).
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
                 .map_err(|e| host_error("setting emptyDir mode", &dir, e.to_string()))?;
+        }
+        if let Some(d) = &vol.downward_api {
+            write_downward(
+                pod,
+                ctx,
+                addrs,
+                &dir,
+                d.items.as_deref().unwrap_or(&[]),
+                d.default_mode.unwrap_or(0o644),
+            )?;
+        }
+        if let Some(p) = &vol.projected {
+            let items: Vec<DownwardAPIVolumeFile> = p
+                .sources
+                .iter()
+                .flatten()
+                .filter_map(|s| s.downward_api.as_ref())
+                .flat_map(|d| d.items.iter().flatten().cloned())
+                .collect();
+            write_downward(
+                pod,
+                ctx,
+                addrs,
+                &dir,
+                &items,
+                p.default_mode.unwrap_or(0o644),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_downward(
+    pod: &StaticPod,
+    ctx: &NodeContext,
+    addrs: &Addresses,
+    dir: &Path,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: i32,
+) -> Result<(), RuntimeError> {
+    for item in items {
+        let value = if let Some(f) = &item.field_ref {
+            field_value(pod, &f.field_path, addrs)
+        } else if let Some(r) = &item.resource_field_ref {
+            let container = pod
+                .containers()
+                .iter()
+                .find(|c| Some(&c.name) == r.container_name.as_ref())
+                .cloned()
+                .unwrap_or_default();
+            resource_value(
+                &container,
+                &r.resource,
+                r.divisor.as_ref().map(|d| d.0.as_str()),
+                ctx,
+            )
+        } else {
+            continue;
+        };
+        let path = dir.join(&item.path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| host_error("creating downwardAPI directory", parent, e.to_string()))?;
+        }
+        let tmp = path.with_extension("podvisor-tmp");
+        fs::write(&tmp, value.as_bytes())
+            .and_then(|()| {
+                fs::set_permissions(
+                    &tmp,
+                    fs::Permissions::from_mode(item.mode.unwrap_or(default_mode) as u32 & 0o7777),
+                )
+            })
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| host_error("writing downwardAPI file", &path, e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn is_mount_point(dir: &Path) -> bool {
+    match (fs::metadata(dir), dir.parent().map(fs::metadata)) {
+        (Ok(d), Some(Ok(p))) => d.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), RuntimeError> {
+    let mut data = "mode=0777".to_owned();
+    if let Some(bytes) = size.filter(|b| *b > 0) {
+        data.push_str(&format!(",size={bytes}"));
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(|e| host_error("mounting tmpfs for emptyDir", dir, e.to_string()))
+}
+
+/// Unmounts every mount at or below `dir` (tmpfs emptyDirs), deepest first, so that the pod
+/// directory can be removed.
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = nix::mount::umount2(&p, MntFlags::MNT_DETACH);
+    }
+}
+
+/// Creates missing subPath directories inside volumes, as the kubelet does before mounting.
+pub fn ensure_sub_paths(mounts: &[(PathBuf, PathBuf)]) -> Result<(), RuntimeError> {
+    for (volume_dir, sub) in mounts {
+        if !volume_dir.exists() {
+            continue; // a hostPath with no type check: the runtime reports it
+        }
+        let target = volume_dir.join(sub);
+        if fs::symlink_metadata(&target).is_err() {
+            fs::create_dir_all(&target)
+                .map_err(|e| host_error("creating subPath", &target, e.to_string()))?;
+            let _ = fs::set_permissions(&target, fs::Permissions::from_mode(0o755));
         }
     }
     Ok(())
@@ -93,6 +246,10 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Timestamp;
+    use crate::manifest::{Format, parse_manifest};
+    use crate::pod::{ManifestRef, NodeName};
+    use crate::runtime::ResolvConf;
 
     #[test]
     fn host_path_types_are_checked_and_created() {
@@ -108,7 +265,57 @@ mod tests {
         assert!(check_host_path(&dir.path().join("nope"), "Directory").is_err());
         assert!(check_host_path(&dir.path().join("nope/x"), "FileOrCreate").is_err());
         assert!(check_host_path(&d, "Socket").is_err());
+        assert!(check_host_path(&d, "BlockDevice").is_err());
         check_host_path(Path::new("/dev/null"), "CharDevice").expect("char device");
         check_host_path(&dir.path().join("anything"), "").expect("no check");
+    }
+
+    #[test]
+    fn downward_api_volumes_get_their_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = NodeContext {
+            node: NodeName::new("n1"),
+            root_dir: dir.path().to_owned(),
+            pod_log_dir: dir.path().join("logs"),
+            cgroup_root: "/kubepods".into(),
+            resolv_conf: ResolvConf::default(),
+            host_ip: None,
+            memory_bytes: 1 << 30,
+            cpus: 2,
+        };
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: d, labels: {b: '2', a: '1'}}\nspec:\n  containers:\n  - {name: c, image: 'i:1', resources: {limits: {memory: 64Mi}}}\n  volumes:\n  - name: info\n    downwardAPI:\n      items:\n      - {path: name, fieldRef: {fieldPath: metadata.name}}\n      - {path: sub/labels, fieldRef: {fieldPath: metadata.labels}, mode: 0600}\n      - {path: mem, resourceFieldRef: {containerName: c, resource: limits.memory, divisor: 1Mi}}\n  - name: proj\n    projected:\n      sources:\n      - downwardAPI: {items: [{path: ns, fieldRef: {fieldPath: metadata.namespace}}]}\n";
+        let path = Path::new("/m/d.yaml");
+        let p = parse_manifest(path, Format::Yaml, yaml.as_bytes())
+            .expect("valid")
+            .remove(0);
+        let pod = StaticPod::build(
+            p.metadata,
+            p.spec,
+            &NodeName::new("n1"),
+            ManifestRef {
+                path: path.to_owned(),
+                at: p.at,
+            },
+            |_| Timestamp(0),
+        );
+        prepare(&pod, &ctx).expect("prepared");
+        let vols = pod.spec.volumes.clone().expect("volumes");
+        let info = volume_path(&ctx, pod.uid.as_str(), &vols[0]).expect("path");
+        assert_eq!(fs::read_to_string(info.join("name")).expect("name"), "d-n1");
+        assert_eq!(
+            fs::read_to_string(info.join("sub/labels")).expect("labels"),
+            "a=\"1\"\nb=\"2\""
+        );
+        assert_eq!(
+            fs::metadata(info.join("sub/labels"))
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read_to_string(info.join("mem")).expect("mem"), "64");
+        let proj = volume_path(&ctx, pod.uid.as_str(), &vols[1]).expect("path");
+        assert_eq!(fs::read_to_string(proj.join("ns")).expect("ns"), "default");
     }
 }

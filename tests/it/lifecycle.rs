@@ -5,6 +5,8 @@ use std::time::Duration;
 use podvisor::runtime::{ContainerState, Observed, SandboxState};
 
 use crate::daemon::Daemon;
+use podvisor::runtime::Runtime;
+
 use crate::lab::{BUSYBOX, Lab, holds_for, wait_for};
 
 const T: Duration = Duration::from_secs(20);
@@ -186,16 +188,17 @@ async fn deleted_manifest_stops_and_removes_the_pod_and_its_logs() {
         o.sandboxes.is_empty() && o.containers.is_empty()
     })
     .await;
+    // the host-side clean-up is the step right after the sandbox removal
     let log_dir = d.logs.join(format!("kube-system_{pod}_{uid}"));
-    assert!(
-        !log_dir.exists(),
-        "log dir {} left behind",
-        log_dir.display()
-    );
-    assert!(
-        !d.root.join("pods").join(&uid).exists(),
-        "pod dir left behind"
-    );
+    let pod_dir = d.root.join("pods").join(&uid);
+    for _ in 0..100 {
+        if !log_dir.exists() && !pod_dir.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!log_dir.exists(), "log dir {} left behind", log_dir.display());
+    assert!(!pod_dir.exists(), "pod dir {} left behind", pod_dir.display());
 }
 
 #[tokio::test]
@@ -329,4 +332,66 @@ async fn duplicate_pod_first_file_wins_and_removing_the_loser_leaves_it() {
         running(o, &pod).iter().any(|c| c.id == id)
     })
     .await;
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn image_pull_policy_never_and_always_fail_clearly_without_a_registry() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let never = sleeper("never", "1")
+        .replace(BUSYBOX, "podvisor.local/absent:1.0")
+        .replace("    env:", "    imagePullPolicy: Never\n    env:");
+    d.write("never.yaml", &never);
+    d.wait_log(
+        "image podvisor.local/absent:1.0 is not present and imagePullPolicy is Never",
+        T,
+    )
+    .await;
+    // Always pulls even a present image: here that fails, as there is no registry
+    let always =
+        sleeper("always", "1").replace("    env:", "    imagePullPolicy: Always\n    env:");
+    d.write("always.yaml", &always);
+    d.wait_log(&format!("pulling image {BUSYBOX} failed"), T)
+        .await;
+    // IfNotPresent with the image present never pulls: it just runs
+    d.write("present.yaml", &sleeper("present", "1"));
+    wait_for(&cri, T, "present running", |o| {
+        running(o, &d.pod("present")).len() == 1
+    })
+    .await;
+    let o = cri.observe().await.expect("observe");
+    assert!(running(&o, &d.pod("never")).is_empty() && running(&o, &d.pod("always")).is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn host_path_volumes_are_created_and_mounted() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let host_dir = lab.dir.path().join("data/made-by-podvisor");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: vol}}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: writer\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo \"$(POD)\" > /data/hello; trap \"exit 0\" TERM; while true; do sleep 0.2; done']\n    env: [{{name: POD, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]\n    volumeMounts: [{{name: data, mountPath: /data}}]\n  volumes:\n  - name: data\n    hostPath: {{path: {}, type: DirectoryOrCreate}}\n",
+        host_dir.display()
+    );
+    d.write("vol.yaml", &manifest);
+    wait_for(&cri, T, "vol running", |o| {
+        running(o, &d.pod("vol")).len() == 1
+    })
+    .await;
+    let file = host_dir.join("hello");
+    for _ in 0..100 {
+        if file.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        std::fs::read_to_string(&file)
+            .expect("written through the mount")
+            .trim(),
+        d.pod("vol")
+    );
 }

@@ -1,1 +1,0 @@
-//! An in-process fake of the Kubernetes API server, for tests. Filled in by the fake API server work.

@@ -1,0 +1,404 @@
+//! An in-process fake of the Kubernetes API server, for testing the mirror-pod code with the
+//! real kube-rs client over real HTTP.
+//!
+//! It serves the endpoints a kubelet uses for its node, node lease, mirror pods and events,
+//! and answers in the API server's JSON: objects in their k8s-openapi form with server
+//! metadata (`uid`, `resourceVersion`, `creationTimestamp`, `generation`), lists as
+//! `{Kind}List`, and failures as `metav1.Status` bodies worded like apimachinery's. It applies
+//! the admission a kubelet meets (NodeRestriction, the ServiceAccount rule for mirror pods,
+//! Priority, DefaultTolerationSeconds), pod defaults and a subset of validation. Tests steer
+//! outages with [`FakeApiServer::stop`], [`FakeApiServer::restart`], [`Mode`] and
+//! [`FakeApiServer::inject_error`], and read the stored objects and the request log back.
+//!
+//! Not served: watch, discovery, authorization beyond NodeRestriction, the garbage collector,
+//! and the other resources. Known differences from the real server are listed on
+//! [`FakeApiServer`]. This module must never be compiled into the daemon: it exists under
+//! `cfg(any(test, feature = "test-util"))` only.
+
+mod admission;
+mod handler;
+mod meta;
+mod patch;
+mod resource;
+mod status;
+mod store;
+mod strategy;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::events::v1::Event as EventV1;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use self::handler::{Injection, Shared, State};
+use self::resource::Resource;
+use self::status::ApiError;
+use self::store::{Caller, DeleteOptions};
+
+/// How the server answers requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve requests.
+    #[default]
+    Normal,
+    /// Accept connections and read requests, but never answer.
+    Hang,
+    /// Answer every request with this status and its `Status` body (500 is `InternalError`).
+    /// kube-rs retries 429, 503 and 504 by itself with backoff, so those make client calls
+    /// slow rather than failing at once.
+    Fail(StatusCode),
+}
+
+/// One request the server received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// HTTP method.
+    pub method: Method,
+    /// URL path, e.g. `/api/v1/namespaces/kube-system/pods/etcd-n1/status`.
+    pub path: String,
+    /// Raw query string without `?`, empty when there was none.
+    pub query: String,
+    /// `Content-Type` header, e.g. `application/strategic-merge-patch+json`.
+    pub content_type: Option<String>,
+    /// Status answered; `None` while unanswered (always, under [`Mode::Hang`]).
+    pub status: Option<StatusCode>,
+}
+
+struct Serving {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// A fake API server listening on `127.0.0.1` over plain HTTP.
+///
+/// Known differences from a real kube-apiserver:
+/// * no watch (`?watch=true` is a 400), no discovery, no `dryRun` (a 400 rather than a
+///   real write), no `managedFields`, no server-side apply conflicts: an apply patch is a
+///   strategic merge of the applied object into the stored one;
+/// * strategic merge knows the merge keys of Pod, Node and ObjectMeta lists only (e.g.
+///   `conditions` by `type`, `containers` by `name`); other lists are replaced;
+/// * every HTTP client is one identity: with NodeRestriction on (the default) it is the node
+///   set by [`FakeApiServer::set_node_identity`] or, unset, the node a pod names in
+///   `spec.nodeName` (then node and lease writes are not restricted);
+/// * validation covers names, containers, restart policy, events.k8s.io required fields and
+///   pod spec immutability only; QoS compares quantities as strings;
+/// * core v1 and events.k8s.io/v1 events are stored apart (the real server shares them);
+/// * the ServiceAccount plugin only enforces its mirror-pod rule; other pods get no
+///   service account or token volume;
+/// * a DELETE that loses a race is impossible here, so the storage-level precondition
+///   message (`Precondition failed: UID in precondition: ..`) only appears for PUT and PATCH
+///   bodies that carry a different `metadata.uid`.
+pub struct FakeApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    serving: Option<Serving>,
+}
+
+impl std::fmt::Debug for FakeApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApiServer")
+            .field("addr", &self.addr)
+            .field("serving", &self.serving.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = Arc::clone(&shared);
+                let cancel = cancel.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        handler::handle(Arc::clone(&shared), req)
+                    });
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    // Dropping the connection closes the socket: stop() cuts live clients off.
+                    tokio::select! {
+                        _ = connection => {}
+                        () = cancel.cancelled() => {}
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+fn to_status(err: ApiError) -> Box<kube::core::Status> {
+    let value = serde_json::to_value(err.body()).unwrap_or_default();
+    Box::new(serde_json::from_value(value).unwrap_or_default())
+}
+
+fn to_value(obj: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(obj).unwrap_or_default()
+}
+
+impl FakeApiServer {
+    /// Starts serving on a free port of `127.0.0.1`, with NodeRestriction on.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime, or when no local port can be bound.
+    pub async fn start() -> FakeApiServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("fake apiserver: bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("fake apiserver: local address");
+        let state = State {
+            node_restriction: true,
+            ..State::default()
+        };
+        let mut server = FakeApiServer {
+            shared: Arc::new(Shared::new(state)),
+            addr,
+            serving: None,
+        };
+        server.serve_on(listener);
+        server
+    }
+
+    fn serve_on(&mut self, listener: TcpListener) {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, Arc::clone(&self.shared), cancel.clone()));
+        self.serving = Some(Serving { cancel, task });
+    }
+
+    /// The base URL, `http://127.0.0.1:<port>`; the same after [`FakeApiServer::restart`].
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server with a bearer-token user, as a kubelet would be given.
+    pub fn kubeconfig_yaml(&self, token: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\n\
+             users:\n- name: fake\n  user:\n    token: {token}\ncontexts:\n- name: fake\n  context:\n    \
+             cluster: fake\n    user: fake\ncurrent-context: fake\n",
+            url = self.url()
+        )
+    }
+
+    /// A kube-rs client configured from [`FakeApiServer::kubeconfig_yaml`] the way production
+    /// code loads a kubeconfig (so with kube's default retry of 429/503/504).
+    ///
+    /// # Panics
+    /// When kube rejects the generated kubeconfig, which would be a bug here.
+    pub async fn kube_client(&self) -> kube::Client {
+        let kubeconfig = Kubeconfig::from_yaml(&self.kubeconfig_yaml("fake-token"))
+            .expect("fake apiserver: kubeconfig parses");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("fake apiserver: kubeconfig loads");
+        kube::Client::try_from(config).expect("fake apiserver: client builds")
+    }
+
+    /// Stops listening and drops every open connection: new connections are refused and
+    /// requests in flight fail. Stored objects are kept.
+    pub async fn stop(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.cancel.cancel();
+            // A panicked server task has nothing left to clean up.
+            let _ = serving.task.await;
+        }
+    }
+
+    /// Serves again on the same port with the same objects (stopping first if serving).
+    ///
+    /// # Panics
+    /// When the port was taken by someone else in the meantime.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("fake apiserver: rebind the same port");
+        self.serve_on(listener);
+    }
+
+    /// Sets how requests are answered from now on. Requests already hanging stay hung.
+    pub fn set_mode(&self, mode: Mode) {
+        self.shared.lock().mode = mode;
+    }
+
+    /// Turns the NodeRestriction admission plugin on (the default) or off.
+    pub fn set_node_restriction(&self, on: bool) {
+        self.shared.lock().node_restriction = on;
+    }
+
+    /// Makes every client the given node for NodeRestriction; `None` (the default) takes the
+    /// node from each pod's `spec.nodeName`.
+    pub fn set_node_identity(&self, node: Option<&str>) {
+        self.shared.lock().node_identity = node.map(str::to_owned);
+    }
+
+    /// Requires `Authorization: Bearer <token>` (401 `Unauthorized` otherwise); `None`, the
+    /// default, accepts any request.
+    pub fn require_token(&self, token: Option<&str>) {
+        self.shared.lock().token = token.map(str::to_owned);
+    }
+
+    /// Fails the next `times` requests whose method matches and whose path starts with
+    /// `path_prefix`, with `status` and its `Status` body. Earlier injections match first.
+    pub fn inject_error(
+        &self,
+        method: Method,
+        path_prefix: &str,
+        status: StatusCode,
+        times: usize,
+    ) {
+        self.shared.lock().injections.push(Injection {
+            method,
+            path_prefix: path_prefix.to_owned(),
+            status,
+            times,
+        });
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().log.clone()
+    }
+
+    fn typed<K: DeserializeOwned>(&self, resource: Resource, ns: &str, name: &str) -> Option<K> {
+        self.shared.lock().store.typed(resource, ns, name)
+    }
+
+    fn all<K: DeserializeOwned>(&self, resource: Resource) -> Vec<K> {
+        self.shared.lock().store.all(resource)
+    }
+
+    fn upsert<K: Serialize + DeserializeOwned>(
+        &self,
+        resource: Resource,
+        obj: &K,
+    ) -> Result<K, Box<kube::core::Status>> {
+        let stored = self
+            .shared
+            .lock()
+            .store
+            .upsert(resource, to_value(obj))
+            .map_err(to_status)?;
+        serde_json::from_value(stored).map_err(|e| to_status(ApiError::internal(&e.to_string())))
+    }
+
+    /// The stored pod, if any.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.typed(Resource::Pods, namespace, name)
+    }
+
+    /// All stored pods, ordered by namespace and name.
+    pub fn pods(&self) -> Vec<Pod> {
+        self.all(Resource::Pods)
+    }
+
+    /// The stored node, if any.
+    pub fn node(&self, name: &str) -> Option<Node> {
+        self.typed(Resource::Nodes, "", name)
+    }
+
+    /// All stored nodes.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.all(Resource::Nodes)
+    }
+
+    /// The stored lease, if any.
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Lease> {
+        self.typed(Resource::Leases, namespace, name)
+    }
+
+    /// Core v1 events, as posted to `/api/v1/namespaces/{ns}/events`.
+    pub fn events(&self) -> Vec<Event> {
+        self.all(Resource::Events)
+    }
+
+    /// events.k8s.io/v1 events, as posted to `/apis/events.k8s.io/v1/...`.
+    pub fn events_v1(&self) -> Vec<EventV1> {
+        self.all(Resource::EventsV1)
+    }
+
+    /// Creates or replaces a pod as a cluster admin would with kubectl: NodeRestriction does
+    /// not apply, the other admission rules and validation do; namespace `default` when unset.
+    /// Its `status`, if any, is stored as given. Returns the stored pod.
+    ///
+    /// # Errors
+    /// The `Status` the server would answer, e.g. 422 for an invalid pod or a spec change.
+    pub fn set_pod(&self, pod: &Pod) -> Result<Pod, Box<kube::core::Status>> {
+        self.upsert(Resource::Pods, pod)
+    }
+
+    /// Creates or replaces a node as a cluster admin would; see [`FakeApiServer::set_pod`].
+    ///
+    /// # Errors
+    /// The `Status` the server would answer.
+    pub fn set_node(&self, node: &Node) -> Result<Node, Box<kube::core::Status>> {
+        self.upsert(Resource::Nodes, node)
+    }
+
+    /// Creates or replaces a lease as a cluster admin would; see [`FakeApiServer::set_pod`].
+    ///
+    /// # Errors
+    /// The `Status` the server would answer.
+    pub fn set_lease(&self, lease: &Lease) -> Result<Lease, Box<kube::core::Status>> {
+        self.upsert(Resource::Leases, lease)
+    }
+
+    fn delete(&self, resource: Resource, ns: &str, name: &str, grace: Option<i64>) -> bool {
+        let options = DeleteOptions {
+            grace_period_seconds: grace,
+            ..DeleteOptions::default()
+        };
+        self.shared
+            .lock()
+            .store
+            .delete(resource, ns, name, &options, Caller::Admin)
+            .is_ok()
+    }
+
+    /// Deletes a pod as `kubectl delete pod` does: a bound, running pod only gets a
+    /// `deletionTimestamp` (its grace period from `terminationGracePeriodSeconds`) and stays
+    /// until its node deletes it with grace 0. Returns whether the pod existed.
+    pub fn delete_pod(&self, namespace: &str, name: &str) -> bool {
+        self.delete(Resource::Pods, namespace, name, None)
+    }
+
+    /// Deletes a pod at once, as `kubectl delete --grace-period=0 --force` does. Returns
+    /// whether the pod existed.
+    pub fn force_delete_pod(&self, namespace: &str, name: &str) -> bool {
+        self.delete(Resource::Pods, namespace, name, Some(0))
+    }
+
+    /// Deletes a node. Its mirror pods stay: the fake has no garbage collector.
+    pub fn delete_node(&self, name: &str) -> bool {
+        self.delete(Resource::Nodes, "", name, None)
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        if let Some(serving) = &self.serving {
+            serving.cancel.cancel();
+        }
+    }
+}

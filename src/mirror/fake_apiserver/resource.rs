@@ -1,0 +1,414 @@
+//! The resources the fake serves, how their URLs parse, and list selectors.
+
+use serde_json::Value;
+
+use super::status::ApiError;
+
+/// A served resource. Core v1 events and events.k8s.io/v1 events are kept apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Resource {
+    Pods,
+    Nodes,
+    Events,
+    EventsV1,
+    Leases,
+}
+
+impl Resource {
+    fn from_path(group: &str, version: &str, plural: &str) -> Option<Resource> {
+        match (group, version, plural) {
+            ("", "v1", "pods") => Some(Resource::Pods),
+            ("", "v1", "nodes") => Some(Resource::Nodes),
+            ("", "v1", "events") => Some(Resource::Events),
+            ("events.k8s.io", "v1", "events") => Some(Resource::EventsV1),
+            ("coordination.k8s.io", "v1", "leases") => Some(Resource::Leases),
+            _ => None,
+        }
+    }
+
+    /// API group, empty for core.
+    pub(super) fn group(self) -> &'static str {
+        match self {
+            Resource::Pods | Resource::Nodes | Resource::Events => "",
+            Resource::EventsV1 => "events.k8s.io",
+            Resource::Leases => "coordination.k8s.io",
+        }
+    }
+
+    /// `apiVersion` of the objects.
+    pub(super) fn api_version(self) -> &'static str {
+        match self {
+            Resource::Pods | Resource::Nodes | Resource::Events => "v1",
+            Resource::EventsV1 => "events.k8s.io/v1",
+            Resource::Leases => "coordination.k8s.io/v1",
+        }
+    }
+
+    /// `kind` of the objects.
+    pub(super) fn kind(self) -> &'static str {
+        match self {
+            Resource::Pods => "Pod",
+            Resource::Nodes => "Node",
+            Resource::Events | Resource::EventsV1 => "Event",
+            Resource::Leases => "Lease",
+        }
+    }
+
+    /// Resource name in URLs.
+    pub(super) fn plural(self) -> &'static str {
+        match self {
+            Resource::Pods => "pods",
+            Resource::Nodes => "nodes",
+            Resource::Events | Resource::EventsV1 => "events",
+            Resource::Leases => "leases",
+        }
+    }
+
+    /// `GroupResource.String()`: `pods`, `leases.coordination.k8s.io`.
+    pub(super) fn qualified(self) -> String {
+        match self.group() {
+            "" => self.plural().to_owned(),
+            group => format!("{}.{group}", self.plural()),
+        }
+    }
+
+    pub(super) fn namespaced(self) -> bool {
+        !matches!(self, Resource::Nodes)
+    }
+
+    /// Whether the resource has a `status` subresource (and so a main resource that
+    /// ignores status writes).
+    pub(super) fn has_status(self) -> bool {
+        matches!(self, Resource::Pods | Resource::Nodes)
+    }
+
+    /// Pods answer DELETE with the object; the others with a `Status`.
+    pub(super) fn returns_deleted_object(self) -> bool {
+        matches!(self, Resource::Pods)
+    }
+
+    /// Events may be created by PUT.
+    pub(super) fn allow_create_on_update(self) -> bool {
+        matches!(self, Resource::Events | Resource::EventsV1)
+    }
+
+    /// Whether `metadata.generation` is maintained (pods, since PodObservedGenerationTracking).
+    pub(super) fn tracks_generation(self) -> bool {
+        matches!(self, Resource::Pods)
+    }
+
+    /// The etcd key the real server would use, as it appears in storage error messages.
+    pub(super) fn etcd_key(self, namespace: &str, name: &str) -> String {
+        match self {
+            Resource::Pods => format!("/registry/pods/{namespace}/{name}"),
+            Resource::Nodes => format!("/registry/minions/{name}"),
+            Resource::Events | Resource::EventsV1 => format!("/registry/events/{namespace}/{name}"),
+            Resource::Leases => format!("/registry/leases/{namespace}/{name}"),
+        }
+    }
+
+    /// Field selector labels the real server accepts for the resource.
+    fn field_labels(self) -> &'static [&'static str] {
+        match self {
+            Resource::Pods => &[
+                "metadata.name",
+                "metadata.namespace",
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+                "status.nominatedNodeName",
+            ],
+            Resource::Nodes => &["metadata.name", "spec.unschedulable"],
+            Resource::Events => &[
+                "metadata.name",
+                "metadata.namespace",
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            Resource::EventsV1 | Resource::Leases => &["metadata.name", "metadata.namespace"],
+        }
+    }
+}
+
+/// A parsed resource URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Route {
+    pub(super) resource: Resource,
+    /// Set for namespaced URLs; `None` for cluster-scoped resources and all-namespace lists.
+    pub(super) namespace: Option<String>,
+    pub(super) name: Option<String>,
+    /// The URL ends in `/status`.
+    pub(super) status: bool,
+}
+
+impl Route {
+    /// Parses `/api/v1/...` and `/apis/{group}/{version}/...`; `None` for anything not served.
+    pub(super) fn parse(path: &str) -> Option<Route> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, version, rest) = match segments.as_slice() {
+            ["api", version, rest @ ..] => ("", *version, rest),
+            ["apis", group, version, rest @ ..] => (*group, *version, rest),
+            _ => return None,
+        };
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some((*ns).to_owned()), rest),
+            _ => (None, rest),
+        };
+        let (plural, name, sub) = match rest {
+            [plural] => (*plural, None, None),
+            [plural, name] => (*plural, Some(*name), None),
+            [plural, name, sub] => (*plural, Some(*name), Some(*sub)),
+            _ => return None,
+        };
+        let resource = Resource::from_path(group, version, plural)?;
+        let scoped_right = match (resource.namespaced(), &namespace) {
+            (true, Some(_)) | (false, None) => true,
+            // All-namespace list of a namespaced resource.
+            (true, None) => name.is_none(),
+            (false, Some(_)) => false,
+        };
+        let status = match sub {
+            None => false,
+            Some("status") if resource.has_status() => true,
+            Some(_) => return None,
+        };
+        if !scoped_right || name.is_some_and(str::is_empty) {
+            return None;
+        }
+        Some(Route {
+            resource,
+            namespace,
+            name: name.map(str::to_owned),
+            status,
+        })
+    }
+}
+
+/// Looks up a dotted path (`spec.nodeName`) in an object as a selector compares it.
+fn field_value(obj: &Value, path: &str) -> String {
+    let mut cur = obj;
+    for part in path.split('.') {
+        match cur.get(part) {
+            Some(v) => cur = v,
+            None => {
+                return match path {
+                    "spec.hostNetwork" | "spec.unschedulable" => "false".into(),
+                    _ => String::new(),
+                };
+            }
+        }
+    }
+    match cur {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Object(map) if path == "source" => map
+            .get("component")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        _ => String::new(),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+/// A `fieldSelector` plus a `labelSelector`, as a list or delete-collection request gives them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Selector {
+    fields: Vec<Requirement>,
+    labels: Vec<Requirement>,
+}
+
+impl Selector {
+    /// Parses the two query parameters, rejecting field labels the resource does not index.
+    pub(super) fn parse(
+        resource: Resource,
+        field_selector: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Selector, ApiError> {
+        let mut selector = Selector::default();
+        for term in field_selector
+            .unwrap_or_default()
+            .split(',')
+            .filter(|t| !t.is_empty())
+        {
+            let (key, req) = if let Some((k, v)) = term.split_once("!=") {
+                (
+                    k.trim(),
+                    Requirement::NotEquals(k.trim().into(), v.trim().into()),
+                )
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (
+                    k.trim(),
+                    Requirement::Equals(k.trim().into(), v.trim().into()),
+                )
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{}'; can't understand '{term}'",
+                    field_selector.unwrap_or_default()
+                )));
+            };
+            if !resource.field_labels().contains(&key) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {key}"
+                )));
+            }
+            selector.fields.push(req);
+        }
+        for term in split_label_terms(label_selector.unwrap_or_default()) {
+            selector.labels.push(parse_label_term(&term).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "unable to parse requirement: found '{term}', expected a label requirement"
+                ))
+            })?);
+        }
+        Ok(selector)
+    }
+
+    /// Whether an object passes every requirement.
+    pub(super) fn matches(&self, obj: &Value) -> bool {
+        let labels = obj.pointer("/metadata/labels");
+        let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        let fields_ok = self.fields.iter().all(|req| match req {
+            Requirement::Equals(k, v) => field_value(obj, k) == *v,
+            Requirement::NotEquals(k, v) => field_value(obj, k) != *v,
+            _ => true,
+        });
+        fields_ok
+            && self.labels.iter().all(|req| match req {
+                Requirement::Equals(k, v) => label(k) == Some(v.as_str()),
+                Requirement::NotEquals(k, v) => label(k) != Some(v.as_str()),
+                Requirement::In(k, vs) => label(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+                Requirement::NotIn(k, vs) => !label(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+                Requirement::Exists(k) => label(k).is_some(),
+                Requirement::NotExists(k) => label(k).is_none(),
+            })
+    }
+}
+
+/// Splits a label selector on commas outside parentheses.
+fn split_label_terms(selector: &str) -> Vec<String> {
+    let mut terms = Vec::new();
+    let mut depth = 0usize;
+    let mut current = String::new();
+    for c in selector.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                terms.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    terms.push(current);
+    terms
+        .into_iter()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn parse_label_term(term: &str) -> Option<Requirement> {
+    let set = |rest: &str| -> Option<Vec<String>> {
+        let inner = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
+        Some(inner.split(',').map(|v| v.trim().to_owned()).collect())
+    };
+    if let Some(key) = term.strip_prefix('!') {
+        return Some(Requirement::NotExists(key.trim().to_owned()));
+    }
+    if let Some((k, v)) = term.split_once("!=") {
+        return Some(Requirement::NotEquals(k.trim().into(), v.trim().into()));
+    }
+    if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+        return Some(Requirement::Equals(k.trim().into(), v.trim().into()));
+    }
+    if let Some((k, rest)) = term.split_once(" notin ") {
+        return Some(Requirement::NotIn(k.trim().into(), set(rest)?));
+    }
+    if let Some((k, rest)) = term.split_once(" in ") {
+        return Some(Requirement::In(k.trim().into(), set(rest)?));
+    }
+    if term.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(Requirement::Exists(term.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn namespaced_and_cluster_urls_parse() {
+        let r = Route::parse("/api/v1/namespaces/kube-system/pods/etcd-n1/status").unwrap();
+        assert_eq!(r.resource, Resource::Pods);
+        assert_eq!(r.namespace.as_deref(), Some("kube-system"));
+        assert_eq!(r.name.as_deref(), Some("etcd-n1"));
+        assert!(r.status);
+        let r = Route::parse("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+            .unwrap();
+        assert_eq!(r.resource, Resource::Leases);
+        assert!(Route::parse("/api/v1/pods").is_some_and(|r| r.namespace.is_none()));
+        assert!(Route::parse("/api/v1/nodes/n1").is_some());
+    }
+
+    #[test]
+    fn unserved_urls_do_not_parse() {
+        for path in [
+            "/api/v1/namespaces/default/nodes/n1",
+            "/api/v1/pods/x",
+            "/api/v1/namespaces/default/pods/x/log",
+            "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l/status",
+            "/api/v1/secrets",
+            "/version",
+        ] {
+            assert_eq!(Route::parse(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn selectors_filter_by_field_and_label() {
+        let pod = json!({"metadata": {"name": "a", "labels": {"tier": "control-plane"}},
+                         "spec": {"nodeName": "n1"}});
+        let sel = |f: Option<&str>, l: Option<&str>| Selector::parse(Resource::Pods, f, l).unwrap();
+        assert!(sel(Some("spec.nodeName=n1"), None).matches(&pod));
+        assert!(!sel(Some("spec.nodeName!=n1"), None).matches(&pod));
+        assert!(sel(None, Some("tier=control-plane,!component")).matches(&pod));
+        assert!(sel(None, Some("tier in (node, control-plane)")).matches(&pod));
+        assert!(!sel(None, Some("tier notin (control-plane)")).matches(&pod));
+        assert!(!sel(None, Some("component")).matches(&pod));
+    }
+
+    #[test]
+    fn unknown_field_label_is_a_bad_request() {
+        let err = Selector::parse(Resource::Pods, Some("spec.foo=x"), None).unwrap_err();
+        assert_eq!(err.code(), http::StatusCode::BAD_REQUEST);
+    }
+}

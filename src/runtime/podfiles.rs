@@ -1,0 +1,290 @@
+//! Files the kubelet manages for each pod and mounts into its containers: the `/etc/hosts`
+//! file (so hostAliases and the pod's own name resolve) and the termination-message file, and
+//! reading that message back after the container exits. Content builders are pure; the
+//! writers are thin IO.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Container;
+
+use super::{NodeContext, RuntimeError};
+use crate::pod::StaticPod;
+
+/// Longest termination message read from the file, as the kubelet.
+pub const MAX_MESSAGE_BYTES: u64 = 4096;
+/// Longest log tail used by `FallbackToLogsOnError`.
+pub const MAX_LOG_TAIL_BYTES: usize = 2048;
+/// Most log lines used by `FallbackToLogsOnError`.
+pub const MAX_LOG_TAIL_LINES: usize = 80;
+
+fn host_error(what: &'static str, path: &Path, e: std::io::Error) -> RuntimeError {
+    RuntimeError::Host {
+        what,
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// `<root-dir>/pods/<uid>/etc-hosts`.
+pub fn etc_hosts_path(ctx: &NodeContext, uid: &str) -> PathBuf {
+    ctx.pod_dir(uid).join("etc-hosts")
+}
+
+/// Whether the kubelet would mount its managed `/etc/hosts` into this container: when the pod
+/// has an IP or uses the host network, unless the container mounts something there itself.
+pub fn mounts_etc_hosts(pod: &StaticPod, c: &Container, has_ip: bool) -> bool {
+    let own = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.mount_path.trim_end_matches('/') == "/etc/hosts");
+    !own && (has_ip || pod.host_network())
+}
+
+/// The managed hosts file, as the kubelet's `managedHostsFileContent` writes it.
+pub fn etc_hosts_content(pod: &StaticPod, pod_ip: Option<&str>, node_hosts: &str) -> String {
+    let mut out = String::new();
+    if pod.host_network() {
+        out.push_str("# Kubernetes-managed hosts file (host network).\n");
+        out.push_str(node_hosts);
+        if !node_hosts.ends_with('\n') && !node_hosts.is_empty() {
+            out.push('\n');
+        }
+    } else {
+        out.push_str("# Kubernetes-managed hosts file.\n");
+        out.push_str("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
+        if let Some(ip) = pod_ip {
+            let hostname = super::convert::sandbox_hostname(pod);
+            match pod.spec.subdomain.as_deref().filter(|s| !s.is_empty()) {
+                Some(sub) => out.push_str(&format!(
+                    "{ip}\t{hostname}.{sub}.{}.svc.cluster.local\t{hostname}\n",
+                    pod.key.namespace
+                )),
+                None => out.push_str(&format!("{ip}\t{hostname}\n")),
+            }
+        }
+    }
+    let aliases = pod.spec.host_aliases.as_deref().unwrap_or(&[]);
+    if !aliases.is_empty() {
+        out.push_str("\n# Entries added by HostAliases.\n");
+        for a in aliases {
+            let names = a.hostnames.as_deref().unwrap_or(&[]).join("\t");
+            out.push_str(&format!("{}\t{names}\n", a.ip));
+        }
+    }
+    out
+}
+
+/// Writes the managed hosts file for `pod` (idempotent).
+pub fn write_etc_hosts(
+    pod: &StaticPod,
+    ctx: &NodeContext,
+    pod_ip: Option<&str>,
+) -> Result<PathBuf, RuntimeError> {
+    let path = etc_hosts_path(ctx, pod.uid.as_str());
+    let node_hosts = if pod.host_network() {
+        fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let content = etc_hosts_content(pod, pod_ip, &node_hosts);
+    if fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| host_error("creating pod directory", parent, e))?;
+        }
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, content)
+            .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)))
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| host_error("writing managed /etc/hosts", &path, e))?;
+    }
+    Ok(path)
+}
+
+/// `<root-dir>/pods/<uid>/containers/<name>/termination-log-<attempt>`: one per instance, so a
+/// restart never reads the previous instance's message.
+pub fn termination_log_path(ctx: &NodeContext, uid: &str, name: &str, attempt: u32) -> PathBuf {
+    ctx.pod_dir(uid)
+        .join("containers")
+        .join(name)
+        .join(format!("termination-log-{attempt}"))
+}
+
+/// Creates the empty, world-writable termination-message file (the container may run as any
+/// user), as the kubelet does.
+pub fn create_termination_log(path: &Path) -> Result<(), RuntimeError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| host_error("creating container directory", parent, e))?;
+    }
+    fs::write(path, b"")
+        .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o666)))
+        .map_err(|e| host_error("creating termination-message file", path, e))
+}
+
+/// The message of a container that exited: its termination-message file (at most 4 KiB), or,
+/// for `FallbackToLogsOnError` after a failure with an empty file, the tail of its log.
+pub fn termination_message(
+    message_file: Option<&Path>,
+    log_file: Option<&Path>,
+    fallback_to_logs: bool,
+    exit_code: i32,
+) -> String {
+    let from_file = message_file
+        .and_then(|p| fs::File::open(p).ok())
+        .map(|f| {
+            let mut s = String::new();
+            let _ = f.take(MAX_MESSAGE_BYTES).read_to_string(&mut s);
+            s
+        })
+        .unwrap_or_default();
+    if !from_file.is_empty() || !fallback_to_logs || exit_code == 0 {
+        return from_file;
+    }
+    log_file.map(log_tail).unwrap_or_default()
+}
+
+/// The last lines of a CRI log file, without the `<time> <stream> <tag> ` prefixes.
+pub fn log_tail(path: &Path) -> String {
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // CRI prefixes take ~40 bytes a line; read enough raw bytes for the message budget.
+    let window = (MAX_LOG_TAIL_BYTES as u64 + 64 * MAX_LOG_TAIL_LINES as u64).min(len);
+    let _ = f.seek(SeekFrom::Start(len - window));
+    let mut raw = String::new();
+    let _ = f.read_to_string(&mut raw);
+    tail_of_cri_log(&raw, len > window)
+}
+
+/// Pure part of [`log_tail`]: decodes CRI log lines and keeps the last 80 lines / 2 KiB.
+pub fn tail_of_cri_log(raw: &str, truncated_front: bool) -> String {
+    let mut lines: Vec<&str> = raw.lines().collect();
+    if truncated_front && !lines.is_empty() {
+        lines.remove(0); // probably cut in the middle
+    }
+    let mut text = String::new();
+    for line in lines {
+        let mut parts = line.splitn(4, ' ');
+        let (_time, _stream, tag, msg) = (parts.next(), parts.next(), parts.next(), parts.next());
+        text.push_str(msg.unwrap_or(""));
+        if tag != Some("P") {
+            text.push('\n');
+        }
+    }
+    let kept: Vec<&str> = text.lines().rev().take(MAX_LOG_TAIL_LINES).collect();
+    let mut out: String = kept.into_iter().rev().collect::<Vec<_>>().join("\n");
+    if out.len() > MAX_LOG_TAIL_BYTES {
+        let mut cut = out.len() - MAX_LOG_TAIL_BYTES;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = out[cut..].to_owned();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::manifest::{Format, parse_manifest};
+    use crate::pod::{ManifestRef, NodeName};
+
+    fn pod(yaml: &str) -> StaticPod {
+        let path = Path::new("/m/p.yaml");
+        let p = parse_manifest(path, Format::Yaml, yaml.as_bytes())
+            .expect("valid")
+            .remove(0);
+        StaticPod::build(
+            p.metadata,
+            p.spec,
+            &NodeName::new("n1"),
+            ManifestRef {
+                path: path.to_owned(),
+                at: p.at,
+            },
+            |_| Timestamp(0),
+        )
+    }
+
+    #[test]
+    fn managed_hosts_file_names_the_pod_and_its_aliases() {
+        let p = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  hostAliases: [{ip: 10.1.2.3, hostnames: [db, db.local]}]\n  containers: [{name: c, image: 'i:1'}]\n",
+        );
+        let hosts = etc_hosts_content(&p, Some("10.88.0.7"), "");
+        assert!(
+            hosts.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"),
+            "{hosts}"
+        );
+        assert!(hosts.contains("\n10.88.0.7\tweb-n1\n"), "{hosts}");
+        assert!(
+            hosts.ends_with("\n# Entries added by HostAliases.\n10.1.2.3\tdb\tdb.local\n"),
+            "{hosts}"
+        );
+    }
+
+    #[test]
+    fn host_network_hosts_file_copies_the_node_file() {
+        let p = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  hostNetwork: true\n  hostAliases: [{ip: 10.1.2.3, hostnames: [db]}]\n  containers: [{name: c, image: 'i:1'}]\n",
+        );
+        let hosts = etc_hosts_content(&p, None, "127.0.0.1 localhost\n192.168.1.10 node1\n");
+        assert_eq!(
+            hosts,
+            "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n192.168.1.10 node1\n\n# Entries added by HostAliases.\n10.1.2.3\tdb\n"
+        );
+    }
+
+    #[test]
+    fn a_container_mounting_its_own_hosts_file_keeps_it() {
+        let p = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: c, image: 'i:1', volumeMounts: [{name: h, mountPath: /etc/hosts}]}]\n  volumes: [{name: h, hostPath: {path: /etc/hosts}}]\n",
+        );
+        assert!(!mounts_etc_hosts(&p, &p.containers()[0], true));
+    }
+
+    #[test]
+    fn termination_message_comes_from_the_file_else_the_log_tail_on_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let msg = dir.path().join("msg");
+        let log = dir.path().join("0.log");
+        std::fs::write(&log, "2024-01-01T00:00:00.000000000Z stdout F starting\n2024-01-01T00:00:01.000000000Z stderr P part one \n2024-01-01T00:00:01.000000001Z stderr F and two\n").expect("write");
+        std::fs::write(&msg, "").expect("write");
+        assert_eq!(
+            termination_message(Some(&msg), Some(&log), true, 1),
+            "starting\npart one and two"
+        );
+        assert_eq!(
+            termination_message(Some(&msg), Some(&log), true, 0),
+            "",
+            "no fallback after success"
+        );
+        assert_eq!(
+            termination_message(Some(&msg), Some(&log), false, 1),
+            "",
+            "File policy never reads logs"
+        );
+        std::fs::write(&msg, "disk full").expect("write");
+        assert_eq!(
+            termination_message(Some(&msg), Some(&log), true, 1),
+            "disk full"
+        );
+        std::fs::write(&msg, "x".repeat(5000)).expect("write");
+        assert_eq!(termination_message(Some(&msg), None, false, 1).len(), 4096);
+    }
+
+    #[test]
+    fn log_tail_keeps_the_last_eighty_lines() {
+        let raw: String = (0..100).map(|i| format!("t stdout F line{i}\n")).collect();
+        let tail = tail_of_cri_log(&raw, false);
+        assert_eq!(tail.lines().count(), 80);
+        assert!(tail.starts_with("line20\n") && tail.ends_with("line99"));
+    }
+}

@@ -1,0 +1,418 @@
+//! A static pod's status, computed as the kubelet's `generateAPIPodStatus` and `getPhase` do,
+//! from the pod, what the runtime reports, probe results and podvisor's own waiting reasons.
+//! Pure; the status API and mirror pods publish it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::clock::Timestamp;
+use crate::pod::{PodKey, RestartPolicy, StaticPod};
+use crate::reconcile::BackingOff;
+use crate::runtime::{ContainerId, ContainerState, Observed, ObservedContainer, SandboxState};
+
+/// Probe-derived facts about one container instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContainerProbes {
+    /// Readiness result; `None` when the container has no readiness probe.
+    pub ready: Option<bool>,
+    /// Startup result; `None` when the container has no startup probe.
+    pub started: Option<bool>,
+}
+
+/// Why a container could not be started, in the kubelet's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartError {
+    /// `ErrImageNeverPull`, `ErrImagePull`, `CreateContainerError`, ...
+    pub reason: String,
+    /// Details.
+    pub message: String,
+}
+
+/// Everything a pod's status is computed from.
+pub struct StatusInput<'a> {
+    /// The pod.
+    pub pod: &'a StaticPod,
+    /// What the runtime reports (all pods; this pod's objects are picked out).
+    pub observed: &'a Observed,
+    /// Probe results by container instance.
+    pub probes: &'a BTreeMap<ContainerId, ContainerProbes>,
+    /// Containers waiting for CrashLoopBackOff.
+    pub backing_off: &'a [BackingOff],
+    /// Start failures by (pod, container name).
+    pub start_errors: &'a BTreeMap<(PodKey, String), StartError>,
+    /// The runtime's name for container IDs (`containerd` → `containerd://<id>`).
+    pub runtime_name: &'a str,
+    /// The node's address.
+    pub host_ip: Option<&'a str>,
+}
+
+/// Converts a CRI timestamp to an API time.
+pub fn api_time(t: Timestamp) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(t.0)).unwrap_or_default())
+}
+
+fn terminated(c: &ObservedContainer, runtime: &str) -> ContainerStateTerminated {
+    let exit_code = c.exit_code.unwrap_or(-1);
+    ContainerStateTerminated {
+        exit_code,
+        reason: Some(if c.reason.is_empty() {
+            if exit_code == 0 { "Completed" } else { "Error" }.to_owned()
+        } else {
+            c.reason.clone()
+        }),
+        message: (!c.message.is_empty()).then(|| c.message.clone()),
+        started_at: c.started_at.map(api_time),
+        finished_at: c.finished_at.map(api_time),
+        container_id: Some(format!("{runtime}://{}", c.id.0)),
+        signal: None,
+    }
+}
+
+fn waiting(reason: &str, message: Option<String>) -> K8sState {
+    K8sState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.to_owned()),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+struct Built {
+    status: ContainerStatus,
+}
+
+fn container_status(
+    input: &StatusInput<'_>,
+    name: &str,
+    image: &str,
+    instances: &[&ObservedContainer],
+    default_waiting: &str,
+) -> Built {
+    let pod = input.pod;
+    let mut sorted: Vec<&ObservedContainer> = instances.to_vec();
+    sorted.sort_by_key(|c| (c.attempt, c.created_at));
+    let latest = sorted.last().copied();
+    let previous = sorted.iter().rev().nth(1).copied();
+    let backing_off = input
+        .backing_off
+        .iter()
+        .find(|b| b.key == pod.key && b.name == name);
+    let start_error = input.start_errors.get(&(pod.key.clone(), name.to_owned()));
+    let probes = latest
+        .and_then(|c| input.probes.get(&c.id))
+        .copied()
+        .unwrap_or_default();
+    let running = latest.is_some_and(|c| c.state == ContainerState::Running);
+    let started = running && probes.started.unwrap_or(true);
+    let ready = started && probes.ready.unwrap_or(true);
+
+    let (state, last_state) = match latest {
+        None => {
+            let state = match start_error {
+                Some(e) => waiting(&e.reason, Some(e.message.clone())),
+                None => waiting(default_waiting, None),
+            };
+            (state, None)
+        }
+        Some(c) => match c.state {
+            ContainerState::Running => (
+                K8sState {
+                    running: Some(ContainerStateRunning {
+                        started_at: c.started_at.map(api_time),
+                    }),
+                    ..Default::default()
+                },
+                previous
+                    .filter(|p| p.state == ContainerState::Exited)
+                    .map(|p| K8sState {
+                        terminated: Some(terminated(p, input.runtime_name)),
+                        ..Default::default()
+                    }),
+            ),
+            ContainerState::Exited => {
+                let last = K8sState {
+                    terminated: Some(terminated(c, input.runtime_name)),
+                    ..Default::default()
+                };
+                match (backing_off, start_error) {
+                    (Some(b), _) => (
+                        waiting(
+                            "CrashLoopBackOff",
+                            Some(format!(
+                                "back-off {}s restarting failed container={name} pod={}",
+                                b.until.since(c.finished_at.unwrap_or(b.until)).as_secs(),
+                                pod.key.name
+                            )),
+                        ),
+                        Some(last),
+                    ),
+                    (None, Some(e)) => (waiting(&e.reason, Some(e.message.clone())), Some(last)),
+                    (None, None) => (
+                        last,
+                        previous.map(|p| K8sState {
+                            terminated: Some(terminated(p, input.runtime_name)),
+                            ..Default::default()
+                        }),
+                    ),
+                }
+            }
+            ContainerState::Created | ContainerState::Unknown => {
+                (waiting("ContainerCreating", None), None)
+            }
+        },
+    };
+    Built {
+        status: ContainerStatus {
+            name: name.to_owned(),
+            state: Some(state),
+            last_state,
+            ready,
+            started: Some(started),
+            restart_count: latest.map_or(0, |c| c.attempt as i32),
+            image: image.to_owned(),
+            image_id: latest.map(|c| c.image_ref.clone()).unwrap_or_default(),
+            container_id: latest.map(|c| format!("{}://{}", input.runtime_name, c.id.0)),
+            ..Default::default()
+        },
+    }
+}
+
+fn condition(kind: &str, ok: bool, reason: Option<&str>, since: Option<Time>) -> PodCondition {
+    PodCondition {
+        type_: kind.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: if ok { None } else { reason.map(str::to_owned) },
+        last_transition_time: since,
+        ..Default::default()
+    }
+}
+
+fn state_of(s: &ContainerStatus) -> (bool, bool, bool, Option<i32>, Option<i32>) {
+    let st = s.state.clone().unwrap_or_default();
+    let last_exit = s
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .map(|t| t.exit_code);
+    (
+        st.running.is_some(),
+        st.waiting.is_some(),
+        st.terminated.is_some(),
+        st.terminated.as_ref().map(|t| t.exit_code),
+        last_exit,
+    )
+}
+
+/// The kubelet's `getPhase`.
+fn phase(pod: &StaticPod, init: &[ContainerStatus], apps: &[ContainerStatus]) -> &'static str {
+    let policy = pod.restart_policy();
+    let (mut pending_init, mut failed_init) = (0, 0);
+    let (mut unknown, mut running, mut waiting_n, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
+    for (spec, status) in pod.init_containers().iter().zip(init) {
+        let (run, wait, term, exit, last_exit) = state_of(status);
+        let sidecar = spec.restart_policy.as_deref() == Some("Always");
+        if sidecar {
+            if run {
+                if !status.started.unwrap_or(false) {
+                    pending_init += 1;
+                }
+                running += 1;
+            } else if wait && last_exit.is_none() {
+                pending_init += 1;
+                waiting_n += 1;
+            } else if !term && !wait {
+                pending_init += 1;
+                unknown += 1;
+            }
+            continue;
+        }
+        if run {
+            pending_init += 1;
+        } else if term {
+            if exit != Some(0) {
+                failed_init += 1;
+            }
+        } else if wait {
+            match last_exit {
+                Some(code) if code != 0 => failed_init += 1,
+                Some(_) => {}
+                None => pending_init += 1,
+            }
+        } else {
+            pending_init += 1;
+        }
+    }
+    let mut any_app_started = false;
+    for status in apps {
+        let (run, wait, term, exit, last_exit) = state_of(status);
+        if run {
+            running += 1;
+        } else if term {
+            stopped += 1;
+            if exit == Some(0) {
+                succeeded += 1;
+            }
+        } else if wait {
+            if last_exit.is_some() {
+                stopped += 1;
+            } else {
+                waiting_n += 1;
+            }
+        } else {
+            unknown += 1;
+        }
+        any_app_started |= run || term || last_exit.is_some();
+    }
+    if failed_init > 0 && policy == RestartPolicy::Never {
+        return "Failed";
+    }
+    if (pending_init > 0 && !any_app_started) || waiting_n > 0 {
+        return "Pending";
+    }
+    if running > 0 && unknown == 0 {
+        return "Running";
+    }
+    if running == 0 && stopped > 0 && unknown == 0 {
+        return match policy {
+            RestartPolicy::Always => "Running",
+            _ if stopped == succeeded => "Succeeded",
+            RestartPolicy::Never => "Failed",
+            RestartPolicy::OnFailure => "Running",
+        };
+    }
+    "Pending"
+}
+
+/// Computes the pod's status.
+pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
+    let pod = input.pod;
+    let sandboxes: Vec<_> = input
+        .observed
+        .sandboxes
+        .iter()
+        .filter(|s| s.key == pod.key && s.uid == pod.uid.0)
+        .collect();
+    let containers: Vec<&ObservedContainer> = input
+        .observed
+        .containers
+        .iter()
+        .filter(|c| c.key == pod.key && c.uid == pod.uid.0)
+        .collect();
+    let live = sandboxes
+        .iter()
+        .filter(|s| s.state == SandboxState::Ready)
+        .max_by_key(|s| (s.attempt, s.created_at));
+    let start_time = sandboxes.iter().map(|s| s.created_at).min();
+
+    let of = |name: &str| -> Vec<&ObservedContainer> {
+        containers
+            .iter()
+            .copied()
+            .filter(|c| c.name == name)
+            .collect()
+    };
+    let init: Vec<ContainerStatus> = pod
+        .init_containers()
+        .iter()
+        .map(|c| {
+            container_status(
+                input,
+                &c.name,
+                c.image.as_deref().unwrap_or(""),
+                &of(&c.name),
+                "PodInitializing",
+            )
+            .status
+        })
+        .collect();
+    let init_done = pod.init_containers().iter().zip(&init).all(|(spec, s)| {
+        let st = s.state.clone().unwrap_or_default();
+        if spec.restart_policy.as_deref() == Some("Always") {
+            s.started.unwrap_or(false)
+        } else {
+            st.terminated.is_some_and(|t| t.exit_code == 0)
+        }
+    });
+    let any_app = pod.containers().iter().any(|c| !of(&c.name).is_empty());
+    let app_default = if init_done || any_app {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    let apps: Vec<ContainerStatus> = pod
+        .containers()
+        .iter()
+        .map(|c| {
+            container_status(
+                input,
+                &c.name,
+                c.image.as_deref().unwrap_or(""),
+                &of(&c.name),
+                app_default,
+            )
+            .status
+        })
+        .collect();
+
+    let initialized = init_done || any_app;
+    let containers_ready = !apps.is_empty() && apps.iter().all(|s| s.ready);
+    let sandbox_ready = live.is_some_and(|s| pod.host_network() || s.ip.is_some());
+    let since = start_time.map(api_time);
+    let host_ip = input.host_ip.map(str::to_owned);
+    let pod_ip = if pod.host_network() {
+        host_ip.clone()
+    } else {
+        live.and_then(|s| s.ip.clone())
+    };
+    let phase = phase(pod, &init, &apps);
+
+    PodStatus {
+        phase: Some(phase.to_owned()),
+        conditions: Some(vec![
+            condition(
+                "PodReadyToStartContainers",
+                sandbox_ready,
+                None,
+                since.clone(),
+            ),
+            condition(
+                "Initialized",
+                initialized,
+                Some("ContainersNotInitialized"),
+                since.clone(),
+            ),
+            condition(
+                "Ready",
+                containers_ready,
+                Some("ContainersNotReady"),
+                since.clone(),
+            ),
+            condition(
+                "ContainersReady",
+                containers_ready,
+                Some("ContainersNotReady"),
+                since.clone(),
+            ),
+            condition("PodScheduled", true, None, since.clone()),
+        ]),
+        host_ip: host_ip.clone(),
+        host_ips: host_ip.map(|ip| vec![HostIP { ip }]),
+        pod_ip: pod_ip.clone(),
+        pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
+        start_time: since,
+        qos_class: Some(pod.qos().as_str().to_owned()),
+        init_container_statuses: (!init.is_empty()).then_some(init),
+        container_statuses: Some(apps),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

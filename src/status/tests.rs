@@ -1,0 +1,325 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+use crate::manifest::{Format, parse_manifest};
+use crate::pod::{ContainerKind, ManifestRef, NodeName};
+use crate::runtime::{ObservedSandbox, SandboxId};
+
+const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
+
+fn pod(yaml: &str) -> StaticPod {
+    let path = Path::new("/m/p.yaml");
+    let p = parse_manifest(path, Format::Yaml, yaml.as_bytes())
+        .expect("valid")
+        .remove(0);
+    StaticPod::build(
+        p.metadata,
+        p.spec,
+        &NodeName::new("n1"),
+        ManifestRef {
+            path: path.to_owned(),
+            at: p.at,
+        },
+        |_| T0,
+    )
+}
+
+fn sandbox(p: &StaticPod, ip: Option<&str>) -> ObservedSandbox {
+    ObservedSandbox {
+        id: SandboxId("sb1".into()),
+        key: p.key.clone(),
+        uid: p.uid.0.clone(),
+        attempt: 0,
+        state: SandboxState::Ready,
+        created_at: T0,
+        manifest: None,
+        ip: ip.map(str::to_owned),
+    }
+}
+
+fn container(
+    p: &StaticPod,
+    name: &str,
+    attempt: u32,
+    state: ContainerState,
+    exit: Option<i32>,
+) -> ObservedContainer {
+    ObservedContainer {
+        id: ContainerId(format!("{name}-{attempt}")),
+        sandbox: SandboxId("sb1".into()),
+        key: p.key.clone(),
+        uid: p.uid.0.clone(),
+        name: name.into(),
+        attempt,
+        kind: ContainerKind::App,
+        state,
+        hash: None,
+        grace_seconds: None,
+        pre_stop: None,
+        image: "busybox:1.35".into(),
+        image_ref: "sha256:abc".into(),
+        created_at: T0.plus(Duration::from_secs(u64::from(attempt))),
+        started_at: Some(T0.plus(Duration::from_secs(u64::from(attempt)))),
+        finished_at: exit.map(|_| T0.plus(Duration::from_secs(u64::from(attempt) + 1))),
+        exit_code: exit,
+        reason: String::new(),
+        message: String::new(),
+    }
+}
+
+struct Case {
+    pod: StaticPod,
+    observed: Observed,
+    probes: BTreeMap<ContainerId, ContainerProbes>,
+    backing_off: Vec<BackingOff>,
+    errors: BTreeMap<(PodKey, String), StartError>,
+}
+
+impl Case {
+    fn new(yaml: &str) -> Case {
+        Case {
+            pod: pod(yaml),
+            observed: Observed::default(),
+            probes: BTreeMap::new(),
+            backing_off: Vec::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn status(&self) -> PodStatus {
+        pod_status(&StatusInput {
+            pod: &self.pod,
+            observed: &self.observed,
+            probes: &self.probes,
+            backing_off: &self.backing_off,
+            start_errors: &self.errors,
+            runtime_name: "containerd",
+            host_ip: Some("192.168.1.10"),
+        })
+    }
+}
+
+fn cond(s: &PodStatus, kind: &str) -> String {
+    s.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
+}
+
+fn waiting_reason(s: &ContainerStatus) -> Option<String> {
+    s.state.as_ref()?.waiting.as_ref()?.reason.clone()
+}
+
+const WEB: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - {name: app, image: 'busybox:1.35'}\n";
+
+#[test]
+fn pod_without_containers_yet_is_pending_and_creating() {
+    let c = Case::new(WEB);
+    let s = c.status();
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+    let app = &s.container_statuses.as_ref().expect("statuses")[0];
+    assert_eq!(waiting_reason(app).as_deref(), Some("ContainerCreating"));
+    assert_eq!(cond(&s, "Initialized"), "True");
+    assert_eq!(cond(&s, "Ready"), "False");
+    assert_eq!(cond(&s, "PodScheduled"), "True");
+    assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+}
+
+#[test]
+fn running_container_without_probes_is_ready_and_started() {
+    let mut c = Case::new(WEB);
+    c.observed
+        .sandboxes
+        .push(sandbox(&c.pod, Some("10.88.0.5")));
+    c.observed
+        .containers
+        .push(container(&c.pod, "app", 2, ContainerState::Running, None));
+    let s = c.status();
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    let app = &s.container_statuses.as_ref().expect("statuses")[0];
+    assert!(app.ready);
+    assert_eq!(app.started, Some(true));
+    assert_eq!(app.restart_count, 2);
+    assert_eq!(app.container_id.as_deref(), Some("containerd://app-2"));
+    assert_eq!(app.image_id, "sha256:abc");
+    assert_eq!(cond(&s, "Ready"), "True");
+    assert_eq!(cond(&s, "PodReadyToStartContainers"), "True");
+    assert_eq!(s.pod_ip.as_deref(), Some("10.88.0.5"));
+    assert_eq!(s.host_ip.as_deref(), Some("192.168.1.10"));
+    assert_eq!(s.start_time, Some(api_time(T0)));
+}
+
+#[test]
+fn failing_readiness_makes_the_pod_not_ready_but_running() {
+    let mut c = Case::new(WEB);
+    c.observed
+        .sandboxes
+        .push(sandbox(&c.pod, Some("10.88.0.5")));
+    c.observed
+        .containers
+        .push(container(&c.pod, "app", 0, ContainerState::Running, None));
+    c.probes.insert(
+        ContainerId("app-0".into()),
+        ContainerProbes {
+            ready: Some(false),
+            started: None,
+        },
+    );
+    let s = c.status();
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    assert!(!s.container_statuses.as_ref().expect("statuses")[0].ready);
+    assert_eq!(cond(&s, "ContainersReady"), "False");
+}
+
+#[test]
+fn crash_looping_container_waits_with_its_last_termination() {
+    let mut c = Case::new(WEB);
+    c.observed
+        .sandboxes
+        .push(sandbox(&c.pod, Some("10.88.0.5")));
+    let mut dead = container(&c.pod, "app", 3, ContainerState::Exited, Some(1));
+    dead.reason = "Error".into();
+    c.observed.containers.push(dead.clone());
+    let finished = dead.finished_at.expect("finished");
+    c.backing_off.push(BackingOff {
+        key: c.pod.key.clone(),
+        name: "app".into(),
+        until: finished.plus(Duration::from_secs(40)),
+    });
+    let s = c.status();
+    assert_eq!(
+        s.phase.as_deref(),
+        Some("Running"),
+        "restartPolicy Always: restarting counts as running"
+    );
+    let app = &s.container_statuses.as_ref().expect("statuses")[0];
+    assert_eq!(waiting_reason(app).as_deref(), Some("CrashLoopBackOff"));
+    let msg = app
+        .state
+        .as_ref()
+        .and_then(|st| st.waiting.as_ref())
+        .and_then(|w| w.message.clone())
+        .expect("message");
+    assert_eq!(
+        msg,
+        "back-off 40s restarting failed container=app pod=web-n1"
+    );
+    let last = app
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .expect("last state");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+    assert_eq!(app.restart_count, 3);
+}
+
+#[test]
+fn oom_killed_is_reported_as_the_termination_reason() {
+    let mut c = Case::new(&WEB.replace("containers:", "restartPolicy: Never\n  containers:"));
+    c.observed
+        .sandboxes
+        .push(sandbox(&c.pod, Some("10.88.0.5")));
+    let mut dead = container(&c.pod, "app", 0, ContainerState::Exited, Some(137));
+    dead.reason = "OOMKilled".into();
+    c.observed.containers.push(dead);
+    let s = c.status();
+    let t = s.container_statuses.as_ref().expect("statuses")[0]
+        .state
+        .as_ref()
+        .and_then(|st| st.terminated.clone())
+        .expect("terminated");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+}
+
+#[test]
+fn completed_never_pod_succeeds() {
+    let mut c = Case::new(&WEB.replace("containers:", "restartPolicy: Never\n  containers:"));
+    c.observed
+        .containers
+        .push(container(&c.pod, "app", 0, ContainerState::Exited, Some(0)));
+    let s = c.status();
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    let t = s.container_statuses.as_ref().expect("statuses")[0]
+        .state
+        .as_ref()
+        .and_then(|st| st.terminated.clone())
+        .expect("terminated");
+    assert_eq!(t.reason.as_deref(), Some("Completed"));
+}
+
+#[test]
+fn running_init_container_keeps_the_pod_pending_and_uninitialized() {
+    let mut c = Case::new(&WEB.replace(
+        "containers:",
+        "initContainers:\n  - {name: init, image: 'busybox:1.35'}\n  containers:",
+    ));
+    c.observed
+        .sandboxes
+        .push(sandbox(&c.pod, Some("10.88.0.5")));
+    let mut init = container(&c.pod, "init", 0, ContainerState::Running, None);
+    init.kind = ContainerKind::Init;
+    c.observed.containers.push(init);
+    let s = c.status();
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+    assert_eq!(cond(&s, "Initialized"), "False");
+    let app = &s.container_statuses.as_ref().expect("statuses")[0];
+    assert_eq!(waiting_reason(app).as_deref(), Some("PodInitializing"));
+    assert_eq!(s.init_container_statuses.as_ref().map(Vec::len), Some(1));
+}
+
+#[test]
+fn failed_init_under_never_fails_the_pod() {
+    let mut c = Case::new(&WEB.replace("containers:", "restartPolicy: Never\n  initContainers:\n  - {name: init, image: 'busybox:1.35'}\n  containers:"));
+    let mut init = container(&c.pod, "init", 0, ContainerState::Exited, Some(2));
+    init.kind = ContainerKind::Init;
+    c.observed.containers.push(init);
+    assert_eq!(c.status().phase.as_deref(), Some("Failed"));
+}
+
+#[test]
+fn start_errors_show_as_the_kubelet_waiting_reason() {
+    let mut c = Case::new(WEB);
+    c.observed
+        .sandboxes
+        .push(sandbox(&c.pod, Some("10.88.0.5")));
+    c.errors.insert(
+        (c.pod.key.clone(), "app".into()),
+        StartError {
+            reason: "ErrImageNeverPull".into(),
+            message: "image busybox:1.35 is not present".into(),
+        },
+    );
+    let s = c.status();
+    assert_eq!(
+        waiting_reason(&s.container_statuses.as_ref().expect("statuses")[0]).as_deref(),
+        Some("ErrImageNeverPull")
+    );
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+}
+
+#[test]
+fn host_network_pods_report_the_host_ip_as_pod_ip() {
+    let mut c = Case::new(&WEB.replace("containers:", "hostNetwork: true\n  containers:"));
+    c.observed.sandboxes.push(sandbox(&c.pod, None));
+    let s = c.status();
+    assert_eq!(s.pod_ip.as_deref(), Some("192.168.1.10"));
+    assert_eq!(cond(&s, "PodReadyToStartContainers"), "True");
+}
+
+#[test]
+fn other_versions_of_the_pod_are_not_counted() {
+    let mut c = Case::new(WEB);
+    let mut old = container(&c.pod, "app", 0, ContainerState::Running, None);
+    old.uid = "an-older-version".into();
+    c.observed.containers.push(old);
+    let s = c.status();
+    assert_eq!(
+        waiting_reason(&s.container_statuses.as_ref().expect("statuses")[0]).as_deref(),
+        Some("ContainerCreating")
+    );
+}

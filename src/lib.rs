@@ -19,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod event;
 pub mod labels;
 pub mod manifest;
 pub mod mirror;

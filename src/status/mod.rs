@@ -3,6 +3,7 @@
 //! Pure; the status API and mirror pods publish it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
@@ -14,6 +15,28 @@ use crate::clock::Timestamp;
 use crate::pod::{PodKey, RestartPolicy, StaticPod};
 use crate::reconcile::BackingOff;
 use crate::runtime::{ContainerId, ContainerState, Observed, ObservedContainer, SandboxState};
+
+/// One static pod as the node reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodReport {
+    /// The pod as it runs (the version the manifests ask for).
+    pub pod: Arc<StaticPod>,
+    /// Its status.
+    pub status: PodStatus,
+    /// The last error podvisor met working on it, until work succeeds again.
+    pub last_error: Option<String>,
+}
+
+/// Every static pod's status at one moment, for the status API and mirror pods.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeStatus {
+    /// Pods by key.
+    pub pods: BTreeMap<PodKey, PodReport>,
+    /// The first full reconcile is done.
+    pub synced: bool,
+    /// Why the runtime cannot be reached, while it cannot.
+    pub runtime_error: Option<String>,
+}
 
 /// Probe-derived facts about one container instance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -83,7 +83,10 @@ mod tests {
 
     fn ev(n: &str) -> PodEvent {
         PodEvent {
-            key: PodKey { namespace: "default".into(), name: n.into() },
+            key: PodKey {
+                namespace: "default".into(),
+                name: n.into(),
+            },
             type_: EventType::Warning,
             reason: "BackOff".into(),
             message: "m".into(),

@@ -255,6 +255,11 @@ impl Request {
         })
     }
 
+    /// Where the request goes, as a URL.
+    pub(super) fn target(&self) -> String {
+        self.url.to_string()
+    }
+
     /// The same request over plain HTTP, without credentials (the hooks' HTTPS fallback).
     pub(super) fn downgraded(&self) -> Request {
         let mut request = self.clone();

@@ -19,6 +19,7 @@ mod exec;
 mod grpc;
 mod hook;
 mod http;
+mod manager;
 mod tcp;
 #[cfg(test)]
 mod testing;
@@ -39,6 +40,7 @@ pub use exec::exec;
 pub use grpc::grpc;
 pub use hook::{HookError, run_handler};
 pub use http::{HttpError, http_get};
+pub use manager::{ContainerProbeResults, ProbeResults, Prober, probe_host};
 pub use tcp::tcp_socket;
 pub use worker::{ProbeCounts, ProbeKind, ProbeResult, ProbeWorker, container_started};
 
@@ -48,6 +50,34 @@ pub const MAX_PROBE_ATTEMPTS: usize = 3;
 
 /// The probe timeout when `timeoutSeconds` is unset or not positive (the API default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a probe checks, in words: `GET https://192.168.1.10:6443/livez`, `TCP 10.88.0.5:80`,
+/// `gRPC 10.88.0.5:9000`, `exec [test -f /ready]`. For status output and tests.
+pub fn describe_target(probe: &Probe, ports: &[ContainerPort], default_host: &str) -> String {
+    if let Some(h) = &probe.http_get {
+        return match http::Request::new(h, ports, default_host, http::Purpose::Probe) {
+            Ok(req) => format!("GET {}", req.target()),
+            Err(e) => format!("GET (invalid: {e})"),
+        };
+    }
+    if let Some(t) = &probe.tcp_socket {
+        return match resolve_port(&t.port, ports) {
+            Ok(port) => format!(
+                "TCP {}",
+                join_host_port(t.host.as_deref().unwrap_or(default_host), port)
+            ),
+            Err(e) => format!("TCP (invalid: {e})"),
+        };
+    }
+    if let Some(g) = &probe.grpc {
+        let port = u16::try_from(g.port).unwrap_or(0);
+        return format!("gRPC {}", join_host_port(default_host, port));
+    }
+    if let Some(e) = &probe.exec {
+        return format!("exec {:?}", e.command.clone().unwrap_or_default());
+    }
+    "no handler".to_owned()
+}
 
 /// How one probe went (the kubelet's `probe.Result` with its output).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,12 +1,43 @@
 //! Applies one pod's planned actions through the [`Runtime`], in order, stopping at the first
-//! failure. The only place that turns decisions into runtime calls.
+//! failure. The only place that turns decisions into runtime calls; it also runs the lifecycle
+//! hooks that belong to starting and stopping (postStart after a start, preStop before a
+//! stop, within the grace period) and reports what happened as pod events.
+
+use std::time::Duration;
 
 use futures::future::join_all;
-use tracing::{debug, info};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
-use super::plan::{Action, PodWork, SandboxRef, StopReason};
-use crate::pod::PodKey;
-use crate::runtime::{Runtime, RuntimeError, SandboxId};
+use super::plan::{Action, MIN_GRACE, PodWork, SandboxRef, StopReason, StopTarget};
+use crate::clock::Clock;
+use crate::event::{EventSink, EventType, PodEvent, container_field};
+use crate::pod::{ContainerKind, PodKey, StaticPod};
+use crate::probe::run_handler;
+use crate::runtime::{ContainerId, Runtime, RuntimeError, SandboxId};
+
+/// Longest a postStart hook may run (the kubelet bounds it only by its request timeout).
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the executor needs besides the runtime.
+#[derive(Clone, Debug)]
+pub struct ExecContext {
+    /// Where events go.
+    pub events: EventSink,
+    /// The node's address, which host-network pods' hooks use.
+    pub host_ip: Option<String>,
+    /// Time for event stamps.
+    pub clock: Clock,
+}
+
+/// A failed step.
+#[derive(Debug)]
+pub struct WorkError {
+    /// The container being started, when the failure was a start.
+    pub container: Option<String>,
+    /// What failed.
+    pub error: RuntimeError,
+}
 
 /// How one pod's work ended.
 #[derive(Debug)]
@@ -14,7 +45,7 @@ pub struct Outcome {
     /// The pod.
     pub key: PodKey,
     /// `Ok`, or the first error (the remaining actions were not attempted).
-    pub result: Result<(), RuntimeError>,
+    pub result: Result<(), WorkError>,
 }
 
 fn reason_text(r: StopReason) -> &'static str {
@@ -25,18 +56,47 @@ fn reason_text(r: StopReason) -> &'static str {
         StopReason::ContainerRemoved => "container removed from the manifest",
         StopReason::SandboxGone => "sandbox gone or duplicated",
         StopReason::Unknown => "state unknown",
+        StopReason::LivenessProbe => "failed liveness probe",
+        StopReason::StartupProbe => "failed startup probe",
+    }
+}
+
+impl ExecContext {
+    fn emit(
+        &self,
+        key: &PodKey,
+        type_: EventType,
+        reason: &str,
+        message: String,
+        field_path: Option<String>,
+    ) {
+        self.events.emit(PodEvent {
+            key: key.clone(),
+            type_,
+            reason: reason.to_owned(),
+            message,
+            field_path,
+            at: self.clock.now(),
+        });
     }
 }
 
 /// Runs `work` to completion or first failure.
-pub async fn execute<R: Runtime>(rt: &R, work: PodWork) -> Outcome {
+pub async fn execute<R: Runtime>(rt: &R, cx: &ExecContext, work: PodWork) -> Outcome {
     let key = work.key;
     let mut new_sandbox: Option<SandboxId> = None;
     for action in work.actions {
-        if let Err(e) = apply(rt, &key, action, &mut new_sandbox).await {
+        let starting = match &action {
+            Action::StartContainer { name, .. } => Some(name.clone()),
+            _ => None,
+        };
+        if let Err(error) = apply(rt, cx, &key, action, &mut new_sandbox).await {
             return Outcome {
                 key,
-                result: Err(e),
+                result: Err(WorkError {
+                    container: starting,
+                    error,
+                }),
             };
         }
     }
@@ -46,23 +106,64 @@ pub async fn execute<R: Runtime>(rt: &R, work: PodWork) -> Outcome {
     }
 }
 
+/// Stops one container: its preStop hook first, bounded by the grace period, then the stop
+/// with what is left of it (never under the kubelet's 2 s floor).
+async fn stop_one<R: Runtime>(
+    rt: &R,
+    cx: &ExecContext,
+    key: &PodKey,
+    t: &StopTarget,
+) -> Result<(), RuntimeError> {
+    let mut grace = t.grace;
+    if let Some(hook) = &t.pre_stop {
+        let started = Instant::now();
+        let host = hook
+            .host
+            .clone()
+            .or_else(|| cx.host_ip.clone())
+            .unwrap_or_default();
+        if let Err(e) = run_handler(rt, &hook.handler, &t.id, &hook.ports, &host, t.grace).await {
+            warn!(pod = %key, container = %t.name, error = %e, "preStop hook failed");
+            cx.emit(
+                key,
+                EventType::Warning,
+                "FailedPreStopHook",
+                format!("PreStopHook failed: {e}"),
+                None,
+            );
+        }
+        grace = t.grace.saturating_sub(started.elapsed()).max(MIN_GRACE);
+    }
+    rt.stop_container(&t.id, grace).await
+}
+
 async fn apply<R: Runtime>(
     rt: &R,
+    cx: &ExecContext,
     key: &PodKey,
     action: Action,
     new_sandbox: &mut Option<SandboxId>,
 ) -> Result<(), RuntimeError> {
     match action {
         Action::StopContainers { containers, reason } => {
-            let results = join_all(
-                containers
-                    .iter()
-                    .map(|(id, _, grace)| rt.stop_container(id, *grace)),
-            )
-            .await;
-            for ((id, name, grace), r) in containers.iter().zip(&results) {
+            for t in &containers {
+                let message = match reason {
+                    StopReason::LivenessProbe => format!(
+                        "Container {} failed liveness probe, will be restarted",
+                        t.name
+                    ),
+                    StopReason::StartupProbe => format!(
+                        "Container {} failed startup probe, will be restarted",
+                        t.name
+                    ),
+                    _ => format!("Stopping container {}", t.name),
+                };
+                cx.emit(key, EventType::Normal, "Killing", message, None);
+            }
+            let results = join_all(containers.iter().map(|t| stop_one(rt, cx, key, t))).await;
+            for (t, r) in containers.iter().zip(&results) {
                 if r.is_ok() {
-                    info!(pod = %key, container = %name, id = %id, grace = ?grace, reason = reason_text(reason), "container stopped");
+                    info!(pod = %key, container = %t.name, id = %t.id, grace = ?t.grace, reason = reason_text(reason), "container stopped");
                 }
             }
             results
@@ -107,21 +208,303 @@ async fn apply<R: Runtime>(
                     message: "no sandbox was created for this container".to_owned(),
                 })?,
             };
-            let id = rt
-                .start_container(&pod, &sandbox_id, &name, attempt)
-                .await?;
+            let init = matches!(pod.container(&name), Some((ContainerKind::Init, _)));
+            let field = container_field(init, &name);
+            let id = match rt.start_container(&pod, &sandbox_id, &name, attempt).await {
+                Ok(id) => id,
+                Err(e) => {
+                    let reason = match e.waiting_reason() {
+                        "ErrImageNeverPull" => "ErrImageNeverPull",
+                        _ => "Failed",
+                    };
+                    cx.emit(key, EventType::Warning, reason, e.to_string(), Some(field));
+                    return Err(e);
+                }
+            };
             let restart_count = attempt;
             if restart.is_some() {
                 info!(pod = %key, container = %name, id = %id, restart_count, "container restarted");
             } else {
                 info!(pod = %key, container = %name, id = %id, restart_count, "container started");
             }
-            Ok(())
+            cx.emit(
+                key,
+                EventType::Normal,
+                "Started",
+                format!("Started container {name}"),
+                Some(field.clone()),
+            );
+            post_start(rt, cx, key, &pod, &sandbox_id, &name, &id, field).await
         }
         Action::StartCreated(id) => {
             rt.start_created(&id).await?;
             info!(pod = %key, id = %id, "created container started");
             Ok(())
         }
+    }
+}
+
+/// Runs a container's postStart hook; if it fails, the container is stopped (the kubelet's
+/// `FailedPostStartHook`) and the restart policy takes it from there.
+#[allow(clippy::too_many_arguments)]
+async fn post_start<R: Runtime>(
+    rt: &R,
+    cx: &ExecContext,
+    key: &PodKey,
+    pod: &StaticPod,
+    sandbox: &SandboxId,
+    name: &str,
+    id: &ContainerId,
+    field: String,
+) -> Result<(), RuntimeError> {
+    let Some((_, spec)) = pod.container(name) else {
+        return Ok(());
+    };
+    let Some(handler) = spec.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) else {
+        return Ok(());
+    };
+    let host = if pod.host_network() {
+        cx.host_ip.clone()
+    } else {
+        rt.sandbox_ip(sandbox).await.ok().flatten()
+    };
+    let ports = spec.ports.clone().unwrap_or_default();
+    if let Err(e) = run_handler(
+        rt,
+        handler,
+        id,
+        &ports,
+        &host.unwrap_or_default(),
+        POST_START_TIMEOUT,
+    )
+    .await
+    {
+        warn!(pod = %key, container = %name, error = %e, "postStart hook failed; stopping the container");
+        cx.emit(
+            key,
+            EventType::Warning,
+            "FailedPostStartHook",
+            format!("PostStartHook failed: {e}"),
+            Some(field),
+        );
+        rt.stop_container(id, super::plan::grace(Some(pod.grace_period_seconds())))
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::event::channel;
+    use crate::manifest::{Format, parse_manifest};
+    use crate::pod::{ManifestRef, NodeName};
+    use crate::reconcile::plan::Hook;
+    use crate::runtime::{ExecOutput, FakeCall, FakeRuntime};
+
+    const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
+
+    fn pod(yaml: &str) -> Arc<StaticPod> {
+        let path = Path::new("/m/p.yaml");
+        let p = parse_manifest(path, Format::Yaml, yaml.as_bytes())
+            .expect("valid")
+            .remove(0);
+        Arc::new(StaticPod::build(
+            p.metadata,
+            p.spec,
+            &NodeName::new("n1"),
+            ManifestRef {
+                path: path.to_owned(),
+                at: p.at,
+            },
+            |_| T0,
+        ))
+    }
+
+    async fn running(rt: &FakeRuntime, pod: &Arc<StaticPod>, attempt: u32) -> ContainerId {
+        let sb = rt.run_sandbox(pod, attempt).await.expect("sandbox");
+        rt.start_container(pod, &sb, "app", 0)
+            .await
+            .expect("container")
+    }
+
+    fn sleep_hook(seconds: i64) -> Hook {
+        let handler = serde_json::from_value(serde_json::json!({"sleep": {"seconds": seconds}}))
+            .expect("handler");
+        Hook {
+            handler,
+            ports: Vec::new(),
+            host: None,
+        }
+    }
+
+    fn stops(rt: &FakeRuntime) -> Vec<Duration> {
+        rt.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                FakeCall::StopContainer(_, grace) => Some(grace),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: app, image: 'busybox:1.35'}]}\n";
+
+    #[tokio::test(start_paused = true)]
+    async fn pre_stop_runs_first_and_its_time_comes_out_of_the_grace_period() {
+        let clock = Clock::tokio(T0);
+        let rt = FakeRuntime::new(clock);
+        let p = pod(POD);
+        let (events, mut rx) = channel(16);
+        let cx = ExecContext {
+            events,
+            host_ip: None,
+            clock,
+        };
+        for (attempt, (grace, hook_secs, expected)) in [(10u64, 3i64, 7u64), (4, 3, 2), (5, 30, 2)]
+            .into_iter()
+            .enumerate()
+        {
+            let id = running(&rt, &p, attempt as u32).await;
+            rt.take_calls();
+            let target = StopTarget {
+                id: id.clone(),
+                name: "app".into(),
+                grace: Duration::from_secs(grace),
+                pre_stop: Some(sleep_hook(hook_secs)),
+            };
+            let work = PodWork {
+                key: p.key.clone(),
+                actions: vec![Action::StopContainers {
+                    containers: vec![target],
+                    reason: StopReason::PodRemoved,
+                }],
+            };
+            let before = tokio::time::Instant::now();
+            let outcome = execute(&rt, &cx, work).await;
+            assert!(outcome.result.is_ok());
+            assert_eq!(
+                stops(&rt),
+                [Duration::from_secs(expected)],
+                "grace {grace}s, hook {hook_secs}s"
+            );
+            assert_eq!(
+                before.elapsed(),
+                Duration::from_secs((hook_secs as u64).min(grace)),
+                "the hook is cut at the grace period"
+            );
+        }
+        let reasons: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| e.reason)
+            .collect();
+        assert!(reasons.contains(&"Killing".to_owned()));
+        assert!(
+            reasons.contains(&"FailedPreStopHook".to_owned()),
+            "the cut hook is reported: {reasons:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_post_start_hook_stops_the_container_and_says_why() {
+        let rt = FakeRuntime::new(Clock::System);
+        let p = pod(&POD.replace(
+            "image: 'busybox:1.35'",
+            "image: 'busybox:1.35', lifecycle: {postStart: {exec: {command: [/bin/false]}}}",
+        ));
+        rt.set_exec_result(
+            "/bin/false",
+            ExecOutput {
+                exit_code: 1,
+                stdout: Vec::new(),
+                stderr: b"nope".to_vec(),
+            },
+        );
+        let (events, mut rx) = channel(16);
+        let cx = ExecContext {
+            events,
+            host_ip: None,
+            clock: Clock::System,
+        };
+        let work = PodWork {
+            key: p.key.clone(),
+            actions: vec![
+                Action::RunSandbox {
+                    pod: p.clone(),
+                    attempt: 0,
+                },
+                Action::StartContainer {
+                    pod: p.clone(),
+                    sandbox: SandboxRef::New,
+                    name: "app".into(),
+                    attempt: 0,
+                    restart: None,
+                },
+            ],
+        };
+        assert!(execute(&rt, &cx, work).await.result.is_ok());
+        assert!(
+            rt.running("p-n1").is_empty(),
+            "stopped after its postStart hook failed"
+        );
+        assert_eq!(stops(&rt).len(), 1);
+        let reasons: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(reasons, ["Started", "FailedPostStartHook"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_names_the_container_and_ends_the_list() {
+        let rt = FakeRuntime::new(Clock::System);
+        let p = pod(POD);
+        rt.fail_next(
+            "start_container",
+            RuntimeError::ImageNeverPull {
+                image: "busybox:1.35".into(),
+            },
+        );
+        let (events, mut rx) = channel(16);
+        let cx = ExecContext {
+            events,
+            host_ip: None,
+            clock: Clock::System,
+        };
+        let work = PodWork {
+            key: p.key.clone(),
+            actions: vec![
+                Action::RunSandbox {
+                    pod: p.clone(),
+                    attempt: 0,
+                },
+                Action::StartContainer {
+                    pod: p.clone(),
+                    sandbox: SandboxRef::New,
+                    name: "app".into(),
+                    attempt: 0,
+                    restart: None,
+                },
+                Action::StopSandbox(SandboxId("never-reached".into())),
+            ],
+        };
+        let err = execute(&rt, &cx, work)
+            .await
+            .result
+            .expect_err("start fails");
+        assert_eq!(err.container.as_deref(), Some("app"));
+        assert!(matches!(err.error, RuntimeError::ImageNeverPull { .. }));
+        assert!(
+            !rt.calls()
+                .iter()
+                .any(|c| matches!(c, FakeCall::StopSandbox(_)))
+        );
+        let e = rx.try_recv().expect("event");
+        assert_eq!(
+            (e.reason.as_str(), e.field_path.as_deref()),
+            ("ErrImageNeverPull", Some("spec.containers{app}"))
+        );
     }
 }

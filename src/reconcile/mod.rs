@@ -11,9 +11,9 @@ mod plan;
 mod run;
 
 pub use backoff::Backoff;
-pub use execute::{Outcome, execute};
+pub use execute::{ExecContext, Outcome, WorkError, execute};
 pub use plan::{
-    Action, BackingOff, MIN_GRACE, Plan, PlanInput, PodWork, RestartKey, SandboxRef, StopReason,
-    plan,
+    Action, BackingOff, Hook, MIN_GRACE, Plan, PlanInput, PodWork, RestartKey, SandboxRef,
+    StopReason, StopTarget, grace, plan,
 };
 pub use run::{ReconcileState, Reconciler, ReconcilerConfig};

@@ -2,7 +2,8 @@
 //!
 //! Level-triggered: every pass starts from a fresh observation, so a podvisor restart, a
 //! containerd restart or a missed event is just another pass. It wakes on a manifest
-//! snapshot, on a finished task, on the relist tick, and exactly when a backoff expires.
+//! snapshot, on a finished task, on a container exit, on a probe result, on the relist tick,
+//! and exactly when a backoff expires.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,12 +17,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
-use super::execute::{Outcome, execute};
+use super::execute::{ExecContext, Outcome, execute};
 use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};
 use crate::clock::{Clock, Timestamp};
+use crate::event::{EventType, PodEvent, container_field};
 use crate::manifest::Snapshot;
 use crate::pod::PodKey;
+use crate::probe::ProbeResults;
 use crate::runtime::{Observed, Runtime};
+use crate::status::StartError;
 
 /// How the loop paces itself.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +60,8 @@ pub struct ReconcileState {
     pub runtime_error: Option<String>,
     /// The last error per pod, until its work succeeds.
     pub pod_errors: BTreeMap<PodKey, String>,
+    /// Why containers could not be started, until their pod's work succeeds.
+    pub start_errors: BTreeMap<(PodKey, String), StartError>,
     /// Containers waiting for CrashLoopBackOff.
     pub backing_off: Vec<BackingOff>,
     /// Pods with work in flight.
@@ -67,10 +73,12 @@ pub struct Reconciler<R: Runtime> {
     rt: Arc<R>,
     clock: Clock,
     config: ReconcilerConfig,
+    cx: ExecContext,
     crash_backoff: Backoff<RestartKey>,
     pod_retry: Backoff<PodKey>,
     retry_at: BTreeMap<PodKey, Timestamp>,
     runtime_retry: Duration,
+    announced_backoffs: BTreeSet<(PodKey, String, Timestamp)>,
     state: ReconcileState,
     state_tx: watch::Sender<Arc<ReconcileState>>,
 }
@@ -84,14 +92,15 @@ impl<R: Runtime> Reconciler<R> {
     /// A reconciler over `rt`. Its state is published on the returned receiver.
     pub fn new(
         rt: Arc<R>,
-        clock: Clock,
+        cx: ExecContext,
         config: ReconcilerConfig,
     ) -> (Self, watch::Receiver<Arc<ReconcileState>>) {
         let (state_tx, state_rx) = watch::channel(Arc::new(ReconcileState::default()));
         let r = Reconciler {
             rt,
-            clock,
+            clock: cx.clock,
             config,
+            cx,
             crash_backoff: Backoff::crash_loop(),
             pod_retry: Backoff::new(
                 Duration::from_secs(1),
@@ -100,6 +109,7 @@ impl<R: Runtime> Reconciler<R> {
             ),
             retry_at: BTreeMap::new(),
             runtime_retry: RUNTIME_RETRY_MIN,
+            announced_backoffs: BTreeSet::new(),
             state: ReconcileState::default(),
             state_tx,
         };
@@ -111,6 +121,7 @@ impl<R: Runtime> Reconciler<R> {
     pub async fn run(
         mut self,
         mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+        mut probes: watch::Receiver<Arc<ProbeResults>>,
         shutdown: CancellationToken,
     ) {
         let mut snapshot = loop {
@@ -136,7 +147,10 @@ impl<R: Runtime> Reconciler<R> {
         relist.reset(); // the first pass runs now, below; the tick follows one period later
         let mut snapshot_synced = false;
         loop {
-            let wake = self.pass(&snapshot, &mut tasks, &mut snapshot_synced).await;
+            let probe_results = probes.borrow_and_update().clone();
+            let wake = self
+                .pass(&snapshot, &probe_results, &mut tasks, &mut snapshot_synced)
+                .await;
             let wake = match (wake.map(|at| self.clock.instant_at(at)), recheck.take()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -150,6 +164,7 @@ impl<R: Runtime> Reconciler<R> {
                         snapshot_synced = false;
                     }
                 }
+                changed = probes.changed() => if changed.is_err() { break },
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok(outcome) = done { self.finish(outcome); }
                     while let Some(done) = tasks.try_join_next() {
@@ -172,6 +187,7 @@ impl<R: Runtime> Reconciler<R> {
     async fn pass(
         &mut self,
         snapshot: &Arc<Snapshot>,
+        probes: &ProbeResults,
         tasks: &mut JoinSet<Outcome>,
         snapshot_synced: &mut bool,
     ) -> Option<Timestamp> {
@@ -198,6 +214,7 @@ impl<R: Runtime> Reconciler<R> {
         let now = self.clock.now();
         self.crash_backoff.gc(now);
         self.retry_at.retain(|_, at| *at > now);
+        let unhealthy = probes.unhealthy();
         let planned = plan(&PlanInput {
             desired: snapshot,
             observed: &observed,
@@ -205,6 +222,8 @@ impl<R: Runtime> Reconciler<R> {
             backoff: &self.crash_backoff,
             busy: &self.state.busy,
             retry_at: &self.retry_at,
+            unhealthy: &unhealthy,
+            host_ip: self.cx.host_ip.as_deref(),
         });
         let capacity = self
             .config
@@ -224,8 +243,10 @@ impl<R: Runtime> Reconciler<R> {
             debug!(pod = %work.key, actions = work.actions.len(), "dispatching pod work");
             self.state.busy.insert(work.key.clone());
             let rt = self.rt.clone();
-            tasks.spawn(async move { execute(rt.as_ref(), work).await });
+            let cx = self.cx.clone();
+            tasks.spawn(async move { execute(rt.as_ref(), &cx, work).await });
         }
+        self.announce_backoffs(&planned.backing_off, snapshot);
         if dispatched == 0 && self.state.busy.is_empty() && !*snapshot_synced {
             *snapshot_synced = true;
             if !self.state.synced {
@@ -241,6 +262,34 @@ impl<R: Runtime> Reconciler<R> {
         planned.wake_at
     }
 
+    /// Emits the kubelet's `BackOff` event once per backoff period of each container.
+    fn announce_backoffs(&mut self, backing_off: &[BackingOff], snapshot: &Snapshot) {
+        let current: BTreeSet<(PodKey, String, Timestamp)> = backing_off
+            .iter()
+            .map(|b| (b.key.clone(), b.name.clone(), b.until))
+            .collect();
+        for (key, name, until) in current.difference(&self.announced_backoffs) {
+            let init = snapshot
+                .pods
+                .get(key)
+                .and_then(|p| p.container(name))
+                .is_some_and(|(k, _)| k == crate::pod::ContainerKind::Init);
+            self.cx.events.emit(PodEvent {
+                key: key.clone(),
+                type_: EventType::Warning,
+                reason: "BackOff".to_owned(),
+                message: format!(
+                    "Back-off restarting failed container {name} in pod {}",
+                    key.name
+                ),
+                field_path: Some(container_field(init, name)),
+                at: self.clock.now(),
+            });
+            info!(pod = %key, container = %name, until = %until, "container in CrashLoopBackOff");
+        }
+        self.announced_backoffs = current;
+    }
+
     fn finish(&mut self, outcome: Outcome) {
         let key = outcome.key;
         self.state.busy.remove(&key);
@@ -248,19 +297,29 @@ impl<R: Runtime> Reconciler<R> {
             Ok(()) => {
                 self.pod_retry.reset(&key);
                 self.retry_at.remove(&key);
+                self.state.start_errors.retain(|(k, _), _| *k != key);
                 if self.state.pod_errors.remove(&key).is_some() {
                     info!(pod = %key, "pod work succeeded after earlier errors");
                 }
             }
-            Err(e) => {
+            Err(failure) => {
                 let now = self.clock.now();
-                let message = e.to_string();
+                let message = failure.error.to_string();
                 if self.state.pod_errors.get(&key) != Some(&message) {
                     warn!(pod = %key, error = %message, "pod work failed; will retry");
                 } else {
                     debug!(pod = %key, error = %message, "pod work failed again");
                 }
-                if !e.is_unavailable() {
+                if let Some(container) = failure.container {
+                    self.state.start_errors.insert(
+                        (key.clone(), container),
+                        StartError {
+                            reason: failure.error.waiting_reason().to_owned(),
+                            message: message.clone(),
+                        },
+                    );
+                }
+                if !failure.error.is_unavailable() {
                     self.pod_retry.next(&key, now, now);
                     let delay = self.pod_retry.delay(&key).unwrap_or(Duration::from_secs(1));
                     self.retry_at.insert(key.clone(), now.plus(delay));

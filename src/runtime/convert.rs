@@ -1239,4 +1239,83 @@ mod tests {
             format!("/kubepods/burstable/pod{}", etcd.uid)
         );
     }
+
+    #[test]
+    fn kubeadm_probes_target_what_kubeadm_means() {
+        use crate::probe::{describe_target, probe_host};
+        let host = probe_host(
+            &kubeadm("kube-apiserver"),
+            Some("10.88.0.9".into()),
+            Some("192.168.1.10"),
+        );
+        assert_eq!(
+            host.as_deref(),
+            Some("192.168.1.10"),
+            "host-network pods are probed on the host address"
+        );
+        let expect = [
+            (
+                "etcd",
+                [
+                    "GET http://127.0.0.1:2381/livez",
+                    "GET http://127.0.0.1:2381/readyz",
+                    "GET http://127.0.0.1:2381/readyz",
+                ],
+            ),
+            (
+                "kube-apiserver",
+                [
+                    "GET https://192.168.1.10:6443/livez",
+                    "GET https://192.168.1.10:6443/readyz",
+                    "GET https://192.168.1.10:6443/livez",
+                ],
+            ),
+            (
+                "kube-scheduler",
+                [
+                    "GET https://127.0.0.1:10259/livez",
+                    "GET https://127.0.0.1:10259/readyz",
+                    "GET https://127.0.0.1:10259/livez",
+                ],
+            ),
+        ];
+        for (name, [liveness, readiness, startup]) in expect {
+            let pod = kubeadm(name);
+            let c = &pod.containers()[0];
+            let ports = c.ports.clone().unwrap_or_default();
+            let d = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+                describe_target(p.as_ref().expect("probe"), &ports, "192.168.1.10")
+            };
+            assert_eq!(
+                (
+                    d(&c.liveness_probe).as_str(),
+                    d(&c.readiness_probe).as_str(),
+                    d(&c.startup_probe).as_str()
+                ),
+                (liveness, readiness, startup),
+                "{name}"
+            );
+            let l = c.liveness_probe.clone().expect("liveness");
+            assert_eq!(
+                (
+                    l.initial_delay_seconds,
+                    l.timeout_seconds,
+                    l.failure_threshold,
+                    l.period_seconds
+                ),
+                (Some(10), Some(15), Some(8), Some(10))
+            );
+        }
+        let cm = kubeadm("kube-controller-manager");
+        let c = &cm.containers()[0];
+        assert_eq!(
+            describe_target(
+                c.liveness_probe.as_ref().expect("probe"),
+                &[],
+                "192.168.1.10"
+            ),
+            "GET https://127.0.0.1:10257/healthz"
+        );
+        assert!(c.readiness_probe.is_none());
+    }
 }

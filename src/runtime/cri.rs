@@ -52,6 +52,24 @@ struct Cache {
     sandbox_ips: HashMap<String, Option<String>>,
 }
 
+/// What the runtime says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    /// `containerd`, `cri-o`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The CRI version it speaks.
+    pub api: String,
+}
+
+impl RuntimeVersion {
+    /// `containerd 1.6.20 (CRI v1)`.
+    pub fn describe(&self) -> String {
+        format!("{} {} (CRI {})", self.name, self.version, self.api)
+    }
+}
+
 /// A CRI v1 runtime behind a unix socket.
 pub struct CriRuntime {
     channel: Channel,
@@ -142,7 +160,7 @@ impl CriRuntime {
     }
 
     /// The runtime's name and version, to check it answers.
-    pub async fn version(&self) -> Result<String, RuntimeError> {
+    pub async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
         let req = timeout_of(
             tonic::Request::new(cri::VersionRequest {
                 version: "v1".into(),
@@ -155,10 +173,11 @@ impl CriRuntime {
             .await
             .map_err(|s| to_error("Version", s, READ_TIMEOUT))?
             .into_inner();
-        Ok(format!(
-            "{} {} (CRI {})",
-            v.runtime_name, v.runtime_version, v.runtime_api_version
-        ))
+        Ok(RuntimeVersion {
+            name: v.runtime_name,
+            version: v.runtime_version,
+            api: v.runtime_api_version,
+        })
     }
 
     async fn container_details(&self, id: String) -> Option<(String, ContainerDetails)> {
@@ -220,7 +239,7 @@ impl CriRuntime {
         ))
     }
 
-    async fn sandbox_ip(&self, id: String) -> Option<(String, Option<String>)> {
+    async fn fetch_sandbox_ip(&self, id: String) -> Option<(String, Option<String>)> {
         let req = timeout_of(
             tonic::Request::new(cri::PodSandboxStatusRequest {
                 pod_sandbox_id: id.clone(),
@@ -453,7 +472,7 @@ impl Runtime for CriRuntime {
             .collect()
             .await;
         let ips: Vec<_> = futures::stream::iter(need_sandboxes)
-            .map(|id| self.sandbox_ip(id))
+            .map(|id| self.fetch_sandbox_ip(id))
             .buffer_unordered(STATUS_CONCURRENCY)
             .collect()
             .await;
@@ -598,7 +617,7 @@ impl Runtime for CriRuntime {
             Some(ip) => ip,
             None if pod.host_network() => None,
             None => self
-                .sandbox_ip(sandbox.0.clone())
+                .fetch_sandbox_ip(sandbox.0.clone())
                 .await
                 .and_then(|(_, ip)| ip),
         };
@@ -712,6 +731,20 @@ impl Runtime for CriRuntime {
             Ok(_) => Ok(()),
             Err(s) if is_not_found(&s) => Ok(()),
             Err(s) => Err(to_error("RemovePodSandbox", s, WRITE_TIMEOUT)),
+        }
+    }
+
+    async fn sandbox_ip(&self, id: &SandboxId) -> Result<Option<String>, RuntimeError> {
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.sandbox_ips.get(&id.0).cloned()
+        };
+        match cached {
+            Some(ip) => Ok(ip),
+            None => Ok(self
+                .fetch_sandbox_ip(id.0.clone())
+                .await
+                .and_then(|(_, ip)| ip)),
         }
     }
 

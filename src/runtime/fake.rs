@@ -314,6 +314,10 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn sandbox_ip(&self, id: &SandboxId) -> Result<Option<String>, RuntimeError> {
+        Ok(self.lock().sandboxes.get(id).and_then(|s| s.ip.clone()))
+    }
+
     async fn exec_sync(
         &self,
         id: &ContainerId,

@@ -24,7 +24,7 @@ use crate::clock::Timestamp;
 use crate::pod::{ContainerKind, PodKey, StaticPod};
 
 pub use convert::{Addresses, field_value, resource_value};
-pub use cri::CriRuntime;
+pub use cri::{CriRuntime, RuntimeVersion};
 pub use events::{EventSource, ExitStream};
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::{FakeCall, FakeRuntime};
@@ -296,6 +296,12 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         id: &SandboxId,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// The IP of a sandbox with its own network namespace (`None` for host-network ones).
+    fn sandbox_ip(
+        &self,
+        id: &SandboxId,
+    ) -> impl Future<Output = Result<Option<String>, RuntimeError>> + Send;
 
     /// Runs `cmd` in a running container and waits for it, at most `timeout` (CRI ExecSync).
     fn exec_sync(

@@ -2,6 +2,8 @@
 //! from the pod, what the runtime reports, probe results and podvisor's own waiting reasons.
 //! Pure; the status API and mirror pods publish it.
 
+mod publish;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -10,6 +12,8 @@ use k8s_openapi::api::core::v1::{
     ContainerStateWaiting, ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+pub use publish::{compute, publish};
 
 use crate::clock::Timestamp;
 use crate::pod::{PodKey, RestartPolicy, StaticPod};

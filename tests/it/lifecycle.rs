@@ -197,8 +197,16 @@ async fn deleted_manifest_stops_and_removes_the_pod_and_its_logs() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!log_dir.exists(), "log dir {} left behind", log_dir.display());
-    assert!(!pod_dir.exists(), "pod dir {} left behind", pod_dir.display());
+    assert!(
+        !log_dir.exists(),
+        "log dir {} left behind",
+        log_dir.display()
+    );
+    assert!(
+        !pod_dir.exists(),
+        "pod dir {} left behind",
+        pod_dir.display()
+    );
 }
 
 #[tokio::test]

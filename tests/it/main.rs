@@ -7,5 +7,6 @@
 mod daemon;
 mod lab;
 mod lifecycle;
+mod podspec;
 mod resilience;
 mod supervise;

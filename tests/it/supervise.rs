@@ -5,10 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use podvisor::app::supervise;
+use podvisor::app::{NodeFacts, supervise};
 use podvisor::cli::LogFormat;
 use podvisor::clock::{Clock, Timestamp};
 use podvisor::config::Config;
+use podvisor::event::EventSink;
 use podvisor::pod::NodeName;
 use podvisor::reconcile::ReconcileState;
 use podvisor::runtime::{FakeCall, FakeRuntime};
@@ -62,7 +63,15 @@ async fn crash_loop_restarts_at_once_then_exactly_when_the_backoff_expires() {
         graceful: CancellationToken::new(),
         force: CancellationToken::new(),
     };
-    let (mut state, task) = supervise(&config(dir.path()), rt.clone(), clock, shutdown.clone());
+    let (channels, task) = supervise(
+        &config(dir.path()),
+        rt.clone(),
+        NodeFacts::default(),
+        clock,
+        EventSink::discard(),
+        shutdown.clone(),
+    );
+    let mut state = channels.state;
     let task = tokio::spawn(task);
 
     until(&mut state, "web running", || {
@@ -125,7 +134,15 @@ async fn shutdown_stops_the_loops_and_touches_no_pod() {
         graceful: CancellationToken::new(),
         force: CancellationToken::new(),
     };
-    let (mut state, task) = supervise(&config(dir.path()), rt.clone(), clock, shutdown.clone());
+    let (channels, task) = supervise(
+        &config(dir.path()),
+        rt.clone(),
+        NodeFacts::default(),
+        clock,
+        EventSink::discard(),
+        shutdown.clone(),
+    );
+    let mut state = channels.state;
     let task = tokio::spawn(task);
     until(&mut state, "synced", || state_synced(&rt)).await;
     rt.take_calls();
@@ -157,7 +174,15 @@ async fn a_missing_manifest_directory_never_deletes_running_pods() {
         graceful: CancellationToken::new(),
         force: CancellationToken::new(),
     };
-    let (mut state, task) = supervise(&config(&manifests), rt.clone(), clock, shutdown.clone());
+    let (channels, task) = supervise(
+        &config(&manifests),
+        rt.clone(),
+        NodeFacts::default(),
+        clock,
+        EventSink::discard(),
+        shutdown.clone(),
+    );
+    let mut state = channels.state;
     let task = tokio::spawn(task);
     until(&mut state, "web running", || {
         rt.running("web-n1").len() == 1
@@ -172,7 +197,14 @@ async fn a_missing_manifest_directory_never_deletes_running_pods() {
         graceful: CancellationToken::new(),
         force: CancellationToken::new(),
     };
-    let (_state, task) = supervise(&config(&manifests), rt.clone(), clock, shutdown.clone());
+    let (_channels, task) = supervise(
+        &config(&manifests),
+        rt.clone(),
+        NodeFacts::default(),
+        clock,
+        EventSink::discard(),
+        shutdown.clone(),
+    );
     let task = tokio::spawn(task);
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(rt.running("web-n1").len(), 1, "the pod survived");

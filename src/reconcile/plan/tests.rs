@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use super::*;
 use crate::clock::{Clock, Timestamp};
+use crate::event::EventSink;
 use crate::manifest::{Entry, Format, Resolver, Scan, Snapshot, parse_manifest};
 use crate::pod::NodeName;
-use crate::reconcile::execute;
-use crate::runtime::{ContainerState, FakeRuntime, Observed, ObservedContainer, SandboxState};
+use crate::probe::ProbeKind;
+use crate::reconcile::{ExecContext, execute};
+use crate::runtime::{
+    ContainerId, ContainerState, FakeRuntime, Observed, ObservedContainer, SandboxState,
+};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
 
@@ -41,6 +45,15 @@ struct World {
     rt: FakeRuntime,
     backoff: Backoff<RestartKey>,
     now: Timestamp,
+    unhealthy: BTreeMap<ContainerId, ProbeKind>,
+}
+
+fn cx() -> ExecContext {
+    ExecContext {
+        events: EventSink::discard(),
+        host_ip: Some("192.168.1.10".into()),
+        clock: Clock::System,
+    }
 }
 
 impl World {
@@ -49,6 +62,7 @@ impl World {
             rt: FakeRuntime::new(Clock::System),
             backoff: Backoff::crash_loop(),
             now: T0,
+            unhealthy: BTreeMap::new(),
         }
     }
 
@@ -64,6 +78,8 @@ impl World {
             backoff: &self.backoff,
             busy: &BTreeSet::new(),
             retry_at: &BTreeMap::new(),
+            unhealthy: &self.unhealthy,
+            host_ip: Some("192.168.1.10"),
         })
     }
 
@@ -85,7 +101,7 @@ impl World {
                         self.backoff.next(k, *finished, self.now);
                     }
                 }
-                execute(&self.rt, work)
+                execute(&self.rt, &cx(), work)
                     .await
                     .result
                     .expect("fake runtime accepts the plan");
@@ -192,7 +208,7 @@ async fn removed_manifest_stops_pod_with_grace_and_removes_it() {
     );
     match &p.work[0].actions[0] {
         Action::StopContainers { containers, reason } => {
-            assert_eq!(containers[0].2, Duration::from_secs(7));
+            assert_eq!(containers[0].grace, Duration::from_secs(7));
             assert_eq!(*reason, StopReason::PodRemoved);
         }
         other => panic!("unexpected {other:?}"),
@@ -211,7 +227,7 @@ async fn zero_grace_period_still_gets_the_two_second_floor() {
     .await;
     let p = w.plan(&snapshot(&[]));
     assert!(
-        matches!(&p.work[0].actions[0], Action::StopContainers { containers, .. } if containers[0].2 == MIN_GRACE)
+        matches!(&p.work[0].actions[0], Action::StopContainers { containers, .. } if containers[0].grace == MIN_GRACE)
     );
 }
 
@@ -502,6 +518,7 @@ async fn dead_sandbox_is_replaced_with_a_higher_attempt_and_restart_counts_conti
     let sb = w.rt.snapshot().sandboxes[0].id.clone();
     execute(
         &w.rt,
+        &cx(),
         PodWork {
             key: w.rt.snapshot().sandboxes[0].key.clone(),
             actions: vec![Action::StopSandbox(sb.clone())],
@@ -557,6 +574,8 @@ async fn busy_and_cooling_down_pods_are_not_planned() {
         backoff: &w.backoff,
         busy: &busy,
         retry_at: &retry,
+        unhealthy: &BTreeMap::new(),
+        host_ip: None,
     });
     assert!(p.work.is_empty());
     assert_eq!(p.wake_at, Some(at(5)));
@@ -591,9 +610,136 @@ async fn adopted_pods_with_matching_hashes_get_no_work() {
         rt: FakeRuntime::new(Clock::System),
         backoff: Backoff::crash_loop(),
         now: at(60),
+        unhealthy: BTreeMap::new(),
     };
     assert_eq!(
         fresh.plan_with(&desired, &w.rt.snapshot()).work,
         Vec::<PodWork>::new()
+    );
+}
+
+#[tokio::test]
+async fn failed_liveness_probe_stops_the_container_then_it_restarts_with_backoff() {
+    let mut w = World::new();
+    let probe = "  - name: app\n    image: 'busybox:1.35'\n    livenessProbe: {exec: {command: [/bin/true]}, terminationGracePeriodSeconds: 4}\n";
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", probe))]);
+    w.converge(&desired).await;
+    let c = w.containers("app")[0].id.clone();
+    w.unhealthy.insert(c.clone(), ProbeKind::Liveness);
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["stop-containers"]);
+    match &p.work[0].actions[0] {
+        Action::StopContainers { containers, reason } => {
+            assert_eq!(*reason, StopReason::LivenessProbe);
+            assert_eq!(
+                (containers[0].id.clone(), containers[0].grace),
+                (c, Duration::from_secs(4)),
+                "the probe's grace period"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    w.converge(&desired).await;
+    // exited now: the restart policy (Always) brings it back
+    let app = w.containers("app");
+    assert_eq!(app.len(), 2);
+    assert_eq!((app[1].attempt, app[1].state), (1, ContainerState::Running));
+}
+
+#[tokio::test]
+async fn failed_liveness_under_restart_policy_never_leaves_the_container_dead() {
+    let mut w = World::new();
+    let probe =
+        "  - {name: app, image: 'busybox:1.35', livenessProbe: {exec: {command: [/bin/true]}}}\n";
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "  restartPolicy: Never\n", probe))]);
+    w.converge(&desired).await;
+    let c = w.containers("app")[0].id.clone();
+    w.unhealthy.insert(c, ProbeKind::Liveness);
+    w.converge(&desired).await;
+    let app = w.containers("app");
+    assert_eq!((app.len(), app[0].state), (1, ContainerState::Exited));
+}
+
+#[tokio::test]
+async fn stop_targets_carry_the_pre_stop_hook_and_the_pod_address() {
+    let mut w = World::new();
+    let hooked = "  - name: app\n    image: 'busybox:1.35'\n    ports: [{name: http, containerPort: 8080}]\n    lifecycle: {preStop: {httpGet: {path: /quit, port: http}}}\n";
+    w.converge(&snapshot(&[("a.yaml", &pod_yaml("a", "", hooked))]))
+        .await;
+    // the manifest goes: the hook comes from the container's preStop annotation
+    let p = w.plan(&snapshot(&[]));
+    match &p.work[0].actions[0] {
+        Action::StopContainers { containers, .. } => {
+            let hook = containers[0]
+                .pre_stop
+                .clone()
+                .expect("preStop kept from the annotation");
+            assert_eq!(
+                hook.handler.http_get.and_then(|h| h.path).as_deref(),
+                Some("/quit")
+            );
+            assert_eq!(hook.host.as_deref(), Some("10.88.0.2"), "the pod's own IP");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // a spec change: the hook comes from the spec, with its named ports
+    let edited = snapshot(&[(
+        "a.yaml",
+        &pod_yaml("a", "", &hooked.replace("/quit", "/bye")),
+    )]);
+    let p = w.plan(&edited);
+    match &p.work[0].actions[0] {
+        Action::StopContainers {
+            containers,
+            reason: StopReason::SpecChanged,
+        } => {
+            let hook = containers[0]
+                .pre_stop
+                .clone()
+                .expect("preStop from the new spec");
+            assert_eq!(
+                hook.handler.http_get.and_then(|h| h.path).as_deref(),
+                Some("/bye")
+            );
+            assert_eq!(hook.ports.len(), 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sidecars_are_stopped_after_the_app_containers() {
+    let mut w = World::new();
+    let spec =
+        "  initContainers:\n  - {name: proxy, image: 'busybox:1.35', restartPolicy: Always}\n";
+    w.converge(&snapshot(&[("a.yaml", &pod_yaml("a", spec, ONE))]))
+        .await;
+    assert_eq!(w.rt.running("a-n1").len(), 2);
+    let p = w.plan(&snapshot(&[]));
+    let stops: Vec<Vec<String>> = p.work[0]
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StopContainers { containers, .. } => {
+                Some(containers.iter().map(|t| t.name.clone()).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stops, [vec!["app".to_owned()], vec!["proxy".to_owned()]]);
+}
+
+#[tokio::test]
+async fn a_stopped_sidecar_is_restarted_next_to_running_app_containers() {
+    let mut w = World::new();
+    let spec =
+        "  initContainers:\n  - {name: proxy, image: 'busybox:1.35', restartPolicy: Always}\n";
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", spec, ONE))]);
+    w.converge(&desired).await;
+    let proxy = w.containers("proxy")[0].id.clone();
+    w.rt.exit_container(&proxy, 1);
+    let p = w.plan(&desired);
+    assert!(
+        matches!(&p.work[0].actions[..], [Action::StartContainer { name, attempt: 1, .. }] if name == "proxy")
     );
 }

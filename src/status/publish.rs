@@ -1,0 +1,90 @@
+//! The status task: whenever the manifests, the runtime or a probe result change, recompute
+//! every static pod's status and publish the whole [`NodeStatus`] if it changed.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{NodeStatus, PodReport, StatusInput, pod_status};
+use crate::manifest::Snapshot;
+use crate::probe::ProbeResults;
+use crate::reconcile::ReconcileState;
+
+/// Recomputes the node's status from its inputs. Pure.
+pub fn compute(
+    snapshot: Option<&Snapshot>,
+    state: &ReconcileState,
+    probes: &ProbeResults,
+    runtime_name: &str,
+    host_ip: Option<&str>,
+) -> NodeStatus {
+    let probe_view = probes.for_status();
+    let pods = snapshot
+        .map(|s| {
+            s.pods
+                .iter()
+                .map(|(key, pod)| {
+                    let status = pod_status(&StatusInput {
+                        pod,
+                        observed: &state.observed,
+                        probes: &probe_view,
+                        backing_off: &state.backing_off,
+                        start_errors: &state.start_errors,
+                        runtime_name,
+                        host_ip,
+                    });
+                    let report = PodReport {
+                        pod: pod.clone(),
+                        status,
+                        last_error: state.pod_errors.get(key).cloned(),
+                    };
+                    (key.clone(), report)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    NodeStatus {
+        pods,
+        synced: state.synced,
+        runtime_error: state.runtime_error.clone(),
+    }
+}
+
+/// Publishes the node's status on `tx` until `shutdown`.
+pub async fn publish(
+    mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    mut state: watch::Receiver<Arc<ReconcileState>>,
+    mut probes: watch::Receiver<Arc<ProbeResults>>,
+    runtime_name: String,
+    host_ip: Option<String>,
+    tx: watch::Sender<Arc<NodeStatus>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let snapshot = snapshots.borrow_and_update().clone();
+        let current = state.borrow_and_update().clone();
+        let results = probes.borrow_and_update().clone();
+        let status = compute(
+            snapshot.as_deref(),
+            &current,
+            &results,
+            &runtime_name,
+            host_ip.as_deref(),
+        );
+        tx.send_if_modified(|old| {
+            if **old == status {
+                false
+            } else {
+                *old = Arc::new(status);
+                true
+            }
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = snapshots.changed() => if r.is_err() { return },
+            r = state.changed() => if r.is_err() { return },
+            r = probes.changed() => if r.is_err() { return },
+        }
+    }
+}

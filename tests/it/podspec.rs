@@ -1,0 +1,313 @@
+//! The fuller PodSpec against a real containerd: init containers, probes, hooks, volumes,
+//! resources, termination messages.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use podvisor::runtime::{ContainerState, Observed, ObservedContainer, Runtime};
+
+use crate::daemon::Daemon;
+use crate::lab::{BUSYBOX, Lab, wait_for};
+use crate::lifecycle::running;
+
+const T: Duration = Duration::from_secs(30);
+
+fn containers<'a>(o: &'a Observed, pod: &str, name: &str) -> Vec<&'a ObservedContainer> {
+    let mut v: Vec<_> = o
+        .containers
+        .iter()
+        .filter(|c| c.key.name == pod && c.name == name)
+        .collect();
+    v.sort_by_key(|c| c.attempt);
+    v
+}
+
+async fn wait_file(path: &Path, timeout: Duration) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.is_empty()
+        {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn out_dir(lab: &Lab) -> PathBuf {
+    lab.path("out")
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn httpd_with_init_probes_and_pre_stop_behaves_like_under_a_kubelet() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let out = out_dir(&lab);
+    let port = lab.port_base + 10;
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  terminationGracePeriodSeconds: 10
+  volumes:
+  - {{name: www, emptyDir: {{}}}}
+  - {{name: out, hostPath: {{path: {out}, type: Directory}}}}
+  initContainers:
+  - name: init
+    image: {BUSYBOX}
+    command: [sh, -c, 'echo ok > /www/healthz; echo ok > /www/ready; echo done > /out/init-done']
+    volumeMounts: [{{name: www, mountPath: /www}}, {{name: out, mountPath: /out}}]
+  containers:
+  - name: web
+    image: {BUSYBOX}
+    command: [sh, -c, 'cat /out/init-done > /out/web-saw-init; trap \"exit 0\" TERM; httpd -f -p {port} -h /www & wait']
+    ports: [{{name: http, containerPort: {port}}}]
+    volumeMounts: [{{name: www, mountPath: /www}}, {{name: out, mountPath: /out}}]
+    readinessProbe: {{httpGet: {{path: /ready, port: http}}, periodSeconds: 1}}
+    livenessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 1, failureThreshold: 2}}
+    lifecycle:
+      preStop: {{exec: {{command: [sh, -c, 'echo bye > /out/pre-stop-ran']}}}}
+",
+        out = out.display()
+    );
+    d.write("web.yaml", &manifest);
+    let pod = d.pod("web");
+
+    // init first, to completion, then the app container
+    let o = wait_for(&cri, T, "web running", |o| {
+        running(o, &pod).iter().any(|c| c.name == "web")
+    })
+    .await;
+    let init = containers(&o, &pod, "init");
+    assert_eq!(
+        (init.len(), init[0].state, init[0].exit_code),
+        (1, ContainerState::Exited, Some(0))
+    );
+    assert_eq!(
+        wait_file(&out.join("web-saw-init"), T).await.trim(),
+        "done",
+        "the app container started after the init container finished"
+    );
+
+    // readiness flips to ready
+    d.wait_log("probe=\"Readiness\" result=Success", T).await;
+    let sandbox = o
+        .sandboxes
+        .iter()
+        .find(|s| s.key.name == pod)
+        .expect("sandbox");
+    let www = d
+        .root
+        .join("pods")
+        .join(&sandbox.uid)
+        .join("volumes/kubernetes.io~empty-dir/www");
+    assert!(www.join("ready").exists());
+
+    // readiness alone never restarts: break it and the container stays
+    let web0 = running(&o, &pod)
+        .into_iter()
+        .find(|c| c.name == "web")
+        .expect("web")
+        .id
+        .clone();
+    std::fs::remove_file(www.join("ready")).expect("rm ready");
+    d.wait_log("probe=\"Readiness\" result=Failure", T).await;
+    let o = cri.observe().await.expect("observe");
+    assert!(
+        running(&o, &pod).iter().any(|c| c.id == web0),
+        "a failed readiness probe only changes status"
+    );
+
+    // breaking the liveness endpoint restarts the container
+    std::fs::remove_file(www.join("healthz")).expect("rm healthz");
+    let o = wait_for(&cri, T, "web restarted", |o| {
+        running(o, &pod)
+            .iter()
+            .any(|c| c.name == "web" && c.attempt == 1)
+    })
+    .await;
+    d.wait_log("failed liveness probe", T).await;
+    assert_eq!(
+        containers(&o, &pod, "init").len(),
+        1,
+        "init containers do not run again"
+    );
+    assert!(
+        std::fs::read_to_string(out.join("pre-stop-ran")).is_ok(),
+        "the liveness kill ran preStop too"
+    );
+    std::fs::remove_file(out.join("pre-stop-ran")).expect("rm marker");
+    std::fs::write(www.join("healthz"), "ok").expect("restore healthz");
+
+    // deleting the file runs preStop, then removes the pod
+    d.remove("web.yaml");
+    wait_for(&cri, T, "web gone", |o| o.sandboxes.is_empty()).await;
+    assert_eq!(wait_file(&out.join("pre-stop-ran"), T).await.trim(), "bye");
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn exec_probes_run_inside_the_container() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: ex}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: {BUSYBOX}
+    command: [sh, -c, 'sleep 1; touch /tmp/ready; trap \"exit 0\" TERM; while true; do sleep 0.2; done']
+    readinessProbe: {{exec: {{command: [test, -f, /tmp/ready]}}, periodSeconds: 1}}
+    livenessProbe: {{exec: {{command: [test, -f, /tmp/alive]}}, initialDelaySeconds: 3, periodSeconds: 1, failureThreshold: 1}}
+"
+    );
+    d.write("ex.yaml", &manifest);
+    let pod = d.pod("ex");
+    wait_for(&cri, T, "ex running", |o| running(o, &pod).len() == 1).await;
+    d.wait_log("probe=\"Readiness\" result=Success", T).await;
+    // /tmp/alive never exists: after the initial delay the liveness probe restarts it
+    wait_for(&cri, T, "restarted by liveness", |o| {
+        running(o, &pod).iter().any(|c| c.attempt == 1)
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn empty_dir_is_shared_between_containers_on_disk_and_in_memory() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let out = out_dir(&lab);
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: share}}
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes:
+  - {{name: disk, emptyDir: {{}}}}
+  - {{name: mem, emptyDir: {{medium: Memory, sizeLimit: 8Mi}}}}
+  - {{name: out, hostPath: {{path: {out}}}}}
+  containers:
+  - name: writer
+    image: {BUSYBOX}
+    command: [sh, -c, 'echo hello > /disk/msg; echo ram > /mem/msg; trap \"exit 0\" TERM; while true; do sleep 0.2; done']
+    volumeMounts: [{{name: disk, mountPath: /disk}}, {{name: mem, mountPath: /mem}}]
+  - name: reader
+    image: {BUSYBOX}
+    command: [sh, -c, 'until [ -f /d/msg ] && [ -f /m/msg ]; do sleep 0.1; done; cat /d/msg /m/msg > /out/got; grep \" /m \" /proc/mounts > /out/mounts; trap \"exit 0\" TERM; while true; do sleep 0.2; done']
+    volumeMounts: [{{name: disk, mountPath: /d}}, {{name: mem, mountPath: /m, readOnly: true}}, {{name: out, mountPath: /out}}]
+",
+        out = out.display()
+    );
+    d.write("share.yaml", &manifest);
+    let pod = d.pod("share");
+    let o = wait_for(&cri, T, "both running", |o| running(o, &pod).len() == 2).await;
+    assert_eq!(wait_file(&out.join("got"), T).await, "hello\nram\n");
+    let mounts = wait_file(&out.join("mounts"), T).await;
+    assert!(
+        mounts.contains("tmpfs") && mounts.contains("ro"),
+        "medium: Memory is a tmpfs, mounted read-only here: {mounts}"
+    );
+    assert!(
+        mounts.contains("size=8192k"),
+        "sizeLimit bounds the tmpfs: {mounts}"
+    );
+    // removing the pod unmounts the tmpfs and removes the pod directory
+    let uid = o.sandboxes[0].uid.clone();
+    d.remove("share.yaml");
+    wait_for(&cri, T, "gone", |o| o.sandboxes.is_empty()).await;
+    let pod_dir = d.root.join("pods").join(uid);
+    for _ in 0..100 {
+        if !pod_dir.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!pod_dir.exists(), "pod dir left behind");
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn memory_limit_gets_a_container_oom_killed_and_reported_so() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: hog}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: {BUSYBOX}
+    command: [sh, -c, 'x=$(head -c 200000000 /dev/zero | tr \"\\\\000\" a); echo survived']
+    resources:
+      limits: {{memory: 32Mi}}
+"
+    );
+    d.write("hog.yaml", &manifest);
+    let pod = d.pod("hog");
+    let o = wait_for(&cri, T, "hog exited", |o| {
+        containers(o, &pod, "hog")
+            .iter()
+            .any(|c| c.state == ContainerState::Exited)
+    })
+    .await;
+    let c = containers(&o, &pod, "hog")[0];
+    assert_eq!(c.reason, "OOMKilled", "{c:?}");
+    assert_eq!(c.exit_code, Some(137));
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn termination_message_is_read_from_the_file_or_the_log_tail() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: msg}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: file
+    image: {BUSYBOX}
+    command: [sh, -c, 'echo disk full > /dev/termination-log; exit 3']
+  - name: logs
+    image: {BUSYBOX}
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: [sh, -c, 'echo first >&2; echo last words >&2; exit 4']
+"
+    );
+    d.write("msg.yaml", &manifest);
+    let pod = d.pod("msg");
+    let o = wait_for(&cri, T, "both exited", |o| {
+        ["file", "logs"].iter().all(|n| {
+            containers(o, &pod, n)
+                .iter()
+                .any(|c| c.state == ContainerState::Exited)
+        })
+    })
+    .await;
+    assert_eq!(containers(&o, &pod, "file")[0].message.trim(), "disk full");
+    assert_eq!(
+        containers(&o, &pod, "logs")[0].message.trim(),
+        "first\nlast words"
+    );
+}

@@ -1318,4 +1318,69 @@ mod tests {
         );
         assert!(c.readiness_probe.is_none());
     }
+
+    #[test]
+    fn host_pid_ipc_and_shared_process_namespace_map_to_cri_namespace_modes() {
+        let ns = |extra: &str| {
+            let p = pod(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: n}}\nspec:\n{extra}  containers: [{{name: c, image: 'i:1'}}]\n"
+            ));
+            sandbox_config(&p, 0, &ctx())
+                .linux
+                .and_then(|l| l.security_context)
+                .and_then(|s| s.namespace_options)
+                .expect("ns")
+        };
+        let host = ns("  hostPID: true\n  hostIPC: true\n");
+        assert_eq!(
+            (host.pid, host.ipc),
+            (
+                cri::NamespaceMode::Node as i32,
+                cri::NamespaceMode::Node as i32
+            )
+        );
+        let shared = ns("  shareProcessNamespace: true\n");
+        assert_eq!(
+            (shared.pid, shared.ipc),
+            (
+                cri::NamespaceMode::Pod as i32,
+                cri::NamespaceMode::Pod as i32
+            )
+        );
+        let plain = ns("");
+        assert_eq!(plain.pid, cri::NamespaceMode::Container as i32);
+    }
+
+    #[test]
+    fn sysctls_and_localhost_seccomp_profiles_are_passed_on() {
+        let p = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: s}\nspec:\n  securityContext:\n    sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: '0'}]\n    seccompProfile: {type: Localhost, localhostProfile: profiles/audit.json}\n  containers: [{name: c, image: 'i:1'}]\n",
+        );
+        let s = sandbox_config(&p, 0, &ctx());
+        assert_eq!(
+            s.linux.expect("linux").sysctls["net.ipv4.ip_unprivileged_port_start"],
+            "0"
+        );
+        let c = container_config(
+            &p,
+            &p.containers()[0],
+            ContainerKind::App,
+            0,
+            &Addresses::default(),
+            &ctx(),
+        );
+        let seccomp = c
+            .linux
+            .and_then(|l| l.security_context)
+            .and_then(|s| s.seccomp)
+            .expect("seccomp");
+        assert_eq!(
+            seccomp.profile_type,
+            cri::security_profile::ProfileType::Localhost as i32
+        );
+        assert_eq!(
+            seccomp.localhost_ref,
+            "/var/lib/podvisor/seccomp/profiles/audit.json"
+        );
+    }
 }

@@ -311,3 +311,119 @@ spec:
         "first\nlast words"
     );
 }
+
+/// The host directory of a pod's emptyDir volume.
+fn empty_dir(d: &Daemon, uid: &str, name: &str) -> PathBuf {
+    d.root
+        .join("pods")
+        .join(uid)
+        .join("volumes/kubernetes.io~empty-dir")
+        .join(name)
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn security_context_is_applied_and_run_as_non_root_refuses_a_root_image() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: sec}}
+spec:
+  terminationGracePeriodSeconds: 2
+  securityContext: {{runAsUser: 1000, runAsGroup: 2000, supplementalGroups: [3000]}}
+  volumes: [{{name: out, emptyDir: {{}}}}]
+  containers:
+  - name: app
+    image: {BUSYBOX}
+    command: [sh, -c, 'id > /out/id; touch /rootfs-write 2> /out/rootfs || true; cat /proc/self/status | grep -E \"^(CapEff|NoNewPrivs)\" > /out/caps; trap \"exit 0\" TERM; while true; do sleep 0.2; done']
+    securityContext: {{readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
+    volumeMounts: [{{name: out, mountPath: /out}}]
+"
+    );
+    d.write("sec.yaml", &manifest);
+    let pod = d.pod("sec");
+    let o = wait_for(&cri, T, "sec running", |o| running(o, &pod).len() == 1).await;
+    let out = empty_dir(&d, &o.sandboxes[0].uid, "out");
+    let id = wait_file(&out.join("id"), T).await;
+    assert!(id.starts_with("uid=1000 gid=2000"), "{id}");
+    assert!(id.contains("3000"), "supplemental group: {id}");
+    assert!(
+        wait_file(&out.join("rootfs"), T)
+            .await
+            .contains("Read-only file system")
+    );
+    let caps = wait_file(&out.join("caps"), T).await;
+    assert!(caps.contains("CapEff:\t0000000000000000"), "{caps}");
+    assert!(caps.contains("NoNewPrivs:\t1"), "{caps}");
+
+    // the busybox image runs as root: runAsNonRoot without a runAsUser refuses it
+    let root = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: rooty}}\nspec:\n  securityContext: {{runAsNonRoot: true}}\n  containers:\n  - {{name: app, image: {BUSYBOX}, command: [sleep, '60']}}\n"
+    );
+    d.write("rooty.yaml", &root);
+    d.wait_log(
+        "container app has runAsNonRoot and image will run as root",
+        T,
+    )
+    .await;
+    let o = cri.observe().await.expect("observe");
+    assert!(running(&o, &d.pod("rooty")).is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn host_aliases_downward_api_and_sub_paths_reach_the_container() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let manifest = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: dw, labels: {{tier: edge}}}}
+spec:
+  terminationGracePeriodSeconds: 2
+  hostAliases: [{{ip: 10.9.8.7, hostnames: [registry.local]}}]
+  volumes:
+  - {{name: out, emptyDir: {{}}}}
+  - name: info
+    downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}
+  containers:
+  - name: app
+    image: {BUSYBOX}
+    env:
+    - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    - {{name: NODE, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+    command: [sh, -c, 'cat /etc/hosts > /out/hosts; cat /info/labels > /out/labels; echo $POD_IP $NODE > /out/env; echo sub > /sub/x; trap \"exit 0\" TERM; while true; do sleep 0.2; done']
+    volumeMounts:
+    - {{name: out, mountPath: /out}}
+    - {{name: info, mountPath: /info}}
+    - {{name: out, mountPath: /sub, subPathExpr: 'per-node/$(NODE)'}}
+"
+    );
+    d.write("dw.yaml", &manifest);
+    let pod = d.pod("dw");
+    let o = wait_for(&cri, T, "dw running", |o| running(o, &pod).len() == 1).await;
+    let sandbox = &o.sandboxes[0];
+    let ip = sandbox.ip.clone().expect("pod ip");
+    let out = empty_dir(&d, &sandbox.uid, "out");
+    let hosts = wait_file(&out.join("hosts"), T).await;
+    assert!(hosts.contains("10.9.8.7\tregistry.local"), "{hosts}");
+    assert!(
+        hosts.contains(&format!("{ip}\t{pod}")),
+        "the pod's own name resolves: {hosts}"
+    );
+    assert_eq!(wait_file(&out.join("labels"), T).await, "tier=\"edge\"");
+    assert_eq!(
+        wait_file(&out.join("env"), T).await.trim(),
+        format!("{ip} {}", d.node)
+    );
+    assert_eq!(
+        wait_file(&out.join("per-node").join(&d.node).join("x"), T)
+            .await
+            .trim(),
+        "sub"
+    );
+}

@@ -1323,7 +1323,7 @@ mod tests {
     fn host_pid_ipc_and_shared_process_namespace_map_to_cri_namespace_modes() {
         let ns = |extra: &str| {
             let p = pod(&format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: n}}\nspec:\n{extra}  containers: [{{name: c, image: 'i:1'}}]\n"
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: ns}}\nspec:\n{extra}  containers: [{{name: c, image: 'i:1'}}]\n"
             ));
             sandbox_config(&p, 0, &ctx())
                 .linux

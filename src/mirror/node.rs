@@ -1,0 +1,470 @@
+//! The Node object and its Lease, as the kubelet keeps them: registered (or adopted) with
+//! the host's addresses, capacity and default labels; the Ready condition written when it
+//! changes and at least every report period; the Lease in `kube-node-lease` renewed on a
+//! fixed schedule. Object builders are pure; the `async fn`s are one API call each (or two).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus as K8sNodeStatus, NodeSystemInfo, Taint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::client::{MirrorError, call};
+use super::host::NodeInfo;
+use super::pod::NodeRef;
+use crate::clock::Timestamp;
+use crate::pod::NodeName;
+use crate::status::api_time;
+
+/// The namespace of node leases.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// The labels the kubelet puts on its Node and keeps there.
+pub fn default_labels(node: &NodeName, info: &NodeInfo) -> BTreeMap<String, String> {
+    let hostname = if info.hostname.is_empty() {
+        node.as_str()
+    } else {
+        &info.hostname
+    };
+    [
+        ("kubernetes.io/hostname", hostname),
+        ("kubernetes.io/os", info.os.as_str()),
+        ("kubernetes.io/arch", info.arch.as_str()),
+        ("beta.kubernetes.io/os", info.os.as_str()),
+        ("beta.kubernetes.io/arch", info.arch.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Whether the node can run pods: it can while the container runtime answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// The Ready condition's status.
+    pub ready: bool,
+    /// Why not, when not.
+    pub message: String,
+}
+
+impl Readiness {
+    /// From the reconciler's runtime error.
+    pub fn from_runtime(runtime_error: Option<&str>) -> Readiness {
+        match runtime_error {
+            None => Readiness {
+                ready: true,
+                message: "podvisor is posting ready status".to_owned(),
+            },
+            Some(e) => Readiness {
+                ready: false,
+                message: format!("container runtime is down: {e}"),
+            },
+        }
+    }
+}
+
+fn quantity(n: i64) -> Quantity {
+    Quantity(n.to_string())
+}
+
+fn memory(bytes: i64) -> Quantity {
+    if bytes % 1024 == 0 {
+        Quantity(format!("{}Ki", bytes / 1024))
+    } else {
+        quantity(bytes)
+    }
+}
+
+/// The node status to write: capacity, addresses, system info and the Ready condition.
+pub fn node_status(
+    info: &NodeInfo,
+    readiness: &Readiness,
+    heartbeat: Timestamp,
+    since: Timestamp,
+) -> K8sNodeStatus {
+    let resources: BTreeMap<String, Quantity> = [
+        ("cpu".to_owned(), quantity(info.cpus)),
+        ("memory".to_owned(), memory(info.memory_bytes)),
+        ("pods".to_owned(), quantity(info.max_pods)),
+    ]
+    .into();
+    let mut addresses = Vec::new();
+    if let Some(ip) = &info.internal_ip {
+        addresses.push(NodeAddress {
+            type_: "InternalIP".to_owned(),
+            address: ip.clone(),
+        });
+    }
+    if !info.hostname.is_empty() {
+        addresses.push(NodeAddress {
+            type_: "Hostname".to_owned(),
+            address: info.hostname.clone(),
+        });
+    }
+    let ready = NodeCondition {
+        type_: "Ready".to_owned(),
+        status: if readiness.ready { "True" } else { "False" }.to_owned(),
+        reason: Some(
+            if readiness.ready {
+                "KubeletReady"
+            } else {
+                "KubeletNotReady"
+            }
+            .to_owned(),
+        ),
+        message: Some(readiness.message.clone()),
+        last_heartbeat_time: Some(api_time(heartbeat)),
+        last_transition_time: Some(api_time(since)),
+    };
+    K8sNodeStatus {
+        addresses: Some(addresses),
+        allocatable: Some(resources.clone()),
+        capacity: Some(resources),
+        conditions: Some(vec![ready]),
+        node_info: Some(NodeSystemInfo {
+            architecture: info.arch.clone(),
+            boot_id: info.boot_id.clone(),
+            container_runtime_version: info.container_runtime_version.clone(),
+            kernel_version: info.kernel_version.clone(),
+            kube_proxy_version: String::new(),
+            kubelet_version: info.kubelet_version.clone(),
+            machine_id: info.machine_id.clone(),
+            operating_system: info.os.clone(),
+            os_image: info.os_image.clone(),
+            swap: None,
+            system_uuid: info.system_uuid.clone(),
+        }),
+        ..K8sNodeStatus::default()
+    }
+}
+
+/// The Node to register: default labels plus `extra_labels`, `taints`, and its status.
+pub fn new_node(
+    name: &NodeName,
+    info: &NodeInfo,
+    extra_labels: &BTreeMap<String, String>,
+    taints: &[Taint],
+    status: K8sNodeStatus,
+) -> Node {
+    let mut labels = default_labels(name, info);
+    labels.extend(extra_labels.clone());
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.as_str().to_owned()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NodeSpec {
+            taints: (!taints.is_empty()).then(|| taints.to_vec()),
+            ..NodeSpec::default()
+        }),
+        status: Some(status),
+    }
+}
+
+/// The default labels an existing Node lacks or has with another value.
+pub fn missing_labels(node: &Node, wanted: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let have = node.metadata.labels.clone().unwrap_or_default();
+    wanted
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Decides when the node status is written: after every (re)connection, when readiness
+/// changed, and at least every report period. Tracks the Ready transition time.
+#[derive(Debug, Default)]
+pub struct Heartbeat {
+    written: Option<(Readiness, Instant)>,
+    transition: Option<(bool, Timestamp)>,
+}
+
+impl Heartbeat {
+    /// Whether to write now.
+    pub fn due(&self, readiness: &Readiness, now: Instant, report: Duration) -> bool {
+        match &self.written {
+            None => true,
+            Some((last, at)) => last != readiness || now >= *at + report,
+        }
+    }
+
+    /// When the next periodic write falls due.
+    pub fn next_due(&self, report: Duration) -> Option<Instant> {
+        self.written.as_ref().map(|(_, at)| *at + report)
+    }
+
+    /// The Ready condition's `lastTransitionTime` for `ready` at `now`.
+    pub fn since(&mut self, ready: bool, now: Timestamp) -> Timestamp {
+        match self.transition {
+            Some((was, since)) if was == ready => since,
+            _ => {
+                self.transition = Some((ready, now));
+                now
+            }
+        }
+    }
+
+    /// Records a successful write.
+    pub fn written(&mut self, readiness: Readiness, at: Instant) {
+        self.written = Some((readiness, at));
+    }
+
+    /// Forgets the last write (not the transition time), so that the next check writes.
+    pub fn forget(&mut self) {
+        self.written = None;
+    }
+}
+
+/// Reads the Node; `None` when it does not exist.
+pub async fn get(
+    api: &Api<Node>,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<Node>, MirrorError> {
+    call(timeout, api.get_opt(name)).await
+}
+
+/// Creates the Node; if it appeared meanwhile, reads it.
+pub async fn register(
+    api: &Api<Node>,
+    node: &Node,
+    timeout: Duration,
+) -> Result<Node, MirrorError> {
+    match call(timeout, api.create(&PostParams::default(), node)).await {
+        Err(e) if e.is_code(409) => {
+            let name = node.metadata.name.as_deref().unwrap_or_default();
+            match get(api, name, timeout).await? {
+                Some(n) => Ok(n),
+                None => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Sets labels on an existing Node.
+pub async fn label(
+    api: &Api<Node>,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<Node, MirrorError> {
+    let patch = json!({"metadata": {"labels": labels}});
+    call(
+        timeout,
+        api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch)),
+    )
+    .await
+}
+
+/// Writes the node status (a strategic merge: conditions merge by type).
+pub async fn write_status(
+    api: &Api<Node>,
+    name: &str,
+    status: &K8sNodeStatus,
+    timeout: Duration,
+) -> Result<Node, MirrorError> {
+    let patch = json!({ "status": status });
+    call(
+        timeout,
+        api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)),
+    )
+    .await
+}
+
+fn micro_time(t: Timestamp) -> MicroTime {
+    MicroTime(api_time(t).0)
+}
+
+/// The node's Lease, owned by the Node so that it goes away with it.
+pub fn new_lease(node: &NodeRef, duration: Duration, now: Timestamp) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(node.name.as_str().to_owned()),
+            namespace: Some(LEASE_NAMESPACE.to_owned()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".to_owned(),
+                kind: "Node".to_owned(),
+                name: node.name.as_str().to_owned(),
+                uid: node.uid.clone(),
+                ..OwnerReference::default()
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(node.name.as_str().to_owned()),
+            lease_duration_seconds: Some(i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)),
+            renew_time: Some(micro_time(now)),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
+/// Keeps the node Lease: read or create it once, then renew it with optimistic concurrency.
+#[derive(Debug, Default)]
+pub struct LeaseKeeper {
+    lease: Option<Lease>,
+}
+
+impl LeaseKeeper {
+    /// Renews the lease (creating it if needed). After a failure the next call reads it anew.
+    pub async fn renew(
+        &mut self,
+        api: &Api<Lease>,
+        node: &NodeRef,
+        duration: Duration,
+        now: Timestamp,
+        timeout: Duration,
+    ) -> Result<(), MirrorError> {
+        let name = node.name.as_str();
+        let current = match self.lease.take() {
+            Some(lease) => lease,
+            None => match call(timeout, api.get_opt(name)).await? {
+                Some(lease) => lease,
+                None => {
+                    let lease = new_lease(node, duration, now);
+                    let created = call(timeout, api.create(&PostParams::default(), &lease)).await?;
+                    self.lease = Some(created);
+                    return Ok(());
+                }
+            },
+        };
+        let fresh = new_lease(node, duration, now);
+        let mut next = current;
+        next.spec = Some(LeaseSpec {
+            holder_identity: fresh.spec.as_ref().and_then(|s| s.holder_identity.clone()),
+            lease_duration_seconds: fresh.spec.as_ref().and_then(|s| s.lease_duration_seconds),
+            renew_time: Some(micro_time(now)),
+            ..next.spec.unwrap_or_default()
+        });
+        if next
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(Vec::is_empty)
+        {
+            next.metadata.owner_references = fresh.metadata.owner_references;
+        }
+        let renewed = call(timeout, api.replace(name, &PostParams::default(), &next)).await?;
+        self.lease = Some(renewed);
+        Ok(())
+    }
+
+    /// Forgets the lease, so that the next renewal reads it first.
+    pub fn forget(&mut self) {
+        self.lease = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mirror::tests::node_info;
+
+    #[test]
+    fn node_carries_default_and_extra_labels_capacity_and_addresses() {
+        let info = node_info();
+        let extra = BTreeMap::from([(
+            "node-role.kubernetes.io/control-plane".to_owned(),
+            String::new(),
+        )]);
+        let status = node_status(
+            &info,
+            &Readiness::from_runtime(None),
+            Timestamp(2),
+            Timestamp(1),
+        );
+        let node = new_node(&NodeName::new("n1"), &info, &extra, &[], status);
+        let labels = node.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["kubernetes.io/hostname"], "n1");
+        assert_eq!(labels["kubernetes.io/os"], "linux");
+        assert_eq!(labels["kubernetes.io/arch"], "amd64");
+        assert!(labels.contains_key("node-role.kubernetes.io/control-plane"));
+        let status = node.status.as_ref().unwrap();
+        let capacity = status.capacity.as_ref().unwrap();
+        assert_eq!(capacity["cpu"].0, "4");
+        assert_eq!(capacity["memory"].0, "8388608Ki");
+        assert_eq!(capacity["pods"].0, "110");
+        assert_eq!(status.allocatable, status.capacity);
+        let addresses: Vec<_> = status
+            .addresses
+            .iter()
+            .flatten()
+            .map(|a| (a.type_.as_str(), a.address.as_str()))
+            .collect();
+        assert_eq!(addresses, [("InternalIP", "10.0.0.1"), ("Hostname", "n1")]);
+        let ready = &status.conditions.as_ref().unwrap()[0];
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "True")
+        );
+        assert_eq!(ready.reason.as_deref(), Some("KubeletReady"));
+        assert!(node.spec.as_ref().unwrap().taints.is_none());
+    }
+
+    #[test]
+    fn a_down_runtime_makes_the_node_not_ready() {
+        let not_ready = Readiness::from_runtime(Some("connection refused"));
+        assert!(!not_ready.ready);
+        let status = node_status(&node_info(), &not_ready, Timestamp(2), Timestamp(1));
+        let ready = &status.conditions.unwrap()[0];
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("KubeletNotReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("container runtime is down: connection refused")
+        );
+    }
+
+    #[test]
+    fn status_is_written_on_change_or_after_the_report_period() {
+        let report = Duration::from_secs(300);
+        let t0 = Instant::now();
+        let ready = Readiness::from_runtime(None);
+        let mut hb = Heartbeat::default();
+        assert!(hb.due(&ready, t0, report), "first write");
+        hb.written(ready.clone(), t0);
+        assert!(!hb.due(&ready, t0 + Duration::from_secs(10), report));
+        assert!(hb.due(&ready, t0 + report, report), "periodic report");
+        assert!(
+            hb.due(&Readiness::from_runtime(Some("down")), t0, report),
+            "change"
+        );
+        hb.forget();
+        assert!(hb.due(&ready, t0, report), "after a reconnection");
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_readiness_flips() {
+        let mut hb = Heartbeat::default();
+        assert_eq!(hb.since(true, Timestamp(1)), Timestamp(1));
+        assert_eq!(hb.since(true, Timestamp(5)), Timestamp(1));
+        assert_eq!(hb.since(false, Timestamp(7)), Timestamp(7));
+    }
+
+    #[test]
+    fn missing_labels_lists_only_what_differs() {
+        let info = node_info();
+        let wanted = default_labels(&NodeName::new("n1"), &info);
+        let mut node = Node::default();
+        node.metadata.labels = Some(BTreeMap::from([
+            ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+            ("kubernetes.io/arch".to_owned(), "arm64".to_owned()),
+        ]));
+        let missing = missing_labels(&node, &wanted);
+        assert_eq!(
+            missing.get("kubernetes.io/arch").map(String::as_str),
+            Some("amd64")
+        );
+        assert!(!missing.contains_key("kubernetes.io/os"));
+        assert!(missing.contains_key("kubernetes.io/hostname"));
+    }
+}

@@ -1,0 +1,307 @@
+//! Reaching the API server: absent at start, late kubeconfig, restarts, hangs, and the Node
+//! and Lease.
+
+use super::*;
+
+#[tokio::test]
+async fn api_server_absent_at_start_is_unreachable_until_it_appears_then_all_is_mirrored() {
+    let mut fake = Harness::fake().await;
+    fake.stop().await;
+    let etcd = static_pod("etcd", "registry.k8s.io/etcd:3.5.9-0");
+    let mut h = Harness::start(fake, &[&etcd]).await;
+    let down = h
+        .state_until("unreachable", |s| {
+            matches!(s.phase, MirrorPhase::Unreachable { .. })
+        })
+        .await;
+    assert!(
+        down.phase
+            .to_string()
+            .starts_with("API server unreachable: "),
+        "{}",
+        down.phase
+    );
+    assert_eq!(down.pods.get(&etcd.key), Some(&PodMirror::Pending));
+
+    h.fake.restart().await;
+    let uid = h.mirrored(&etcd).await;
+    let node = h.fake.node("n1").expect("node registered");
+    let node_uid = node.metadata.uid.clone().unwrap();
+    let labels = node.metadata.labels.clone().unwrap();
+    assert_eq!(labels["kubernetes.io/hostname"], "n1");
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert!(labels.contains_key("kubernetes.io/arch"));
+    let ready = &node.status.unwrap().conditions.unwrap()[0];
+    assert_eq!(
+        (ready.type_.as_str(), ready.status.as_str()),
+        ("Ready", "True")
+    );
+
+    let lease = eventually("lease", || h.fake.lease("kube-node-lease", "n1")).await;
+    let spec = lease.spec.clone().unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
+    assert_eq!(spec.lease_duration_seconds, Some(40));
+    assert_eq!(lease.metadata.owner_references.unwrap()[0].uid, node_uid);
+
+    let mirror = h.fake.pod(NS, "etcd-n1").unwrap();
+    let want = etcd.metadata.annotations.clone().unwrap();
+    for (k, v) in &want {
+        assert_eq!(annotation(&mirror, k), Some(v.as_str()), "annotation {k}");
+    }
+    for k in [
+        "kubernetes.io/config.hash",
+        "kubernetes.io/config.source",
+        "kubernetes.io/config.seen",
+    ] {
+        assert!(want.contains_key(k), "{k}");
+    }
+    assert_eq!(
+        annotation(&mirror, "kubernetes.io/config.mirror"),
+        Some(etcd.hash.0.as_str())
+    );
+    assert_eq!(
+        annotation(&mirror, "kubeadm.kubernetes.io/etcd.advertise-client-urls"),
+        Some("https://10.0.0.1:2379")
+    );
+    assert_eq!(mirror.metadata.labels, etcd.metadata.labels);
+    let owner = &mirror.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", "n1"));
+    assert_eq!(
+        (owner.uid.as_str(), owner.controller),
+        (node_uid.as_str(), Some(true))
+    );
+    assert_eq!(
+        mirror.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("n1")
+    );
+    let status = eventually("status patched", || {
+        h.fake
+            .pod(NS, "etcd-n1")
+            .and_then(|p| p.status)
+            .filter(|s| s.phase.as_deref() == Some("Running"))
+    })
+    .await;
+    assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.1"));
+
+    let state = h.synced().await;
+    assert_eq!(state.node_uid.as_deref(), Some(node_uid.as_str()));
+    assert_eq!(state.pods[&etcd.key], PodMirror::Mirrored { uid });
+    let renewed = lease.metadata.resource_version.clone();
+    eventually("lease renewed", || {
+        h.fake
+            .lease("kube-node-lease", "n1")
+            .filter(|l| l.metadata.resource_version != renewed)
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_kubeconfig_written_after_start_is_picked_up() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start_with(fake, &[&etcd], |_| {}, false).await;
+    let waiting = h
+        .state_until("connecting", |s| {
+            matches!(&s.phase, MirrorPhase::Connecting { error: Some(_) })
+        })
+        .await;
+    let text = waiting.phase.to_string();
+    assert!(text.contains("kubelet.conf"), "{text}");
+    assert!(h.fake.requests().is_empty(), "nothing to talk to yet");
+    h.write_kubeconfig();
+    h.synced().await;
+    h.mirrored(&etcd).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn after_an_api_server_restart_the_state_recovers_and_statuses_are_patched_again() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start(fake, &[&etcd]).await;
+    h.mirrored(&etcd).await;
+    let path = "/api/v1/namespaces/kube-system/pods/etcd-n1/status";
+    eventually("first status patch", || {
+        (h.requests(&http::Method::PATCH, path).len() == 1).then_some(())
+    })
+    .await;
+    h.synced().await;
+
+    h.fake.stop().await;
+    h.state_until("unreachable", |s| {
+        matches!(s.phase, MirrorPhase::Unreachable { .. })
+    })
+    .await;
+    h.fake.restart().await;
+    let state = h.synced().await;
+    assert_eq!(state.counters.disconnects, 1);
+    eventually("status patched again after the reconnection", || {
+        (h.requests(&http::Method::PATCH, path).len() == 2).then_some(())
+    })
+    .await;
+    assert!(
+        h.requests(&http::Method::POST, "/api/v1/namespaces/kube-system/pods")
+            .len()
+            == 1,
+        "the mirror pod survived the restart and is not created again"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_api_server_holds_up_neither_inputs_nor_shutdown_and_is_recovered_from() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start(fake, &[&etcd]).await;
+    h.mirrored(&etcd).await;
+    h.synced().await;
+
+    h.fake.set_mode(super::super::fake_apiserver::Mode::Hang);
+    h.state_until("unreachable", |s| {
+        matches!(s.phase, MirrorPhase::Unreachable { .. })
+    })
+    .await;
+    // The event channel holds 16; the task keeps draining it while requests hang.
+    for i in 0..40 {
+        let sent = h.events.try_send(event("etcd", &format!("Reason{i}")));
+        assert!(sent.is_ok(), "event {i} must not find the channel full");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    h.state_until("events buffered", |s| s.counters.events_pending == 40)
+        .await;
+    h.desired.send_replace(snapshot(&[]));
+
+    h.fake.set_mode(super::super::fake_apiserver::Mode::Normal);
+    h.synced().await;
+    eventually("buffered events posted", || {
+        (h.fake.events().len() == 40).then_some(())
+    })
+    .await;
+    eventually("removed pod's mirror deleted", || {
+        h.fake.pod(NS, "etcd-n1").is_none().then_some(())
+    })
+    .await;
+
+    h.fake.set_mode(super::super::fake_apiserver::Mode::Hang);
+    h.events
+        .try_send(event("etcd", "Late"))
+        .expect("channel has room");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn without_register_node_the_task_waits_for_the_node_and_never_creates_it() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start_with(fake, &[&etcd], |c| c.register_node = false, true).await;
+    let waiting = h
+        .state_until("waiting for node", |s| {
+            matches!(s.phase, MirrorPhase::WaitingForNode { .. })
+        })
+        .await;
+    assert!(
+        waiting.phase.to_string().starts_with("waiting for Node: "),
+        "{}",
+        waiting.phase
+    );
+    assert!(h.requests(&http::Method::POST, "/api/v1/nodes").is_empty());
+    assert!(h.fake.pods().is_empty());
+
+    let created = h
+        .fake
+        .set_node(&node("n1"))
+        .expect("admin creates the node");
+    h.mirrored(&etcd).await;
+    let mirror = h.fake.pod(NS, "etcd-n1").unwrap();
+    assert_eq!(
+        mirror.metadata.owner_references.unwrap()[0].uid,
+        created.metadata.uid.unwrap()
+    );
+    h.synced().await;
+    assert!(
+        h.requests(&http::Method::POST, "/api/v1/nodes").is_empty(),
+        "never registers"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_existing_node_is_adopted_with_the_default_labels() {
+    let fake = Harness::fake().await;
+    let existing = fake.set_node(&node("n1")).unwrap();
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start(fake, &[&etcd]).await;
+    h.synced().await;
+    h.mirrored(&etcd).await;
+    let node = h.fake.node("n1").unwrap();
+    assert_eq!(
+        node.metadata.uid, existing.metadata.uid,
+        "adopted, not recreated"
+    );
+    assert_eq!(node.metadata.labels.unwrap()["kubernetes.io/os"], "linux");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_recreated_node_gets_mirror_pods_owned_by_the_new_node() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start(fake, &[&etcd]).await;
+    let old_pod = h.mirrored(&etcd).await;
+    let old_node = h.fake.node("n1").unwrap().metadata.uid.unwrap();
+    assert!(h.fake.delete_node("n1"));
+    let new_node = eventually("node registered again", || {
+        h.fake
+            .node("n1")
+            .and_then(|n| n.metadata.uid)
+            .filter(|u| *u != old_node)
+    })
+    .await;
+    let owner = eventually("mirror pod owned by the new node", || {
+        h.fake
+            .pod(NS, "etcd-n1")
+            .and_then(|p| p.metadata.owner_references)
+            .map(|o| o[0].uid.clone())
+            .filter(|u| *u == new_node)
+    })
+    .await;
+    assert_eq!(owner, new_node);
+    assert_ne!(
+        h.fake.pod(NS, "etcd-n1").unwrap().metadata.uid.unwrap(),
+        old_pod
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn node_ready_follows_the_container_runtime() {
+    let fake = Harness::fake().await;
+    let mut h = Harness::start(fake, &[]).await;
+    h.synced().await;
+    let ready = |fake: &FakeApiServer| {
+        fake.node("n1")
+            .and_then(|n| n.status)
+            .and_then(|s| s.conditions)
+            .map(|c| {
+                (
+                    c[0].status.clone(),
+                    c[0].message.clone().unwrap_or_default(),
+                )
+            })
+    };
+    h.status.send_replace(Arc::new(NodeStatus {
+        runtime_error: Some("connection refused".into()),
+        ..NodeStatus::default()
+    }));
+    let (status, message) =
+        eventually("not ready", || ready(&h.fake).filter(|(s, _)| s == "False")).await;
+    assert_eq!(status, "False");
+    assert_eq!(message, "container runtime is down: connection refused");
+    h.status.send_replace(Arc::new(NodeStatus::default()));
+    eventually("ready again", || {
+        ready(&h.fake).filter(|(s, _)| s == "True")
+    })
+    .await;
+    h.stop().await;
+}

@@ -1,0 +1,319 @@
+//! Shared fixtures, and the mirror task driven end to end against the fake API server with
+//! the real kube client.
+
+use std::path::Path;
+
+use super::NodeInfo;
+use crate::clock::Timestamp;
+use crate::manifest::{Format, parse_manifest};
+use crate::pod::{ManifestRef, NodeName, StaticPod};
+
+/// A static pod `name` in `kube-system` on node `n1`, with one container running `image`
+/// and kubeadm-style labels and annotations.
+pub(crate) fn static_pod(name: &str, image: &str) -> StaticPod {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: kube-system\n  labels:\n    component: {name}\n    tier: control-plane\n  annotations:\n    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://10.0.0.1:2379\nspec:\n  hostNetwork: true\n  containers:\n  - name: {name}\n    image: {image}\n"
+    );
+    let path = Path::new("/etc/kubernetes/manifests/pod.yaml");
+    let parsed = parse_manifest(path, Format::Yaml, yaml.as_bytes())
+        .expect("valid manifest")
+        .remove(0);
+    StaticPod::build(
+        parsed.metadata,
+        parsed.spec,
+        &NodeName::new("n1"),
+        ManifestRef {
+            path: path.to_owned(),
+            at: parsed.at,
+        },
+        |_| Timestamp(1_700_000_000_000_000_000),
+    )
+}
+
+/// Host facts of a made-up node `n1`.
+pub(crate) fn node_info() -> NodeInfo {
+    NodeInfo {
+        hostname: "n1".into(),
+        internal_ip: Some("10.0.0.1".into()),
+        cpus: 4,
+        memory_bytes: 8 * 1024 * 1024 * 1024,
+        max_pods: 110,
+        os: "linux".into(),
+        arch: "amd64".into(),
+        kernel_version: "6.1.0".into(),
+        os_image: "Debian GNU/Linux 12 (bookworm)".into(),
+        machine_id: "m".into(),
+        system_uuid: "s".into(),
+        boot_id: "b".into(),
+        container_runtime_version: "containerd://2.0.0".into(),
+        kubelet_version: super::KUBELET_VERSION.into(),
+    }
+}
+
+mod lifecycle;
+mod pods;
+mod reporting;
+mod tls;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tempfile::TempDir;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::fake_apiserver::{FakeApiServer, RequestRecord};
+use super::{MirrorConfig, MirrorPhase, MirrorState, MirrorTimings, PodMirror};
+use crate::event::{EventType, PodEvent};
+use crate::manifest::Snapshot;
+use crate::pod::PodKey;
+use crate::status::{NodeStatus, PodReport};
+
+const NS: &str = "kube-system";
+
+/// Short schedules, so that the tests take milliseconds where the kubelet takes seconds.
+fn fast() -> MirrorTimings {
+    MirrorTimings {
+        request_timeout: Duration::from_millis(500),
+        retry_initial: Duration::from_millis(10),
+        retry_max: Duration::from_millis(100),
+        lease_duration: Duration::from_secs(40),
+        lease_renew: Duration::from_millis(200),
+        node_status_update: Duration::from_millis(100),
+        node_status_report: Duration::from_secs(300),
+        resync: Duration::from_millis(50),
+        status_min_interval: Duration::ZERO,
+        reject_initial: Duration::from_millis(100),
+        reject_max: Duration::from_millis(400),
+    }
+}
+
+fn key(name: &str) -> PodKey {
+    PodKey {
+        namespace: NS.into(),
+        name: format!("{name}-n1"),
+    }
+}
+
+fn snapshot(pods: &[&StaticPod]) -> Option<Arc<Snapshot>> {
+    Some(Arc::new(Snapshot {
+        pods: pods
+            .iter()
+            .map(|p| (p.key.clone(), Arc::new((*p).clone())))
+            .collect(),
+        ..Snapshot::default()
+    }))
+}
+
+fn pod_status(phase: &str) -> PodStatus {
+    PodStatus {
+        phase: Some(phase.into()),
+        conditions: Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: if phase == "Running" { "True" } else { "False" }.into(),
+            ..PodCondition::default()
+        }]),
+        host_ip: Some("10.0.0.1".into()),
+        pod_ip: Some("10.0.0.1".into()),
+        ..PodStatus::default()
+    }
+}
+
+fn node_status(pods: &[(&StaticPod, &str)]) -> Arc<NodeStatus> {
+    Arc::new(NodeStatus {
+        pods: pods
+            .iter()
+            .map(|(p, phase)| {
+                let report = PodReport {
+                    pod: Arc::new((*p).clone()),
+                    status: pod_status(phase),
+                    last_error: None,
+                };
+                (p.key.clone(), report)
+            })
+            .collect(),
+        synced: true,
+        runtime_error: None,
+    })
+}
+
+fn event(pod: &str, reason: &str) -> PodEvent {
+    PodEvent {
+        key: key(pod),
+        type_: EventType::Warning,
+        reason: reason.into(),
+        message: format!("{reason} happened"),
+        field_path: Some(format!("spec.containers{{{pod}}}")),
+        at: Timestamp(1_700_000_000_000_000_000),
+    }
+}
+
+/// A node object as an admin would create it.
+fn node(name: &str) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..Node::default()
+    }
+}
+
+/// The mirror task running against a fake API server.
+struct Harness {
+    fake: FakeApiServer,
+    dir: TempDir,
+    desired: watch::Sender<Option<Arc<Snapshot>>>,
+    status: watch::Sender<Arc<NodeStatus>>,
+    events: mpsc::Sender<PodEvent>,
+    state: watch::Receiver<MirrorState>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// How long a condition may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+impl Harness {
+    /// A fake that treats every client as node `n1`, as NodeRestriction sees a kubelet.
+    async fn fake() -> FakeApiServer {
+        let fake = FakeApiServer::start().await;
+        fake.set_node_identity(Some("n1"));
+        fake
+    }
+
+    /// Starts the task with a kubeconfig for `fake`, static pods `pods` (all Running).
+    async fn start(fake: FakeApiServer, pods: &[&StaticPod]) -> Harness {
+        Harness::start_with(fake, pods, |_| {}, true).await
+    }
+
+    /// Starts the task after `tweak`ing its configuration; `write_kubeconfig` false leaves
+    /// the kubeconfig missing.
+    async fn start_with(
+        fake: FakeApiServer,
+        pods: &[&StaticPod],
+        tweak: impl FnOnce(&mut MirrorConfig),
+        write_kubeconfig: bool,
+    ) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kubelet.conf");
+        if write_kubeconfig {
+            std::fs::write(&path, fake.kubeconfig_yaml("t")).expect("write kubeconfig");
+        }
+        let mut config = MirrorConfig::new(path, NodeName::new("n1"), node_info());
+        config.timings = fast();
+        tweak(&mut config);
+        let (desired, desired_rx) = watch::channel(snapshot(pods));
+        let statuses: Vec<_> = pods.iter().map(|p| (*p, "Running")).collect();
+        let (status, status_rx) = watch::channel(node_status(&statuses));
+        let (events, events_rx) = mpsc::channel(16);
+        let (state_tx, state) = watch::channel(MirrorState::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(super::run(
+            config,
+            desired_rx,
+            status_rx,
+            events_rx,
+            state_tx,
+            shutdown.clone(),
+        ));
+        Harness {
+            fake,
+            dir,
+            desired,
+            status,
+            events,
+            state,
+            shutdown,
+            task,
+        }
+    }
+
+    fn write_kubeconfig(&self) {
+        let path = self.dir.path().join("kubelet.conf");
+        std::fs::write(path, self.fake.kubeconfig_yaml("t")).expect("write kubeconfig");
+    }
+
+    /// Waits until the published state satisfies `f`.
+    async fn state_until(&mut self, what: &str, f: impl Fn(&MirrorState) -> bool) -> MirrorState {
+        let waited = tokio::time::timeout(PATIENCE, self.state.wait_for(|s| f(s)))
+            .await
+            .map(|r| r.map(|state| state.clone()));
+        match waited {
+            Ok(Ok(state)) => state,
+            _ => panic!(
+                "timed out waiting for {what}; state: {:#?}",
+                *self.state.borrow()
+            ),
+        }
+    }
+
+    async fn synced(&mut self) -> MirrorState {
+        self.state_until("synced", |s| matches!(s.phase, MirrorPhase::Synced { .. }))
+            .await
+    }
+
+    /// Waits until `pod` has a mirror pod of the version given and returns its UID.
+    async fn mirrored(&mut self, pod: &StaticPod) -> String {
+        let hash = pod.hash.0.clone();
+        let found = eventually(&format!("mirror of {} at {hash}", pod.key), || {
+            self.fake.pod(NS, &pod.key.name).filter(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && annotation(p, crate::labels::CONFIG_MIRROR) == Some(hash.as_str())
+            })
+        })
+        .await;
+        found.metadata.uid.unwrap_or_default()
+    }
+
+    /// Requests with this method whose path is `path`.
+    fn requests(&self, method: &http::Method, path: &str) -> Vec<RequestRecord> {
+        self.fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == *method && r.path == path)
+            .collect()
+    }
+
+    /// Waits for `n` more successful mirror syncs.
+    async fn syncs(&mut self, n: usize) {
+        for _ in 0..n {
+            let last = self.state.borrow().counters.last_sync;
+            self.state_until("another sync", |s| s.counters.last_sync != last)
+                .await;
+        }
+    }
+
+    /// Stops the task; it must end promptly.
+    async fn stop(self) -> FakeApiServer {
+        self.shutdown.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+        assert!(ended.is_ok(), "the task must end promptly on shutdown");
+        self.fake
+    }
+}
+
+fn annotation<'a>(pod: &'a Pod, name: &str) -> Option<&'a str> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(name))
+        .map(String::as_str)
+}
+
+/// Polls `f` until it yields a value; fails the test after [`PATIENCE`].
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,5 +1,6 @@
 //! Wiring: builds the runtime client, starts the loops as tasks (manifest watcher,
-//! reconciler, prober, status), and owns shutdown. No decisions are made here.
+//! reconciler, prober, status, status API, systemd notifications), and owns shutdown. No
+//! decisions are made here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +10,22 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::clock::Clock;
+use crate::api::{self, ApiState};
+use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
-use crate::event::EventSink;
-use crate::manifest::{self, Snapshot, WatchConfig};
+use crate::event::{self, EventSink};
+use crate::manifest::{self, Snapshot, TrustPolicy, WatchConfig};
+use crate::metrics::Metrics;
+use crate::mirror::{self, MirrorConfig, MirrorState, NodeInfo};
+use crate::notify;
 use crate::probe::{ProbeResults, Prober};
 use crate::reconcile::{ExecContext, ReconcileState, Reconciler, ReconcilerConfig};
 use crate::runtime::{CriRuntime, NodeContext, Runtime};
 use crate::shutdown::Shutdown;
 use crate::status::{self, NodeStatus};
 
+/// Pod events held for the mirror task before the newest are dropped.
+const EVENT_CHANNEL: usize = 1024;
 /// How long the loops get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Quiet time ending an editor's burst of inotify events.
@@ -26,13 +33,35 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Longest an editor's burst may delay a rescan.
 pub const MAX_HOLD: Duration = Duration::from_secs(1);
 
-/// Facts about the node the loops need.
-#[derive(Clone, Debug, Default)]
-pub struct NodeFacts {
+/// What the loops need besides the configuration and the runtime.
+#[derive(Clone)]
+pub struct Parts {
     /// The runtime's name, prefixed to container IDs in status (`containerd://...`).
     pub runtime_name: String,
     /// The node's address.
     pub host_ip: Option<String>,
+    /// Time.
+    pub clock: Clock,
+    /// Where pod events go.
+    pub events: EventSink,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// How untrusted manifests are treated.
+    pub policy: TrustPolicy,
+}
+
+impl Parts {
+    /// Parts for tests and tools: system clock, no events, fresh metrics, no trust checks.
+    pub fn plain(clock: Clock) -> Parts {
+        Parts {
+            runtime_name: "containerd".to_owned(),
+            host_ip: None,
+            clock,
+            events: EventSink::discard(),
+            metrics: Arc::new(Metrics::new()),
+            policy: TrustPolicy::Off,
+        }
+    }
 }
 
 /// The channels the running loops publish on.
@@ -46,6 +75,8 @@ pub struct Supervised {
     pub probes: watch::Receiver<Arc<ProbeResults>>,
     /// Every static pod's status.
     pub status: watch::Receiver<Arc<NodeStatus>>,
+    /// The manifest watcher's last scan attempt.
+    pub scans: watch::Receiver<Timestamp>,
 }
 
 /// Runs the daemon until `shutdown`. Returns an error when a loop ends on its own, which
@@ -60,16 +91,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(&config.root_dir)
         .with_context(|| format!("creating root dir {}", config.root_dir.display()))?;
+    let metrics = Arc::new(Metrics::new());
     let ctx = NodeContext::detect(
         config.node_name.clone(),
         config.root_dir.clone(),
         config.pod_log_dir.clone(),
     );
     let host_ip = ctx.host_ip.map(|ip| ip.to_string());
-    let runtime = Arc::new(CriRuntime::new(&config.runtime_endpoint, ctx)?);
+    let runtime = Arc::new(CriRuntime::new(
+        &config.runtime_endpoint,
+        ctx,
+        Some(metrics.clone()),
+    )?);
+    let mut node_info = NodeInfo::from_context(runtime.context());
     let runtime_name = match runtime.version().await {
         Ok(v) => {
             info!(runtime = %v.describe(), "container runtime connected");
+            node_info.container_runtime_version = format!("{}://{}", v.name, v.version);
             v.name
         }
         Err(e) => {
@@ -77,19 +115,96 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             "containerd".to_owned()
         }
     };
-    let facts = NodeFacts {
+    let euid = nix::unistd::geteuid().as_raw();
+    let policy = TrustPolicy::for_process(euid, config.allow_insecure_manifests);
+    if policy == TrustPolicy::Warn {
+        warn!("--allow-insecure-manifests: manifests writable by other users will run");
+    }
+    let (events, event_rx) = match &config.mirror {
+        Some(_) => {
+            let (sink, rx) = event::channel(EVENT_CHANNEL);
+            (sink, Some(rx))
+        }
+        None => (EventSink::discard(), None),
+    };
+    let parts = Parts {
         runtime_name,
         host_ip,
+        clock: Clock::System,
+        events,
+        metrics: metrics.clone(),
+        policy,
     };
-    let (_channels, task) = supervise(
-        &config,
-        runtime,
-        facts,
-        Clock::System,
-        EventSink::discard(),
-        shutdown,
-    );
-    task.await
+    let (channels, loops) = supervise_until(&config, runtime, parts.clone(), shutdown.clone());
+    let (mirror_tx, mirror_rx) = watch::channel(MirrorState::default());
+
+    let token = shutdown.graceful.clone();
+    let api_state = ApiState {
+        status: channels.status.clone(),
+        snapshots: channels.snapshots.clone(),
+        reconcile: channels.state.clone(),
+        mirror: config.mirror.is_some().then(|| mirror_rx.clone()),
+        scans: channels.scans.clone(),
+        metrics,
+        pod_log_dir: config.pod_log_dir.clone(),
+        node: config.node_name.as_str().to_owned(),
+        reconcile_stall: (config.relist_period * 3).max(Duration::from_secs(10)),
+        scan_stall: (config.resync_period * 3).max(Duration::from_secs(30)),
+        clock: parts.clock,
+    };
+    let mut tasks = JoinSet::new();
+    tasks.spawn(loops);
+    let socket = config.status_socket.clone();
+    let tcp = config.status_address;
+    let api_token = token.clone();
+    tasks.spawn(async move {
+        api::serve(api_state, socket.clone(), tcp, api_token)
+            .await
+            .with_context(|| format!("status API on {}", socket.display()))
+    });
+    if let (Some(settings), Some(event_rx)) = (&config.mirror, event_rx) {
+        let mut mc = MirrorConfig::new(
+            settings.kubeconfig.clone(),
+            config.node_name.clone(),
+            node_info,
+        );
+        mc.register_node = settings.register_node;
+        mc.node_labels = settings.node_labels.clone();
+        info!(kubeconfig = %settings.kubeconfig.display(), register_node = mc.register_node, "mirroring static pods to an API server");
+        let (desired, status, token) = (
+            channels.snapshots.clone(),
+            channels.status.clone(),
+            token.clone(),
+        );
+        tasks.spawn(async move {
+            mirror::run(mc, desired, status, event_rx, mirror_tx, token).await;
+            Ok(())
+        });
+    }
+    tasks.spawn({
+        let state = channels.state.clone();
+        let token = token.clone();
+        async move {
+            notify::run(state, token).await;
+            Ok(())
+        }
+    });
+    // The first task to end decides: a shutdown ends them all; anything else is a failure.
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.unwrap_or_else(|e| Err(anyhow::anyhow!("task panicked: {e}")));
+        if !token.is_cancelled() {
+            match &outcome {
+                Err(e) => error!(error = %format!("{e:#}"), "podvisor stopping"),
+                Ok(()) => error!("a podvisor task ended on its own; stopping"),
+            }
+            token.cancel();
+            result = outcome.and(Err(anyhow::anyhow!("a podvisor task stopped unexpectedly")));
+        } else if result.is_ok() {
+            result = outcome;
+        }
+    }
+    result
 }
 
 /// Starts the manifest watcher, the reconciler, the prober and the status task over
@@ -98,19 +213,30 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 pub fn supervise<R: Runtime>(
     config: &Config,
     runtime: Arc<R>,
-    facts: NodeFacts,
-    clock: Clock,
-    events: EventSink,
+    parts: Parts,
+) -> (
+    Supervised,
+    impl Future<Output = anyhow::Result<()>> + Send + 'static,
+) {
+    supervise_until(config, runtime, parts, Shutdown::new())
+}
+
+/// [`supervise`] with an explicit shutdown.
+pub fn supervise_until<R: Runtime>(
+    config: &Config,
+    runtime: Arc<R>,
+    parts: Parts,
     shutdown: Shutdown,
 ) -> (
     Supervised,
     impl Future<Output = anyhow::Result<()>> + Send + 'static,
 ) {
     let (snap_tx, snap_rx) = watch::channel(None);
+    let (scan_tx, scan_rx) = watch::channel(Timestamp(0));
     let cx = ExecContext {
-        events: events.clone(),
-        host_ip: facts.host_ip.clone(),
-        clock,
+        events: parts.events.clone(),
+        host_ip: parts.host_ip.clone(),
+        clock: parts.clock,
     };
     let (reconciler, state) = Reconciler::new(
         runtime.clone(),
@@ -120,7 +246,13 @@ pub fn supervise<R: Runtime>(
             ..ReconcilerConfig::default()
         },
     );
-    let (prober, probes) = Prober::new(runtime, clock, facts.host_ip.clone(), events);
+    let reconciler = reconciler.with_metrics(parts.metrics.clone());
+    let (prober, probes) = Prober::new(
+        runtime,
+        parts.clock,
+        parts.host_ip.clone(),
+        parts.events.clone(),
+    );
     let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::default()));
     let watch_config = WatchConfig {
         dir: config.manifest_dir.clone(),
@@ -128,15 +260,21 @@ pub fn supervise<R: Runtime>(
         resync: config.resync_period,
         debounce: DEBOUNCE,
         max_hold: MAX_HOLD,
+        policy: parts.policy,
+        metrics: Some(parts.metrics.clone()),
+        heartbeat: Some(scan_tx),
+        events: parts.events.clone(),
     };
     let channels = Supervised {
         snapshots: snap_rx.clone(),
         state: state.clone(),
         probes: probes.clone(),
         status: status_rx,
+        scans: scan_rx,
     };
     let task = {
         let channels = channels.clone();
+        let clock = parts.clock;
         async move {
             let mut tasks = JoinSet::new();
             let token = shutdown.graceful.clone();
@@ -151,8 +289,8 @@ pub fn supervise<R: Runtime>(
                 channels.snapshots.clone(),
                 channels.state.clone(),
                 channels.probes.clone(),
-                facts.runtime_name,
-                facts.host_ip,
+                parts.runtime_name,
+                parts.host_ip,
                 status_tx,
                 token.clone(),
             ));

@@ -1,12 +1,13 @@
 //! Command-line flags, as typed by the user: no defaults applied and nothing validated here
-//! (that is [`crate::config`]). Every flag can also come from a `PODVISOR_*` variable.
+//! (that is [`crate::config`], which also reads the config file and `PODVISOR_*` variables).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// podvisor: a kubelet without an API server. It runs the static pods of a manifest
-/// directory through a CRI runtime (containerd, CRI-O) and keeps them running.
+/// directory through a CRI runtime (containerd, CRI-O), keeps them running, and optionally
+/// mirrors them into a Kubernetes API server.
 #[derive(Debug, Parser)]
 #[command(name = "podvisor", version, propagate_version = true)]
 pub struct Cli {
@@ -19,13 +20,37 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: watch the manifest directory and keep its pods running.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// List the static pods of a running daemon.
+    Ps(PsArgs),
+    /// Show one pod of a running daemon in full.
+    Inspect(InspectArgs),
+    /// Print a container's log.
+    Logs(LogsArgs),
+    /// Validate manifests offline, with the daemon's own rules; exit 1 on any error.
+    Check(CheckArgs),
+    /// Configuration file helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print shell completions.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print the version.
     Version,
 }
 
+/// `podvisor config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a complete configuration file with every default, commented.
+    Default,
+}
+
 /// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -33,40 +58,150 @@ pub enum LogFormat {
     Json,
 }
 
-/// Flags of `podvisor run`.
+/// Output format of `ps`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A table.
+    Table,
+    /// A wider table (uid, hash, IP, containers).
+    Wide,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// Flags of `podvisor run`. Each also comes from the config file (`--config`) and from a
+/// `PODVISOR_<FLAG>` variable; flags win over variables, variables over the file.
 #[derive(Debug, Default, Args)]
 pub struct RunArgs {
+    /// YAML configuration file (see `podvisor config default`)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Directory of static pod manifests (*.yaml, *.yml, *.json) [default: /etc/kubernetes/manifests]
-    #[arg(long, env = "PODVISOR_MANIFEST_DIR", value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub manifest_dir: Option<PathBuf>,
 
     /// CRI endpoint of the container runtime [default: unix:///run/containerd/containerd.sock]
-    #[arg(long, env = "PODVISOR_RUNTIME_ENDPOINT", value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT")]
     pub runtime_endpoint: Option<String>,
 
     /// Node name appended to pod names (`<name>-<node>`) [default: the hostname, lowercased]
-    #[arg(long, env = "PODVISOR_NODE_NAME", value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
 
     /// Full rescan of the manifest directory, whatever inotify reports [default: 10s]
-    #[arg(long, env = "PODVISOR_RESYNC_PERIOD", value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     pub resync_period: Option<String>,
 
     /// How often the runtime is listed to notice container exits [default: 1s]
-    #[arg(long, env = "PODVISOR_RELIST_PERIOD", value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     pub relist_period: Option<String>,
 
     /// podvisor's state directory; pod directories live in <DIR>/pods/<uid> [default: /var/lib/podvisor]
-    #[arg(long, env = "PODVISOR_ROOT_DIR", value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub root_dir: Option<PathBuf>,
 
     /// Where pod log directories are created [default: /var/log/pods]
-    #[arg(long, env = "PODVISOR_POD_LOG_DIR", value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub pod_log_dir: Option<PathBuf>,
 
     /// Log format [default: text]
-    #[arg(long, env = "PODVISOR_LOG_FORMAT", value_enum)]
+    #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Unix socket of the local status API (mode 0600) [default: /run/podvisor/podvisor.sock]
+    #[arg(long, value_name = "PATH")]
+    pub status_socket: Option<PathBuf>,
+
+    /// Also serve the status API over TCP at this loopback address, e.g. 127.0.0.1:10256
+    #[arg(long, value_name = "ADDR")]
+    pub status_address: Option<String>,
+
+    /// Allow --status-address to be a non-loopback address
+    #[arg(long)]
+    pub status_allow_remote: bool,
+
+    /// Run manifests that are owned by a non-root user or writable by group or others
+    /// (refused by default when running as root)
+    #[arg(long)]
+    pub allow_insecure_manifests: bool,
+
+    /// Kubeconfig of an API server to mirror static pods into (kubeadm's kubelet.conf);
+    /// without it podvisor is fully standalone
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Create (or adopt) the Node object when mirroring [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub register_node: Option<bool>,
+
+    /// Labels for the Node object: key=value,key2=value2
+    #[arg(long, value_name = "LABELS")]
+    pub node_labels: Option<String>,
+}
+
+/// Where to find a running daemon.
+#[derive(Debug, Default, Args)]
+pub struct ClientArgs {
+    /// Unix socket of the daemon's status API [default: /run/podvisor/podvisor.sock]
+    #[arg(long, value_name = "PATH", env = "PODVISOR_STATUS_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+/// Flags of `podvisor ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
+}
+
+/// Flags of `podvisor inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Pod name (`web-node1`, or `namespace/web-node1`, or just `web`)
+    pub pod: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
+}
+
+/// Flags of `podvisor logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Pod name (`web-node1`, `namespace/web-node1` or `web`)
+    pub pod: String,
+    /// Container name [default: the pod's only or first container]
+    #[arg(short, long)]
+    pub container: Option<String>,
+    /// Keep printing as the log grows
+    #[arg(short, long)]
+    pub follow: bool,
+    /// The previous (dead) instance's log
+    #[arg(short, long)]
+    pub previous: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
+}
+
+/// Flags of `podvisor check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Manifest files or directories
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Node name for pod names and hashes [default: the hostname, lowercased]
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]
@@ -92,6 +227,9 @@ mod tests {
             "5s",
             "--log-format",
             "json",
+            "--register-node=false",
+            "--node-labels",
+            "a=1,b=2",
         ])
         .expect("valid flags");
         let Command::Run(args) = cli.command else {
@@ -101,5 +239,33 @@ mod tests {
         assert_eq!(args.node_name.as_deref(), Some("Edge-1"));
         assert_eq!(args.resync_period.as_deref(), Some("5s"));
         assert_eq!(args.log_format, Some(LogFormat::Json));
+        assert_eq!(args.register_node, Some(false));
+        assert_eq!(args.node_labels.as_deref(), Some("a=1,b=2"));
+    }
+
+    #[test]
+    fn client_commands_parse() {
+        let cli =
+            Cli::try_parse_from(["podvisor", "logs", "web", "-c", "httpd", "-f", "--previous"])
+                .expect("valid");
+        let Command::Logs(l) = cli.command else {
+            panic!("not logs")
+        };
+        assert_eq!(
+            (l.pod.as_str(), l.container.as_deref(), l.follow, l.previous),
+            ("web", Some("httpd"), true, true)
+        );
+        let cli = Cli::try_parse_from(["podvisor", "ps", "-o", "wide"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Ps(PsArgs {
+                output: Output::Wide,
+                ..
+            })
+        ));
+        assert!(
+            Cli::try_parse_from(["podvisor", "check"]).is_err(),
+            "check needs a path"
+        );
     }
 }

@@ -15,14 +15,18 @@
 //! (through the [`runtime::Runtime`] trait), and `app` wires the tasks together. Nothing in
 //! `manifest` or `reconcile::plan` performs container IO.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod event;
 pub mod labels;
 pub mod manifest;
+pub mod metrics;
 pub mod mirror;
+pub mod notify;
 pub mod pod;
 pub mod probe;
 pub mod quantity;

@@ -1,10 +1,14 @@
-//! The podvisor binary: parse flags, build the configuration, start logging, run.
+//! The podvisor binary: parse flags, build the configuration, start logging, dispatch.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-use podvisor::cli::{Cli, Command};
-use podvisor::config::Config;
+use clap::{CommandFactory, Parser};
+use podvisor::cli::{Cli, Command, ConfigCommand};
+use podvisor::commands;
+use podvisor::config::{Config, ConfigFile, default_config_file};
+use podvisor::manifest::TrustPolicy;
+use podvisor::pod::NodeName;
 
 /// Exit code for bad flags or configuration (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -16,6 +20,30 @@ fn hostname() -> Result<String, String> {
         .map_err(|_| "hostname is not UTF-8".to_owned())
 }
 
+fn env(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("podvisor: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn print(result: Result<String, impl std::fmt::Display>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("podvisor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -23,8 +51,72 @@ fn main() -> ExitCode {
             println!("podvisor {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "podvisor",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", default_config_file());
+            ExitCode::SUCCESS
+        }
+        Command::Check(args) => {
+            let node = match args.node_name.clone().map(Ok).unwrap_or_else(hostname) {
+                Ok(n) => NodeName::new(&n),
+                Err(e) => {
+                    eprintln!("podvisor: cannot read the hostname: {e}; pass --node-name");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let policy = TrustPolicy::for_process(nix::unistd::geteuid().as_raw(), false);
+            let verdicts = commands::check::check(&args.paths, &node, policy);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&verdicts).unwrap_or_default()
+                );
+            } else {
+                print!("{}", commands::check::render(&verdicts));
+            }
+            if commands::check::failed(&verdicts) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Ps(args) => match runtime() {
+            Ok(rt) => print(rt.block_on(commands::ps::run(&args))),
+            Err(code) => code,
+        },
+        Command::Inspect(args) => match runtime() {
+            Ok(rt) => print(rt.block_on(commands::inspect::run(&args))),
+            Err(code) => code,
+        },
+        Command::Logs(args) => match runtime() {
+            Ok(rt) => {
+                let mut out = std::io::stdout();
+                let result = rt.block_on(commands::logs::run(&args, &mut out));
+                let _ = out.flush();
+                print(result.map(|()| String::new()))
+            }
+            Err(code) => code,
+        },
         Command::Run(args) => {
-            let config = match Config::from_run_args(&args, hostname) {
+            let file = match Config::file_path(&args, &env) {
+                Some(path) => match ConfigFile::read(&path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        eprintln!("podvisor: {e}");
+                        return ExitCode::from(EXIT_USAGE);
+                    }
+                },
+                None => ConfigFile::default(),
+            };
+            let config = match Config::from_sources(&args, file, &env, hostname) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("podvisor: {e}");
@@ -32,12 +124,9 @@ fn main() -> ExitCode {
                 }
             };
             podvisor::telemetry::init(config.log_format);
-            let rt = match tokio::runtime::Runtime::new() {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("podvisor: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let result = rt.block_on(async {
                 let shutdown = podvisor::shutdown::listen()?;

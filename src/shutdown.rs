@@ -14,6 +14,22 @@ pub struct Shutdown {
     pub force: CancellationToken,
 }
 
+impl Shutdown {
+    /// Tokens nothing cancels but the caller.
+    pub fn new() -> Shutdown {
+        Shutdown {
+            graceful: CancellationToken::new(),
+            force: CancellationToken::new(),
+        }
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
 /// Starts listening for SIGTERM and SIGINT.
 pub fn listen() -> std::io::Result<Shutdown> {
     let mut term = signal(SignalKind::terminate())?;

@@ -15,6 +15,7 @@ mod filter;
 mod parse;
 mod resolve;
 mod scan;
+mod trust;
 mod validate;
 mod watch;
 
@@ -32,6 +33,7 @@ pub use filter::{Format, IgnoreReason, classify};
 pub use parse::{ParsedPod, parse_manifest};
 pub use resolve::Resolver;
 pub use scan::{Entry, MAX_MANIFEST_BYTES, Scan, ScanError, Scanner};
+pub use trust::{TrustPolicy, untrusted};
 pub use validate::{FieldIssue, validate};
 pub use watch::{WatchConfig, watch};
 
@@ -53,6 +55,14 @@ pub enum ManifestError {
         path: PathBuf,
         /// The OS error.
         message: String,
+    },
+    /// Running as root, the file is owned by another user or writable by group or others.
+    #[error("{}: refused: {reason}; anyone who can write it could run a privileged container (chown root, chmod go-w, or run with --allow-insecure-manifests)", path.display())]
+    Untrusted {
+        /// The manifest file.
+        path: PathBuf,
+        /// Who else may write it.
+        reason: String,
     },
     /// The file is bigger than [`MAX_MANIFEST_BYTES`].
     #[error("{}: {size} bytes is over the {} byte limit", path.display(), MAX_MANIFEST_BYTES)]

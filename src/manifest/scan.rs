@@ -11,7 +11,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::{IgnoreReason, ManifestError, ParsedPod, classify, parse_manifest};
+use super::{
+    IgnoreReason, ManifestError, ParsedPod, TrustPolicy, classify, parse_manifest, untrusted,
+};
 
 /// The largest manifest read, as the kubelet's `maxConfigLength`: 10 MiB.
 pub const MAX_MANIFEST_BYTES: u64 = 10 * 1024 * 1024;
@@ -32,6 +34,8 @@ pub struct Scan {
     pub entries: BTreeMap<PathBuf, Entry>,
     /// Directories that manifests link into (to watch them as well).
     pub link_dirs: BTreeSet<PathBuf>,
+    /// Trust warnings about the directory itself (files carry theirs in their entries).
+    pub warnings: Vec<String>,
 }
 
 /// The directory itself could not be read.
@@ -42,6 +46,15 @@ pub enum ScanError {
     Missing {
         /// The manifest directory.
         path: PathBuf,
+    },
+    /// Running as root, the directory is owned by another user or writable by group or
+    /// others: nothing in it is trusted, and running pods are left as they are.
+    #[error("manifest directory {} refused: {reason} (chown root, chmod go-w, or run with --allow-insecure-manifests)", path.display())]
+    Untrusted {
+        /// The manifest directory.
+        path: PathBuf,
+        /// Who else may write it.
+        reason: String,
     },
     /// It exists but cannot be listed.
     #[error("manifest directory {} cannot be read: {message}", path.display())]
@@ -61,14 +74,21 @@ struct Cached {
 /// Scans one directory, remembering what each file parsed to.
 pub struct Scanner {
     dir: PathBuf,
+    policy: TrustPolicy,
     cache: HashMap<PathBuf, Cached>,
 }
 
 impl Scanner {
-    /// A scanner for `dir`.
+    /// A scanner for `dir` that does not check ownership (see [`Scanner::with_policy`]).
     pub fn new(dir: impl Into<PathBuf>) -> Scanner {
+        Scanner::with_policy(dir, TrustPolicy::Off)
+    }
+
+    /// A scanner for `dir` that treats untrusted files per `policy`.
+    pub fn with_policy(dir: impl Into<PathBuf>, policy: TrustPolicy) -> Scanner {
         Scanner {
             dir: dir.into(),
+            policy,
             cache: HashMap::new(),
         }
     }
@@ -90,6 +110,22 @@ impl Scanner {
             },
         })?;
         let mut scan = Scan::default();
+        if self.policy != TrustPolicy::Off
+            && let Some(reason) = std::fs::metadata(&self.dir)
+                .ok()
+                .and_then(|m| untrusted(&m))
+        {
+            if self.policy == TrustPolicy::Enforce {
+                return Err(ScanError::Untrusted {
+                    path: self.dir.clone(),
+                    reason,
+                });
+            }
+            scan.warnings.push(format!(
+                "manifest directory {} is {reason}",
+                self.dir.display()
+            ));
+        }
         for entry in read_dir.flatten() {
             let path = entry.path();
             let name = entry.file_name();
@@ -141,6 +177,25 @@ impl Scanner {
                     .and_then(|t| t.parent().map(Path::to_path_buf))
             {
                 scan.link_dirs.insert(dir);
+            }
+            let trust = if self.policy == TrustPolicy::Off {
+                None
+            } else {
+                untrusted(&meta)
+            };
+            if let (Some(reason), TrustPolicy::Enforce) = (&trust, self.policy) {
+                let err = ManifestError::Untrusted {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                };
+                scan.entries.insert(path, Entry::Parsed(Err(err)));
+                continue;
+            }
+            if let Some(reason) = trust {
+                scan.warnings.push(format!(
+                    "{} is {reason}; running it anyway (--allow-insecure-manifests)",
+                    path.display()
+                ));
             }
             let result = self.read_and_parse(&path, format, meta.len());
             scan.entries.insert(path, Entry::Parsed(result));
@@ -290,6 +345,42 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = Scanner::new(dir.path().join("nope")).scan().unwrap_err();
         assert!(matches!(err, ScanError::Missing { .. }));
+    }
+
+    #[test]
+    fn as_root_untrusted_files_and_directories_are_refused_or_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        if !nix::unistd::geteuid().is_root() {
+            return; // ownership by root cannot be arranged otherwise; the containerd tests run as root
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let good = dir.path().join("good.yaml");
+        let open = dir.path().join("open.yaml");
+        std::fs::write(&good, POD.replace("NAME", "good")).expect("write");
+        std::fs::write(&open, POD.replace("NAME", "open")).expect("write");
+        std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let scan = Scanner::with_policy(dir.path(), TrustPolicy::Enforce)
+            .scan()
+            .expect("scan");
+        assert!(matches!(&scan.entries[&good], Entry::Parsed(Ok(_))));
+        assert!(matches!(
+            &scan.entries[&open],
+            Entry::Parsed(Err(ManifestError::Untrusted { .. }))
+        ));
+        let scan = Scanner::with_policy(dir.path(), TrustPolicy::Warn)
+            .scan()
+            .expect("scan");
+        assert!(matches!(&scan.entries[&open], Entry::Parsed(Ok(_))));
+        assert_eq!(scan.warnings.len(), 1);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let err = Scanner::with_policy(dir.path(), TrustPolicy::Enforce)
+            .scan()
+            .unwrap_err();
+        assert!(matches!(err, ScanError::Untrusted { .. }), "{err}");
     }
 
     #[test]

@@ -18,14 +18,16 @@ use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch as channel};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::{Resolver, ScanError, Scanner, Snapshot, classify};
-use crate::clock::Clock;
+use super::{Resolver, ScanError, Scanner, Snapshot, TrustPolicy, classify};
+use crate::clock::{Clock, Timestamp};
+use crate::event::{EventSink, EventType, PodEvent};
+use crate::metrics::Metrics;
 use crate::pod::NodeName;
 
 /// How the manifest directory is watched.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct WatchConfig {
     /// The manifest directory.
     pub dir: PathBuf,
@@ -37,6 +39,14 @@ pub struct WatchConfig {
     pub debounce: Duration,
     /// Longest a burst may hold back a rescan.
     pub max_hold: Duration,
+    /// How files not owned by root, or writable by others, are treated.
+    pub policy: TrustPolicy,
+    /// Metrics to record successful scans in.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Told the time of every scan attempt (a heartbeat for `/healthz`).
+    pub heartbeat: Option<channel::Sender<Timestamp>>,
+    /// Where `InvalidManifest` events about pods of a rejected file go.
+    pub events: EventSink,
 }
 
 /// How urgently an event asks for a rescan.
@@ -111,8 +121,20 @@ struct Reporter {
 
 impl Reporter {
     /// Logs each manifest error and warning once, and when it goes away.
-    fn report(&mut self, snapshot: &Snapshot) {
+    fn report(
+        &mut self,
+        snapshot: &Snapshot,
+        dir_warnings: &[String],
+        events: &EventSink,
+        at: Timestamp,
+    ) {
         let mut now = BTreeSet::new();
+        for w in dir_warnings {
+            if !self.reported.contains(w) {
+                warn!(warning = %w, "untrusted manifests allowed");
+            }
+            now.insert(w.clone());
+        }
         for (path, file) in &snapshot.files {
             for e in &file.errors {
                 let line = e.to_string();
@@ -121,6 +143,16 @@ impl Reporter {
                         warn!(file = %path.display(), error = %line, "manifest rejected");
                     } else {
                         warn!(file = %path.display(), error = %line, pods = ?file.pods.iter().map(ToString::to_string).collect::<Vec<_>>(), "manifest rejected; its pods keep running their last good version");
+                    }
+                    for key in &file.pods {
+                        events.emit(PodEvent {
+                            key: key.clone(),
+                            type_: EventType::Warning,
+                            reason: "InvalidManifest".to_owned(),
+                            message: format!("{line}; the pod keeps running its last good version"),
+                            field_path: None,
+                            at,
+                        });
                     }
                 }
                 now.insert(line);
@@ -172,7 +204,7 @@ pub async fn watch(
     };
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
     let state = Arc::new(Mutex::new((
-        Scanner::new(&dir),
+        Scanner::with_policy(&dir, config.policy),
         Resolver::new(config.node.clone()),
     )));
     let mut reporter = Reporter {
@@ -207,17 +239,20 @@ pub async fn watch(
         }
 
         let now = clock.now();
+        if let Some(h) = &config.heartbeat {
+            h.send_replace(now);
+        }
         let scan_state = state.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut guard = scan_state.lock().unwrap_or_else(|e| e.into_inner());
             let (scanner, resolver) = &mut *guard;
             scanner.scan().map(|scan| {
                 let snapshot = resolver.resolve(&scan, now);
-                (snapshot, scan.link_dirs)
+                (snapshot, scan.link_dirs, scan.warnings)
             })
         })
         .await;
-        let (snapshot, link_dirs) = match result {
+        let (snapshot, link_dirs, dir_warnings) = match result {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 let message = e.to_string();
@@ -228,6 +263,9 @@ pub async fn watch(
                         }
                         ScanError::Unreadable { .. } => {
                             warn!(error = %message, "manifest directory unreadable; running pods are left alone")
+                        }
+                        ScanError::Untrusted { .. } => {
+                            error!(error = %message, "manifest directory refused; running pods are left alone")
                         }
                     }
                     reporter.dir_error = Some(message);
@@ -242,7 +280,10 @@ pub async fn watch(
         if let Some(err) = reporter.dir_error.take() {
             info!(was = %err, "manifest directory readable");
         }
-        reporter.report(&snapshot);
+        reporter.report(&snapshot, &dir_warnings, &config.events, now);
+        if let Some(m) = &config.metrics {
+            m.resynced(now);
+        }
 
         if let Some(w) = watcher.as_mut() {
             let mut wanted: BTreeSet<PathBuf> = link_dirs;

@@ -17,14 +17,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
-use super::execute::{ExecContext, Outcome, execute};
+use super::execute::{ExecContext, Outcome, WorkError, execute};
 use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};
 use crate::clock::{Clock, Timestamp};
 use crate::event::{EventType, PodEvent, container_field};
 use crate::manifest::Snapshot;
+use crate::metrics::Metrics;
 use crate::pod::PodKey;
 use crate::probe::ProbeResults;
-use crate::runtime::{Observed, Runtime};
+use crate::runtime::{Observed, Runtime, RuntimeError};
 use crate::status::StartError;
 
 /// How the loop paces itself.
@@ -79,6 +80,8 @@ pub struct Reconciler<R: Runtime> {
     retry_at: BTreeMap<PodKey, Timestamp>,
     runtime_retry: Duration,
     announced_backoffs: BTreeSet<(PodKey, String, Timestamp)>,
+    metrics: Option<Arc<Metrics>>,
+    running: std::collections::HashMap<tokio::task::Id, PodKey>,
     state: ReconcileState,
     state_tx: watch::Sender<Arc<ReconcileState>>,
 }
@@ -110,10 +113,18 @@ impl<R: Runtime> Reconciler<R> {
             retry_at: BTreeMap::new(),
             runtime_retry: RUNTIME_RETRY_MIN,
             announced_backoffs: BTreeSet::new(),
+            metrics: None,
+            running: std::collections::HashMap::new(),
             state: ReconcileState::default(),
             state_tx,
         };
         (r, state_rx)
+    }
+
+    /// Records pass durations in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs until `shutdown` is cancelled. Waits for the first manifest snapshot before
@@ -165,10 +176,10 @@ impl<R: Runtime> Reconciler<R> {
                     }
                 }
                 changed = probes.changed() => if changed.is_err() { break },
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(outcome) = done { self.finish(outcome); }
-                    while let Some(done) = tasks.try_join_next() {
-                        if let Ok(outcome) = done { self.finish(outcome); }
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    self.joined(done);
+                    while let Some(done) = tasks.try_join_next_with_id() {
+                        self.joined(done);
                     }
                 }
                 _ = relist.tick() => {}
@@ -191,6 +202,7 @@ impl<R: Runtime> Reconciler<R> {
         tasks: &mut JoinSet<Outcome>,
         snapshot_synced: &mut bool,
     ) -> Option<Timestamp> {
+        let started = Instant::now();
         let observed = match self.rt.observe().await {
             Ok(o) => {
                 if let Some(err) = self.state.runtime_error.take() {
@@ -244,7 +256,9 @@ impl<R: Runtime> Reconciler<R> {
             self.state.busy.insert(work.key.clone());
             let rt = self.rt.clone();
             let cx = self.cx.clone();
-            tasks.spawn(async move { execute(rt.as_ref(), &cx, work).await });
+            let key = work.key.clone();
+            let handle = tasks.spawn(async move { execute(rt.as_ref(), &cx, work).await });
+            self.running.insert(handle.id(), key);
         }
         self.announce_backoffs(&planned.backing_off, snapshot);
         if dispatched == 0 && self.state.busy.is_empty() && !*snapshot_synced {
@@ -259,6 +273,9 @@ impl<R: Runtime> Reconciler<R> {
         self.state.observed = Arc::new(observed);
         self.state.backing_off = planned.backing_off;
         self.publish();
+        if let Some(m) = &self.metrics {
+            m.reconcile_pass(started.elapsed());
+        }
         planned.wake_at
     }
 
@@ -288,6 +305,35 @@ impl<R: Runtime> Reconciler<R> {
             info!(pod = %key, container = %name, until = %until, "container in CrashLoopBackOff");
         }
         self.announced_backoffs = current;
+    }
+
+    /// A pod task ended: its outcome, or — should it have panicked — a failure, so that the
+    /// pod is never left marked busy.
+    fn joined(&mut self, done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) {
+        let outcome = match done {
+            Ok((id, outcome)) => {
+                self.running.remove(&id);
+                outcome
+            }
+            Err(e) => {
+                let Some(key) = self.running.remove(&e.id()) else {
+                    return;
+                };
+                warn!(pod = %key, error = %e, "pod task died");
+                Outcome {
+                    key,
+                    result: Err(WorkError {
+                        container: None,
+                        error: RuntimeError::Call {
+                            method: "pod task",
+                            code: 2,
+                            message: e.to_string(),
+                        },
+                    }),
+                }
+            }
+        };
+        self.finish(outcome);
     }
 
     fn finish(&mut self, outcome: Outcome) {

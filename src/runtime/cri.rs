@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -15,10 +15,11 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Endpoint, Uri};
 use tracing::{debug, warn};
 
 use super::convert::{self, Addresses};
+use super::metered::Metered;
 use super::{
     ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, NodeContext, Observed,
     ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState, events,
@@ -26,6 +27,7 @@ use super::{
 };
 use crate::clock::Timestamp;
 use crate::labels;
+use crate::metrics::Metrics;
 use crate::pod::{ContainerKind, PodKey, StaticPod};
 
 /// Limit for calls that only read.
@@ -72,7 +74,7 @@ impl RuntimeVersion {
 
 /// A CRI v1 runtime behind a unix socket.
 pub struct CriRuntime {
-    channel: Channel,
+    channel: Metered,
     ctx: NodeContext,
     cache: Mutex<Cache>,
 }
@@ -124,7 +126,11 @@ fn host_error(what: &'static str, path: &Path, e: std::io::Error) -> RuntimeErro
 impl CriRuntime {
     /// A runtime at `endpoint` (`unix:///run/containerd/containerd.sock` or a bare path). Does
     /// not connect yet: the first call does, and calls reconnect after the runtime restarts.
-    pub fn new(endpoint: &str, ctx: NodeContext) -> Result<CriRuntime, RuntimeError> {
+    pub fn new(
+        endpoint: &str,
+        ctx: NodeContext,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<CriRuntime, RuntimeError> {
         let path = socket_path(endpoint);
         let channel =
             Endpoint::try_from("http://[::]:50051")
@@ -140,7 +146,7 @@ impl CriRuntime {
                     }
                 }));
         Ok(CriRuntime {
-            channel,
+            channel: Metered::new(channel, metrics),
             ctx,
             cache: Mutex::new(Cache::default()),
         })
@@ -151,11 +157,11 @@ impl CriRuntime {
         &self.ctx
     }
 
-    fn rt(&self) -> RuntimeServiceClient<Channel> {
+    fn rt(&self) -> RuntimeServiceClient<Metered> {
         RuntimeServiceClient::new(self.channel.clone())
     }
 
-    fn images(&self) -> ImageServiceClient<Channel> {
+    fn images(&self) -> ImageServiceClient<Metered> {
         ImageServiceClient::new(self.channel.clone())
     }
 
@@ -777,7 +783,7 @@ impl Runtime for CriRuntime {
     }
 
     async fn exits(&self) -> Result<Option<(EventSource, ExitStream)>, RuntimeError> {
-        match events::subscribe(&self.channel).await {
+        match events::subscribe(self.channel.channel()).await {
             Ok(found) => Ok(Some(found)),
             Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
             Err(s) => Err(to_error("GetContainerEvents", s, READ_TIMEOUT)),

@@ -9,6 +9,7 @@ mod cri;
 mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod fake;
+mod metered;
 mod node;
 mod podfiles;
 mod volumes;

@@ -20,6 +20,9 @@ pub struct Daemon {
     log_file: PathBuf,
     endpoint: String,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
+    /// The status API socket.
+    pub socket: PathBuf,
 }
 
 impl Daemon {
@@ -30,6 +33,11 @@ impl Daemon {
 
     /// Starts podvisor with extra flags.
     pub fn start_with(lab: &Lab, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(lab, extra, &[])
+    }
+
+    /// Starts podvisor with extra flags and environment.
+    pub fn start_with_env(lab: &Lab, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut d = Daemon {
             child: None,
             manifests: lab.path("manifests"),
@@ -39,6 +47,11 @@ impl Daemon {
             log_file: lab.dir.path().join("podvisor.log"),
             endpoint: lab.endpoint.clone(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            socket: lab.dir.path().join("podvisor.sock"),
         };
         d.spawn();
         d
@@ -64,7 +77,10 @@ impl Daemon {
             .arg(&self.logs)
             .arg("--resync-period")
             .arg("2s")
+            .arg("--status-socket")
+            .arg(&self.socket)
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "podvisor=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -131,6 +147,21 @@ impl Daemon {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Runs a podvisor client command against this daemon; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .expect("run podvisor cli");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// The full pod name for a manifest's `metadata.name`.

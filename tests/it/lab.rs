@@ -123,7 +123,7 @@ impl Lab {
             self.path("observer-root"),
             self.path("observer-logs"),
         );
-        CriRuntime::new(&self.endpoint, ctx).expect("cri client")
+        CriRuntime::new(&self.endpoint, ctx, None).expect("cri client")
     }
 
     /// Sends SIGKILL to a container's process, as a crash would.

@@ -7,6 +7,8 @@
 mod daemon;
 mod lab;
 mod lifecycle;
+mod mirror;
+mod operate;
 mod podspec;
 mod resilience;
 mod supervise;

@@ -5,11 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use podvisor::app::{NodeFacts, supervise};
+use podvisor::app::{Parts, supervise_until};
 use podvisor::cli::LogFormat;
 use podvisor::clock::{Clock, Timestamp};
 use podvisor::config::Config;
-use podvisor::event::EventSink;
 use podvisor::pod::NodeName;
 use podvisor::reconcile::ReconcileState;
 use podvisor::runtime::{FakeCall, FakeRuntime};
@@ -29,6 +28,10 @@ fn config(dir: &Path) -> Config {
         root_dir: dir.join("root"),
         pod_log_dir: dir.join("logs"),
         log_format: LogFormat::Text,
+        status_socket: dir.join("podvisor.sock"),
+        status_address: None,
+        allow_insecure_manifests: false,
+        mirror: None,
     }
 }
 
@@ -63,12 +66,10 @@ async fn crash_loop_restarts_at_once_then_exactly_when_the_backoff_expires() {
         graceful: CancellationToken::new(),
         force: CancellationToken::new(),
     };
-    let (channels, task) = supervise(
+    let (channels, task) = supervise_until(
         &config(dir.path()),
         rt.clone(),
-        NodeFacts::default(),
-        clock,
-        EventSink::discard(),
+        Parts::plain(clock),
         shutdown.clone(),
     );
     let mut state = channels.state;
@@ -134,12 +135,10 @@ async fn shutdown_stops_the_loops_and_touches_no_pod() {
         graceful: CancellationToken::new(),
         force: CancellationToken::new(),
     };
-    let (channels, task) = supervise(
+    let (channels, task) = supervise_until(
         &config(dir.path()),
         rt.clone(),
-        NodeFacts::default(),
-        clock,
-        EventSink::discard(),
+        Parts::plain(clock),
         shutdown.clone(),
     );
     let mut state = channels.state;
@@ -174,12 +173,10 @@ async fn a_missing_manifest_directory_never_deletes_running_pods() {
         graceful: CancellationToken::new(),
         force: CancellationToken::new(),
     };
-    let (channels, task) = supervise(
+    let (channels, task) = supervise_until(
         &config(&manifests),
         rt.clone(),
-        NodeFacts::default(),
-        clock,
-        EventSink::discard(),
+        Parts::plain(clock),
         shutdown.clone(),
     );
     let mut state = channels.state;
@@ -197,12 +194,10 @@ async fn a_missing_manifest_directory_never_deletes_running_pods() {
         graceful: CancellationToken::new(),
         force: CancellationToken::new(),
     };
-    let (_channels, task) = supervise(
+    let (_channels, task) = supervise_until(
         &config(&manifests),
         rt.clone(),
-        NodeFacts::default(),
-        clock,
-        EventSink::discard(),
+        Parts::plain(clock),
         shutdown.clone(),
     );
     let task = tokio::spawn(task);

@@ -215,18 +215,10 @@ struct PodView<'a> {
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut views: BTreeMap<&PodKey, PodView<'_>> = BTreeMap::new();
     for s in &input.observed.sandboxes {
-        views
-            .entry(&s.key)
-            .or_default()
-            .sandboxes
-            .push(s);
+        views.entry(&s.key).or_default().sandboxes.push(s);
     }
     for c in &input.observed.containers {
-        views
-            .entry(&c.key)
-            .or_default()
-            .containers
-            .push(c);
+        views.entry(&c.key).or_default().containers.push(c);
     }
     let keys: BTreeSet<&PodKey> = input
         .desired

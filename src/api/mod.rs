@@ -1,0 +1,13 @@
+//! The local status API: a small HTTP server on a unix socket (mode 0600) and, when asked, a
+//! loopback TCP address. It serves views of the loops' latest snapshots and never changes
+//! anything. Bootstrap tooling can wait on `/pods` instead of an API server.
+//!
+//! * `/healthz`: the loops are alive. `/readyz`: first full reconcile done, runtime reachable.
+//! * `/pods`, `/pods/<name>`, `/manifests`, `/mirror`: JSON views ([`views`]).
+//! * `/metrics`: Prometheus text.
+
+pub mod client;
+mod server;
+pub mod views;
+
+pub use server::{ApiState, Heartbeat, serve};

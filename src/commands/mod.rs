@@ -1,0 +1,20 @@
+//! The CLI's subcommands besides `run`: `ps`, `inspect` and `logs` read a running daemon's
+//! status API; `check` validates manifests offline with the daemon's own code. Rendering is
+//! pure and tested; the rest is thin IO.
+
+pub mod check;
+pub mod inspect;
+pub mod logs;
+pub mod ps;
+
+use std::path::PathBuf;
+
+use crate::cli::ClientArgs;
+use crate::config::DEFAULT_STATUS_SOCKET;
+
+/// The status socket a client command talks to.
+pub fn socket(args: &ClientArgs) -> PathBuf {
+    args.socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATUS_SOCKET))
+}

@@ -1,0 +1,293 @@
+//! Prometheus metrics (prometheus-client). Counters and histograms are recorded where things
+//! happen (CRI calls, reconcile passes, resyncs); the gauges that describe state (pods by
+//! phase, restarts, manifest errors, mirror state) are filled from the latest snapshots at
+//! scrape time, so they can never drift from what `/pods` shows.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::clock::Timestamp;
+use crate::manifest::{FileStatus, Snapshot};
+use crate::status::NodeStatus;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerLabel {
+    namespace: String,
+    pod: String,
+    container: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabel {
+    file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+/// What the mirror task reports, for metrics: its phase name and whether the API server
+/// answered lately. `None` when mirroring is off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MirrorSummary {
+    /// `Synced`, `Unreachable`, `WaitingForNode`, `Connecting`.
+    pub state: String,
+    /// The API server answered lately.
+    pub reachable: bool,
+}
+
+/// podvisor's metrics.
+pub struct Metrics {
+    registry: Registry,
+    reconcile_duration: Histogram,
+    cri_duration: Family<MethodLabel, Histogram>,
+    cri_errors: Family<MethodLabel, Counter>,
+    last_resync: Gauge<f64, AtomicU64>,
+    pods: Family<PhaseLabel, Gauge>,
+    restarts: Family<ContainerLabel, Gauge>,
+    manifest_errors: Family<FileLabel, Gauge>,
+    mirror_state: Family<StateLabel, Gauge>,
+    apiserver_reachable: Gauge,
+    scrape: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("podvisor");
+        let reconcile_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        let cri_duration = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let cri_errors = Family::<MethodLabel, Counter>::default();
+        let last_resync = Gauge::<f64, AtomicU64>::default();
+        let pods = Family::<PhaseLabel, Gauge>::default();
+        let restarts = Family::<ContainerLabel, Gauge>::default();
+        let manifest_errors = Family::<FileLabel, Gauge>::default();
+        let mirror_state = Family::<StateLabel, Gauge>::default();
+        let apiserver_reachable = Gauge::default();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time of one reconcile pass (observe, plan, dispatch)",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "cri_call_duration_seconds",
+            "Duration of CRI calls by method",
+            cri_duration.clone(),
+        );
+        registry.register(
+            "cri_call_errors",
+            "CRI calls that failed, by method",
+            cri_errors.clone(),
+        );
+        registry.register(
+            "last_resync_timestamp_seconds",
+            "Unix time of the last successful manifest directory scan",
+            last_resync.clone(),
+        );
+        registry.register("pods", "Static pods by phase", pods.clone());
+        registry.register(
+            "container_restarts",
+            "Restart count of each static pod container",
+            restarts.clone(),
+        );
+        registry.register(
+            "manifest_errors",
+            "Errors of each manifest file (rejected or conflicting)",
+            manifest_errors.clone(),
+        );
+        registry.register(
+            "mirror_sync_state",
+            "1 for the mirror task's current state",
+            mirror_state.clone(),
+        );
+        registry.register(
+            "apiserver_reachable",
+            "1 when the API server answered lately (mirroring on)",
+            apiserver_reachable.clone(),
+        );
+        Metrics {
+            registry,
+            reconcile_duration,
+            cri_duration,
+            cri_errors,
+            last_resync,
+            pods,
+            restarts,
+            manifest_errors,
+            mirror_state,
+            apiserver_reachable,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// Records one CRI call.
+    pub fn cri_call(&self, method: &str, took: Duration, ok: bool) {
+        let label = MethodLabel {
+            method: method.to_owned(),
+        };
+        self.cri_duration
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+        if !ok {
+            self.cri_errors.get_or_create(&label).inc();
+        }
+    }
+
+    /// Records one reconcile pass.
+    pub fn reconcile_pass(&self, took: Duration) {
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Records a successful manifest directory scan.
+    pub fn resynced(&self, at: Timestamp) {
+        self.last_resync.set(at.0 as f64 / 1e9);
+    }
+
+    /// Renders the text exposition format from the latest state.
+    pub fn render(
+        &self,
+        status: &NodeStatus,
+        snapshot: Option<&Snapshot>,
+        mirror: Option<&MirrorSummary>,
+    ) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.pods.clear();
+        for phase in ["Pending", "Running", "Succeeded", "Failed", "Unknown"] {
+            self.pods
+                .get_or_create(&PhaseLabel {
+                    phase: phase.to_owned(),
+                })
+                .set(0);
+        }
+        self.restarts.clear();
+        for (key, report) in &status.pods {
+            let phase = report
+                .status
+                .phase
+                .clone()
+                .unwrap_or_else(|| "Unknown".to_owned());
+            self.pods.get_or_create(&PhaseLabel { phase }).inc();
+            let statuses = report
+                .status
+                .init_container_statuses
+                .iter()
+                .flatten()
+                .chain(report.status.container_statuses.iter().flatten());
+            for c in statuses {
+                let label = ContainerLabel {
+                    namespace: key.namespace.clone(),
+                    pod: key.name.clone(),
+                    container: c.name.clone(),
+                };
+                self.restarts
+                    .get_or_create(&label)
+                    .set(i64::from(c.restart_count));
+            }
+        }
+        self.manifest_errors.clear();
+        for (path, file) in snapshot.map(|s| &s.files).into_iter().flatten() {
+            if !file.errors.is_empty() || file.status == FileStatus::Rejected {
+                let label = FileLabel {
+                    file: path.display().to_string(),
+                };
+                self.manifest_errors
+                    .get_or_create(&label)
+                    .set(file.errors.len() as i64);
+            }
+        }
+        self.mirror_state.clear();
+        if let Some(m) = mirror {
+            self.mirror_state
+                .get_or_create(&StateLabel {
+                    state: m.state.clone(),
+                })
+                .set(1);
+            self.apiserver_reachable.set(i64::from(m.reachable));
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_shows_recorded_calls_and_state_gauges() {
+        let m = Metrics::new();
+        m.cri_call("ListContainers", Duration::from_millis(2), true);
+        m.cri_call("RunPodSandbox", Duration::from_millis(50), false);
+        m.reconcile_pass(Duration::from_micros(300));
+        m.resynced(Timestamp(1_700_000_000_000_000_000));
+        let text = m.render(
+            &NodeStatus::default(),
+            None,
+            Some(&MirrorSummary {
+                state: "Unreachable".into(),
+                reachable: false,
+            }),
+        );
+        assert!(
+            text.contains("podvisor_cri_call_duration_seconds_count{method=\"ListContainers\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podvisor_cri_call_errors_total{method=\"RunPodSandbox\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podvisor_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podvisor_last_resync_timestamp_seconds 1700000000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podvisor_pods{phase=\"Running\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podvisor_mirror_sync_state{state=\"Unreachable\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("podvisor_apiserver_reachable 0"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

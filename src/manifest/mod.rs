@@ -15,6 +15,8 @@ mod filter;
 mod parse;
 mod resolve;
 mod scan;
+#[cfg(test)]
+pub(crate) mod testing;
 mod trust;
 mod validate;
 mod watch;

@@ -295,34 +295,20 @@ async fn post_start<R: Runtime>(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+
     use std::sync::Arc;
 
     use super::*;
     use crate::clock::Timestamp;
     use crate::event::channel;
-    use crate::manifest::{Format, parse_manifest};
-    use crate::pod::{ManifestRef, NodeName};
+
     use crate::reconcile::plan::Hook;
     use crate::runtime::{ExecOutput, FakeCall, FakeRuntime};
 
     const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
 
     fn pod(yaml: &str) -> Arc<StaticPod> {
-        let path = Path::new("/m/p.yaml");
-        let p = parse_manifest(path, Format::Yaml, yaml.as_bytes())
-            .expect("valid")
-            .remove(0);
-        Arc::new(StaticPod::build(
-            p.metadata,
-            p.spec,
-            &NodeName::new("n1"),
-            ManifestRef {
-                path: path.to_owned(),
-                at: p.at,
-            },
-            |_| T0,
-        ))
+        Arc::new(crate::manifest::testing::static_pod(yaml))
     }
 
     async fn running(rt: &FakeRuntime, pod: &Arc<StaticPod>, attempt: u32) -> ContainerId {

@@ -775,7 +775,7 @@ mod tests {
     use crate::manifest::{Format, parse_manifest};
     use crate::pod::{ManifestRef, NodeName};
     use crate::runtime::ResolvConf;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     fn ctx() -> NodeContext {
         NodeContext {
@@ -795,19 +795,7 @@ mod tests {
     }
 
     fn pod(yaml: &str) -> StaticPod {
-        let path = Path::new("/etc/kubernetes/manifests/p.yaml");
-        let parsed = parse_manifest(path, Format::Yaml, yaml.as_bytes()).expect("valid manifest");
-        let p = parsed.into_iter().next().expect("one pod");
-        StaticPod::build(
-            p.metadata,
-            p.spec,
-            &NodeName::new("node1"),
-            ManifestRef {
-                path: path.to_owned(),
-                at: p.at,
-            },
-            |_| Timestamp(0),
-        )
+        crate::manifest::testing::static_pod_at("/etc/kubernetes/manifests/p.yaml", "node1", yaml)
     }
 
     const WEB: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: edge\n  labels: {app: web}\n  annotations: {team: blue}\nspec:\n  containers:\n  - name: web\n    image: busybox:1.35\n    command: [httpd, -f, -p, $(PORT)]\n    args: [$$(PORT), $(MISSING)]\n    env:\n    - {name: PORT, value: '8080'}\n    - {name: URL, value: 'http://$(POD_NAME):$(PORT)/'}\n    - name: POD_NAME\n      valueFrom: {fieldRef: {fieldPath: metadata.name}}\n    - name: NODE\n      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}\n    - name: MEM\n      valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}\n    ports: [{containerPort: 8080, hostPort: 18080, name: http}]\n    resources:\n      requests: {cpu: 250m, memory: 64Mi}\n      limits: {cpu: 500m, memory: 128Mi}\n";

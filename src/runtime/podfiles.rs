@@ -192,25 +192,9 @@ pub fn tail_of_cri_log(raw: &str, truncated_front: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
-    use crate::manifest::{Format, parse_manifest};
-    use crate::pod::{ManifestRef, NodeName};
 
     fn pod(yaml: &str) -> StaticPod {
-        let path = Path::new("/m/p.yaml");
-        let p = parse_manifest(path, Format::Yaml, yaml.as_bytes())
-            .expect("valid")
-            .remove(0);
-        StaticPod::build(
-            p.metadata,
-            p.spec,
-            &NodeName::new("n1"),
-            ManifestRef {
-                path: path.to_owned(),
-                at: p.at,
-            },
-            |_| Timestamp(0),
-        )
+        crate::manifest::testing::static_pod(yaml)
     }
 
     #[test]

@@ -246,9 +246,8 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
-    use crate::manifest::{Format, parse_manifest};
-    use crate::pod::{ManifestRef, NodeName};
+
+    use crate::pod::NodeName;
     use crate::runtime::ResolvConf;
 
     #[test]
@@ -284,20 +283,7 @@ mod tests {
             cpus: 2,
         };
         let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: d, labels: {b: '2', a: '1'}}\nspec:\n  containers:\n  - {name: c, image: 'i:1', resources: {limits: {memory: 64Mi}}}\n  volumes:\n  - name: info\n    downwardAPI:\n      items:\n      - {path: name, fieldRef: {fieldPath: metadata.name}}\n      - {path: sub/labels, fieldRef: {fieldPath: metadata.labels}, mode: 0600}\n      - {path: mem, resourceFieldRef: {containerName: c, resource: limits.memory, divisor: 1Mi}}\n  - name: proj\n    projected:\n      sources:\n      - downwardAPI: {items: [{path: ns, fieldRef: {fieldPath: metadata.namespace}}]}\n";
-        let path = Path::new("/m/d.yaml");
-        let p = parse_manifest(path, Format::Yaml, yaml.as_bytes())
-            .expect("valid")
-            .remove(0);
-        let pod = StaticPod::build(
-            p.metadata,
-            p.spec,
-            &NodeName::new("n1"),
-            ManifestRef {
-                path: path.to_owned(),
-                at: p.at,
-            },
-            |_| Timestamp(0),
-        );
+        let pod = crate::manifest::testing::static_pod_at("/m/d.yaml", "n1", yaml);
         prepare(&pod, &ctx).expect("prepared");
         let vols = pod.spec.volumes.clone().expect("volumes");
         let info = volume_path(&ctx, pod.uid.as_str(), &vols[0]).expect("path");

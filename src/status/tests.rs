@@ -1,29 +1,14 @@
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::manifest::{Format, parse_manifest};
-use crate::pod::{ContainerKind, ManifestRef, NodeName};
+use crate::pod::ContainerKind;
 use crate::runtime::{ObservedSandbox, SandboxId};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
 
 fn pod(yaml: &str) -> StaticPod {
-    let path = Path::new("/m/p.yaml");
-    let p = parse_manifest(path, Format::Yaml, yaml.as_bytes())
-        .expect("valid")
-        .remove(0);
-    StaticPod::build(
-        p.metadata,
-        p.spec,
-        &NodeName::new("n1"),
-        ManifestRef {
-            path: path.to_owned(),
-            at: p.at,
-        },
-        |_| T0,
-    )
+    crate::manifest::testing::static_pod(yaml)
 }
 
 fn sandbox(p: &StaticPod, ip: Option<&str>) -> ObservedSandbox {

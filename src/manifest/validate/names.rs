@@ -1,0 +1,53 @@
+//! Name rules (`k8s.io/apimachinery/pkg/util/validation`). Pure.
+
+pub(super) fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A lowercase RFC 1123 subdomain of at most 253 characters.
+pub(in crate::manifest) fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+pub(super) fn is_label_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+pub(super) fn is_qualified_name(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((prefix, name)) => is_dns1123_subdomain(prefix) && is_label_name_part(name),
+        None => is_label_name_part(s),
+    }
+}
+
+pub(super) fn is_label_value(s: &str) -> bool {
+    s.is_empty() || is_label_name_part(s)
+}
+
+pub(super) fn is_iana_svc_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+pub(super) fn is_env_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (32..127).contains(&b) && b != b'=')
+}
+
+pub(super) const DNS1123_LABEL: &str = "must be a lowercase RFC 1123 label: a-z, 0-9 and '-', starting and ending alphanumeric, at most 63 characters";
+pub(super) const DNS1123_SUBDOMAIN: &str = "must be a lowercase RFC 1123 subdomain: labels of a-z, 0-9 and '-' separated by '.', at most 253 characters";

@@ -1,0 +1,184 @@
+use super::*;
+use crate::manifest::apply_defaults;
+
+fn pod(yaml: &str) -> Pod {
+    let mut p: Pod = serde_saphyr::from_str(yaml).expect("test yaml");
+    apply_defaults(&mut p);
+    p
+}
+
+fn fields(yaml: &str) -> Vec<String> {
+    validate(&pod(yaml)).into_iter().map(|i| i.field).collect()
+}
+
+const BASE: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: busybox:1.35\n";
+
+#[test]
+fn a_minimal_pod_is_valid() {
+    assert_eq!(fields(BASE), Vec::<String>::new());
+}
+
+#[test]
+fn names_must_be_dns1123() {
+    assert_eq!(
+        fields(&BASE.replace("name: web\nspec", "name: Web_1\nspec")),
+        ["metadata.name"]
+    );
+    assert_eq!(
+        fields(&BASE.replace("- name: web", "- name: Web")),
+        ["spec.containers[0].name"]
+    );
+    assert_eq!(
+        fields(&BASE.replace(
+            "  name: web\nspec",
+            "  name: web\n  namespace: kube.system\nspec"
+        )),
+        ["metadata.namespace"]
+    );
+    assert_eq!(
+        fields(&BASE.replace("  name: web\nspec", "spec")),
+        ["metadata.name"]
+    );
+}
+
+#[test]
+fn at_least_one_container_and_unique_names() {
+    assert_eq!(
+        fields("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: []}\n"),
+        ["spec.containers"]
+    );
+    let dup = format!("{BASE}  - name: web\n    image: busybox:1.35\n");
+    assert_eq!(fields(&dup), ["spec.containers[1].name"]);
+    let dup_init = format!("{BASE}  initContainers:\n  - name: web\n    image: busybox:1.35\n");
+    assert_eq!(fields(&dup_init), ["spec.containers[0].name"]);
+}
+
+#[test]
+fn ports_are_checked() {
+    let bad = BASE.replace("image: busybox:1.35", "image: busybox:1.35\n    ports:\n    - containerPort: 70000\n    - containerPort: 80\n      protocol: HTTP\n    - containerPort: 81\n      name: TooLongPortNameHere");
+    assert_eq!(
+        fields(&bad),
+        [
+            "spec.containers[0].ports[0].containerPort",
+            "spec.containers[0].ports[1].protocol",
+            "spec.containers[0].ports[2].name"
+        ]
+    );
+    let host = BASE
+        .replace("containers:", "hostNetwork: true\n  containers:")
+        .replace(
+            "image: busybox:1.35",
+            "image: busybox:1.35\n    ports:\n    - containerPort: 80\n      hostPort: 8080",
+        );
+    assert_eq!(fields(&host), ["spec.containers[0].ports[0].hostPort"]);
+    let dup = format!(
+        "{BASE}    ports: [{{containerPort: 80, hostPort: 8080}}]\n  - name: two\n    image: busybox:1.35\n    ports: [{{containerPort: 81, hostPort: 8080}}]\n"
+    );
+    assert_eq!(fields(&dup), ["spec.containers[1].ports[0].hostPort"]);
+}
+
+#[test]
+fn api_object_references_are_refused() {
+    let sa = BASE.replace("containers:", "serviceAccountName: default\n  containers:");
+    assert_eq!(fields(&sa), ["spec.serviceAccountName"]);
+    let secret = format!("{BASE}  volumes:\n  - name: s\n    secret: {{secretName: x}}\n");
+    assert_eq!(fields(&secret), ["spec.volumes[0].secret"]);
+    let cm = format!("{BASE}  volumes:\n  - name: c\n    configMap: {{name: x}}\n");
+    assert_eq!(fields(&cm), ["spec.volumes[0].configMap"]);
+    let pvc =
+        format!("{BASE}  volumes:\n  - name: c\n    persistentVolumeClaim: {{claimName: x}}\n");
+    assert_eq!(fields(&pvc), ["spec.volumes[0].persistentVolumeClaim"]);
+    let env = BASE.replace("image: busybox:1.35", "image: busybox:1.35\n    env:\n    - name: P\n      valueFrom: {secretKeyRef: {name: s, key: k}}");
+    assert_eq!(
+        fields(&env),
+        ["spec.containers[0].env[0].valueFrom.secretKeyRef"]
+    );
+    let token = format!(
+        "{BASE}  volumes:\n  - name: t\n    projected: {{sources: [{{serviceAccountToken: {{path: token}}}}]}}\n"
+    );
+    assert_eq!(
+        fields(&token),
+        ["spec.volumes[0].projected.sources[0].serviceAccountToken"]
+    );
+    let pull = BASE.replace(
+        "containers:",
+        "imagePullSecrets: [{name: reg}]\n  containers:",
+    );
+    assert_eq!(fields(&pull), ["spec.imagePullSecrets"]);
+}
+
+#[test]
+fn unsupported_volume_types_are_refused() {
+    let nfs = format!("{BASE}  volumes:\n  - name: n\n    nfs: {{server: s, path: /x}}\n");
+    assert_eq!(fields(&nfs), ["spec.volumes[0].nfs"]);
+}
+
+#[test]
+fn mounts_must_name_a_volume() {
+    let m = BASE.replace(
+        "image: busybox:1.35",
+        "image: busybox:1.35\n    volumeMounts:\n    - name: data\n      mountPath: /data",
+    );
+    assert_eq!(fields(&m), ["spec.containers[0].volumeMounts[0].name"]);
+}
+
+#[test]
+fn probe_on_a_port_the_container_does_not_name_is_refused() {
+    let p = BASE.replace(
+        "image: busybox:1.35",
+        "image: busybox:1.35\n    livenessProbe:\n      httpGet: {port: http}",
+    );
+    assert_eq!(
+        fields(&p),
+        ["spec.containers[0].livenessProbe.httpGet.port"]
+    );
+    let ok = BASE.replace("image: busybox:1.35", "image: busybox:1.35\n    ports: [{name: http, containerPort: 80}]\n    livenessProbe:\n      httpGet: {port: http}");
+    assert_eq!(fields(&ok), Vec::<String>::new());
+}
+
+#[test]
+fn requests_above_limits_are_refused() {
+    let r = BASE.replace("image: busybox:1.35", "image: busybox:1.35\n    resources:\n      requests: {memory: 2Gi}\n      limits: {memory: 1Gi}");
+    assert_eq!(
+        fields(&r),
+        ["spec.containers[0].resources.requests[memory]"]
+    );
+    let q = BASE.replace(
+        "image: busybox:1.35",
+        "image: busybox:1.35\n    resources:\n      limits: {memory: lots}",
+    );
+    // the bad limit is copied into requests by defaulting, so both are reported
+    assert_eq!(
+        fields(&q),
+        [
+            "spec.containers[0].resources.limits[memory]",
+            "spec.containers[0].resources.requests[memory]"
+        ]
+    );
+}
+
+#[test]
+fn enum_fields_are_checked() {
+    assert_eq!(
+        fields(&BASE.replace("containers:", "restartPolicy: Sometimes\n  containers:")),
+        ["spec.restartPolicy"]
+    );
+    assert_eq!(
+        fields(&BASE.replace(
+            "image: busybox:1.35",
+            "image: busybox:1.35\n    imagePullPolicy: Maybe"
+        )),
+        ["spec.containers[0].imagePullPolicy"]
+    );
+    assert_eq!(
+        fields(&BASE.replace("containers:", "dnsPolicy: None\n  containers:")),
+        ["spec.dnsConfig.nameservers"]
+    );
+}
+
+#[test]
+fn issues_read_as_field_and_message() {
+    let issues = validate(&pod(&BASE.replace("image: busybox:1.35", "image: ''")));
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].to_string(), "spec.containers[0].image: required");
+}

@@ -1,0 +1,225 @@
+//! The pod sandbox config: namespaces, DNS, hostname, port mappings, labels, cgroup parent.
+
+use std::collections::HashMap;
+
+use k8s_cri::v1 as cri;
+
+use crate::labels;
+use crate::pod::StaticPod;
+use crate::runtime::NodeContext;
+
+/// The cgroup a pod's containers nest under: `/kubepods[/<qos>]/pod<uid>`.
+pub fn cgroup_parent(pod: &StaticPod, ctx: &NodeContext) -> String {
+    let mut path = ctx.cgroup_root.trim_end_matches('/').to_owned();
+    if let Some(dir) = pod.qos().cgroup_dir() {
+        path.push('/');
+        path.push_str(dir);
+    }
+    path.push_str("/pod");
+    path.push_str(pod.uid.as_str());
+    path
+}
+
+pub(super) fn namespace_options(pod: &StaticPod) -> cri::NamespaceOption {
+    let spec = &pod.spec;
+    let mode = |host: Option<bool>, otherwise: cri::NamespaceMode| {
+        if host.unwrap_or(false) {
+            cri::NamespaceMode::Node as i32
+        } else {
+            otherwise as i32
+        }
+    };
+    let pid = if spec.share_process_namespace.unwrap_or(false) {
+        cri::NamespaceMode::Pod
+    } else {
+        cri::NamespaceMode::Container
+    };
+    cri::NamespaceOption {
+        network: mode(spec.host_network, cri::NamespaceMode::Pod),
+        pid: mode(spec.host_pid, pid),
+        ipc: mode(spec.host_ipc, cri::NamespaceMode::Pod),
+        ..Default::default()
+    }
+}
+
+/// The sandbox hostname: none for hostNetwork pods (runc refuses one without a UTS
+/// namespace), else `spec.hostname` or the pod name cut to 63 characters.
+pub fn sandbox_hostname(pod: &StaticPod) -> String {
+    if pod.host_network() {
+        return String::new();
+    }
+    let name = pod
+        .spec
+        .hostname
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| pod.key.name.clone());
+    let mut h: String = name.chars().take(63).collect();
+    while h.ends_with(['-', '.']) {
+        h.pop();
+    }
+    h
+}
+
+fn merge_options(base: &mut Vec<String>, extra: &[(String, Option<String>)]) {
+    for (name, value) in extra {
+        base.retain(|o| o.split(':').next() != Some(name.as_str()));
+        base.push(match value {
+            Some(v) => format!("{name}:{v}"),
+            None => name.clone(),
+        });
+    }
+}
+
+fn dedup(list: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for item in list {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// DNS as the kubelet's `GetPodDNS` computes it on a node without cluster DNS: every policy
+/// but `None` falls back to the host's resolv.conf; `dnsConfig` is appended.
+pub fn dns_config(pod: &StaticPod, ctx: &NodeContext) -> cri::DnsConfig {
+    let mut dns = if pod.spec.dns_policy.as_deref() == Some("None") {
+        cri::DnsConfig::default()
+    } else {
+        cri::DnsConfig {
+            servers: ctx.resolv_conf.servers.clone(),
+            searches: ctx.resolv_conf.searches.clone(),
+            options: ctx.resolv_conf.options.clone(),
+        }
+    };
+    if let Some(extra) = &pod.spec.dns_config {
+        dns.servers
+            .extend(extra.nameservers.iter().flatten().cloned());
+        dns.searches
+            .extend(extra.searches.iter().flatten().cloned());
+        let options: Vec<(String, Option<String>)> = extra
+            .options
+            .iter()
+            .flatten()
+            .filter_map(|o| o.name.clone().map(|n| (n, o.value.clone())))
+            .collect();
+        merge_options(&mut dns.options, &options);
+    }
+    dns.servers = dedup(dns.servers);
+    dns.servers.truncate(3);
+    dns.searches = dedup(dns.searches);
+    dns.searches.truncate(32);
+    dns
+}
+
+fn protocol(p: Option<&str>) -> i32 {
+    match p {
+        Some("UDP") => cri::Protocol::Udp as i32,
+        Some("SCTP") => cri::Protocol::Sctp as i32,
+        _ => cri::Protocol::Tcp as i32,
+    }
+}
+/// The sandbox config for `pod` at metadata attempt `attempt`.
+pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::PodSandboxConfig {
+    let meta = &pod.metadata;
+    let mut sandbox_labels: HashMap<String, String> = meta
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sandbox_labels.insert(labels::POD_NAME.into(), pod.key.name.clone());
+    sandbox_labels.insert(labels::POD_NAMESPACE.into(), pod.key.namespace.clone());
+    sandbox_labels.insert(labels::POD_UID.into(), pod.uid.0.clone());
+    sandbox_labels.insert(labels::MANAGED.into(), labels::MANAGED_VALUE.into());
+    let mut annotations: HashMap<String, String> = meta
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    annotations.insert(
+        labels::MANIFEST_PATH.into(),
+        pod.source.path.to_string_lossy().into_owned(),
+    );
+
+    let port_mappings = pod
+        .containers()
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.unwrap_or(0) != 0)
+        .map(|p| cri::PortMapping {
+            protocol: protocol(p.protocol.as_deref()),
+            container_port: p.container_port,
+            host_port: p.host_port.unwrap_or(0),
+            host_ip: p.host_ip.clone().unwrap_or_default(),
+        })
+        .collect();
+
+    let pod_sc = pod.spec.security_context.as_ref();
+    let privileged = pod
+        .init_containers()
+        .iter()
+        .chain(pod.containers())
+        .any(|c| {
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.privileged)
+                .unwrap_or(false)
+        });
+    let mut supplemental: Vec<i64> = pod_sc
+        .and_then(|s| s.supplemental_groups.clone())
+        .unwrap_or_default();
+    if let Some(fs) = pod_sc.and_then(|s| s.fs_group) {
+        supplemental.push(fs);
+    }
+    let sysctls = pod_sc
+        .and_then(|s| s.sysctls.as_ref())
+        .map(|l| {
+            l.iter()
+                .map(|s| (s.name.clone(), s.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: pod.key.name.clone(),
+            uid: pod.uid.0.clone(),
+            namespace: pod.key.namespace.clone(),
+            attempt,
+        }),
+        hostname: sandbox_hostname(pod),
+        log_directory: ctx
+            .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str())
+            .to_string_lossy()
+            .into_owned(),
+        dns_config: Some(dns_config(pod, ctx)),
+        port_mappings,
+        labels: sandbox_labels,
+        annotations,
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent(pod, ctx),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(pod)),
+                run_as_user: pod_sc
+                    .and_then(|s| s.run_as_user)
+                    .map(|value| cri::Int64Value { value }),
+                run_as_group: pod_sc
+                    .and_then(|s| s.run_as_group)
+                    .map(|value| cri::Int64Value { value }),
+                supplemental_groups: supplemental,
+                privileged,
+                seccomp: Some(cri::SecurityProfile {
+                    profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                    localhost_ref: String::new(),
+                }),
+                ..Default::default()
+            }),
+            sysctls,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

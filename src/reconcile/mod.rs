@@ -8,6 +8,7 @@
 mod backoff;
 mod execute;
 mod plan;
+mod recheck;
 mod run;
 
 pub use backoff::Backoff;

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use super::backoff::Backoff;
 use super::execute::{ExecContext, Outcome, WorkError, execute};
 use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};
+use super::recheck::Rechecks;
 use crate::clock::{Clock, Timestamp};
 use crate::event::{EventType, PodEvent, container_field};
 use crate::manifest::Snapshot;
@@ -86,8 +87,6 @@ pub struct Reconciler<R: Runtime> {
     state_tx: watch::Sender<Arc<ReconcileState>>,
 }
 
-/// A second look after an exit event, for runtimes that announce exits before recording them.
-const EXIT_RECHECK: Duration = Duration::from_millis(50);
 const RUNTIME_RETRY_MIN: Duration = Duration::from_millis(100);
 const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -151,7 +150,7 @@ impl<R: Runtime> Reconciler<R> {
             self.config.relist_period,
             shutdown.clone(),
         ));
-        let mut recheck: Option<Instant> = None;
+        let mut rechecks = Rechecks::default();
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut relist = tokio::time::interval(self.config.relist_period);
         relist.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -162,7 +161,10 @@ impl<R: Runtime> Reconciler<R> {
             let wake = self
                 .pass(&snapshot, &probe_results, &mut tasks, &mut snapshot_synced)
                 .await;
-            let wake = match (wake.map(|at| self.clock.instant_at(at)), recheck.take()) {
+            let wake = match (
+                wake.map(|at| self.clock.instant_at(at)),
+                rechecks.due(Instant::now()),
+            ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -183,11 +185,7 @@ impl<R: Runtime> Reconciler<R> {
                     }
                 }
                 _ = relist.tick() => {}
-                Some(()) = exits.recv() => {
-                    // The runtime may record the exit a moment after announcing it: look
-                    // again shortly, in case this pass still sees the container running.
-                    recheck = Some(Instant::now() + EXIT_RECHECK);
-                }
+                Some(()) = exits.recv() => rechecks.exit_seen(Instant::now()),
                 _ = sleep_until_opt(wake) => {}
             }
         }

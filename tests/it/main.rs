@@ -10,5 +10,6 @@ mod lifecycle;
 mod mirror;
 mod operate;
 mod podspec;
+mod reliability;
 mod resilience;
 mod supervise;

@@ -182,3 +182,31 @@ fn issues_read_as_field_and_message() {
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0].to_string(), "spec.containers[0].image: required");
 }
+
+#[test]
+fn volume_file_modes_outside_0_to_0777_are_refused() {
+    // 04755 (setuid), -1, 07777 and 0106000 are refused; 0644 and 0777 are fine.
+    let volumes = "  volumes:
+  - name: a
+    downwardAPI: {defaultMode: 2541, items: [{path: x, fieldRef: {fieldPath: metadata.name}, mode: -1}]}
+  - name: p
+    projected: {defaultMode: 4095, sources: [{downwardAPI: {items: [{path: y, fieldRef: {fieldPath: metadata.name}, mode: 35840}]}}]}
+  - name: ok
+    downwardAPI: {defaultMode: 420, items: [{path: z, fieldRef: {fieldPath: metadata.name}, mode: 511}]}
+";
+    let issues = validate(&pod(&format!("{BASE}{volumes}")));
+    let got: Vec<&str> = issues.iter().map(|i| i.field.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "spec.volumes[0].downwardAPI.defaultMode",
+            "spec.volumes[0].downwardAPI.items[0].mode",
+            "spec.volumes[1].projected.defaultMode",
+            "spec.volumes[1].projected.sources[0].downwardAPI.items[0].mode",
+        ]
+    );
+    assert_eq!(
+        issues[0].message,
+        "2541 must be a file mode between 0 and 0777 (octal), i.e. 0 to 511"
+    );
+}

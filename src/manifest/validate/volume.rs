@@ -40,7 +40,9 @@ pub(super) fn validate_volume(vol: &Volume, at: &str, v: &mut Issues) {
     }
     if let Some(d) = &vol.downward_api {
         sources.push("downwardAPI");
+        validate_mode(d.default_mode, &format!("{at}.downwardAPI.defaultMode"), v);
         for (i, item) in d.items.iter().flatten().enumerate() {
+            validate_mode(item.mode, &format!("{at}.downwardAPI.items[{i}].mode"), v);
             validate_downward_item(
                 &item.path,
                 item.field_ref.as_ref().map(|f| f.field_path.as_str()),
@@ -52,10 +54,12 @@ pub(super) fn validate_volume(vol: &Volume, at: &str, v: &mut Issues) {
     }
     if let Some(p) = &vol.projected {
         sources.push("projected");
+        validate_mode(p.default_mode, &format!("{at}.projected.defaultMode"), v);
         for (i, s) in p.sources.iter().flatten().enumerate() {
             let sat = format!("{at}.projected.sources[{i}]");
             if let Some(d) = &s.downward_api {
                 for (j, item) in d.items.iter().flatten().enumerate() {
+                    validate_mode(item.mode, &format!("{sat}.downwardAPI.items[{j}].mode"), v);
                     validate_downward_item(
                         &item.path,
                         item.field_ref.as_ref().map(|f| f.field_path.as_str()),
@@ -133,6 +137,19 @@ pub(super) const DOWNWARD_FIELDS: &[&str] = &[
     "metadata.labels",
     "metadata.annotations",
 ];
+
+/// File modes in volumes: Kubernetes allows 0 to 0777 only, so no setuid, setgid or sticky
+/// bit ever reaches a file podvisor writes.
+fn validate_mode(mode: Option<i32>, at: &str, v: &mut Issues) {
+    if let Some(m) = mode
+        && !(0..=0o777).contains(&m)
+    {
+        v.add(
+            at.to_owned(),
+            format!("{m} must be a file mode between 0 and 0777 (octal), i.e. 0 to 511"),
+        );
+    }
+}
 
 pub(super) fn validate_downward_item(
     path: &str,

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::manifest::{
-    Entry, FileStatus, Resolver, Scan, Scanner, TrustPolicy, classify, parse_manifest, untrusted,
+    Entry, FileStatus, Resolver, Scan, Scanner, TrustPolicy, classify, parse_manifest,
+    read_named_manifest, untrusted,
 };
 use crate::manifest::{MAX_MANIFEST_BYTES, ManifestError};
 use crate::pod::NodeName;
@@ -64,13 +65,11 @@ fn scan_file(path: &Path, policy: TrustPolicy) -> Scan {
                         reason,
                     }))
                 }
-                _ => match std::fs::read(path) {
-                    Ok(bytes) => Entry::Parsed(parse_manifest(path, format, &bytes).map(Arc::new)),
-                    Err(e) => Entry::Parsed(Err(ManifestError::Read {
-                        path: path.to_owned(),
-                        message: e.to_string(),
-                    })),
-                },
+                _ => Entry::Parsed(
+                    read_named_manifest(path)
+                        .and_then(|bytes| parse_manifest(path, format, &bytes))
+                        .map(Arc::new),
+                ),
             },
         },
     };
@@ -243,6 +242,29 @@ mod tests {
             [format!(
                 "{c}: document 1: metadata.name: \"Bad\" must be a lowercase RFC 1123 subdomain: labels of a-z, 0-9 and '-' separated by '.', at most 253 characters; spec.containers: required: at least one container"
             )]
+        );
+    }
+
+    #[test]
+    fn a_fifo_named_on_the_command_line_is_refused_without_hanging() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("pipe.yaml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let named = fifo.clone();
+        std::thread::spawn(move || {
+            let v = check(&[named], &NodeName::new("n1"), TrustPolicy::Off);
+            let _ = tx.send(v);
+        });
+        let v = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("check hung on a FIFO");
+        assert_eq!(v[0].result, "error");
+        assert!(
+            v[0].errors[0].contains("it is a FIFO (named pipe), not a regular file"),
+            "{:?}",
+            v[0].errors
         );
     }
 

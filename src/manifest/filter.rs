@@ -18,7 +18,8 @@ pub enum IgnoreReason {
     Extension,
     /// A directory: the manifest directory is not read recursively.
     Directory,
-    /// Not a regular file (socket, fifo, device) or a dangling symlink.
+    /// A dangling symlink: its target does not exist (yet). Entries that exist but are not
+    /// regular files (FIFOs, sockets, devices) are errors instead (see `scan`).
     NotRegular,
 }
 
@@ -29,7 +30,7 @@ impl fmt::Display for IgnoreReason {
             IgnoreReason::Backup => "editor or backup file",
             IgnoreReason::Extension => "not a .yaml, .yml or .json file",
             IgnoreReason::Directory => "directory (not read recursively)",
-            IgnoreReason::NotRegular => "not a regular file",
+            IgnoreReason::NotRegular => "dangling symlink (its target does not exist)",
         })
     }
 }

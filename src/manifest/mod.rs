@@ -4,7 +4,9 @@
 //! * `parse`: bytes → Kubernetes `Pod`s (YAML, multi-document YAML, JSON, `v1` `List`).
 //! * `defaults` and `validate`: the kubelet's defaulting and validation, and the static-pod
 //!   restrictions.
-//! * `scan`: reads the directory (follows symlinks, caps size, caches by content).
+//! * `scan`: reads the directory (follows symlinks within it, refuses FIFOs, devices and
+//!   links out of it, caps size, parses on a stack of its own, caches by content).
+//! * `pipeline`: one file's bytes → hashed static pods, as the daemon would (for fuzzing).
 //! * `resolve`: files → [`Snapshot`]; keeps a rejected file's last good pods; first file wins.
 //! * `watch`: inotify + debounce + periodic resync, publishing snapshots on a watch channel.
 //!
@@ -13,6 +15,7 @@
 mod defaults;
 mod filter;
 mod parse;
+mod pipeline;
 mod resolve;
 mod scan;
 #[cfg(test)]
@@ -33,8 +36,9 @@ use crate::pod::{PodKey, StaticPod};
 pub use defaults::apply_defaults;
 pub use filter::{Format, IgnoreReason, classify};
 pub use parse::{ParsedPod, parse_manifest};
+pub use pipeline::{Loaded, load_manifest};
 pub use resolve::Resolver;
-pub use scan::{Entry, MAX_MANIFEST_BYTES, Scan, ScanError, Scanner};
+pub use scan::{Entry, MAX_MANIFEST_BYTES, Scan, ScanError, Scanner, read_named_manifest};
 pub use trust::{TrustPolicy, untrusted};
 pub use validate::{FieldIssue, validate};
 pub use watch::{WatchConfig, watch};

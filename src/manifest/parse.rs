@@ -10,7 +10,25 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use super::{DocRef, Format, ManifestError, apply_defaults, validate};
+use super::{DocRef, Format, MAX_MANIFEST_BYTES, ManifestError, apply_defaults, validate};
+
+/// The deepest nesting of YAML collections read. A pod goes about 13 levels deep at most (the
+/// items of a projected volume, in a `List`); the cap bounds the parser's recursion, so a
+/// 10,000-deep file is an error rather than a stack overflow. JSON has serde_json's own cap
+/// of 128.
+const MAX_YAML_DEPTH: usize = 64;
+/// The most values (scalars, sequences, mappings) a YAML file may amount to once its aliases
+/// are expanded: what stops an alias bomb ("billion laughs") long before it is built.
+const MAX_YAML_NODES: usize = 250_000;
+/// The most parser events aliases (`*name`) may replay in one YAML file. Pod manifests
+/// rarely use aliases, and a container spec aliased into a hundred pods replays some 5,000:
+/// an alias bomb is stopped after a few megabytes instead of tens.
+const MAX_YAML_ALIAS_EVENTS: usize = 50_000;
+/// The most scalar text a YAML file may amount to once its aliases are expanded: twice what
+/// a file without aliases can hold, so only alias expansion can reach it.
+const MAX_YAML_TEXT_BYTES: usize = 2 * MAX_MANIFEST_BYTES as usize;
+/// The most documents in one YAML file.
+const MAX_YAML_DOCUMENTS: usize = 1024;
 
 /// One pod declared in a manifest, validated and defaulted, not yet bound to a node.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,28 +144,8 @@ fn parse_yaml(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, Value)>, Manifest
             message: "not valid UTF-8".to_owned(),
         }
     })?;
-    let values = serde_saphyr::from_multiple_with_options::<Value>(
-        text,
-        // As Kubernetes' YAML (YAML 1.1): `defaultMode: 0644` is octal, 420.
-        serde_saphyr::options! { legacy_octal_numbers: true },
-    )
-    .map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line() as usize, l.column() as usize))
-            .unwrap_or((0, 0));
-        let full = e.without_snippet().to_string();
-        let message = match full.rfind(" at line ") {
-            Some(i) => full[..i].to_owned(),
-            None => full,
-        };
-        ManifestError::Syntax {
-            path: path.to_owned(),
-            line,
-            column,
-            message,
-        }
-    })?;
+    let values = serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options())
+        .map_err(|e| yaml_error(path, &e))?;
     let numbers = non_empty_documents(text);
     // Should the count disagree (a document the parser reads as null), fall back to order.
     let numbered = if numbers.len() == values.len() {
@@ -156,6 +154,95 @@ fn parse_yaml(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, Value)>, Manifest
         (1..=values.len()).collect()
     };
     Ok(numbered.into_iter().zip(values).collect())
+}
+
+/// The YAML parser's settings: Kubernetes' YAML dialect, and limits that keep any input's
+/// cost bounded (pinned here rather than left to the crate's defaults).
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        // As Kubernetes' YAML (YAML 1.1): `defaultMode: 0644` is octal, 420.
+        legacy_octal_numbers: true,
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_YAML_ALIAS_EVENTS,
+        },
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_YAML_DEPTH,
+            max_nodes: MAX_YAML_NODES,
+            max_total_scalar_bytes: MAX_YAML_TEXT_BYTES,
+            max_documents: MAX_YAML_DOCUMENTS,
+        },
+    }
+}
+
+fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> ManifestError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() as usize, l.column() as usize))
+        .unwrap_or((0, 0));
+    // Unwrapped from the snippet and alias-location wrappers, which say nothing more.
+    let mut cause = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = cause
+    {
+        cause = error;
+    }
+    let message = match cause {
+        serde_saphyr::Error::Budget { breach, .. } => over_budget(breach),
+        serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+        | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
+        | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. } => too_many_aliases(),
+        serde_saphyr::Error::ExternalMessage { source, .. }
+            if matches!(
+                &**source,
+                serde_saphyr::ExternalMessageSource::Parser(s)
+                    if matches!(s.kind(), serde_saphyr::granit_parser::ErrorKind::RecursionLimitExceeded)
+            ) =>
+        {
+            too_deep()
+        }
+        other => {
+            let full = other.to_string();
+            match full.rfind(" at line ") {
+                Some(i) => full[..i].to_owned(),
+                None => full,
+            }
+        }
+    };
+    ManifestError::Syntax {
+        path: path.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+fn too_many_aliases() -> String {
+    "too many aliases (*name) or merge keys (<<): refused (an alias bomb?)".to_owned()
+}
+
+fn too_deep() -> String {
+    format!("nested more than {MAX_YAML_DEPTH} levels deep")
+}
+
+/// Says which limit a YAML file went over, for people.
+fn over_budget(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Depth { .. } => too_deep(),
+        B::Nodes { .. } => {
+            format!("more than {MAX_YAML_NODES} values (counting each use of an alias)")
+        }
+        B::ScalarBytes { .. } => format!(
+            "more than {MAX_YAML_TEXT_BYTES} bytes of text once aliases are expanded: refused (an alias bomb?)"
+        ),
+        B::Aliases { .. }
+        | B::AliasAnchorRatio { .. }
+        | B::RecordedAnchorEvents { .. }
+        | B::RecordedAnchorBytes { .. }
+        | B::MergeKeys { .. } => too_many_aliases(),
+        B::Documents { .. } => format!("more than {MAX_YAML_DOCUMENTS} documents"),
+        other => format!("over a limit of the YAML parser: {other:?}"),
+    }
 }
 
 fn decode_error(path: &Path, at: DocRef, field: &str, message: impl Into<String>) -> ManifestError {
@@ -586,27 +673,157 @@ mod tests {
         }
     }
 
-    #[test]
-    fn alias_bombs_and_recursive_anchors_are_refused_not_expanded() {
-        let mut bomb = String::from("a: &a [x,x,x,x,x,x,x,x,x,x]\n");
-        for i in 1..12 {
-            bomb.push_str(&format!(
-                "{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n",
-                (b'a' + i) as char,
-                (b'a' + i) as char,
-                (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char,
-                (b'a' + i - 1) as char
-            ));
+    /// Parses `bytes` on a thread with a `stack`-byte stack; fails, rather than hangs, when
+    /// that takes unboundedly long.
+    fn parse_bounded(
+        bytes: Vec<u8>,
+        format: Format,
+        stack: usize,
+    ) -> Result<Vec<ParsedPod>, ManifestError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(move || {
+                let _ = tx.send(parse_manifest(&p(), format, &bytes));
+            })
+            .expect("thread");
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("parsing ends in bounded time")
+    }
+
+    /// The parser's own thread gets this much stack in the daemon (see `scan`).
+    const PARSER_STACK: usize = 8 << 20;
+
+    fn syntax_message(result: Result<Vec<ParsedPod>, ManifestError>) -> String {
+        match result {
+            Err(e @ ManifestError::Syntax { .. }) => {
+                assert!(e.to_string().starts_with("/m/pod.yaml: line "), "{e}");
+                e.to_string()
+            }
+            other => panic!("expected a syntax error, got {other:?}"),
         }
-        assert!(yaml(&bomb).is_err());
-        assert!(yaml("a: &x [*x]\n").is_err());
+    }
+
+    #[test]
+    fn a_billion_laughs_alias_bomb_is_refused_before_it_is_expanded() {
+        // nine levels of nine: 9^9 = 387,420,489 "lol"s if expanded
+        let mut bomb = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for level in b'b'..=b'i' {
+            let (this, prev) = (level as char, (level - 1) as char);
+            let refs = vec![format!("*{prev}"); 9].join(", ");
+            bomb.push_str(&format!("{this}: &{this} [{refs}]\n"));
+        }
+        let message = syntax_message(parse_bounded(bomb.into_bytes(), Format::Yaml, PARSER_STACK));
+        assert!(
+            message.ends_with(
+                ": too many aliases (*name) or merge keys (<<): refused (an alias bomb?)"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn files_of_more_than_250000_values_are_refused() {
+        let many = format!("a: [{}]\n", vec!["1"; 300_000].join(","));
+        let message = syntax_message(parse_bounded(many.into_bytes(), Format::Yaml, PARSER_STACK));
+        assert!(
+            message.ends_with(": more than 250000 values (counting each use of an alias)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn aliases_of_a_long_text_are_refused_before_they_are_copied() {
+        // one 1 MiB scalar, aliased 100 times: 100 MiB once expanded
+        let long = "x".repeat(1 << 20);
+        let bomb = format!("a: &a '{long}'\nb: [{}]\n", vec!["*a"; 100].join(", "));
+        let message = syntax_message(parse_bounded(bomb.into_bytes(), Format::Yaml, PARSER_STACK));
+        assert!(
+            message.contains("more than 20971520 bytes of text once aliases are expanded"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn recursive_and_undefined_anchors_are_syntax_errors() {
+        assert!(matches!(
+            yaml("a: &x [*x]\n"),
+            Err(ManifestError::Syntax { .. })
+        ));
+        assert!(matches!(
+            yaml("a: *nope\n"),
+            Err(ManifestError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn ordinary_anchors_and_aliases_still_work() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - {name: one, image: 'i:1', env: &env [{name: MODE, value: fast}]}\n  - {name: two, image: 'i:1', env: *env}\n";
+        let pods = yaml(text).expect("valid");
+        let env = |i: usize| pods[0].spec.containers[i].env.clone().expect("env");
+        assert_eq!(env(0), env(1));
+    }
+
+    #[test]
+    fn yaml_nested_ten_thousand_deep_is_refused_at_64_levels() {
+        const DEPTH: usize = 10_000;
+        let block_sequences = format!("{}x\n", "- ".repeat(DEPTH));
+        // indentation grows with depth: 2,000 levels is already 2 MB
+        let block_mappings: String = (0..2_000)
+            .map(|i| format!("{}a:\n", " ".repeat(i)))
+            .collect();
+        let flow_sequences = format!("{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH));
+        let flow_mappings = format!("{}x{}", "{a: ".repeat(DEPTH), "}".repeat(DEPTH));
+        let shallow_flow = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        for text in [
+            block_sequences,
+            block_mappings,
+            flow_sequences,
+            flow_mappings,
+            shallow_flow,
+        ] {
+            let message =
+                syntax_message(parse_bounded(text.into_bytes(), Format::Yaml, PARSER_STACK));
+            assert!(
+                message.ends_with(": nested more than 64 levels deep"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_within_the_limit_is_read() {
+        let deep = format!("{}1{}", "[".repeat(60), "]".repeat(60));
+        let text = format!("{WEB}x-extra: {deep}\n");
+        let pods = parse_bounded(text.into_bytes(), Format::Yaml, PARSER_STACK).expect("valid");
+        assert_eq!(
+            pods[0].warnings,
+            ["document 1: unknown field x-extra is ignored"]
+        );
+    }
+
+    #[test]
+    fn json_nested_ten_thousand_deep_is_refused_within_a_small_stack() {
+        let arrays = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let objects = format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));
+        for text in [arrays, objects] {
+            let message = syntax_message(parse_bounded(text.into_bytes(), Format::Json, 512 << 10));
+            assert!(message.ends_with("recursion limit exceeded"), "{message}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_json_is_a_syntax_error() {
+        let err = parse_manifest(&p(), Format::Json, b"{\"apiVersion\": \"v\xff1\"}").unwrap_err();
+        assert!(
+            matches!(err, ManifestError::Syntax { line: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn thousands_of_documents_are_refused() {
+        let message = syntax_message(yaml(&"---\na: 1\n".repeat(2_000)));
+        assert!(message.ends_with(": more than 1024 documents"), "{message}");
     }
 }

@@ -101,13 +101,14 @@ fn trigger_for(event: &Event, dir: &Path) -> Option<Trigger> {
         EventKind::Modify(ModifyKind::Name(_)) if manifest || swap => Some(Trigger::Deferred),
         EventKind::Remove(_) if manifest => Some(Trigger::Now),
         EventKind::Modify(ModifyKind::Metadata(_)) if manifest => Some(Trigger::Now),
-        // A new regular file is written next and closed: wait for that. A symlink is complete.
+        // A new regular file is written next and closed: wait for that. Anything else (a
+        // symlink, a FIFO, a device node) is complete as created.
         EventKind::Create(_) if manifest => {
-            let symlink = event
+            let complete = event
                 .paths
                 .iter()
-                .any(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()));
-            symlink.then_some(Trigger::Now)
+                .any(|p| std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_file()));
+            complete.then_some(Trigger::Now)
         }
         _ if swap => Some(Trigger::Deferred),
         _ => None,
@@ -420,5 +421,19 @@ mod tests {
             ),
             Some(Trigger::Deferred)
         );
+    }
+
+    #[test]
+    fn a_new_symlink_or_fifo_is_complete_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("pipe.yaml");
+        let link = dir.path().join("link.yaml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .expect("mkfifo");
+        std::os::unix::fs::symlink("pipe.yaml", &link).expect("symlink");
+        for p in [&fifo, &link] {
+            let event = Event::new(EventKind::Create(CreateKind::Any)).add_path(p.clone());
+            assert_eq!(trigger_for(&event, dir.path()), Some(Trigger::Now), "{p:?}");
+        }
     }
 }

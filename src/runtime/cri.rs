@@ -115,6 +115,23 @@ fn is_not_found(status: &tonic::Status) -> bool {
         || status.message().contains("does not exist")
 }
 
+/// Whether container logs can go to `dir`. When they cannot (a read-only or full
+/// filesystem), the pod runs all the same, without logs, and a warning says why: a pod is
+/// worth more than its logs, and a full disk must not stop pods from being managed.
+fn logs_usable(pod: &StaticPod, container: Option<&str>, dir: &Path) -> bool {
+    match podfiles::ensure_log_dir(dir) {
+        Ok(()) => true,
+        Err(e) => {
+            const WHY: &str = "log directory unusable; running without container logs";
+            match container {
+                Some(c) => warn!(pod = %pod.key, container = c, error = %e, "{WHY}"),
+                None => warn!(pod = %pod.key, error = %e, "{WHY}"),
+            }
+            false
+        }
+    }
+}
+
 fn host_error(what: &'static str, path: &Path, e: std::io::Error) -> RuntimeError {
     RuntimeError::Host {
         what,
@@ -573,13 +590,15 @@ impl Runtime for CriRuntime {
         let log_dir = self
             .ctx
             .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str());
-        std::fs::create_dir_all(&log_dir)
-            .map_err(|e| host_error("creating pod log directory", &log_dir, e))?;
+        let logs = logs_usable(pod, None, &log_dir);
         let pod_dir = self.ctx.pod_dir(pod.uid.as_str());
         std::fs::create_dir_all(&pod_dir)
             .map_err(|e| host_error("creating pod directory", &pod_dir, e))?;
         volumes::prepare(pod, &self.ctx)?;
-        let config = convert::sandbox_config(pod, attempt, &self.ctx);
+        let mut config = convert::sandbox_config(pod, attempt, &self.ctx);
+        if !logs {
+            config.log_directory.clear();
+        }
         let req = timeout_of(
             tonic::Request::new(cri::RunPodSandboxRequest {
                 config: Some(config),
@@ -645,14 +664,21 @@ impl Runtime for CriRuntime {
             .ctx
             .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str())
             .join(name);
-        std::fs::create_dir_all(&log_dir)
-            .map_err(|e| host_error("creating container log directory", &log_dir, e))?;
-        let config = convert::container_config(pod, container, kind, attempt, &addrs, &self.ctx);
+        let logs = logs_usable(pod, Some(name), &log_dir);
+        let mut config =
+            convert::container_config(pod, container, kind, attempt, &addrs, &self.ctx);
+        let mut sandbox_config = convert::sandbox_config(pod, 0, &self.ctx);
+        if !logs {
+            // containerd logs nothing when either is empty (and fails the container when it
+            // cannot create the log file).
+            config.log_path.clear();
+            sandbox_config.log_directory.clear();
+        }
         let req = timeout_of(
             tonic::Request::new(cri::CreateContainerRequest {
                 pod_sandbox_id: sandbox.0.clone(),
                 config: Some(config),
-                sandbox_config: Some(convert::sandbox_config(pod, 0, &self.ctx)),
+                sandbox_config: Some(sandbox_config),
             }),
             WRITE_TIMEOUT,
         );

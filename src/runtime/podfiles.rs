@@ -1,7 +1,7 @@
 //! Files the kubelet manages for each pod and mounts into its containers: the `/etc/hosts`
 //! file (so hostAliases and the pod's own name resolve) and the termination-message file, and
-//! reading that message back after the container exits. Content builders are pure; the
-//! writers are thin IO.
+//! reading that message back after the container exits; and the pod log directory containerd
+//! writes container logs into. Content builders are pure; the writers are thin IO.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -103,6 +103,20 @@ pub fn write_etc_hosts(
             .map_err(|e| host_error("writing managed /etc/hosts", &path, e))?;
     }
     Ok(path)
+}
+
+/// Creates a pod or container log directory and checks that a log can be written into it.
+///
+/// An error (a read-only or full filesystem, most likely) is for the caller to report and then
+/// run the container without logs: containerd fails a container whose log file it cannot
+/// create, and a pod is worth more than its logs. The check writes and removes one byte, as
+/// creating a directory succeeds on a full disk while writing does not.
+pub fn ensure_log_dir(dir: &Path) -> Result<(), RuntimeError> {
+    fs::create_dir_all(dir).map_err(|e| host_error("creating log directory", dir, e))?;
+    let probe = dir.join(".podvisor-write-check");
+    let written = fs::write(&probe, b"\n");
+    let _ = fs::remove_file(&probe);
+    written.map_err(|e| host_error("writing into log directory", dir, e))
 }
 
 /// `<root-dir>/pods/<uid>/containers/<name>/termination-log-<attempt>`: one per instance, so a
@@ -270,5 +284,86 @@ mod tests {
         let tail = tail_of_cri_log(&raw, false);
         assert_eq!(tail.lines().count(), 80);
         assert!(tail.starts_with("line20\n") && tail.ends_with("line99"));
+    }
+
+    #[test]
+    fn a_writable_log_directory_is_created_and_left_clean() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = dir.path().join("ns_web_uid").join("c");
+        ensure_log_dir(&logs).expect("usable");
+        assert!(logs.is_dir());
+        assert_eq!(
+            fs::read_dir(&logs).expect("list").count(),
+            0,
+            "probe left behind"
+        );
+    }
+
+    #[test]
+    fn a_log_directory_that_cannot_be_created_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("not-a-dir");
+        fs::write(&file, "").expect("write");
+        let err = ensure_log_dir(&file.join("ns_web_uid")).unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::Host { path, .. } if path.starts_with(&file)),
+            "{err}"
+        );
+    }
+
+    /// A tmpfs mounted for one test, unmounted however the test ends.
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn mount(options: &str) -> Tmpfs {
+            use nix::mount::{MsFlags, mount};
+            let dir = tempfile::tempdir().expect("tempdir");
+            mount(
+                Some("tmpfs"),
+                dir.path(),
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some(options),
+            )
+            .expect("mount tmpfs");
+            Tmpfs(dir)
+        }
+
+        fn path(&self) -> &Path {
+            self.0.path()
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(self.0.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+
+    #[test]
+    fn read_only_and_full_log_filesystems_are_reported_unusable() {
+        use nix::mount::{MsFlags, mount};
+        if !nix::unistd::geteuid().is_root() {
+            return; // mounting needs root; the containerd tests run as root
+        }
+        let read_only = Tmpfs::mount("size=1m");
+        mount(
+            None::<&str>,
+            read_only.path(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .expect("remount read-only");
+        let err = ensure_log_dir(&read_only.path().join("ns_web_uid")).unwrap_err();
+        assert!(err.to_string().contains("Read-only file system"), "{err}");
+
+        let full = Tmpfs::mount("size=64k");
+        let logs = full.path().join("ns_web_uid");
+        fs::create_dir(&logs).expect("mkdir");
+        // fill it up
+        let _ = fs::write(full.path().join("filler"), vec![0u8; 128 << 10]);
+        let err = ensure_log_dir(&logs).unwrap_err();
+        assert!(err.to_string().contains("No space left on device"), "{err}");
     }
 }

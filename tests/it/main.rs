@@ -5,6 +5,8 @@
 //! command (`--include-ignored`).
 
 mod daemon;
+mod disk;
+mod hostile;
 mod lab;
 mod lifecycle;
 mod mirror;

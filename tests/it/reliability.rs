@@ -189,12 +189,12 @@ async fn podvisor_killed_mid_change_again_and_again_ends_with_exactly_the_desire
     let cri = lab.cri();
     let mut desired = BTreeMap::new();
     let stable: Vec<String> = (0..3).map(|i| d.pod(&format!("stable{i}"))).collect();
-    for i in 0..3 {
+    for (i, pod) in stable.iter().enumerate() {
         d.write(
             &format!("stable{i}.yaml"),
             &versioned(&format!("stable{i}"), 0),
         );
-        desired.insert(stable[i].clone(), 0);
+        desired.insert(pod.clone(), 0);
     }
     converge(&lab, &d, &desired, Duration::from_secs(60)).await;
     let before = cri.observe().await.expect("observe");

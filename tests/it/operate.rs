@@ -226,13 +226,13 @@ async fn untrusted_manifests_are_refused_and_running_pods_left_alone() {
     .await;
     let id = running(&o, &d.pod("web"))[0].id.clone();
 
-    // a world-writable new manifest is refused, with a clear error
-    d.write("open.yaml", &sleeper("open", "1"));
-    std::fs::set_permissions(
-        d.manifests.join("open.yaml"),
-        std::fs::Permissions::from_mode(0o666),
-    )
-    .expect("chmod");
+    // a world-writable new manifest is refused, with a clear error. It arrives with its mode
+    // (chmod before the rename): written first and chmod-ed after, a scan in between would
+    // rightly start it from a file that was still trusted.
+    let tmp = d.manifests.join(".open.yaml.tmp");
+    std::fs::write(&tmp, sleeper("open", "1")).expect("write");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    std::fs::rename(&tmp, d.manifests.join("open.yaml")).expect("rename");
     d.wait_log("writable by group and others (mode 0666)", T)
         .await;
     // an existing pod's manifest made group-writable: refused, the pod keeps running

@@ -5,7 +5,7 @@
 //! known, so they are fetched once per container or sandbox and cached.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,12 +18,12 @@ use tokio::net::UnixStream;
 use tonic::transport::{Endpoint, Uri};
 use tracing::{debug, warn};
 
-use super::convert::{self, Addresses};
+use super::convert::Addresses;
 use super::metered::Metered;
 use super::{
     ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, NodeContext, Observed,
     ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState, events,
-    podfiles, volumes,
+    podfiles, prepare, volumes,
 };
 use crate::clock::Timestamp;
 use crate::labels;
@@ -113,31 +113,6 @@ fn is_not_found(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::NotFound
         || status.message().contains("not found")
         || status.message().contains("does not exist")
-}
-
-/// Whether container logs can go to `dir`. When they cannot (a read-only or full
-/// filesystem), the pod runs all the same, without logs, and a warning says why: a pod is
-/// worth more than its logs, and a full disk must not stop pods from being managed.
-fn logs_usable(pod: &StaticPod, container: Option<&str>, dir: &Path) -> bool {
-    match podfiles::ensure_log_dir(dir) {
-        Ok(()) => true,
-        Err(e) => {
-            const WHY: &str = "log directory unusable; running without container logs";
-            match container {
-                Some(c) => warn!(pod = %pod.key, container = c, error = %e, "{WHY}"),
-                None => warn!(pod = %pod.key, error = %e, "{WHY}"),
-            }
-            false
-        }
-    }
-}
-
-fn host_error(what: &'static str, path: &Path, e: std::io::Error) -> RuntimeError {
-    RuntimeError::Host {
-        what,
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
 }
 
 impl CriRuntime {
@@ -587,18 +562,7 @@ impl Runtime for CriRuntime {
     }
 
     async fn run_sandbox(&self, pod: &StaticPod, attempt: u32) -> Result<SandboxId, RuntimeError> {
-        let log_dir = self
-            .ctx
-            .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str());
-        let logs = logs_usable(pod, None, &log_dir);
-        let pod_dir = self.ctx.pod_dir(pod.uid.as_str());
-        std::fs::create_dir_all(&pod_dir)
-            .map_err(|e| host_error("creating pod directory", &pod_dir, e))?;
-        volumes::prepare(pod, &self.ctx)?;
-        let mut config = convert::sandbox_config(pod, attempt, &self.ctx);
-        if !logs {
-            config.log_directory.clear();
-        }
+        let config = prepare::sandbox(pod, attempt, &self.ctx)?;
         let req = timeout_of(
             tonic::Request::new(cri::RunPodSandboxRequest {
                 config: Some(config),
@@ -623,7 +587,7 @@ impl Runtime for CriRuntime {
         name: &str,
         attempt: u32,
     ) -> Result<ContainerId, RuntimeError> {
-        let (kind, container) = pod
+        let (_, container) = pod
             .container(name)
             .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_owned()))?;
         let image = container.image.clone().unwrap_or_default();
@@ -633,7 +597,6 @@ impl Runtime for CriRuntime {
             .unwrap_or_else(|| "IfNotPresent".into());
         let found = self.ensure_image(&image, &policy).await?;
         check_run_as_non_root(pod, container, &found)?;
-        volumes::prepare(pod, &self.ctx)?;
         let cached_ip = {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             cache.sandbox_ips.get(&sandbox.0).cloned()
@@ -647,33 +610,7 @@ impl Runtime for CriRuntime {
                 .and_then(|(_, ip)| ip),
         };
         let addrs = self.addresses(pod, sandbox_ip);
-        if podfiles::mounts_etc_hosts(pod, container, addrs.pod_ip.is_some()) {
-            podfiles::write_etc_hosts(pod, &self.ctx, addrs.pod_ip.as_deref())?;
-        }
-        if container.termination_message_path.is_some() {
-            podfiles::create_termination_log(&podfiles::termination_log_path(
-                &self.ctx,
-                pod.uid.as_str(),
-                name,
-                attempt,
-            ))?;
-        }
-        let env = convert::environment(pod, container, &addrs, &self.ctx);
-        volumes::ensure_sub_paths(&convert::sub_paths(pod, container, &env, &self.ctx))?;
-        let log_dir = self
-            .ctx
-            .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str())
-            .join(name);
-        let logs = logs_usable(pod, Some(name), &log_dir);
-        let mut config =
-            convert::container_config(pod, container, kind, attempt, &addrs, &self.ctx);
-        let mut sandbox_config = convert::sandbox_config(pod, 0, &self.ctx);
-        if !logs {
-            // containerd logs nothing when either is empty (and fails the container when it
-            // cannot create the log file).
-            config.log_path.clear();
-            sandbox_config.log_directory.clear();
-        }
+        let (config, sandbox_config) = prepare::container(pod, name, attempt, &addrs, &self.ctx)?;
         let req = timeout_of(
             tonic::Request::new(cri::CreateContainerRequest {
                 pod_sandbox_id: sandbox.0.clone(),
@@ -828,7 +765,7 @@ impl Runtime for CriRuntime {
         if let Err(e) = std::fs::remove_dir_all(&pod_dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            return Err(host_error("removing pod directory", &pod_dir, e));
+            return Err(podfiles::host_error("removing pod directory", &pod_dir, e));
         }
         remove_cgroups(&self.ctx.cgroup_root, uid);
         Ok(())

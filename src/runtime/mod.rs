@@ -12,6 +12,7 @@ mod fake;
 mod metered;
 mod node;
 mod podfiles;
+pub mod prepare;
 mod volumes;
 
 use std::fmt;

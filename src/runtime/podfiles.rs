@@ -20,7 +20,8 @@ pub const MAX_LOG_TAIL_BYTES: usize = 2048;
 /// Most log lines used by `FallbackToLogsOnError`.
 pub const MAX_LOG_TAIL_LINES: usize = 80;
 
-fn host_error(what: &'static str, path: &Path, e: std::io::Error) -> RuntimeError {
+/// A host-side file operation that failed, naming the path.
+pub(super) fn host_error(what: &'static str, path: &Path, e: std::io::Error) -> RuntimeError {
     RuntimeError::Host {
         what,
         path: path.to_owned(),

@@ -73,9 +73,11 @@ impl<'a> Bench<'a> {
             extra: crate::daemon::private_flags(&settings.podvisor, &lab.dir.join("status.sock")),
         };
         let floor_env = FloorEnv {
-            log_dir: lab.path("floor-logs")?,
-            root_dir: lab.path("floor-root")?,
-            resolv: podvisor::runtime::ResolvConf::read(std::path::Path::new("/etc/resolv.conf")),
+            ctx: podvisor::runtime::NodeContext::detect(
+                podvisor::pod::NodeName::new("floor"),
+                lab.path("floor-root")?,
+                lab.path("floor-logs")?,
+            ),
         };
         let (mut daemon, _) = Daemon::spawn(&daemon_cfg, 0)?;
         daemon

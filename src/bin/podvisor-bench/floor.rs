@@ -1,34 +1,37 @@
 //! The floor: what the runtime itself costs for the bench's pod, as raw CRI calls over one
-//! open connection, with the configs podvisor would send (host or pod network, log
-//! directory, cgroup parent, kubelet labels and annotations, mounts, security context).
-//! Host-side preparation (directories, files) happens before the clock starts.
+//! open connection, with exactly the configs podvisor sends: the pod comes from the bench's
+//! own manifest through podvisor's pipeline, and its host-side set-up and CRI configs from
+//! `podvisor::runtime::prepare`, the code the daemon itself calls. That set-up (directories,
+//! files) happens before the clock starts.
 //!
-//! The floor pods lack podvisor's `podvisor.dev/managed` label, so that the podvisor running
-//! beside them never sees them; it is one label among nine.
+//! Two differences, both outside the timed calls: the configs lose podvisor's
+//! `podvisor.dev/managed` label, so that the podvisor running beside them never sees them; and
+//! a pod-network floor pod is prepared without its pod IP (podvisor asks `PodSandboxStatus`
+//! for it before `CreateContainer`, one more call that is podvisor's cost, not the floor's).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use k8s_cri::v1 as cri;
+use podvisor::clock::Timestamp;
 use podvisor::labels;
-use podvisor::runtime::ResolvConf;
+use podvisor::manifest::{Loaded, load_manifest};
+use podvisor::pod::StaticPod;
+use podvisor::runtime::{Addresses, NodeContext, prepare};
 
 use crate::cri::Cri;
-use crate::pods::{COMMAND, GRACE_SECONDS, IMAGE, NAMESPACE};
+use crate::pods::{GRACE_SECONDS, manifest};
 
 /// Untimed pause between a start and the next stop.
 const RUNNING_PAUSE: Duration = Duration::from_millis(300);
 
-/// Where the floor's host-side files go.
+/// Where the floor's host-side files go: its own root and log directories, with the host's
+/// resolver config and address, as a podvisor would have.
 pub struct FloorEnv {
-    /// Log directories (as `--pod-log-dir`).
-    pub log_dir: PathBuf,
-    /// Pod directories (as `--root-dir`).
-    pub root_dir: PathBuf,
-    /// The host's resolver config, as podvisor passes it.
-    pub resolv: ResolvConf,
+    /// The node context the floor's configs are built for.
+    pub ctx: NodeContext,
 }
 
 /// The durations of one floor pod's life, in ms.
@@ -64,244 +67,12 @@ pub struct FloorSample {
 }
 
 struct FloorPod {
+    pod: Arc<StaticPod>,
     name: String,
-    uid: String,
-    host_network: bool,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn uid_for(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mut h: u128 = nanos ^ u128::from(std::process::id()) << 64;
-    for b in name.bytes() {
-        h = h.wrapping_mul(0x100_0000_01b3).wrapping_add(u128::from(b));
-    }
-    format!("{h:032x}")
-}
-
-impl FloorPod {
-    fn log_dir(&self, env: &FloorEnv) -> PathBuf {
-        env.log_dir
-            .join(format!("{NAMESPACE}_{}_{}", self.name, self.uid))
-    }
-
-    fn pod_dir(&self, env: &FloorEnv) -> PathBuf {
-        env.root_dir.join("pods").join(&self.uid)
-    }
-
-    fn ns_options(&self) -> cri::NamespaceOption {
-        cri::NamespaceOption {
-            network: if self.host_network {
-                cri::NamespaceMode::Node as i32
-            } else {
-                cri::NamespaceMode::Pod as i32
-            },
-            pid: cri::NamespaceMode::Container as i32,
-            ipc: cri::NamespaceMode::Pod as i32,
-            ..Default::default()
-        }
-    }
-
-    fn sandbox_config(&self, env: &FloorEnv) -> cri::PodSandboxConfig {
-        let pod_labels: HashMap<String, String> = [
-            ("app", "bench"),
-            (labels::POD_NAME, &self.name),
-            (labels::POD_NAMESPACE, NAMESPACE),
-            (labels::POD_UID, &self.uid),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let annotations: HashMap<String, String> = [
-            (labels::CONFIG_HASH, self.uid.as_str()),
-            (labels::CONFIG_SOURCE, "file"),
-            (labels::CONFIG_SEEN, "2025-01-01T00:00:00.000000000Z"),
-            (
-                labels::MANIFEST_PATH,
-                "/etc/kubernetes/manifests/floor.yaml",
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let mut servers = env.resolv.servers.clone();
-        servers.truncate(3);
-        cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: self.name.clone(),
-                uid: self.uid.clone(),
-                namespace: NAMESPACE.to_owned(),
-                attempt: 0,
-            }),
-            // runc refuses a hostname without a UTS namespace of its own.
-            hostname: if self.host_network {
-                String::new()
-            } else {
-                self.name.clone()
-            },
-            log_directory: self.log_dir(env).to_string_lossy().into_owned(),
-            dns_config: Some(cri::DnsConfig {
-                servers,
-                searches: env.resolv.searches.clone(),
-                options: env.resolv.options.clone(),
-            }),
-            labels: pod_labels,
-            annotations,
-            linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: format!("/kubepods/besteffort/pod{}", self.uid),
-                security_context: Some(cri::LinuxSandboxSecurityContext {
-                    namespace_options: Some(self.ns_options()),
-                    seccomp: Some(cri::SecurityProfile {
-                        profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
-                        localhost_ref: String::new(),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn container_config(&self, env: &FloorEnv, attempt: u32) -> cri::ContainerConfig {
-        let container_labels: HashMap<String, String> = [
-            (labels::POD_NAME, self.name.as_str()),
-            (labels::POD_NAMESPACE, NAMESPACE),
-            (labels::POD_UID, self.uid.as_str()),
-            (labels::CONTAINER_NAME, "main"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let annotations: HashMap<String, String> = [
-            (labels::CONTAINER_HASH, "0123456789abcdef".to_owned()),
-            (labels::CONTAINER_RESTART_COUNT, attempt.to_string()),
-            (
-                labels::CONTAINER_TERMINATION_MESSAGE_PATH,
-                "/dev/termination-log".to_owned(),
-            ),
-            (
-                labels::CONTAINER_TERMINATION_MESSAGE_POLICY,
-                "File".to_owned(),
-            ),
-            (
-                labels::POD_TERMINATION_GRACE_PERIOD,
-                GRACE_SECONDS.to_string(),
-            ),
-            (labels::CONTAINER_KIND, "app".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let pod_dir = self.pod_dir(env);
-        let mounts = vec![
-            cri::Mount {
-                container_path: "/etc/hosts".into(),
-                host_path: pod_dir.join("etc-hosts").to_string_lossy().into_owned(),
-                ..Default::default()
-            },
-            cri::Mount {
-                container_path: "/dev/termination-log".into(),
-                host_path: termination_log(&pod_dir, attempt)
-                    .to_string_lossy()
-                    .into_owned(),
-                ..Default::default()
-            },
-        ];
-        let str_list = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata {
-                name: "main".into(),
-                attempt,
-            }),
-            image: Some(cri::ImageSpec {
-                image: IMAGE.into(),
-                user_specified_image: IMAGE.into(),
-                ..Default::default()
-            }),
-            command: str_list(&COMMAND),
-            envs: vec![cri::KeyValue {
-                key: "GEN".into(),
-                value: "0".into(),
-            }],
-            mounts,
-            labels: container_labels,
-            annotations,
-            log_path: format!("main/{attempt}.log"),
-            linux: Some(cri::LinuxContainerConfig {
-                resources: Some(cri::LinuxContainerResources {
-                    cpu_shares: 2,
-                    oom_score_adj: 1000,
-                    ..Default::default()
-                }),
-                security_context: Some(cri::LinuxContainerSecurityContext {
-                    namespace_options: Some(self.ns_options()),
-                    masked_paths: str_list(&[
-                        "/proc/asound",
-                        "/proc/acpi",
-                        "/proc/interrupts",
-                        "/proc/kcore",
-                        "/proc/keys",
-                        "/proc/latency_stats",
-                        "/proc/timer_list",
-                        "/proc/timer_stats",
-                        "/proc/sched_debug",
-                        "/proc/scsi",
-                        "/sys/firmware",
-                        "/sys/devices/virtual/powercap",
-                    ]),
-                    readonly_paths: str_list(&[
-                        "/proc/bus",
-                        "/proc/fs",
-                        "/proc/irq",
-                        "/proc/sys",
-                        "/proc/sysrq-trigger",
-                    ]),
-                    seccomp: Some(cri::SecurityProfile {
-                        profile_type: cri::security_profile::ProfileType::Unconfined as i32,
-                        localhost_ref: String::new(),
-                    }),
-                    ..Default::default()
-                }),
-            }),
-            ..Default::default()
-        }
-    }
-
-    /// Directories and files podvisor would create before its calls.
-    fn prepare(&self, env: &FloorEnv) -> Result<()> {
-        let logs = self.log_dir(env).join("main");
-        std::fs::create_dir_all(&logs).with_context(|| format!("mkdir {}", logs.display()))?;
-        let pod_dir = self.pod_dir(env);
-        for attempt in [0, 1, 2] {
-            let t = termination_log(&pod_dir, attempt);
-            if let Some(parent) = t.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&t, b"")?;
-        }
-        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        std::fs::write(pod_dir.join("etc-hosts"), hosts)?;
-        Ok(())
-    }
-
-    fn forget(&self, env: &FloorEnv) {
-        let _ = std::fs::remove_dir_all(self.log_dir(env));
-        let _ = std::fs::remove_dir_all(self.pod_dir(env));
-        remove_pod_cgroup(&self.uid);
-    }
-}
-
-fn termination_log(pod_dir: &Path, attempt: u32) -> PathBuf {
-    pod_dir
-        .join("containers/main")
-        .join(format!("termination-log-{attempt}"))
 }
 
 /// Removes `/kubepods/besteffort/pod<uid>` in every hierarchy: containerd leaves it.
@@ -316,25 +87,66 @@ pub fn remove_pod_cgroup(uid: &str) {
     }
 }
 
-/// Runs one floor pod through up, a container restart, and down.
+/// The bench's pod `name`, as podvisor's pipeline makes it from the bench's manifest.
+fn floor_pod(env: &FloorEnv, name: &str, host_network: bool) -> Result<FloorPod> {
+    let path = Path::new("/etc/kubernetes/manifests").join(format!("{name}.yaml"));
+    let text = manifest(name, host_network, 0);
+    match load_manifest(&path, text.as_bytes(), &env.ctx.node, Timestamp(0))? {
+        Loaded::Accepted { pods, .. } if pods.len() == 1 => Ok(FloorPod {
+            pod: pods[0].clone(),
+            name: name.to_owned(),
+        }),
+        other => bail!("the floor manifest {name} did not load as one pod: {other:?}"),
+    }
+}
+
+/// Drops podvisor's ownership label, so that the podvisor running beside never adopts it.
+fn unmanaged(
+    mut labels: std::collections::HashMap<String, String>,
+) -> std::collections::HashMap<String, String> {
+    labels.remove(labels::MANAGED);
+    labels
+}
+
+/// Runs one floor pod through up, a container restart, a crash, and down.
 pub async fn once(
     cri: &Cri,
     env: &FloorEnv,
     name: String,
     host_network: bool,
 ) -> Result<FloorSample> {
-    let pod = FloorPod {
-        uid: uid_for(&name),
-        name,
-        host_network,
+    let floor = floor_pod(env, &name, host_network)?;
+    let pod = &floor.pod;
+    let host_ip = env.ctx.host_ip.map(|ip| ip.to_string());
+    let addrs = Addresses {
+        pod_ip: if host_network { host_ip.clone() } else { None },
+        host_ip,
     };
-    pod.prepare(env)?;
-    let sandbox_config = pod.sandbox_config(env);
-    let c0 = pod.container_config(env, 0);
-    let c1 = pod.container_config(env, 1);
-    let c2 = pod.container_config(env, 2);
-    let result = life(cri, &pod, sandbox_config, [c0, c1, c2]).await;
-    pod.forget(env);
+    let prepared = (|| -> Result<_> {
+        let mut sandbox_config = prepare::sandbox(pod, 0, &env.ctx)?;
+        sandbox_config.labels = unmanaged(std::mem::take(&mut sandbox_config.labels));
+        let mut containers = Vec::new();
+        for attempt in 0..3 {
+            let (mut c, _) = prepare::container(pod, "main", attempt, &addrs, &env.ctx)?;
+            c.labels = unmanaged(std::mem::take(&mut c.labels));
+            containers.push(c);
+        }
+        let [c0, c1, c2]: [cri::ContainerConfig; 3] = containers
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("three attempts"))?;
+        Ok((sandbox_config, [c0, c1, c2]))
+    })();
+    let result = match prepared {
+        Ok((sandbox_config, containers)) => life(cri, &floor, sandbox_config, containers).await,
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_dir_all(env.ctx.pod_log_dir(
+        &pod.key.namespace,
+        &pod.key.name,
+        pod.uid.as_str(),
+    ));
+    let _ = std::fs::remove_dir_all(env.ctx.pod_dir(pod.uid.as_str()));
+    remove_pod_cgroup(pod.uid.as_str());
     result
 }
 

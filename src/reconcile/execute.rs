@@ -338,6 +338,34 @@ mod tests {
             .collect()
     }
 
+    /// An execution context on `clock`, and the receiving end of its events.
+    fn context(clock: Clock) -> (ExecContext, tokio::sync::mpsc::Receiver<PodEvent>) {
+        let (events, rx) = channel(16);
+        let cx = ExecContext {
+            events,
+            host_ip: None,
+            clock,
+        };
+        (cx, rx)
+    }
+
+    /// A new sandbox for `p`, then its container `app`.
+    fn start_app(p: &Arc<StaticPod>) -> Vec<Action> {
+        vec![
+            Action::RunSandbox {
+                pod: p.clone(),
+                attempt: 0,
+            },
+            Action::StartContainer {
+                pod: p.clone(),
+                sandbox: SandboxRef::New,
+                name: "app".into(),
+                attempt: 0,
+                restart: None,
+            },
+        ]
+    }
+
     const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: app, image: 'busybox:1.35'}]}\n";
 
     #[tokio::test(start_paused = true)]
@@ -345,12 +373,7 @@ mod tests {
         let clock = Clock::tokio(T0);
         let rt = FakeRuntime::new(clock);
         let p = pod(POD);
-        let (events, mut rx) = channel(16);
-        let cx = ExecContext {
-            events,
-            host_ip: None,
-            clock,
-        };
+        let (cx, mut rx) = context(clock);
         for (attempt, (grace, hook_secs, expected)) in [(10u64, 3i64, 7u64), (4, 3, 2), (5, 30, 2)]
             .into_iter()
             .enumerate()
@@ -409,27 +432,10 @@ mod tests {
                 stderr: b"nope".to_vec(),
             },
         );
-        let (events, mut rx) = channel(16);
-        let cx = ExecContext {
-            events,
-            host_ip: None,
-            clock: Clock::System,
-        };
+        let (cx, mut rx) = context(Clock::System);
         let work = PodWork {
             key: p.key.clone(),
-            actions: vec![
-                Action::RunSandbox {
-                    pod: p.clone(),
-                    attempt: 0,
-                },
-                Action::StartContainer {
-                    pod: p.clone(),
-                    sandbox: SandboxRef::New,
-                    name: "app".into(),
-                    attempt: 0,
-                    restart: None,
-                },
-            ],
+            actions: start_app(&p),
         };
         assert!(execute(&rt, &cx, work).await.result.is_ok());
         assert!(
@@ -453,28 +459,12 @@ mod tests {
                 image: "busybox:1.35".into(),
             },
         );
-        let (events, mut rx) = channel(16);
-        let cx = ExecContext {
-            events,
-            host_ip: None,
-            clock: Clock::System,
-        };
+        let (cx, mut rx) = context(Clock::System);
+        let mut actions = start_app(&p);
+        actions.push(Action::StopSandbox(SandboxId("never-reached".into())));
         let work = PodWork {
             key: p.key.clone(),
-            actions: vec![
-                Action::RunSandbox {
-                    pod: p.clone(),
-                    attempt: 0,
-                },
-                Action::StartContainer {
-                    pod: p.clone(),
-                    sandbox: SandboxRef::New,
-                    name: "app".into(),
-                    attempt: 0,
-                    restart: None,
-                },
-                Action::StopSandbox(SandboxId("never-reached".into())),
-            ],
+            actions,
         };
         let err = execute(&rt, &cx, work)
             .await

@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(
             v[2].errors,
             [format!(
-                "{c}: document 1: metadata.name: \"Bad\" must be a lowercase RFC 1123 subdomain: labels of a-z, 0-9 and '-' separated by '.', at most 253 characters; spec.containers: required: at least one container"
+                "{c}: document 1: metadata.name: \"Bad\" with the node suffix (\"Bad-<node>\"): a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character; spec.containers: required: at least one container"
             )]
         );
     }

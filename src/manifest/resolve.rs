@@ -135,19 +135,15 @@ impl Resolver {
                 },
                 |hash| *seen.entry(hash.clone()).or_insert(now),
             );
-            if !super::validate::is_dns1123_subdomain(&pod.key.name) {
+            if let Some(why) = super::validate::pod_name_error(&pod.key.name) {
                 return Err(ManifestError::Invalid {
                     path: path.to_owned(),
                     at: p.at,
                     issues: vec![super::FieldIssue {
                         field: "metadata.name".to_owned(),
-                        message: format!(
-                            "with the node suffix, {:?} is not a valid pod name (at most 253 characters)",
-                            pod.key.name
-                        ),
+                        message: format!("{:?} (with the node suffix): {why}", pod.key.name),
                     }],
-                }
-                .clone());
+                });
             }
             out.push(Arc::new(pod));
         }
@@ -303,6 +299,47 @@ mod tests {
         // re-adding it broken does not resurrect the old pod
         let bad = r.resolve(&scan(&[("web.yaml", "kind: Pod\n")]), Timestamp(3));
         assert!(bad.pods.is_empty());
+    }
+
+    /// The outcome for pod `name` on `node`: the full name, or the error message.
+    fn full_name(name: &str, node: &str) -> Result<String, String> {
+        let mut r = Resolver::new(NodeName::new(node));
+        let snap = r.resolve(&scan(&[("web.yaml", &pod_yaml(name, "i:1"))]), Timestamp(1));
+        match snap.pods.keys().next() {
+            Some(k) => Ok(k.name.clone()),
+            None => Err(snap.errors().map(ToString::to_string).collect()),
+        }
+    }
+
+    #[test]
+    fn pod_names_are_checked_as_the_kubelet_does_after_the_node_suffix_issue_17() {
+        // kubeadm's own pod on a long hostname: a 67-character part is fine in a subdomain.
+        assert_eq!(
+            full_name(
+                "kube-controller-manager",
+                "controlplane-node-01-rack-b12-datacenter-fra"
+            )
+            .as_deref(),
+            Ok("kube-controller-manager-controlplane-node-01-rack-b12-datacenter-fra")
+        );
+        // A trailing '-' is not trailing any more once the suffix is appended.
+        assert_eq!(full_name("abc-", "node").as_deref(), Ok("abc--node"));
+        assert_eq!(full_name("a.b", "node").as_deref(), Ok("a.b-node"));
+        // What stays invalid says why, in the API server's words.
+        let upper = full_name("Web_1", "node").unwrap_err();
+        assert!(
+            upper.contains(
+                "\"Web_1\" with the node suffix (\"Web_1-<node>\"): a lowercase RFC 1123 subdomain"
+            ),
+            "{upper}"
+        );
+        let dot = full_name("a..b", "node").unwrap_err();
+        assert!(dot.contains("a lowercase RFC 1123 subdomain"), "{dot}");
+        let long = full_name(&"a".repeat(250), "node1").unwrap_err();
+        assert!(
+            long.contains("must be no more than 253 characters"),
+            "{long}"
+        );
     }
 
     #[test]

@@ -53,7 +53,12 @@ mod references;
 mod volume;
 
 use container::validate_container;
-pub(super) use names::is_dns1123_subdomain;
+/// What is wrong with `full_name` (the manifest's name with the node suffix) as a pod name,
+/// in the API server's words; `None` when it is valid. The kubelet validates the pod only
+/// after appending the node name, so this is the rule for pod names.
+pub fn pod_name_error(full_name: &str) -> Option<&'static str> {
+    dns1123_subdomain_error(full_name)
+}
 use names::*;
 use references::validate_api_references;
 use volume::validate_volume;
@@ -62,12 +67,22 @@ use volume::validate_volume;
 
 fn validate_metadata(pod: &Pod, v: &mut Issues) {
     let m = &pod.metadata;
+    // Like the kubelet, the name's rules apply to the full name, after the node suffix is
+    // appended (`abc-` on node1 is the valid `abc--node1`). Node names are subdomains, so the
+    // characters can be judged here with any such suffix; the length is judged with the real
+    // one, in `resolve::bind` (`pod_name_error`).
     match m.name.as_deref() {
         None | Some("") => v.add("metadata.name", "required: a static pod needs a name"),
-        Some(name) if !is_dns1123_subdomain(name) => {
-            v.add("metadata.name", format!("{name:?} {DNS1123_SUBDOMAIN}"))
+        Some(name) => {
+            if let Some(why) = names::dns1123_subdomain_error(&format!("{name}-node"))
+                && why == DNS1123_SUBDOMAIN
+            {
+                v.add(
+                    "metadata.name",
+                    format!("{name:?} with the node suffix (\"{name}-<node>\"): {why}"),
+                );
+            }
         }
-        _ => {}
     }
     if m.generate_name.as_deref().is_some_and(|g| !g.is_empty()) && m.name.is_none() {
         v.add(
@@ -247,10 +262,10 @@ fn validate_spec(spec: &PodSpec, v: &mut Issues) {
             );
         }
         for (j, h) in alias.hostnames.iter().flatten().enumerate() {
-            if !is_dns1123_subdomain(h) {
+            if let Some(why) = dns1123_subdomain_error(h) {
                 v.add(
                     format!("spec.hostAliases[{i}].hostnames[{j}]"),
-                    format!("{h:?} {DNS1123_SUBDOMAIN}"),
+                    format!("{h:?}: {why}"),
                 );
             }
         }

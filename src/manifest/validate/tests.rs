@@ -20,9 +20,15 @@ fn a_minimal_pod_is_valid() {
 
 #[test]
 fn names_must_be_dns1123() {
+    // The pod name's rules apply after the node suffix (see resolve's tests).
     assert_eq!(
         fields(&BASE.replace("name: web\nspec", "name: Web_1\nspec")),
         ["metadata.name"]
+    );
+    assert_eq!(
+        fields(&BASE.replace("name: web\nspec", "name: web-\nspec")),
+        Vec::<String>::new(),
+        "abc- is valid once the suffix is appended"
     );
     assert_eq!(
         fields(&BASE.replace("- name: web", "- name: Web")),

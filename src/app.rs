@@ -10,10 +10,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, Listeners};
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
 use crate::event::{self, EventSink};
+use crate::instance::InstanceLock;
 use crate::manifest::{self, Snapshot, TrustPolicy, WatchConfig};
 use crate::metrics::Metrics;
 use crate::mirror::{self, MirrorConfig, MirrorState, NodeInfo};
@@ -91,6 +92,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(&config.root_dir)
         .with_context(|| format!("creating root dir {}", config.root_dir.display()))?;
+    api::ensure_socket_dir(&config.status_socket)?;
+    // Before anything touches a pod: one podvisor per root dir and socket.
+    let _lock = InstanceLock::acquire(&config.root_dir, &config.status_socket)?;
+    let listeners = Listeners::bind(&config.status_socket, config.status_address).await?;
     let metrics = Arc::new(Metrics::new());
     let ctx = NodeContext::detect(
         config.node_name.clone(),
@@ -155,10 +160,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     tasks.spawn(loops);
     let socket = config.status_socket.clone();
-    let tcp = config.status_address;
     let api_token = token.clone();
     tasks.spawn(async move {
-        api::serve(api_state, socket.clone(), tcp, api_token)
+        api::serve(api_state, listeners, api_token)
             .await
             .with_context(|| format!("status API on {}", socket.display()))
     });

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod event;
+pub mod instance;
 pub mod labels;
 pub mod manifest;
 pub mod metrics;

@@ -12,6 +12,22 @@ use podvisor::pod::NodeName;
 
 /// Exit code for bad flags or configuration (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
+/// Exit code when another podvisor holds the root dir or the status socket (EX_TEMPFAIL).
+const EXIT_LOCKED: u8 = 75;
+
+/// The exit code for a daemon that stopped with `err`.
+fn exit_code(err: &anyhow::Error) -> ExitCode {
+    use podvisor::api::ListenError;
+    use podvisor::instance::LockError;
+    if let Some(LockError::Held { .. }) = err.downcast_ref::<LockError>() {
+        return ExitCode::from(EXIT_LOCKED);
+    }
+    match err.downcast_ref::<ListenError>() {
+        Some(ListenError::InUse { .. }) => ExitCode::from(EXIT_LOCKED),
+        Some(ListenError::NotASocket { .. }) => ExitCode::from(EXIT_USAGE),
+        _ => ExitCode::FAILURE,
+    }
+}
 
 fn hostname() -> Result<String, String> {
     nix::unistd::gethostname()
@@ -136,7 +152,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("podvisor: {e:#}");
-                    ExitCode::FAILURE
+                    exit_code(&e)
                 }
             }
         }

@@ -7,7 +7,9 @@
 //! * `/metrics`: Prometheus text.
 
 pub mod client;
+mod listen;
 mod server;
 pub mod views;
 
+pub use listen::{ListenError, Listeners, ensure_socket_dir};
 pub use server::{ApiState, Heartbeat, serve};

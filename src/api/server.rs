@@ -1,9 +1,7 @@
 //! The HTTP side of the status API: routing GET requests to views, over unix and TCP listeners.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +13,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde::Serialize;
-use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+use super::listen::Listeners;
 use super::views;
 use crate::clock::{Clock, Timestamp};
 use crate::manifest::Snapshot;
@@ -233,45 +231,20 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Binds the unix socket with mode 0600 (its directory 0700 when podvisor creates it).
-fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    if std::fs::symlink_metadata(path).is_ok() {
-        std::fs::remove_file(path)?; // a stale socket from an earlier run
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
-
-/// Serves the API on `socket` (and `tcp`, if given) until `shutdown`.
+/// Serves the API on the bound `listeners` until `shutdown`; dropping them on return removes
+/// the socket.
 pub async fn serve(
     state: ApiState,
-    socket: PathBuf,
-    tcp: Option<SocketAddr>,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let state = Arc::new(state);
-    let unix = bind_unix(&socket)?;
-    info!(socket = %socket.display(), "status API listening");
-    let tcp = match tcp {
-        Some(addr) => {
-            let l = TcpListener::bind(addr).await?;
-            info!(address = %addr, "status API listening on TCP");
-            Some(l)
-        }
-        None => None,
-    };
+    let (unix, tcp) = (&listeners.unix, &listeners.tcp);
     loop {
         let accepted: Result<Box<dyn ConnIo>, std::io::Error> = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = unix.accept() => r.map(|(s, _)| Box::new(s) as Box<dyn ConnIo>),
-            r = async { match &tcp { Some(l) => l.accept().await, None => std::future::pending().await } } => r.map(|(s, _)| Box::new(s) as Box<dyn ConnIo>),
+            r = async { match tcp { Some(l) => l.accept().await, None => std::future::pending().await } } => r.map(|(s, _)| Box::new(s) as Box<dyn ConnIo>),
         };
         match accepted {
             Ok(io) => {
@@ -292,7 +265,7 @@ pub async fn serve(
             }
         }
     }
-    let _ = std::fs::remove_file(&socket);
+    drop(listeners);
     Ok(())
 }
 

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod app;
+pub mod chain;
 pub mod cli;
 pub mod clock;
 pub mod commands;

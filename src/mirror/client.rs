@@ -5,7 +5,6 @@
 //! The kubeconfig is read again on every (re)connection: kubeadm writes `kubelet.conf` during
 //! `init` and rotates the client certificate behind it.
 
-use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -91,21 +90,7 @@ impl From<kube::Error> for MirrorError {
     }
 }
 
-/// An error and its causes, `a: b: c`, skipping causes the previous message already quotes
-/// (kube and hyper repeat their source in their own message).
-pub fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
+pub use crate::chain::chain;
 
 /// Builds a client from the kubeconfig at `path`, every request bounded by `timeout`.
 /// kube's own retries are off: the mirror task retries with its own backoff.

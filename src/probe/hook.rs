@@ -60,6 +60,14 @@ pub enum HookError {
     /// A handler with no action set.
     #[error("lifecycle handler has no action")]
     NoAction,
+    /// The hook was still running when its time was up (for preStop: the grace period).
+    /// containerd 1.6's `ExecSync` returns only once the command's children exit, however
+    /// long after its own timeout, so the caller cuts the hook with its own timer.
+    #[error("did not finish within {timeout:?}")]
+    Cut {
+        /// The time the hook was given.
+        timeout: Duration,
+    },
 }
 
 /// Runs a lifecycle `handler` for `container`, within `timeout`.

@@ -226,21 +226,7 @@ fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// An error and its causes, joined with ": ", for probe messages.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Some errors repeat their cause in their own message; say it once.
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
+use crate::chain::chain as error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -10,10 +10,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::plan::{Action, MIN_GRACE, PodWork, SandboxRef, StopReason, StopTarget};
+use crate::chain::chain;
 use crate::clock::Clock;
 use crate::event::{EventSink, EventType, PodEvent, container_field};
 use crate::pod::{ContainerKind, PodKey, StaticPod};
-use crate::probe::run_handler;
+use crate::probe::{HookError, run_handler};
 use crate::runtime::{ContainerId, Runtime, RuntimeError, SandboxId};
 
 /// Longest a postStart hook may run (the kubelet bounds it only by its request timeout).
@@ -122,13 +123,22 @@ async fn stop_one<R: Runtime>(
             .clone()
             .or_else(|| cx.host_ip.clone())
             .unwrap_or_default();
-        if let Err(e) = run_handler(rt, &hook.handler, &t.id, &hook.ports, &host, t.grace).await {
-            warn!(pod = %key, container = %t.name, error = %e, "preStop hook failed");
+        // The kubelet waits for preStop at most the grace period, on its own timer: the
+        // runtime's exec timeout is not to be trusted (containerd 1.6 overruns it by as long
+        // as the hook's children live).
+        let run = run_handler(rt, &hook.handler, &t.id, &hook.ports, &host, t.grace);
+        let outcome = match tokio::time::timeout(t.grace, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(HookError::Cut { timeout: t.grace }),
+        };
+        if let Err(e) = outcome {
+            let why = chain(&e);
+            warn!(pod = %key, container = %t.name, error = %why, "preStop hook failed");
             cx.emit(
                 key,
                 EventType::Warning,
                 "FailedPreStopHook",
-                format!("PreStopHook failed: {e}"),
+                format!("PreStopHook failed: {why}"),
                 None,
             );
         }
@@ -414,6 +424,87 @@ mod tests {
         assert!(
             reasons.contains(&"FailedPreStopHook".to_owned()),
             "the cut hook is reported: {reasons:?}"
+        );
+    }
+
+    fn exec_hook(command: &[&str]) -> Hook {
+        let handler = serde_json::from_value(serde_json::json!({"exec": {"command": command}}))
+            .expect("handler");
+        Hook {
+            handler,
+            ports: Vec::new(),
+            host: None,
+        }
+    }
+
+    /// Stops container `id` of `p` with `grace` and `hook`; returns how long it took.
+    async fn stop_with_hook(
+        rt: &FakeRuntime,
+        cx: &ExecContext,
+        p: &Arc<StaticPod>,
+        id: ContainerId,
+        grace: u64,
+        hook: Hook,
+    ) -> Duration {
+        let work = PodWork {
+            key: p.key.clone(),
+            actions: vec![Action::StopContainers {
+                containers: vec![StopTarget {
+                    id,
+                    name: "app".into(),
+                    grace: Duration::from_secs(grace),
+                    pre_stop: Some(hook),
+                }],
+                reason: StopReason::PodRemoved,
+            }],
+        };
+        let before = tokio::time::Instant::now();
+        assert!(execute(rt, cx, work).await.result.is_ok());
+        before.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exec_pre_stop_hook_is_cut_at_the_grace_period_whatever_the_runtime_does_issue_17() {
+        // containerd 1.6 answers ExecSync only when `sleep 60` is gone: 60 s, not the 3 s asked.
+        let clock = Clock::tokio(T0);
+        let rt = FakeRuntime::new(clock);
+        rt.set_exec_delay("sh", Duration::from_secs(60));
+        let p = pod(POD);
+        let (cx, mut rx) = context(clock);
+        let id = running(&rt, &p, 0).await;
+        rt.take_calls();
+        let took = stop_with_hook(&rt, &cx, &p, id, 3, exec_hook(&["sh", "-c", "sleep 60"])).await;
+        assert_eq!(
+            took,
+            Duration::from_secs(3),
+            "the hook gets the grace period, no more"
+        );
+        assert_eq!(stops(&rt), [MIN_GRACE], "then the stop gets the 2 s floor");
+        let failed: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter(|e| e.reason == "FailedPreStopHook")
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(failed, ["PreStopHook failed: did not finish within 3s"]);
+    }
+
+    #[tokio::test]
+    async fn a_pre_stop_hook_that_cannot_run_reports_the_runtimes_reason_issue_17() {
+        let rt = FakeRuntime::new(Clock::System);
+        let p = pod(POD);
+        let (cx, mut rx) = context(Clock::System);
+        let id = running(&rt, &p, 0).await;
+        rt.exit_container(&id, 1);
+        stop_with_hook(&rt, &cx, &p, id, 2, exec_hook(&["/bin/drain"])).await;
+        let failed: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .filter(|e| e.reason == "FailedPreStopHook")
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(failed.len(), 1);
+        assert!(
+            failed[0].starts_with(
+                "PreStopHook failed: running command \"/bin/drain\": ExecSync failed: container "
+            ) && failed[0].ends_with("is not running"),
+            "{failed:?}"
         );
     }
 

@@ -49,6 +49,8 @@ struct State {
     stop_exit_code: i32,
     /// Scripted results for exec, by the command's first word; default exit 0.
     exec_results: BTreeMap<String, ExecOutput>,
+    /// How long exec of a command (by its first word) takes to answer, whatever its timeout.
+    exec_delays: BTreeMap<String, Duration>,
 }
 
 /// An in-memory runtime.
@@ -114,6 +116,13 @@ impl FakeRuntime {
     /// Makes `exec_sync` of commands starting with `program` return `output`.
     pub fn set_exec_result(&self, program: &str, output: ExecOutput) {
         self.lock().exec_results.insert(program.to_owned(), output);
+    }
+
+    /// Makes `exec_sync` of commands starting with `program` answer only after `delay`,
+    /// whatever timeout it was given, as containerd 1.6 does while the command's children
+    /// live.
+    pub fn set_exec_delay(&self, program: &str, delay: Duration) {
+        self.lock().exec_delays.insert(program.to_owned(), delay);
     }
 
     /// Makes a running container exit with `code`, as a crash or completion would.
@@ -325,6 +334,11 @@ impl Runtime for FakeRuntime {
         _timeout: Duration,
     ) -> Result<ExecOutput, RuntimeError> {
         self.record(FakeCall::ExecSync(id.clone(), cmd.clone()), "exec_sync")?;
+        let program = cmd.first().cloned().unwrap_or_default();
+        let delay = self.lock().exec_delays.get(&program).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let s = self.lock();
         let running = s
             .containers
@@ -337,7 +351,6 @@ impl Runtime for FakeRuntime {
                 message: format!("container {id} is not running"),
             });
         }
-        let program = cmd.first().cloned().unwrap_or_default();
         Ok(s.exec_results.get(&program).cloned().unwrap_or_default())
     }
 

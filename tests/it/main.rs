@@ -7,6 +7,7 @@
 mod daemon;
 mod disk;
 mod hostile;
+mod issue17;
 mod lab;
 mod lifecycle;
 mod mirror;

@@ -239,7 +239,10 @@ impl<R: Runtime> Reconciler<R> {
             .config
             .max_parallel
             .saturating_sub(self.state.busy.len());
-        let dispatched = planned.work.len().min(capacity);
+        let desired_work = planned
+            .work
+            .iter()
+            .any(|w| snapshot.pods.contains_key(&w.key));
         for work in planned.work.into_iter().take(capacity) {
             for action in &work.actions {
                 if let Action::StartContainer {
@@ -259,7 +262,16 @@ impl<R: Runtime> Reconciler<R> {
             self.running.insert(handle.id(), key);
         }
         self.announce_backoffs(&planned.backing_off, snapshot);
-        if dispatched == 0 && self.state.busy.is_empty() && !*snapshot_synced {
+        // Synced once every pod the manifests ask for is as asked. Tearing down pods no
+        // manifest asks for any more (orphans, possibly with long grace periods) goes on in
+        // their own tasks and holds up neither readiness nor other pods.
+        let desired_pending = desired_work
+            || self
+                .state
+                .busy
+                .iter()
+                .any(|k| snapshot.pods.contains_key(k));
+        if !desired_pending && !*snapshot_synced {
             *snapshot_synced = true;
             if !self.state.synced {
                 info!(pods = snapshot.pods.len(), "first full reconcile done");

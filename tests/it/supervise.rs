@@ -206,3 +206,67 @@ async fn a_missing_manifest_directory_never_deletes_running_pods() {
     shutdown.graceful.cancel();
     task.await.expect("join").expect("clean shutdown");
 }
+
+#[tokio::test(start_paused = true)]
+async fn tearing_down_an_orphan_with_a_long_grace_period_holds_up_neither_readiness_nor_other_pods_issue_17()
+ {
+    use podvisor::manifest::{Loaded, load_manifest};
+    use podvisor::runtime::Runtime;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("web.yaml"), POD).expect("write");
+    let clock = Clock::tokio(T0);
+    let rt = Arc::new(FakeRuntime::new(clock));
+    // A pod whose manifest vanished while podvisor was down: 40 s of grace, and a preStop
+    // hook that uses all of it.
+    let orphan_yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: old}\nspec:\n  terminationGracePeriodSeconds: 40\n  containers:\n  - name: app\n    image: 'busybox:1.35'\n    lifecycle: {preStop: {sleep: {seconds: 40}}}\n";
+    let Ok(Loaded::Accepted { pods, .. }) = load_manifest(
+        &dir.path().join("gone.yaml"),
+        orphan_yaml.as_bytes(),
+        &NodeName::new("n1"),
+        T0,
+    ) else {
+        panic!("orphan manifest");
+    };
+    let sandbox = rt.run_sandbox(&pods[0], 0).await.expect("sandbox");
+    rt.start_container(&pods[0], &sandbox, "app", 0)
+        .await
+        .expect("container");
+
+    let shutdown = Shutdown {
+        graceful: CancellationToken::new(),
+        force: CancellationToken::new(),
+    };
+    let (channels, task) = supervise_until(
+        &config(dir.path()),
+        rt.clone(),
+        Parts::plain(clock),
+        shutdown.clone(),
+    );
+    let mut state = channels.state;
+    let task = tokio::spawn(task);
+    let started = clock.now();
+    let reader = state.clone();
+    until(&mut state, "first full reconcile", || {
+        reader.borrow().synced
+    })
+    .await;
+    assert!(
+        clock.now().since(started) < Duration::from_secs(5),
+        "readiness waited {:?} for the orphan's grace period",
+        clock.now().since(started)
+    );
+    assert_eq!(rt.running("web-n1").len(), 1, "the wanted pod is up");
+    assert_eq!(
+        rt.running("old-n1").len(),
+        1,
+        "the orphan is still in its preStop hook"
+    );
+    until(&mut state, "orphan stopped", || {
+        rt.running("old-n1").is_empty()
+    })
+    .await;
+    assert!(clock.now().since(started) >= Duration::from_secs(40));
+    shutdown.graceful.cancel();
+    task.await.expect("join").expect("clean shutdown");
+}

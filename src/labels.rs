@@ -45,6 +45,10 @@ pub const CONFIG_MIRROR: &str = "kubernetes.io/config.mirror";
 pub const MANAGED: &str = "podvisor.dev/managed";
 /// The value of [`MANAGED`].
 pub const MANAGED_VALUE: &str = "true";
+/// Sandbox annotation: the sandbox version it was created for. The pod UID is the sandbox
+/// version too unless the manifest sets `metadata.uid`; sandboxes made before this annotation
+/// existed are judged by their UID.
+pub const SANDBOX_HASH: &str = "podvisor.dev/sandbox-hash";
 /// Sandbox annotation: the manifest file the pod came from.
 pub const MANIFEST_PATH: &str = "podvisor.dev/manifest";
 /// Container annotation: `init` or `app`, so restarts and status can tell them apart.

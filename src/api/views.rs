@@ -147,11 +147,10 @@ fn container_view(
             .map(exit)
     });
     let pod = &report.pod;
-    let instances: Vec<_> = state
-        .observed
-        .containers
-        .iter()
-        .filter(|c| c.key == pod.key && c.uid == pod.uid.0 && c.name == status.name)
+    let (_, containers) = state.observed.of_version(pod);
+    let instances: Vec<_> = containers
+        .into_iter()
+        .filter(|c| c.name == status.name)
         .collect();
     let current = instances.iter().max_by_key(|c| (c.attempt, c.created_at));
     let previous = instances

@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use super::{Entry, FileReport, FileStatus, ManifestError, Scan, Snapshot};
 use crate::clock::Timestamp;
-use crate::pod::{ManifestRef, NodeName, PodKey, SpecHash, StaticPod};
+use crate::pod::{ManifestRef, NodeName, PodKey, PodUid, StaticPod};
 
 /// Turns scans into snapshots, remembering what it needs between them.
 pub struct Resolver {
     node: NodeName,
     /// Each file's pods from the last time it was accepted.
     last_good: BTreeMap<PathBuf, Vec<Arc<StaticPod>>>,
-    /// When each pod version was first seen (`kubernetes.io/config.seen`).
-    seen: HashMap<SpecHash, Timestamp>,
+    /// When each pod UID was first seen (`kubernetes.io/config.seen`).
+    seen: HashMap<PodUid, Timestamp>,
 }
 
 impl Resolver {
@@ -88,8 +88,7 @@ impl Resolver {
                 }
             }
         }
-        let live: BTreeSet<&SpecHash> =
-            self.last_good.values().flatten().map(|p| &p.hash).collect();
+        let live: BTreeSet<&PodUid> = self.last_good.values().flatten().map(|p| &p.uid).collect();
         self.seen.retain(|h, _| live.contains(h));
         Snapshot {
             pods,
@@ -133,7 +132,7 @@ impl Resolver {
                     path: path.to_owned(),
                     at: p.at,
                 },
-                |hash| *seen.entry(hash.clone()).or_insert(now),
+                |uid| *seen.entry(uid.clone()).or_insert(now),
             );
             if let Some(why) = super::validate::pod_name_error(&pod.key.name) {
                 return Err(ManifestError::Invalid {
@@ -204,26 +203,69 @@ mod tests {
         assert_eq!(pod.metadata.uid.as_deref(), Some(pod.uid.as_str()));
     }
 
+    fn seen(snapshot: &Snapshot) -> String {
+        snapshot.pods[&key("web")]
+            .metadata
+            .annotations
+            .as_ref()
+            .expect("annotations")["kubernetes.io/config.seen"]
+            .clone()
+    }
+
     #[test]
-    fn config_seen_is_kept_while_the_hash_is_unchanged() {
+    fn config_seen_is_kept_while_the_pod_uid_is_unchanged_issue_17() {
         let mut r = Resolver::new(NodeName::new("node1"));
         let s = scan(&[("web.yaml", &pod_yaml("web", "i:1"))]);
         let first = r.resolve(&s, Timestamp(1));
         let second = r.resolve(&s, Timestamp(2));
         assert_eq!(first, second);
+        // A container-only edit keeps the sandbox and the UID: nothing was recreated.
         let edited = r.resolve(
             &scan(&[("web.yaml", &pod_yaml("web", "i:2"))]),
             Timestamp(3),
         );
-        let ann = edited.pods[&key("web")]
-            .metadata
-            .annotations
-            .clone()
-            .expect("annotations");
-        assert_eq!(
-            ann["kubernetes.io/config.seen"],
-            Timestamp(3).rfc3339_nanos()
+        assert_ne!(edited.pods[&key("web")].hash, first.pods[&key("web")].hash);
+        assert_eq!(seen(&edited), Timestamp(1).rfc3339_nanos());
+        // A sandbox-shaping edit is a new pod UID, first seen now.
+        let relabelled =
+            pod_yaml("web", "i:2").replace("{name: web}", "{name: web, labels: {a: b}}");
+        let new_uid = r.resolve(&scan(&[("web.yaml", &relabelled)]), Timestamp(4));
+        assert_eq!(seen(&new_uid), Timestamp(4).rfc3339_nanos());
+    }
+
+    #[test]
+    fn a_manifest_uid_is_kept_as_the_pod_uid_issue_17() {
+        let mut r = Resolver::new(NodeName::new("node1"));
+        let with_uid = |labels: &str| {
+            pod_yaml("web", "i:1").replace(
+                "{name: web}",
+                &format!("{{name: web, uid: 6f1c2b1e-1b2a-4c3d-9e8f-0a1b2c3d4e5f{labels}}}"),
+            )
+        };
+        let a = r.resolve(&scan(&[("web.yaml", &with_uid(""))]), Timestamp(1));
+        let pod = &a.pods[&key("web")];
+        assert_eq!(pod.uid.as_str(), "6f1c2b1e-1b2a-4c3d-9e8f-0a1b2c3d4e5f");
+        assert_eq!(pod.metadata.uid.as_deref(), Some(pod.uid.as_str()));
+        assert_ne!(pod.sandbox.as_str(), pod.uid.as_str());
+        // A sandbox-shaping edit: a new sandbox version, the same UID and first-seen time.
+        let b = r.resolve(
+            &scan(&[("web.yaml", &with_uid(", labels: {a: b}"))]),
+            Timestamp(2),
         );
+        let edited = &b.pods[&key("web")];
+        assert_eq!(edited.uid, pod.uid);
+        assert_ne!(edited.sandbox, pod.sandbox);
+        assert_eq!(seen(&b), Timestamp(1).rfc3339_nanos());
+        // A UID that would escape its directory is refused.
+        let bad = r.resolve(
+            &scan(&[(
+                "web.yaml",
+                &pod_yaml("web", "i:1").replace("{name: web}", "{name: web, uid: ../../etc}"),
+            )]),
+            Timestamp(3),
+        );
+        let errors: Vec<String> = bad.errors().map(ToString::to_string).collect();
+        assert!(errors[0].contains("metadata.uid"), "{errors:?}");
     }
 
     #[test]

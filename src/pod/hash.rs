@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{ContainerHash, NodeName, PodUid, SpecHash};
+use super::{ContainerHash, NodeName, SandboxHash, SpecHash};
 
 /// Pod-spec fields that decide nothing about the sandbox: changing them never recreates it.
 /// `containers` is replaced by the parts of the containers that do shape it (ports, privilege).
@@ -84,17 +84,17 @@ fn digest(domain: &str, body: &Value, node: &NodeName, path: &Path) -> String {
     hex(&h.finalize()[..16])
 }
 
-/// The pod version hash and the sandbox UID of a defaulted pod, before the node suffix is added
+/// The pod version hash and the sandbox version of a defaulted pod, before the node suffix is added
 /// to its name (as the kubelet hashes), from `node` and the manifest `path`.
 ///
 /// * hash: everything in the pod.
-/// * UID: everything except container-only fields; see `NOT_SANDBOX_FIELDS`.
+/// * sandbox version: everything except container-only fields; see `NOT_SANDBOX_FIELDS`.
 pub fn pod_hashes(
     metadata: &ObjectMeta,
     spec: &PodSpec,
     node: &NodeName,
     path: &Path,
-) -> (SpecHash, PodUid) {
+) -> (SpecHash, SandboxHash) {
     let mut pod = Map::new();
     pod.insert("apiVersion".into(), Value::from("v1"));
     pod.insert("kind".into(), Value::from("Pod"));
@@ -125,8 +125,8 @@ pub fn pod_hashes(
         shape.insert("privileged".into(), Value::Bool(privileged));
         spec_map.insert("containers".into(), Value::Object(shape));
     }
-    let uid = PodUid(digest("sandbox\n", &sandbox, node, path));
-    (hash, uid)
+    let version = SandboxHash(digest("sandbox\n", &sandbox, node, path));
+    (hash, version)
 }
 
 /// A container's version: 64 bits of SHA-256 over its canonical JSON, in hex.

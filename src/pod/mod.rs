@@ -3,8 +3,10 @@
 //!
 //! * [`PodKey`]: `namespace/name-<node>`; at most one pod per key runs.
 //! * [`SpecHash`]: the pod version (`kubernetes.io/config.hash`); any change to the pod changes it.
-//! * [`PodUid`]: the sandbox version (`io.kubernetes.pod.uid`); it changes only when something
-//!   that shapes the sandbox changes, so container-only edits keep the sandbox.
+//! * [`SandboxHash`]: the sandbox version; it changes only when something that shapes the
+//!   sandbox changes, so container-only edits keep the sandbox.
+//! * [`PodUid`]: `io.kubernetes.pod.uid`: the manifest's `metadata.uid` when it sets one (as
+//!   the kubelet keeps it), else the sandbox version.
 //! * [`ContainerHash`]: one container's version (`io.kubernetes.container.hash`).
 //!
 //! Pure data and hashing; no IO.
@@ -68,7 +70,12 @@ hex_id!(
     SpecHash
 );
 hex_id!(
-    /// The sandbox version: 32 hex digits, written as the pod UID.
+    /// The sandbox version: 32 hex digits (`podvisor.dev/sandbox-hash`).
+    SandboxHash
+);
+hex_id!(
+    /// The pod UID (`io.kubernetes.pod.uid`): the manifest's `metadata.uid`, else the
+    /// sandbox version. It names the pod's directories and cgroup.
     PodUid
 );
 hex_id!(
@@ -155,10 +162,14 @@ impl ContainerKind {
 pub struct StaticPod {
     /// Namespace and full name.
     pub key: PodKey,
-    /// Sandbox version.
+    /// The pod UID.
     pub uid: PodUid,
+    /// Sandbox version.
+    pub sandbox: SandboxHash,
     /// Pod version.
     pub hash: SpecHash,
+    /// When podvisor first saw this pod UID (`kubernetes.io/config.seen`).
+    pub seen: Timestamp,
     /// Where it came from.
     pub source: ManifestRef,
     /// Metadata as the runtime and a mirror pod see it: full name, namespace, UID, and the
@@ -173,15 +184,21 @@ pub struct StaticPod {
 impl StaticPod {
     /// Builds the static pod from validated, defaulted metadata and spec, as the kubelet's
     /// `applyDefaults` does: hash first, then the node suffix, `nodeName` and annotations.
-    /// `seen` gives the first-seen time for this pod version.
+    /// `seen` gives the first-seen time for the pod UID (the kubelet records it per UID, so a
+    /// container-only edit, which keeps the UID, keeps it too).
     pub fn build(
         metadata: ObjectMeta,
         spec: PodSpec,
         node: &NodeName,
         source: ManifestRef,
-        seen: impl FnOnce(&SpecHash) -> Timestamp,
+        seen: impl FnOnce(&PodUid) -> Timestamp,
     ) -> StaticPod {
-        let (hash, uid) = pod_hashes(&metadata, &spec, node, &source.path);
+        let (hash, sandbox) = pod_hashes(&metadata, &spec, node, &source.path);
+        let uid = match metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+            Some(given) => PodUid(given.to_owned()),
+            None => PodUid(sandbox.0.clone()),
+        };
+        let seen = seen(&uid);
         let base_name = metadata.name.clone().unwrap_or_default();
         let namespace = metadata
             .namespace
@@ -199,7 +216,7 @@ impl StaticPod {
         let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
         annotations.insert(labels::CONFIG_HASH.to_owned(), hash.0.clone());
         annotations.insert(labels::CONFIG_SOURCE.to_owned(), "file".to_owned());
-        annotations.insert(labels::CONFIG_SEEN.to_owned(), seen(&hash).rfc3339_nanos());
+        annotations.insert(labels::CONFIG_SEEN.to_owned(), seen.rfc3339_nanos());
         let mut spec = spec;
         spec.node_name = Some(node.as_str().to_owned());
         let container_hashes = spec
@@ -212,7 +229,9 @@ impl StaticPod {
         StaticPod {
             key,
             uid,
+            sandbox,
             hash,
+            seen,
             source,
             metadata,
             spec,

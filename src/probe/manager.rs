@@ -192,7 +192,15 @@ impl<R: Runtime> Prober<R> {
             .iter()
             .filter(|c| c.state == ContainerState::Running)
         {
-            let Some(pod) = snapshot.pods.get(&c.key).filter(|p| p.uid.0 == c.uid) else {
+            // Only containers of the pod's current sandbox version are probed.
+            let in_current = |p: &&Arc<StaticPod>| {
+                state
+                    .observed
+                    .sandboxes
+                    .iter()
+                    .any(|s| s.id == c.sandbox && s.version == p.sandbox.0)
+            };
+            let Some(pod) = snapshot.pods.get(&c.key).filter(in_current) else {
                 continue;
             };
             let Some((kind, spec)) = pod.container(&c.name) else {
@@ -214,7 +222,10 @@ impl<R: Runtime> Prober<R> {
                 let Some(probe) = probe else { continue };
                 let slot = (c.id.clone(), probe_kind);
                 live.insert(slot.clone());
-                let started_at = c.started_at.unwrap_or(c.created_at);
+                let started_at = c
+                    .started_at
+                    .or(c.created_at)
+                    .unwrap_or_else(|| self.clock.now());
                 let entry = self.entries.entry(slot).or_insert_with(|| Entry {
                     worker: ProbeWorker::new(probe_kind, probe, started_at),
                     target: Target {

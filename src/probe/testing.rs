@@ -178,7 +178,7 @@ pub(super) fn running_container(rt: &FakeRuntime) -> ContainerId {
         pre_stop: None,
         image: "busybox".to_owned(),
         image_ref: String::new(),
-        created_at: Timestamp(0),
+        created_at: Some(Timestamp(0)),
         started_at: Some(Timestamp(0)),
         finished_at: None,
         exit_code: None,

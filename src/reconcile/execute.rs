@@ -36,8 +36,25 @@ pub struct ExecContext {
 pub struct WorkError {
     /// The container being started, when the failure was a start.
     pub container: Option<String>,
+    /// The step failed while clearing the way for a new sandbox: the new version waits.
+    pub blocks_new_sandbox: bool,
     /// What failed.
     pub error: RuntimeError,
+}
+
+impl WorkError {
+    /// How the failure reads in `lastError`: a failure to stop the old version says that
+    /// the new one waits for it.
+    pub fn describe(&self) -> String {
+        if self.blocks_new_sandbox {
+            format!(
+                "the new version waits for the old one to stop: {}",
+                self.error
+            )
+        } else {
+            self.error.to_string()
+        }
+    }
 }
 
 /// How one pod's work ended.
@@ -86,19 +103,28 @@ impl ExecContext {
 pub async fn execute<R: Runtime>(rt: &R, cx: &ExecContext, work: PodWork) -> Outcome {
     let key = work.key;
     let mut new_sandbox: Option<SandboxId> = None;
+    let mut sandbox_ahead = work
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::RunSandbox { .. }));
     for action in work.actions {
         let starting = match &action {
             Action::StartContainer { name, .. } => Some(name.clone()),
             _ => None,
         };
+        let runs_sandbox = matches!(action, Action::RunSandbox { .. });
         if let Err(error) = apply(rt, cx, &key, action, &mut new_sandbox).await {
             return Outcome {
                 key,
                 result: Err(WorkError {
                     container: starting,
+                    blocks_new_sandbox: sandbox_ahead && !runs_sandbox,
                     error,
                 }),
             };
+        }
+        if runs_sandbox {
+            sandbox_ahead = false;
         }
     }
     Outcome {
@@ -538,6 +564,43 @@ mod tests {
             .map(|e| e.reason)
             .collect();
         assert_eq!(reasons, ["Started", "FailedPostStartHook"]);
+    }
+
+    #[tokio::test]
+    async fn a_failure_stopping_the_old_version_says_the_new_one_waits_for_it_issue_17() {
+        let rt = FakeRuntime::new(Clock::System);
+        let p = pod(POD);
+        rt.fail_next(
+            "remove_sandbox",
+            RuntimeError::Call {
+                method: "RemovePodSandbox",
+                code: 2,
+                message: "device or resource busy".into(),
+            },
+        );
+        let (cx, _rx) = context(Clock::System);
+        let mut actions = vec![Action::RemoveSandbox(SandboxId("old".into()))];
+        actions.extend(start_app(&p));
+        let work = PodWork {
+            key: p.key.clone(),
+            actions,
+        };
+        let err = execute(&rt, &cx, work).await.result.expect_err("fails");
+        assert_eq!(
+            err.describe(),
+            "the new version waits for the old one to stop: RemovePodSandbox failed: device or resource busy"
+        );
+        // A failure after the new sandbox runs is the new version's own.
+        rt.fail_next(
+            "start_container",
+            RuntimeError::NoSuchContainer("app".into()),
+        );
+        let work = PodWork {
+            key: p.key.clone(),
+            actions: start_app(&p),
+        };
+        let err = execute(&rt, &cx, work).await.result.expect_err("fails");
+        assert_eq!(err.describe(), "pod has no container \"app\"");
     }
 
     #[tokio::test]

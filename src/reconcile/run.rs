@@ -334,6 +334,7 @@ impl<R: Runtime> Reconciler<R> {
                     key,
                     result: Err(WorkError {
                         container: None,
+                        blocks_new_sandbox: false,
                         error: RuntimeError::Call {
                             method: "pod task",
                             code: 2,
@@ -360,7 +361,7 @@ impl<R: Runtime> Reconciler<R> {
             }
             Err(failure) => {
                 let now = self.clock.now();
-                let message = failure.error.to_string();
+                let message = failure.describe();
                 if self.state.pod_errors.get(&key) != Some(&message) {
                     warn!(pod = %key, error = %message, "pod work failed; will retry");
                 } else {

@@ -79,6 +79,20 @@ pub struct CriRuntime {
     cache: Mutex<Cache>,
 }
 
+/// A CRI timestamp, or `None` for the zero or negative values runtimes send for "never"
+/// (containerd 1.6 sends Go's zero time as `-6795364578871345152`, 1754-08-30).
+fn cri_time(nanos: i64) -> Option<Timestamp> {
+    (nanos > 0).then_some(Timestamp(nanos))
+}
+
+#[cfg(test)]
+#[test]
+fn a_zero_or_go_zero_time_from_the_runtime_is_no_time_issue_17() {
+    assert_eq!(cri_time(0), None);
+    assert_eq!(cri_time(-6_795_364_578_871_345_152), None);
+    assert_eq!(cri_time(7), Some(Timestamp(7)));
+}
+
 fn socket_path(endpoint: &str) -> PathBuf {
     PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
 }
@@ -193,7 +207,6 @@ impl CriRuntime {
             .ok()?
             .into_inner()
             .status?;
-        let ts = |t: i64| (t > 0).then_some(Timestamp(t));
         let exited = status.state == cri::ContainerState::ContainerExited as i32;
         let message = if exited {
             let path = status
@@ -226,8 +239,12 @@ impl CriRuntime {
         Some((
             id,
             ContainerDetails {
-                started_at: ts(status.started_at),
-                finished_at: if exited { ts(status.finished_at) } else { None },
+                started_at: cri_time(status.started_at),
+                finished_at: if exited {
+                    cri_time(status.finished_at)
+                } else {
+                    None
+                },
                 exit_code: exited.then_some(status.exit_code),
                 reason: status.reason,
                 message,
@@ -492,18 +509,24 @@ impl Runtime for CriRuntime {
             let Some((key, uid)) = parse_key(&s.labels) else {
                 continue;
             };
+            let version = s
+                .annotations
+                .get(labels::SANDBOX_HASH)
+                .cloned()
+                .unwrap_or_else(|| uid.clone());
             observed.sandboxes.push(ObservedSandbox {
                 ip: cache.sandbox_ips.get(&s.id).cloned().flatten(),
                 id: SandboxId(s.id),
                 key,
                 uid,
+                version,
                 attempt: s.metadata.map(|m| m.attempt).unwrap_or(0),
                 state: if s.state == cri::PodSandboxState::SandboxReady as i32 {
                     SandboxState::Ready
                 } else {
                     SandboxState::NotReady
                 },
-                created_at: Timestamp(s.created_at),
+                created_at: cri_time(s.created_at),
                 manifest: s.annotations.get(labels::MANIFEST_PATH).map(PathBuf::from),
             });
         }
@@ -550,7 +573,7 @@ impl Runtime for CriRuntime {
                 } else {
                     d.image_ref
                 },
-                created_at: Timestamp(c.created_at),
+                created_at: cri_time(c.created_at),
                 started_at: d.started_at,
                 finished_at: d.finished_at,
                 exit_code: d.exit_code,

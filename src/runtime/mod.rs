@@ -72,14 +72,16 @@ pub struct ObservedSandbox {
     pub id: SandboxId,
     /// The pod it belongs to (from its labels).
     pub key: PodKey,
-    /// The pod UID it was created for (`io.kubernetes.pod.uid`): the sandbox version.
+    /// The pod UID it was created for (`io.kubernetes.pod.uid`).
     pub uid: String,
+    /// The sandbox version it was created for (`podvisor.dev/sandbox-hash`, else its UID).
+    pub version: String,
     /// Its metadata attempt.
     pub attempt: u32,
     /// Ready or not.
     pub state: SandboxState,
-    /// Creation time.
-    pub created_at: Timestamp,
+    /// Creation time; `None` when the runtime gives none (a zero or negative time).
+    pub created_at: Option<Timestamp>,
     /// The manifest it came from (podvisor's annotation).
     pub manifest: Option<PathBuf>,
     /// The pod IP, for sandboxes with their own network namespace.
@@ -128,8 +130,8 @@ pub struct ObservedContainer {
     pub image: String,
     /// Image ID the runtime resolved.
     pub image_ref: String,
-    /// Creation time.
-    pub created_at: Timestamp,
+    /// Creation time; `None` when the runtime gives none (a zero or negative time).
+    pub created_at: Option<Timestamp>,
     /// Start time, once started.
     pub started_at: Option<Timestamp>,
     /// Finish time, once exited.
@@ -150,6 +152,33 @@ pub struct Observed {
     pub sandboxes: Vec<ObservedSandbox>,
     /// Containers.
     pub containers: Vec<ObservedContainer>,
+}
+
+impl Observed {
+    /// The sandboxes of `pod` at its sandbox version, and the containers in them. A
+    /// container whose sandbox was not listed (the two lists race) counts by its pod UID.
+    pub fn of_version<'a>(
+        &'a self,
+        pod: &StaticPod,
+    ) -> (Vec<&'a ObservedSandbox>, Vec<&'a ObservedContainer>) {
+        let sandboxes: Vec<&ObservedSandbox> = self
+            .sandboxes
+            .iter()
+            .filter(|s| s.key == pod.key && s.version == pod.sandbox.0)
+            .collect();
+        let containers = self
+            .containers
+            .iter()
+            .filter(|c| c.key == pod.key)
+            .filter(
+                |c| match self.sandboxes.iter().find(|s| s.id == c.sandbox) {
+                    Some(s) => s.version == pod.sandbox.0,
+                    None => c.uid == pod.uid.0,
+                },
+            )
+            .collect();
+        (sandboxes, containers)
+    }
 }
 
 /// A failed runtime operation.

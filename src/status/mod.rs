@@ -319,23 +319,18 @@ fn phase(pod: &StaticPod, init: &[ContainerStatus], apps: &[ContainerStatus]) ->
 /// Computes the pod's status.
 pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
     let pod = input.pod;
-    let sandboxes: Vec<_> = input
-        .observed
-        .sandboxes
-        .iter()
-        .filter(|s| s.key == pod.key && s.uid == pod.uid.0)
-        .collect();
-    let containers: Vec<&ObservedContainer> = input
-        .observed
-        .containers
-        .iter()
-        .filter(|c| c.key == pod.key && c.uid == pod.uid.0)
-        .collect();
+    let (sandboxes, containers) = input.observed.of_version(pod);
     let live = sandboxes
         .iter()
         .filter(|s| s.state == SandboxState::Ready)
         .max_by_key(|s| (s.attempt, s.created_at));
-    let start_time = sandboxes.iter().map(|s| s.created_at).min();
+    // The sandbox's creation, else (no sandbox yet, or the runtime has no time for it) when
+    // podvisor first saw this pod, as the kubelet stamps startTime with its own clock.
+    let start_time = sandboxes
+        .iter()
+        .filter_map(|s| s.created_at)
+        .min()
+        .or(Some(pod.seen));
 
     let of = |name: &str| -> Vec<&ObservedContainer> {
         containers

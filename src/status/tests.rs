@@ -16,9 +16,10 @@ fn sandbox(p: &StaticPod, ip: Option<&str>) -> ObservedSandbox {
         id: SandboxId("sb1".into()),
         key: p.key.clone(),
         uid: p.uid.0.clone(),
+        version: p.sandbox.0.clone(),
         attempt: 0,
         state: SandboxState::Ready,
-        created_at: T0,
+        created_at: Some(T0),
         manifest: None,
         ip: ip.map(str::to_owned),
     }
@@ -45,7 +46,7 @@ fn container(
         pre_stop: None,
         image: "busybox:1.35".into(),
         image_ref: "sha256:abc".into(),
-        created_at: T0.plus(Duration::from_secs(u64::from(attempt))),
+        created_at: Some(T0.plus(Duration::from_secs(u64::from(attempt)))),
         started_at: Some(T0.plus(Duration::from_secs(u64::from(attempt)))),
         finished_at: exit.map(|_| T0.plus(Duration::from_secs(u64::from(attempt) + 1))),
         exit_code: exit,
@@ -219,6 +220,22 @@ fn oom_killed_is_reported_as_the_termination_reason() {
         .expect("terminated");
     assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
     assert_eq!(s.phase.as_deref(), Some("Failed"));
+}
+
+#[test]
+fn start_time_is_podvisors_first_sight_when_the_runtime_has_none_issue_17() {
+    let mut c = Case::new(WEB);
+    // No sandbox yet (the new version waits for the old one to stop).
+    let s = c.status();
+    assert_eq!(s.start_time, Some(api_time(c.pod.seen)));
+    // A sandbox the runtime gives no creation time.
+    let mut sb = sandbox(&c.pod, None);
+    sb.created_at = None;
+    c.observed.sandboxes.push(sb);
+    assert_eq!(c.status().start_time, Some(api_time(c.pod.seen)));
+    // A sandbox with one: that.
+    c.observed.sandboxes[0].created_at = Some(T0);
+    assert_eq!(c.status().start_time, Some(api_time(T0)));
 }
 
 #[test]

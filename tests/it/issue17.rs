@@ -132,3 +132,55 @@ async fn a_second_podvisor_on_the_same_root_dir_is_refused_and_the_first_keeps_w
     let o = cri.observe().await.expect("observe");
     assert_eq!(running(&o, &pod).len(), 1);
 }
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn a_manifest_uid_is_the_pod_uid_and_survives_a_sandbox_edit() {
+    const UID: &str = "6f1c2b1e-1b2a-4c3d-9e8f-0a1b2c3d4e5f";
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let pod = d.pod("fixed");
+    let manifest = |label: &str| {
+        crate::lifecycle::sleeper("fixed", "1").replace(
+            "  labels: {app: fixed}",
+            &format!("  uid: {UID}\n  labels: {{app: {label}}}"),
+        )
+    };
+    d.write("fixed.yaml", &manifest("one"));
+    let o = wait_for(&cri, T, "fixed running", |o| running(o, &pod).len() == 1).await;
+    let first = o
+        .sandboxes
+        .iter()
+        .find(|s| s.key.name == pod)
+        .expect("sandbox")
+        .clone();
+    assert_eq!(
+        first.uid, UID,
+        "io.kubernetes.pod.uid is the manifest's uid"
+    );
+    let log = d.logs.join(format!("kube-system_{pod}_{UID}/main/0.log"));
+    assert!(log.exists(), "no log at {}", log.display());
+
+    // Labels shape the sandbox: a new sandbox, the same UID, and its directories kept.
+    d.write("fixed.yaml", &manifest("two"));
+    let o = wait_for(&cri, T, "new sandbox running", |o| {
+        o.sandboxes
+            .iter()
+            .any(|s| s.key.name == pod && s.id != first.id)
+            && running(o, &pod).len() == 1
+    })
+    .await;
+    let second = o
+        .sandboxes
+        .iter()
+        .find(|s| s.key.name == pod)
+        .expect("sandbox");
+    assert_eq!(second.uid, UID);
+    assert_ne!(second.version, first.version);
+    assert_eq!(o.sandboxes.iter().filter(|s| s.key.name == pod).count(), 1);
+    assert!(
+        d.logs.join(format!("kube-system_{pod}_{UID}")).exists(),
+        "the UID's log directory is the new sandbox's too"
+    );
+}

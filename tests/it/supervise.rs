@@ -90,7 +90,8 @@ async fn crash_loop_restarts_at_once_then_exactly_when_the_backoff_expires() {
     .await;
     let second = rt.running("web-n1")[0].clone();
     assert_eq!(
-        second.created_at, crashed,
+        second.created_at,
+        Some(crashed),
         "restarted without waiting for a relist"
     );
 
@@ -102,7 +103,7 @@ async fn crash_loop_restarts_at_once_then_exactly_when_the_backoff_expires() {
     })
     .await;
     let third = rt.running("web-n1")[0].clone();
-    let waited = third.created_at.since(crashed);
+    let waited = third.created_at.expect("created").since(crashed);
     assert!(
         waited >= Duration::from_secs(10) && waited <= Duration::from_millis(10_002),
         "restarted after {waited:?}, not at the 10 s expiry"
@@ -115,7 +116,10 @@ async fn crash_loop_restarts_at_once_then_exactly_when_the_backoff_expires() {
         rt.running("web-n1").iter().any(|c| c.attempt == 3)
     })
     .await;
-    let waited = rt.running("web-n1")[0].created_at.since(crashed);
+    let waited = rt.running("web-n1")[0]
+        .created_at
+        .expect("created")
+        .since(crashed);
     assert!(
         waited >= Duration::from_secs(20) && waited <= Duration::from_millis(20_002),
         "waited {waited:?}"

@@ -84,6 +84,16 @@ fn validate_metadata(pod: &Pod, v: &mut Issues) {
             }
         }
     }
+    // The kubelet keeps a manifest's UID as the pod UID, and it names directories and a
+    // cgroup on the node: only what is safe in a path.
+    if let Some(uid) = m.uid.as_deref().filter(|u| !u.is_empty())
+        && !is_safe_uid(uid)
+    {
+        v.add(
+            "metadata.uid",
+            format!("{uid:?}: it names the pod's directories on the node, so at most 128 letters, digits, '-' and '_' (a UUID, say)"),
+        );
+    }
     if m.generate_name.as_deref().is_some_and(|g| !g.is_empty()) && m.name.is_none() {
         v.add(
             "metadata.generateName",

@@ -62,6 +62,14 @@ pub(super) fn is_iana_svc_name(s: &str) -> bool {
         && !s.contains("--")
 }
 
+/// A pod UID that is safe as a path component and a cgroup name.
+pub(super) fn is_safe_uid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub(super) fn is_env_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (32..127).contains(&b) && b != b'=')
 }

@@ -106,8 +106,10 @@ pub(super) fn plan_pod(
     out: &mut Plan,
 ) {
     // 1. Other versions go first, entirely.
-    let (current, stale): (Vec<&ObservedSandbox>, Vec<&ObservedSandbox>) =
-        view.sandboxes.iter().partition(|s| s.uid == pod.uid.0);
+    let (current, stale): (Vec<&ObservedSandbox>, Vec<&ObservedSandbox>) = view
+        .sandboxes
+        .iter()
+        .partition(|s| s.version == pod.sandbox.0);
     if !stale.is_empty() {
         tear_down(
             &stale,
@@ -116,7 +118,13 @@ pub(super) fn plan_pod(
             input,
             actions,
         );
-        let uids: BTreeSet<&str> = stale.iter().map(|s| s.uid.as_str()).collect();
+        // A manifest `metadata.uid` survives sandbox changes: its directories, logs and
+        // cgroup are the new sandbox's too, and stay.
+        let uids: BTreeSet<&str> = stale
+            .iter()
+            .map(|s| s.uid.as_str())
+            .filter(|uid| *uid != pod.uid.as_str())
+            .collect();
         for uid in uids {
             actions.push(Action::ForgetPod {
                 key: pod.key.clone(),

@@ -312,6 +312,39 @@ async fn sandbox_change_stops_the_old_pod_fully_before_starting_the_new_one() {
 }
 
 #[tokio::test]
+async fn a_manifest_uid_survives_a_sandbox_change_and_keeps_its_directories_issue_17() {
+    let mut w = World::new();
+    let yaml = |extra: &str| {
+        pod_yaml("a", extra, ONE).replace(
+            "{name: a}",
+            "{name: a, uid: 0a1b2c3d-aaaa-bbbb-cccc-0123456789ab}",
+        )
+    };
+    w.converge(&snapshot(&[("a.yaml", &yaml(""))])).await;
+    let before = w.rt.snapshot().sandboxes[0].clone();
+    assert_eq!(before.uid, "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab");
+    let desired = snapshot(&[("a.yaml", &yaml("  hostNetwork: true\n"))]);
+    let p = w.plan(&desired);
+    assert_eq!(
+        kinds(&p),
+        [
+            "stop-containers",
+            "stop-sandbox",
+            "remove-sandbox",
+            "run-sandbox",
+            "start"
+        ],
+        "replaced by sandbox version, and the UID's directories are not forgotten"
+    );
+    w.converge(&desired).await;
+    let after = w.rt.snapshot().sandboxes;
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0].id, before.id);
+    assert_eq!(after[0].uid, before.uid);
+    assert_ne!(after[0].version, before.version);
+}
+
+#[tokio::test]
 async fn crashed_container_restarts_at_once_then_backs_off() {
     let mut w = World::new();
     let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
@@ -548,7 +581,7 @@ async fn duplicate_ready_sandboxes_are_reduced_to_the_newest() {
     let mut extra = w.rt.snapshot().sandboxes[0].clone();
     extra.id = crate::runtime::SandboxId("zz-duplicate".into());
     extra.attempt = 0;
-    extra.created_at = Timestamp(0);
+    extra.created_at = Some(Timestamp(1));
     w.rt.insert_sandbox(extra.clone());
     let p = w.plan(&desired);
     assert_eq!(kinds(&p), ["stop-sandbox", "remove-sandbox"]);

@@ -143,6 +143,11 @@ pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::
         labels::MANIFEST_PATH.into(),
         pod.source.path.to_string_lossy().into_owned(),
     );
+    annotations.insert(labels::SANDBOX_HASH.into(), pod.sandbox.0.clone());
+    // Sandbox annotations cannot change after creation, and a container-only edit keeps
+    // the sandbox while the pod's config.hash moves on. So the sandbox carries what stays
+    // true for its whole life: the pod UID, which is exactly the kubelet's `config.hash`.
+    annotations.insert(labels::CONFIG_HASH.into(), pod.uid.0.clone());
 
     let port_mappings = pod
         .containers()

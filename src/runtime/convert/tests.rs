@@ -53,7 +53,15 @@ fn sandbox_carries_kubelet_labels_and_pod_annotations() {
     assert_eq!(s.labels["app"], "web");
     assert_eq!(s.labels["podvisor.dev/managed"], "true");
     assert_eq!(s.annotations["team"], "blue");
-    assert_eq!(s.annotations["kubernetes.io/config.hash"], p.hash.as_str());
+    assert_eq!(
+        s.annotations["kubernetes.io/config.hash"],
+        p.uid.as_str(),
+        "the sandbox outlives container-only edits: it carries the UID, as the kubelet's does"
+    );
+    assert_eq!(
+        s.annotations["podvisor.dev/sandbox-hash"],
+        p.sandbox.as_str()
+    );
     assert_eq!(s.annotations["kubernetes.io/config.source"], "file");
     assert!(s.annotations.contains_key("kubernetes.io/config.seen"));
     assert_eq!(

@@ -263,8 +263,19 @@ pub fn manifest_views(snapshot: Option<&Snapshot>) -> Vec<ManifestView> {
                 .map(|(path, f)| {
                     let (status, reason) = match &f.status {
                         FileStatus::Accepted => ("accepted", None),
+                        FileStatus::Conflict => (
+                            "conflict",
+                            Some("an earlier file declares the same pod".to_owned()),
+                        ),
                         FileStatus::Ignored(r) => ("ignored", Some(r.to_string())),
                         FileStatus::Rejected => ("rejected", None),
+                        FileStatus::RenamedAway => (
+                            "renamed away",
+                            Some(
+                                "its pods run until an editor writes it back or the hold ends"
+                                    .to_owned(),
+                            ),
+                        ),
                     };
                     ManifestView {
                         path: path.display().to_string(),

@@ -124,9 +124,11 @@ pub fn check(paths: &[PathBuf], node: &NodeName, policy: TrustPolicy) -> Vec<Ver
             .collect();
         let (result, mut notes) = match &report.status {
             FileStatus::Ignored(reason) => ("ignored", vec![reason.to_string()]),
-            FileStatus::Rejected => ("error", vec![]),
+            FileStatus::Rejected | FileStatus::Conflict => ("error", vec![]),
             FileStatus::Accepted if report.errors.is_empty() => ("ok", vec![]),
             FileStatus::Accepted => ("error", vec![]),
+            // Only the daemon holds renamed files; `check` reads what is there.
+            FileStatus::RenamedAway => ("ignored", vec!["renamed away".to_owned()]),
         };
         notes.extend(report.warnings.iter().cloned());
         out.push(Verdict {

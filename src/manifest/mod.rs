@@ -135,12 +135,18 @@ pub enum ManifestError {
 /// What became of one directory entry.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FileStatus {
-    /// Read and accepted; its pods are in the snapshot (conflicting ones excepted, see errors).
+    /// Read and accepted; all its pods are in the snapshot.
     Accepted,
+    /// Read and valid, but an earlier file declares some of its pods: those are not run
+    /// (see its `Conflict` errors); `FileReport::pods` lists those that are.
+    Conflict,
     /// Not read, and why.
     Ignored(IgnoreReason),
     /// Rejected. `FileReport::pods` lists the pods still running its last good version.
     Rejected,
+    /// Renamed away moments ago, as an editor does before writing the new version: its
+    /// pods keep running until the editor writes it back, or the hold ends.
+    RenamedAway,
 }
 
 /// One directory entry's outcome, as operators see it.

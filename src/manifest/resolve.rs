@@ -17,6 +17,9 @@ pub struct Resolver {
     last_good: BTreeMap<PathBuf, Vec<Arc<StaticPod>>>,
     /// When each pod UID was first seen (`kubernetes.io/config.seen`).
     seen: HashMap<PodUid, Timestamp>,
+    /// The last good pods of files that went missing in the latest resolve, in case the
+    /// caller learns only afterwards that they were renamed away (an editor mid-save).
+    vanished: BTreeMap<PathBuf, Vec<Arc<StaticPod>>>,
 }
 
 impl Resolver {
@@ -26,11 +29,23 @@ impl Resolver {
             node,
             last_good: BTreeMap::new(),
             seen: HashMap::new(),
+            vanished: BTreeMap::new(),
         }
     }
 
     /// The desired state for `scan`, at `now`.
     pub fn resolve(&mut self, scan: &Scan, now: Timestamp) -> Snapshot {
+        self.resolve_holding(scan, now, &BTreeSet::new())
+    }
+
+    /// [`Resolver::resolve`], where the files in `held` were renamed away moments ago (an
+    /// editor mid-save): if missing from `scan`, they keep their last good pods.
+    pub fn resolve_holding(
+        &mut self,
+        scan: &Scan,
+        now: Timestamp,
+        held: &BTreeSet<PathBuf>,
+    ) -> Snapshot {
         let mut files = BTreeMap::new();
         let mut untouchable = BTreeSet::new();
         let mut candidates: Vec<(PathBuf, Vec<Arc<StaticPod>>)> = Vec::new();
@@ -62,7 +77,32 @@ impl Resolver {
             }
             files.insert(path.clone(), report);
         }
-        self.last_good.retain(|p, _| scan.entries.contains_key(p));
+        for path in held.iter().filter(|p| !scan.entries.contains_key(*p)) {
+            let kept = self
+                .last_good
+                .get(path)
+                .or_else(|| self.vanished.get(path))
+                .cloned();
+            if let Some(pods) = kept {
+                self.last_good.insert(path.clone(), pods.clone());
+                candidates.push((path.clone(), pods.clone()));
+                files.insert(
+                    path.clone(),
+                    FileReport {
+                        status: FileStatus::RenamedAway,
+                        pods: Vec::new(),
+                        errors: Vec::new(),
+                        warnings: Vec::new(),
+                    },
+                );
+            }
+        }
+        candidates.sort_by(|a, b| a.0.cmp(&b.0));
+        let (kept, gone) = std::mem::take(&mut self.last_good)
+            .into_iter()
+            .partition(|(p, _)| scan.entries.contains_key(p) || held.contains(p));
+        self.last_good = kept;
+        self.vanished = gone;
 
         let mut pods: BTreeMap<PodKey, Arc<StaticPod>> = BTreeMap::new();
         for (path, list) in candidates {
@@ -71,6 +111,9 @@ impl Resolver {
                 match pods.get(&pod.key) {
                     Some(winner) => {
                         if let Some(report) = report {
+                            if report.status == FileStatus::Accepted {
+                                report.status = FileStatus::Conflict;
+                            }
                             report.errors.push(ManifestError::Conflict {
                                 path: path.clone(),
                                 at: pod.source.at,
@@ -319,6 +362,15 @@ mod tests {
         assert_eq!(winner.source.path, Path::new("/m/a.yaml"));
         let loser = &snap.files[Path::new("/m/b.yaml")];
         assert!(loser.pods.is_empty());
+        assert_eq!(
+            loser.status,
+            FileStatus::Conflict,
+            "the losing file is not listed as accepted (issue 17)"
+        );
+        assert_eq!(
+            snap.files[Path::new("/m/a.yaml")].status,
+            FileStatus::Accepted
+        );
         assert!(
             matches!(&loser.errors[..], [ManifestError::Conflict { winner, .. }] if winner == Path::new("/m/a.yaml")),
             "{:?}",
@@ -327,6 +379,33 @@ mod tests {
         // deleting the losing file leaves the winner exactly as it was
         let after = r.resolve(&scan(&[("a.yaml", &pod_yaml("web", "i:1"))]), Timestamp(2));
         assert_eq!(after.pods[&key("web")], *winner);
+    }
+
+    #[test]
+    fn a_file_renamed_away_keeps_its_pods_while_held_even_if_learnt_late_issue_17() {
+        let mut r = Resolver::new(NodeName::new("node1"));
+        let web = PathBuf::from("/m/web.yaml");
+        let first = r.resolve(
+            &scan(&[("web.yaml", &pod_yaml("web", "i:1"))]),
+            Timestamp(1),
+        );
+        let held: BTreeSet<PathBuf> = [web.clone()].into();
+        let during = r.resolve_holding(&scan(&[]), Timestamp(2), &held);
+        assert_eq!(during.pods, first.pods);
+        assert_eq!(during.files[&web].status, FileStatus::RenamedAway);
+        // The hold ends without the file coming back: the pod goes.
+        assert!(r.resolve(&scan(&[]), Timestamp(3)).pods.is_empty());
+
+        // A scan that missed the file before the rename was known: the next one, holding
+        // it, still has its pods.
+        let mut r = Resolver::new(NodeName::new("node1"));
+        r.resolve(
+            &scan(&[("web.yaml", &pod_yaml("web", "i:1"))]),
+            Timestamp(1),
+        );
+        assert!(r.resolve(&scan(&[]), Timestamp(2)).pods.is_empty());
+        let late = r.resolve_holding(&scan(&[]), Timestamp(3), &held);
+        assert_eq!(late.pods, first.pods);
     }
 
     #[test]

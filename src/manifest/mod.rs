@@ -12,6 +12,7 @@
 //!
 //! This module never talks to the runtime. It publishes whole snapshots, never deltas.
 
+mod budget;
 mod defaults;
 mod filter;
 mod parse;

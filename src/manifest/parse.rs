@@ -18,8 +18,9 @@ use super::{DocRef, Format, MAX_MANIFEST_BYTES, ManifestError, apply_defaults, v
 /// of 128.
 const MAX_YAML_DEPTH: usize = 64;
 /// The most values (scalars, sequences, mappings) a YAML file may amount to once its aliases
-/// are expanded: what stops an alias bomb ("billion laughs") long before it is built.
-const MAX_YAML_NODES: usize = 250_000;
+/// are expanded: the memory budget (see `budget`), which also stops an alias bomb ("billion
+/// laughs") long before it is built.
+const MAX_YAML_NODES: usize = super::budget::MAX_VALUES;
 /// The most parser events aliases (`*name`) may replay in one YAML file. Pod manifests
 /// rarely use aliases, and a container spec aliased into a hundred pods replays some 5,000:
 /// an alias bomb is stopped after a few megabytes instead of tens.
@@ -72,6 +73,14 @@ pub fn parse_manifest(
 }
 
 fn parse_json(path: &Path, bytes: &[u8]) -> Result<Value, ManifestError> {
+    if super::budget::json_within(bytes, super::budget::MAX_VALUES).is_err() {
+        return Err(ManifestError::Syntax {
+            path: path.to_owned(),
+            line: 1,
+            column: 1,
+            message: super::budget::over_budget(),
+        });
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let full = e.to_string();
         let message = match full.rfind(" at line ") {
@@ -229,9 +238,7 @@ fn over_budget(breach: &serde_saphyr::budget::BudgetBreach) -> String {
     use serde_saphyr::budget::BudgetBreach as B;
     match breach {
         B::Depth { .. } => too_deep(),
-        B::Nodes { .. } => {
-            format!("more than {MAX_YAML_NODES} values (counting each use of an alias)")
-        }
+        B::Nodes { .. } => super::budget::over_budget(),
         B::ScalarBytes { .. } => format!(
             "more than {MAX_YAML_TEXT_BYTES} bytes of text once aliases are expanded: refused (an alias bomb?)"
         ),
@@ -723,13 +730,19 @@ mod tests {
     }
 
     #[test]
-    fn files_of_more_than_250000_values_are_refused() {
-        let many = format!("a: [{}]\n", vec!["1"; 300_000].join(","));
-        let message = syntax_message(parse_bounded(many.into_bytes(), Format::Yaml, PARSER_STACK));
-        assert!(
-            message.ends_with(": more than 250000 values (counting each use of an alias)"),
-            "{message}"
-        );
+    fn files_of_more_than_50000_values_are_refused_in_yaml_and_json_issue_17() {
+        let many = format!("{{\"a\": [{}]}}\n", vec!["1"; 60_000].join(","));
+        for format in [Format::Yaml, Format::Json] {
+            let message = syntax_message(parse_bounded(
+                many.clone().into_bytes(),
+                format,
+                PARSER_STACK,
+            ));
+            assert!(
+                message.contains(": more than 50000 values (counting each use of an alias)"),
+                "{format:?}: {message}"
+            );
+        }
     }
 
     #[test]

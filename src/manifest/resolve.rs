@@ -20,7 +20,13 @@ pub struct Resolver {
     /// The last good pods of files that went missing in the latest resolve, in case the
     /// caller learns only afterwards that they were renamed away (an editor mid-save).
     vanished: BTreeMap<PathBuf, Vec<Arc<StaticPod>>>,
+    /// Each file's pods as built from the parse result they came from: a resync that finds
+    /// the same parse (the scanner's cache) reuses them instead of hashing every pod again.
+    built: HashMap<PathBuf, Built>,
 }
+
+/// A file's parse result and the pods built from it.
+type Built = (Arc<Vec<super::ParsedPod>>, Vec<Arc<StaticPod>>);
 
 impl Resolver {
     /// A resolver for pods on `node`.
@@ -30,6 +36,7 @@ impl Resolver {
             last_good: BTreeMap::new(),
             seen: HashMap::new(),
             vanished: BTreeMap::new(),
+            built: HashMap::new(),
         }
     }
 
@@ -98,6 +105,7 @@ impl Resolver {
             }
         }
         candidates.sort_by(|a, b| a.0.cmp(&b.0));
+        self.built.retain(|p, _| scan.entries.contains_key(p));
         let (kept, gone) = std::mem::take(&mut self.last_good)
             .into_iter()
             .partition(|(p, _)| scan.entries.contains_key(p) || held.contains(p));
@@ -159,6 +167,23 @@ impl Resolver {
     }
 
     fn bind(
+        &mut self,
+        path: &std::path::Path,
+        parsed: &Arc<Vec<super::ParsedPod>>,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<StaticPod>>, ManifestError> {
+        if let Some((from, pods)) = self.built.get(path)
+            && Arc::ptr_eq(from, parsed)
+        {
+            return Ok(pods.clone());
+        }
+        let pods = self.build(path, parsed, now)?;
+        self.built
+            .insert(path.to_owned(), (parsed.clone(), pods.clone()));
+        Ok(pods)
+    }
+
+    fn build(
         &mut self,
         path: &std::path::Path,
         parsed: &[super::ParsedPod],
@@ -379,6 +404,28 @@ mod tests {
         // deleting the losing file leaves the winner exactly as it was
         let after = r.resolve(&scan(&[("a.yaml", &pod_yaml("web", "i:1"))]), Timestamp(2));
         assert_eq!(after.pods[&key("web")], *winner);
+    }
+
+    #[test]
+    fn a_resync_of_an_unchanged_file_reuses_its_pods_instead_of_hashing_them_again_issue_17() {
+        let mut r = Resolver::new(NodeName::new("node1"));
+        let s = scan(&[("web.yaml", &pod_yaml("web", "i:1"))]);
+        let first = r.resolve(&s, Timestamp(1));
+        let again = r.resolve(&s, Timestamp(2));
+        assert!(Arc::ptr_eq(
+            &first.pods[&key("web")],
+            &again.pods[&key("web")]
+        ));
+        // A new parse of the same bytes (the scanner's cache was cold) builds anew, equal.
+        let reparsed = r.resolve(
+            &scan(&[("web.yaml", &pod_yaml("web", "i:1"))]),
+            Timestamp(3),
+        );
+        assert!(!Arc::ptr_eq(
+            &first.pods[&key("web")],
+            &reparsed.pods[&key("web")]
+        ));
+        assert_eq!(first.pods, reparsed.pods);
     }
 
     #[test]

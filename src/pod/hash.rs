@@ -34,7 +34,32 @@ pub fn canonical_json(v: &Value) -> String {
     out
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+/// Where canonical JSON goes: a string, or straight into a hash (so that a large pod is not
+/// copied once more just to be hashed).
+trait Sink {
+    fn push(&mut self, c: char);
+    fn push_str(&mut self, s: &str);
+}
+
+impl Sink for String {
+    fn push(&mut self, c: char) {
+        String::push(self, c);
+    }
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+}
+
+impl Sink for Sha256 {
+    fn push(&mut self, c: char) {
+        self.update(c.encode_utf8(&mut [0; 4]).as_bytes());
+    }
+    fn push_str(&mut self, s: &str) {
+        self.update(s.as_bytes());
+    }
+}
+
+fn write_canonical(v: &Value, out: &mut impl Sink) {
     match v {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -44,7 +69,7 @@ fn write_canonical(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                write_canonical(&Value::String(k.clone()), out);
                 out.push(':');
                 write_canonical(&map[k], out);
             }
@@ -59,6 +84,11 @@ fn write_canonical(v: &Value, out: &mut String) {
                 write_canonical(item, out);
             }
             out.push(']');
+        }
+        Value::String(s) => {
+            // Escaped as serde_json escapes, a chunk at a time.
+            let quoted = serde_json::to_string(s).unwrap_or_default();
+            out.push_str(&quoted);
         }
         scalar => out.push_str(&scalar.to_string()),
     }
@@ -76,7 +106,7 @@ fn to_value<T: serde::Serialize>(t: &T) -> Value {
 fn digest(domain: &str, body: &Value, node: &NodeName, path: &Path) -> String {
     let mut h = Sha256::new();
     h.update(domain.as_bytes());
-    h.update(canonical_json(body).as_bytes());
+    write_canonical(body, &mut h);
     h.update(b"\nhost:");
     h.update(node.as_str().as_bytes());
     h.update(b"\nfile:");
@@ -131,8 +161,9 @@ pub fn pod_hashes(
 
 /// A container's version: 64 bits of SHA-256 over its canonical JSON, in hex.
 pub fn container_hash(c: &Container) -> ContainerHash {
-    let digest = Sha256::digest(canonical_json(&to_value(c)).as_bytes());
-    ContainerHash(hex(&digest[..8]))
+    let mut h = Sha256::new();
+    write_canonical(&to_value(c), &mut h);
+    ContainerHash(hex(&h.finalize()[..8]))
 }
 
 #[cfg(test)]

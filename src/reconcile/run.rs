@@ -78,6 +78,8 @@ pub struct Reconciler<R: Runtime> {
     cx: ExecContext,
     crash_backoff: Backoff<RestartKey>,
     pod_retry: Backoff<PodKey>,
+    /// The kubelet's image pull backoff, per image: 10 s doubling to 300 s.
+    pull_retry: Backoff<String>,
     retry_at: BTreeMap<PodKey, Timestamp>,
     runtime_retry: Duration,
     announced_backoffs: BTreeSet<(PodKey, String, Timestamp)>,
@@ -107,6 +109,11 @@ impl<R: Runtime> Reconciler<R> {
             pod_retry: Backoff::new(
                 Duration::from_secs(1),
                 Duration::from_secs(60),
+                Duration::from_secs(600),
+            ),
+            pull_retry: Backoff::new(
+                Duration::from_secs(10),
+                Duration::from_secs(300),
                 Duration::from_secs(600),
             ),
             retry_at: BTreeMap::new(),
@@ -224,6 +231,7 @@ impl<R: Runtime> Reconciler<R> {
         let now = self.clock.now();
         self.crash_backoff.gc(now);
         self.retry_at.retain(|_, at| *at > now);
+        let pull_wake = self.image_pull_backoff(snapshot, now);
         let unhealthy = probes.unhealthy();
         let planned = plan(&PlanInput {
             desired: snapshot,
@@ -286,7 +294,10 @@ impl<R: Runtime> Reconciler<R> {
         if let Some(m) = &self.metrics {
             m.reconcile_pass(started.elapsed());
         }
-        planned.wake_at
+        match (planned.wake_at, pull_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Emits the kubelet's `BackOff` event once per backoff period of each container.
@@ -373,10 +384,21 @@ impl<R: Runtime> Reconciler<R> {
                         StartError {
                             reason: failure.error.waiting_reason().to_owned(),
                             message: message.clone(),
+                            image: failure.error.failed_pull().map(str::to_owned),
+                            at: now,
                         },
                     );
                 }
-                if !failure.error.is_unavailable() {
+                if let Some(image) = failure.error.failed_pull() {
+                    // As the kubelet: the pull is tried again after its own backoff.
+                    let image = image.to_owned();
+                    self.pull_retry.next(&image, now, now);
+                    let delay = self
+                        .pull_retry
+                        .delay(&image)
+                        .unwrap_or(Duration::from_secs(10));
+                    self.retry_at.insert(key.clone(), now.plus(delay));
+                } else if !failure.error.is_unavailable() {
                     self.pod_retry.next(&key, now, now);
                     let delay = self.pod_retry.delay(&key).unwrap_or(Duration::from_secs(1));
                     self.retry_at.insert(key.clone(), now.plus(delay));
@@ -385,6 +407,43 @@ impl<R: Runtime> Reconciler<R> {
             }
         }
         self.publish();
+    }
+
+    /// A container whose pull failed shows `ErrImagePull` for one relist period (the
+    /// kubelet's until its next sync), then `ImagePullBackOff` while its pod waits to try
+    /// again. Returns when the next such change is due.
+    fn image_pull_backoff(&mut self, snapshot: &Snapshot, now: Timestamp) -> Option<Timestamp> {
+        let mut wake = None;
+        for ((key, name), e) in self.state.start_errors.iter_mut() {
+            if e.reason != "ErrImagePull" || !self.retry_at.contains_key(key) {
+                continue;
+            }
+            let due = e.at.plus(self.config.relist_period);
+            if due > now {
+                wake = earliest(wake, due);
+                continue;
+            }
+            let image = e.image.clone().unwrap_or_default();
+            e.reason = "ImagePullBackOff".to_owned();
+            e.message = format!(
+                "Back-off pulling image {image:?}: ErrImagePull: {}",
+                e.message
+            );
+            let init = snapshot
+                .pods
+                .get(key)
+                .and_then(|p| p.container(name))
+                .is_some_and(|(k, _)| k == crate::pod::ContainerKind::Init);
+            self.cx.events.emit(PodEvent {
+                key: key.clone(),
+                type_: EventType::Normal,
+                reason: "BackOff".to_owned(),
+                message: format!("Back-off pulling image {image:?}"),
+                field_path: Some(container_field(init, name)),
+                at: now,
+            });
+        }
+        wake
     }
 
     fn publish(&self) {
@@ -435,6 +494,10 @@ async fn forward_exits<R: Runtime>(
         }
         retry = (retry * 2).min(Duration::from_secs(30));
     }
+}
+
+fn earliest(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {
+    Some(a.map_or(b, |a| a.min(b)))
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -254,13 +254,27 @@ impl RuntimeError {
         )
     }
 
-    /// The kubelet's waiting reason for a container that failed to start with this error.
+    /// The kubelet's waiting reason for a container that failed to start with this error:
+    /// a refused `StartContainer` (the command cannot be run) is `RunContainerError`, any
+    /// other failure to create it `CreateContainerError`.
     pub fn waiting_reason(&self) -> &'static str {
         match self {
             RuntimeError::ImageNeverPull { .. } => "ErrImageNeverPull",
             RuntimeError::ImagePull { .. } => "ErrImagePull",
             RuntimeError::Refused { .. } => "CreateContainerConfigError",
+            RuntimeError::Call {
+                method: "StartContainer",
+                ..
+            } => "RunContainerError",
             _ => "CreateContainerError",
+        }
+    }
+
+    /// The image a failed pull was for.
+    pub fn failed_pull(&self) -> Option<&str> {
+        match self {
+            RuntimeError::ImagePull { image, .. } => Some(image),
+            _ => None,
         }
     }
 }
@@ -355,4 +369,29 @@ pub trait Runtime: Send + Sync + 'static {
         key: &PodKey,
         uid: &str,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_failures_map_to_the_kubelets_waiting_reasons_issue_17() {
+        let call = |method| RuntimeError::Call {
+            method,
+            code: 2,
+            message: "exec: \"nope\": executable file not found in $PATH".into(),
+        };
+        assert_eq!(call("StartContainer").waiting_reason(), "RunContainerError");
+        assert_eq!(
+            call("CreateContainer").waiting_reason(),
+            "CreateContainerError"
+        );
+        let pull = RuntimeError::ImagePull {
+            image: "x:1".into(),
+            message: "no registry".into(),
+        };
+        assert_eq!(pull.waiting_reason(), "ErrImagePull");
+        assert_eq!(pull.failed_pull(), Some("x:1"));
+    }
 }

@@ -58,6 +58,10 @@ pub struct StartError {
     pub reason: String,
     /// Details.
     pub message: String,
+    /// The image, when pulling it failed.
+    pub image: Option<String>,
+    /// When it failed.
+    pub at: Timestamp,
 }
 
 /// Everything a pod's status is computed from.

@@ -294,6 +294,8 @@ fn start_errors_show_as_the_kubelet_waiting_reason() {
         StartError {
             reason: "ErrImageNeverPull".into(),
             message: "image busybox:1.35 is not present".into(),
+            image: None,
+            at: T0,
         },
     );
     let s = c.status();

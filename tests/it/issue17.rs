@@ -184,3 +184,49 @@ async fn a_manifest_uid_is_the_pod_uid_and_survives_a_sandbox_edit() {
         "the UID's log directory is the new sandbox's too"
     );
 }
+
+/// Waits until pod `pod`'s container `main` shows waiting reason `reason`; returns its view.
+async fn wait_reason(d: &Daemon, pod: &str, reason: &str) -> podvisor::api::views::ContainerView {
+    let deadline = Instant::now() + T;
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        let pods: Vec<podvisor::api::views::PodView> =
+            podvisor::api::client::get_json(&d.socket, "/pods")
+                .await
+                .unwrap_or_default();
+        if let Some(c) = pods
+            .iter()
+            .filter(|p| p.name == pod)
+            .flat_map(|p| p.containers.iter())
+            .find(|c| c.reason.as_deref() == Some(reason))
+        {
+            return c.clone();
+        }
+        last = pods;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{pod} never showed {reason}; last:\n{last:#?}");
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn waiting_reasons_are_the_kubelets_for_a_missing_command_and_a_failed_pull() {
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let nocmd = crate::lifecycle::sleeper("nocmd", "1").replace(
+        "command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 0.2; done']",
+        "command: [/no/such/binary]",
+    );
+    d.write("nocmd.yaml", &nocmd);
+    let c = wait_reason(&d, &d.pod("nocmd"), "RunContainerError").await;
+    assert_eq!(c.name, "main");
+    // then, as under the kubelet, the failed start counts as a crash
+    wait_reason(&d, &d.pod("nocmd"), "CrashLoopBackOff").await;
+
+    // No registry: Always must pull, fails, and backs off as the kubelet does.
+    let pull = crate::lifecycle::sleeper("pull", "1")
+        .replace("    env:", "    imagePullPolicy: Always\n    env:");
+    d.write("pull.yaml", &pull);
+    wait_reason(&d, &d.pod("pull"), "ErrImagePull").await;
+    wait_reason(&d, &d.pod("pull"), "ImagePullBackOff").await;
+}

@@ -274,3 +274,88 @@ async fn tearing_down_an_orphan_with_a_long_grace_period_holds_up_neither_readin
     shutdown.graceful.cancel();
     task.await.expect("join").expect("clean shutdown");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_pull_shows_err_image_pull_then_image_pull_back_off_and_retries_after_10_then_20_s_issue_17()
+ {
+    use podvisor::runtime::RuntimeError;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("web.yaml"), POD).expect("write");
+    let clock = Clock::tokio(T0);
+    let rt = Arc::new(FakeRuntime::new(clock));
+    let pull = || RuntimeError::ImagePull {
+        image: "busybox:1.35".into(),
+        message: "no registry".into(),
+    };
+    for _ in 0..3 {
+        rt.fail_next("start_container", pull());
+    }
+    let shutdown = Shutdown {
+        graceful: CancellationToken::new(),
+        force: CancellationToken::new(),
+    };
+    let (channels, task) = supervise_until(
+        &config(dir.path()),
+        rt.clone(),
+        Parts::plain(clock),
+        shutdown.clone(),
+    );
+    let mut state = channels.state;
+    let task = tokio::spawn(task);
+    let reason = |s: &watch::Receiver<Arc<ReconcileState>>| {
+        s.borrow()
+            .start_errors
+            .values()
+            .next()
+            .map(|e| e.reason.clone())
+    };
+    let reader = state.clone();
+    until(&mut state, "ErrImagePull", || {
+        reason(&reader).as_deref() == Some("ErrImagePull")
+    })
+    .await;
+    let failed = clock.now();
+    until(&mut state, "ImagePullBackOff", || {
+        reason(&reader).as_deref() == Some("ImagePullBackOff")
+    })
+    .await;
+    let message = reader
+        .borrow()
+        .start_errors
+        .values()
+        .next()
+        .expect("error")
+        .message
+        .clone();
+    assert_eq!(
+        message,
+        "Back-off pulling image \"busybox:1.35\": ErrImagePull: pulling image busybox:1.35 failed: no registry"
+    );
+    let starts = |rt: &FakeRuntime| {
+        rt.calls()
+            .iter()
+            .filter(|c| matches!(c, FakeCall::StartContainer(..)))
+            .count()
+    };
+    until(&mut state, "the second pull", || starts(&rt) == 2).await;
+    assert_eq!(
+        clock.now().since(failed),
+        Duration::from_secs(10),
+        "the kubelet's 10 s"
+    );
+    let failed = clock.now();
+    until(&mut state, "the third pull", || starts(&rt) == 3).await;
+    assert_eq!(
+        clock.now().since(failed),
+        Duration::from_secs(20),
+        "then 20 s"
+    );
+    until(&mut state, "web running", || {
+        rt.running("web-n1").len() == 1
+    })
+    .await;
+    assert!(reader.borrow().start_errors.is_empty());
+    shutdown.graceful.cancel();
+    task.await.expect("join").expect("clean shutdown");
+}

@@ -283,6 +283,34 @@ pub(super) fn validate_container(
     if let Some(r) = &c.resources {
         validate_resources(r, &format!("{at}.resources"), v);
     }
+    let mut resized = HashSet::new();
+    for (i, p) in c.resize_policy.iter().flatten().enumerate() {
+        let pat = format!("{at}.resizePolicy[{i}]");
+        if !resized.insert(p.resource_name.as_str()) {
+            v.add(&pat, format!("duplicate value {:?}", p.resource_name));
+        }
+        if !matches!(p.resource_name.as_str(), "cpu" | "memory") {
+            v.add(
+                format!("{pat}.resourceName"),
+                format!(
+                    "{:?}: supported values: \"cpu\", \"memory\"",
+                    p.resource_name
+                ),
+            );
+        }
+        if !matches!(
+            p.restart_policy.as_str(),
+            "NotRequired" | "RestartContainer"
+        ) {
+            v.add(
+                format!("{pat}.restartPolicy"),
+                format!(
+                    "{:?}: supported values: \"NotRequired\", \"RestartContainer\"",
+                    p.restart_policy
+                ),
+            );
+        }
+    }
     if let Some(sc) = &c.security_context {
         validate_security_context(sc, &format!("{at}.securityContext"), v);
     }
@@ -338,6 +366,15 @@ pub(super) fn validate_resources(r: &ResourceRequirements, at: &str, v: &mut Iss
             }
         }
     }
+    let has = |names: &[&str], huge: bool| {
+        [&r.limits, &r.requests].into_iter().flatten().any(|m| {
+            m.keys()
+                .any(|k| names.contains(&k.as_str()) || (huge && k.starts_with("hugepages-")))
+        })
+    };
+    if has(&[], true) && !has(&["cpu", "memory"], false) {
+        v.add(at, "forbidden: HugePages require cpu or memory");
+    }
     if r.claims.as_ref().is_some_and(|c| !c.is_empty()) {
         v.add(
             format!("{at}.claims"),
@@ -382,6 +419,9 @@ pub(super) fn validate_security_context(sc: &SecurityContext, at: &str, v: &mut 
             &format!("{at}.seccompProfile"),
             v,
         );
+    }
+    if let Some(p) = &sc.app_armor_profile {
+        super::validate_apparmor(p, &format!("{at}.appArmorProfile"), v);
     }
     match sc.proc_mount.as_deref() {
         None | Some("Default") => {}

@@ -50,6 +50,8 @@ mod container;
 mod names;
 mod probe;
 mod references;
+mod scheduling;
+mod security;
 mod volume;
 
 use container::validate_container;
@@ -61,6 +63,8 @@ pub fn pod_name_error(full_name: &str) -> Option<&'static str> {
 }
 use names::*;
 use references::validate_api_references;
+use scheduling::validate_scheduling;
+use security::{validate_apparmor, validate_pod_security};
 use volume::validate_volume;
 
 // ---- metadata ----
@@ -280,41 +284,8 @@ fn validate_spec(spec: &PodSpec, v: &mut Issues) {
             }
         }
     }
-    if let Some(sc) = &spec.security_context {
-        for (field, id) in [
-            ("runAsUser", sc.run_as_user),
-            ("runAsGroup", sc.run_as_group),
-            ("fsGroup", sc.fs_group),
-        ] {
-            if id.is_some_and(|id| id < 0) {
-                v.add(
-                    format!("spec.securityContext.{field}"),
-                    "must not be negative",
-                );
-            }
-        }
-        if let Some(p) = &sc.seccomp_profile {
-            validate_seccomp(
-                &p.type_,
-                p.localhost_profile.as_deref(),
-                "spec.securityContext.seccompProfile",
-                v,
-            );
-        }
-        for (i, s) in sc.sysctls.iter().flatten().enumerate() {
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
-            {
-                v.add(
-                    format!("spec.securityContext.sysctls[{i}].name"),
-                    format!("{:?} is not a sysctl name", s.name),
-                );
-            }
-        }
-    }
+    validate_pod_security(spec, v);
+    validate_scheduling(spec, v);
     let mut seen_volumes = HashSet::new();
     for (i, vol) in spec.volumes.iter().flatten().enumerate() {
         let at = format!("spec.volumes[{i}]");

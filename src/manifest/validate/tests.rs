@@ -216,3 +216,115 @@ fn volume_file_modes_outside_0_to_0777_are_refused() {
         "2541 must be a file mode between 0 and 0777 (octal), i.e. 0 to 511"
     );
 }
+
+/// The specs issue 17 found that `check` accepted and the API server then refused as mirror
+/// pods forever (and the kubelet refuses locally): each is now refused, on its field.
+#[test]
+fn what_the_api_server_refuses_is_refused_locally_issue_17() {
+    let spec = |extra: &str| BASE.replace("spec:\n", &format!("spec:\n{extra}"));
+    let container = |extra: &str| {
+        BASE.replace(
+            "    image: busybox:1.35\n",
+            &format!("    image: busybox:1.35\n{extra}"),
+        )
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "schedulingGates",
+            spec("  schedulingGates: [{name: wait}]\n"),
+            "spec.schedulingGates",
+        ),
+        (
+            "Exists toleration with a value",
+            spec("  tolerations: [{key: k, operator: Exists, value: v}]\n"),
+            "spec.tolerations[0].operator",
+        ),
+        (
+            "hostUsers false with hostNetwork",
+            spec("  hostUsers: false\n  hostNetwork: true\n"),
+            "spec.hostNetwork",
+        ),
+        (
+            "invalid nodeSelector key",
+            spec("  nodeSelector: {'bad key!': x}\n"),
+            "spec.nodeSelector[\"bad key!\"]",
+        ),
+        (
+            "hugepages without cpu or memory",
+            container(
+                "    resources: {limits: {hugepages-2Mi: 2Mi}, requests: {hugepages-2Mi: 2Mi}}\n",
+            ),
+            "spec.containers[0].resources",
+        ),
+        (
+            "invalid readinessGates condition type",
+            spec("  readinessGates: [{conditionType: 'not valid!'}]\n"),
+            "spec.readinessGates[0].conditionType",
+        ),
+        (
+            "os windows with runAsUser",
+            spec("  os: {name: windows}\n  securityContext: {runAsUser: 1000}\n"),
+            "spec.securityContext.runAsUser",
+        ),
+        (
+            "duplicate sysctls",
+            spec(
+                "  securityContext: {sysctls: [{name: kernel.shm_rmid_forced, value: '1'}, {name: kernel.shm_rmid_forced, value: '0'}]}\n",
+            ),
+            "spec.securityContext.sysctls[1].name",
+        ),
+        (
+            "AppArmor Localhost without a profile",
+            spec("  securityContext: {appArmorProfile: {type: Localhost}}\n"),
+            "spec.securityContext.appArmorProfile.localhostProfile",
+        ),
+        (
+            "resizePolicy Bogus",
+            container("    resizePolicy: [{resourceName: cpu, restartPolicy: Bogus}]\n"),
+            "spec.containers[0].resizePolicy[0].restartPolicy",
+        ),
+        (
+            "maxSkew 0",
+            spec(
+                "  topologySpreadConstraints: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]\n",
+            ),
+            "spec.topologySpreadConstraints[0].maxSkew",
+        ),
+        (
+            "empty nodeSelectorTerms",
+            spec(
+                "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: []}}}\n",
+            ),
+            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms",
+        ),
+        (
+            "fsGroupChangePolicy Sometimes",
+            spec("  securityContext: {fsGroupChangePolicy: Sometimes}\n"),
+            "spec.securityContext.fsGroupChangePolicy",
+        ),
+    ];
+    for (case, yaml, field) in cases {
+        assert_eq!(fields(&yaml), [field], "{case}");
+    }
+    // and their valid neighbours pass
+    for ok in [
+        spec("  tolerations: [{operator: Exists}]\n"),
+        spec("  hostUsers: false\n"),
+        spec("  nodeSelector: {kubernetes.io/os: linux}\n"),
+        container(
+            "    resources: {limits: {hugepages-2Mi: 2Mi, memory: 64Mi}, requests: {hugepages-2Mi: 2Mi, memory: 64Mi}}\n",
+        ),
+        spec("  readinessGates: [{conditionType: example.com/ready}]\n"),
+        spec("  os: {name: linux}\n  securityContext: {runAsUser: 1000}\n"),
+        spec(
+            "  securityContext: {appArmorProfile: {type: Localhost, localhostProfile: k8s-default}}\n",
+        ),
+        container("    resizePolicy: [{resourceName: cpu, restartPolicy: NotRequired}]\n"),
+        spec(
+            "  topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]\n",
+        ),
+        spec("  securityContext: {fsGroupChangePolicy: OnRootMismatch}\n"),
+    ] {
+        assert_eq!(fields(&ok), Vec::<String>::new(), "{ok}");
+    }
+}

@@ -295,6 +295,7 @@ pub fn supervise_until<R: Runtime>(
                 channels.probes.clone(),
                 parts.runtime_name,
                 parts.host_ip,
+                parts.clock,
                 status_tx,
                 token.clone(),
             ));

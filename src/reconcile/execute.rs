@@ -15,7 +15,41 @@ use crate::clock::Clock;
 use crate::event::{EventSink, EventType, PodEvent, container_field};
 use crate::pod::{ContainerKind, PodKey, StaticPod};
 use crate::probe::{HookError, run_handler};
-use crate::runtime::{ContainerId, Runtime, RuntimeError, SandboxId};
+use crate::runtime::{ContainerId, ImageSource, Runtime, RuntimeError, SandboxId};
+
+/// Go's `time.Duration.String()`: `1.234s`, `56.789ms`, `2m3.5s`, as the kubelet's pull
+/// events print durations.
+fn go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return trim(format!("{:.3}", nanos as f64 / 1e3)) + "µs";
+    }
+    if nanos < 1_000_000_000 {
+        return trim(format!("{:.6}", nanos as f64 / 1e6)) + "ms";
+    }
+    let secs = d.as_secs();
+    let frac = trim(format!(
+        "{:.9}",
+        f64::from(d.subsec_nanos()) / 1e9 + (secs % 60) as f64
+    ));
+    match (secs / 3600, secs % 3600 / 60) {
+        (0, 0) => frac + "s",
+        (0, m) => format!("{m}m{frac}s"),
+        (h, m) => format!("{h}h{m}m{frac}s"),
+    }
+}
+
+/// Drops trailing zeros (and a trailing point) from a decimal.
+fn trim(s: String) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
 
 /// Longest a postStart hook may run (the kubelet bounds it only by its request timeout).
 const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -246,8 +280,8 @@ async fn apply<R: Runtime>(
             };
             let init = matches!(pod.container(&name), Some((ContainerKind::Init, _)));
             let field = container_field(init, &name);
-            let id = match rt.start_container(&pod, &sandbox_id, &name, attempt).await {
-                Ok(id) => id,
+            let started = match rt.start_container(&pod, &sandbox_id, &name, attempt).await {
+                Ok(started) => started,
                 Err(e) => {
                     let reason = match e.waiting_reason() {
                         "ErrImageNeverPull" => "ErrImageNeverPull",
@@ -257,6 +291,36 @@ async fn apply<R: Runtime>(
                     return Err(e);
                 }
             };
+            let id = started.id;
+            let image = pod
+                .container(&name)
+                .and_then(|(_, c)| c.image.clone())
+                .unwrap_or_default();
+            // The kubelet's image and container events (v1.35 wording).
+            let pulled = match started.image {
+                ImageSource::Present => {
+                    format!("Container image {image:?} already present on machine")
+                }
+                ImageSource::Pulled { took, size } => format!(
+                    "Successfully pulled image {image:?} in {} ({} including waiting). Image size: {size} bytes.",
+                    go_duration(took),
+                    go_duration(took)
+                ),
+            };
+            cx.emit(
+                key,
+                EventType::Normal,
+                "Pulled",
+                pulled,
+                Some(field.clone()),
+            );
+            cx.emit(
+                key,
+                EventType::Normal,
+                "Created",
+                "Container created".to_owned(),
+                Some(field.clone()),
+            );
             let restart_count = attempt;
             if restart.is_some() {
                 info!(pod = %key, container = %name, id = %id, restart_count, "container restarted");
@@ -267,7 +331,7 @@ async fn apply<R: Runtime>(
                 key,
                 EventType::Normal,
                 "Started",
-                format!("Started container {name}"),
+                "Container started".to_owned(),
                 Some(field.clone()),
             );
             post_start(rt, cx, key, &pod, &sandbox_id, &name, &id, field).await
@@ -352,6 +416,7 @@ mod tests {
         rt.start_container(pod, &sb, "app", 0)
             .await
             .expect("container")
+            .id
     }
 
     fn sleep_hook(seconds: i64) -> Hook {
@@ -563,7 +628,10 @@ mod tests {
         let reasons: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|e| e.reason)
             .collect();
-        assert_eq!(reasons, ["Started", "FailedPostStartHook"]);
+        assert_eq!(
+            reasons,
+            ["Pulled", "Created", "Started", "FailedPostStartHook"]
+        );
     }
 
     #[tokio::test]
@@ -601,6 +669,38 @@ mod tests {
         };
         let err = execute(&rt, &cx, work).await.result.expect_err("fails");
         assert_eq!(err.describe(), "pod has no container \"app\"");
+    }
+
+    #[tokio::test]
+    async fn a_start_posts_the_kubelets_pulled_created_and_started_events_issue_17() {
+        let rt = FakeRuntime::new(Clock::System);
+        let p = pod(POD);
+        let (cx, mut rx) = context(Clock::System);
+        let work = PodWork {
+            key: p.key.clone(),
+            actions: start_app(&p),
+        };
+        assert!(execute(&rt, &cx, work).await.result.is_ok());
+        let events: Vec<(String, String, Option<String>)> =
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|e| (e.reason, e.message, e.field_path))
+                .collect();
+        let field = Some("spec.containers{app}".to_owned());
+        assert_eq!(
+            events,
+            [
+                (
+                    "Pulled".into(),
+                    "Container image \"busybox:1.35\" already present on machine".into(),
+                    field.clone()
+                ),
+                ("Created".into(), "Container created".into(), field.clone()),
+                ("Started".into(), "Container started".into(), field),
+            ]
+        );
+        assert_eq!(go_duration(Duration::from_millis(1234)), "1.234s");
+        assert_eq!(go_duration(Duration::from_micros(56_789)), "56.789ms");
+        assert_eq!(go_duration(Duration::from_millis(123_500)), "2m3.5s");
     }
 
     #[tokio::test]

@@ -21,9 +21,9 @@ use tracing::{debug, warn};
 use super::convert::Addresses;
 use super::metered::Metered;
 use super::{
-    ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, NodeContext, Observed,
-    ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState, events,
-    podfiles, prepare, volumes,
+    ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource, NodeContext,
+    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState,
+    Started, events, podfiles, prepare, volumes,
 };
 use crate::clock::Timestamp;
 use crate::labels;
@@ -294,8 +294,13 @@ impl CriRuntime {
     }
 
     /// Makes the image present per the pull policy (never pulling a present image under
-    /// IfNotPresent; never pulling at all under Never); returns the image's status.
-    async fn ensure_image(&self, image: &str, policy: &str) -> Result<cri::Image, RuntimeError> {
+    /// IfNotPresent; never pulling at all under Never); returns the image's status and
+    /// whether it was pulled.
+    async fn ensure_image(
+        &self,
+        image: &str,
+        policy: &str,
+    ) -> Result<(cri::Image, ImageSource), RuntimeError> {
         let spec = cri::ImageSpec {
             image: image.to_owned(),
             ..Default::default()
@@ -305,8 +310,9 @@ impl CriRuntime {
             ("Never", None) => Err(RuntimeError::ImageNeverPull {
                 image: image.to_owned(),
             }),
-            ("Never" | "IfNotPresent", Some(found)) => Ok(found),
+            ("Never" | "IfNotPresent", Some(found)) => Ok((found, ImageSource::Present)),
             _ => {
+                let started = tokio::time::Instant::now();
                 let req = timeout_of(
                     tonic::Request::new(cri::PullImageRequest {
                         image: Some(spec.clone()),
@@ -321,12 +327,16 @@ impl CriRuntime {
                         image: image.to_owned(),
                         message: s.message().to_owned(),
                     })?;
-                self.image_status(&spec)
-                    .await?
-                    .ok_or_else(|| RuntimeError::ImagePull {
-                        image: image.to_owned(),
-                        message: "pulled, but the runtime does not list it".to_owned(),
-                    })
+                let took = started.elapsed();
+                let found =
+                    self.image_status(&spec)
+                        .await?
+                        .ok_or_else(|| RuntimeError::ImagePull {
+                            image: image.to_owned(),
+                            message: "pulled, but the runtime does not list it".to_owned(),
+                        })?;
+                let size = found.size;
+                Ok((found, ImageSource::Pulled { took, size }))
             }
         }
     }
@@ -609,7 +619,7 @@ impl Runtime for CriRuntime {
         sandbox: &SandboxId,
         name: &str,
         attempt: u32,
-    ) -> Result<ContainerId, RuntimeError> {
+    ) -> Result<Started, RuntimeError> {
         let (_, container) = pod
             .container(name)
             .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_owned()))?;
@@ -618,7 +628,7 @@ impl Runtime for CriRuntime {
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| "IfNotPresent".into());
-        let found = self.ensure_image(&image, &policy).await?;
+        let (found, source) = self.ensure_image(&image, &policy).await?;
         check_run_as_non_root(pod, container, &found)?;
         let cached_ip = {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -651,7 +661,7 @@ impl Runtime for CriRuntime {
             .container_id;
         let id = ContainerId(id);
         self.start_created(&id).await?;
-        Ok(id)
+        Ok(Started { id, image: source })
     }
 
     async fn start_created(&self, id: &ContainerId) -> Result<(), RuntimeError> {

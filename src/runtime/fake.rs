@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, Observed, ObservedContainer,
-    ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState,
+    ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource, Observed,
+    ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState, Started,
 };
 use crate::clock::Clock;
 use crate::pod::{PodKey, StaticPod};
@@ -214,7 +214,7 @@ impl Runtime for FakeRuntime {
         sandbox: &SandboxId,
         name: &str,
         attempt: u32,
-    ) -> Result<ContainerId, RuntimeError> {
+    ) -> Result<Started, RuntimeError> {
         self.record(
             FakeCall::StartContainer(pod.key.clone(), name.to_owned(), attempt),
             "start_container",
@@ -264,7 +264,10 @@ impl Runtime for FakeRuntime {
                 message: String::new(),
             },
         );
-        Ok(id)
+        Ok(Started {
+            id,
+            image: ImageSource::Present,
+        })
     }
 
     async fn start_created(&self, id: &ContainerId) -> Result<(), RuntimeError> {

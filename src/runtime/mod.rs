@@ -279,6 +279,29 @@ impl RuntimeError {
     }
 }
 
+/// How the image of a started container came to be present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageSource {
+    /// It was there already.
+    Present,
+    /// It was pulled now.
+    Pulled {
+        /// How long the pull took.
+        took: Duration,
+        /// The image's size in bytes, as the runtime reports it.
+        size: u64,
+    },
+}
+
+/// A container that was created and started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Started {
+    /// Its runtime ID.
+    pub id: ContainerId,
+    /// How its image came to be present.
+    pub image: ImageSource,
+}
+
 /// The result of running a command in a container.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -311,7 +334,7 @@ pub trait Runtime: Send + Sync + 'static {
         sandbox: &SandboxId,
         name: &str,
         attempt: u32,
-    ) -> impl Future<Output = Result<ContainerId, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<Started, RuntimeError>> + Send;
 
     /// Starts a container that was created but never started.
     fn start_created(

@@ -2,6 +2,7 @@
 //! from the pod, what the runtime reports, probe results and podvisor's own waiting reasons.
 //! Pure; the status API and mirror pods publish it.
 
+pub mod conditions;
 mod publish;
 
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, HostIP, PodIP, PodStatus, ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -118,6 +119,37 @@ struct Built {
     status: ContainerStatus,
 }
 
+/// Go's `time.Duration.String()` for whole seconds: `10s`, `1m20s`, `5m0s`.
+fn go_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec}s"),
+        (h, m, sec) => format!("{h}h{m}m{sec}s"),
+    }
+}
+
+/// The cpu and memory requests and limits a container runs with, as the kubelet reports
+/// them in `containerStatuses[].resources`.
+fn running_resources(spec: Option<&k8s_openapi::api::core::v1::Container>) -> ResourceRequirements {
+    let pick =
+        |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+            let kept: BTreeMap<_, _> = m
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| matches!(k.as_str(), "cpu" | "memory"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (!kept.is_empty()).then_some(kept)
+        };
+    let r = spec.and_then(|c| c.resources.as_ref());
+    ResourceRequirements {
+        limits: pick(r.and_then(|r| r.limits.as_ref())),
+        requests: pick(r.and_then(|r| r.requests.as_ref())),
+        ..ResourceRequirements::default()
+    }
+}
+
 fn container_status(
     input: &StatusInput<'_>,
     name: &str,
@@ -141,7 +173,10 @@ fn container_status(
         .unwrap_or_default();
     let running = latest.is_some_and(|c| c.state == ContainerState::Running);
     let started = running && probes.started.unwrap_or(true);
-    let ready = started && probes.ready.unwrap_or(true);
+    let spec = pod.container(name).map(|(_, c)| c);
+    let regular_init = pod.container(name).is_some_and(|(k, c)| {
+        k == crate::pod::ContainerKind::Init && c.restart_policy.as_deref() != Some("Always")
+    });
 
     let (state, last_state) = match latest {
         None => {
@@ -176,9 +211,11 @@ fn container_status(
                         waiting(
                             "CrashLoopBackOff",
                             Some(format!(
-                                "back-off {}s restarting failed container={name} pod={}",
-                                b.until.since(c.finished_at.unwrap_or(b.until)).as_secs(),
-                                pod.key.name
+                                "back-off {} restarting failed container={name} pod={}_{}({})",
+                                go_duration(b.until.since(c.finished_at.unwrap_or(b.until))),
+                                pod.key.name,
+                                pod.key.namespace,
+                                pod.uid
                             )),
                         ),
                         Some(last),
@@ -198,12 +235,19 @@ fn container_status(
             }
         },
     };
+    // A regular init container is ready once it completed (the kubelet's prober manager).
+    let ready = if regular_init {
+        state.terminated.as_ref().is_some_and(|t| t.exit_code == 0)
+    } else {
+        started && probes.ready.unwrap_or(true)
+    };
     Built {
         status: ContainerStatus {
             name: name.to_owned(),
             state: Some(state),
             last_state,
             ready,
+            resources: latest.map(|_| running_resources(spec)),
             started: Some(started),
             restart_count: latest.map_or(0, |c| c.attempt as i32),
             image: image.to_owned(),
@@ -211,16 +255,6 @@ fn container_status(
             container_id: latest.map(|c| format!("{}://{}", input.runtime_name, c.id.0)),
             ..Default::default()
         },
-    }
-}
-
-fn condition(kind: &str, ok: bool, reason: Option<&str>, since: Option<Time>) -> PodCondition {
-    PodCondition {
-        type_: kind.to_owned(),
-        status: if ok { "True" } else { "False" }.to_owned(),
-        reason: if ok { None } else { reason.map(str::to_owned) },
-        last_transition_time: since,
-        ..Default::default()
     }
 }
 
@@ -386,8 +420,6 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         })
         .collect();
 
-    let initialized = init_done || any_app;
-    let containers_ready = !apps.is_empty() && apps.iter().all(|s| s.ready);
     let sandbox_ready = live.is_some_and(|s| pod.host_network() || s.ip.is_some());
     let since = start_time.map(api_time);
     let host_ip = input.host_ip.map(str::to_owned);
@@ -397,35 +429,19 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         live.and_then(|s| s.ip.clone())
     };
     let phase = phase(pod, &init, &apps);
+    let containers_ready = conditions::containers_ready(pod, &init, &apps, phase);
+    // Readiness gates are set by others in the API server; locally none is, so a pod with
+    // gates is not ready here (the mirror task recomputes Ready with the server's).
+    let ready = conditions::ready(pod, &containers_ready, &[]);
 
     PodStatus {
         phase: Some(phase.to_owned()),
         conditions: Some(vec![
-            condition(
-                "PodReadyToStartContainers",
-                sandbox_ready,
-                None,
-                since.clone(),
-            ),
-            condition(
-                "Initialized",
-                initialized,
-                Some("ContainersNotInitialized"),
-                since.clone(),
-            ),
-            condition(
-                "Ready",
-                containers_ready,
-                Some("ContainersNotReady"),
-                since.clone(),
-            ),
-            condition(
-                "ContainersReady",
-                containers_ready,
-                Some("ContainersNotReady"),
-                since.clone(),
-            ),
-            condition("PodScheduled", true, None, since.clone()),
+            conditions::ready_to_start(sandbox_ready),
+            conditions::initialized(pod, &init, &apps, phase),
+            ready,
+            containers_ready,
+            conditions::scheduled(),
         ]),
         host_ip: host_ip.clone(),
         host_ips: host_ip.map(|ip| vec![HostIP { ip }]),

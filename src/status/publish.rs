@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{NodeStatus, PodReport, StatusInput, pod_status};
+use super::{NodeStatus, PodReport, StatusInput, conditions, pod_status};
+use crate::clock::{Clock, Timestamp};
 use crate::manifest::Snapshot;
 use crate::probe::ProbeResults;
 use crate::reconcile::ReconcileState;
@@ -51,13 +52,25 @@ pub fn compute(
     }
 }
 
+/// Gives each pod's conditions their `lastTransitionTime`: from `old` while unchanged,
+/// `now` when changed. Pure.
+pub fn stamp(new: &mut NodeStatus, old: &NodeStatus, now: Timestamp) {
+    let now = super::api_time(now);
+    for (key, report) in new.pods.iter_mut() {
+        let before = old.pods.get(key).map(|r| &r.status);
+        conditions::stamp_transitions(&mut report.status, before, &now);
+    }
+}
+
 /// Publishes the node's status on `tx` until `shutdown`.
+#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     mut state: watch::Receiver<Arc<ReconcileState>>,
     mut probes: watch::Receiver<Arc<ProbeResults>>,
     runtime_name: String,
     host_ip: Option<String>,
+    clock: Clock,
     tx: watch::Sender<Arc<NodeStatus>>,
     shutdown: CancellationToken,
 ) {
@@ -65,13 +78,14 @@ pub async fn publish(
         let snapshot = snapshots.borrow_and_update().clone();
         let current = state.borrow_and_update().clone();
         let results = probes.borrow_and_update().clone();
-        let status = compute(
+        let mut status = compute(
             snapshot.as_deref(),
             &current,
             &results,
             &runtime_name,
             host_ip.as_deref(),
         );
+        stamp(&mut status, &tx.borrow(), clock.now());
         tx.send_if_modified(|old| {
             if **old == status {
                 false

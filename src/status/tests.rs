@@ -192,7 +192,11 @@ fn crash_looping_container_waits_with_its_last_termination() {
         .expect("message");
     assert_eq!(
         msg,
-        "back-off 40s restarting failed container=app pod=web-n1"
+        format!(
+            "back-off 40s restarting failed container=app pod=web-n1_default({})",
+            c.pod.uid
+        ),
+        "the kubelet's format.Pod: name_namespace(uid) (issue 17)"
     );
     let last = app
         .last_state
@@ -326,4 +330,73 @@ fn other_versions_of_the_pod_are_not_counted() {
         waiting_reason(&s.container_statuses.as_ref().expect("statuses")[0]).as_deref(),
         Some("ContainerCreating")
     );
+}
+
+#[test]
+fn a_completed_init_container_is_ready_and_unready_containers_are_named_issue_17() {
+    let mut c = Case::new(&WEB.replace(
+        "containers:",
+        "initContainers:\n  - {name: init, image: 'busybox:1.35'}\n  containers:",
+    ));
+    c.observed
+        .sandboxes
+        .push(sandbox(&c.pod, Some("10.88.0.5")));
+    let mut init = container(&c.pod, "init", 0, ContainerState::Exited, Some(0));
+    init.kind = ContainerKind::Init;
+    c.observed.containers.push(init);
+    let s = c.status();
+    assert!(s.init_container_statuses.as_ref().expect("init")[0].ready);
+    let condition = |s: &PodStatus, t: &str| {
+        s.conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == t)
+            .cloned()
+            .expect("condition")
+    };
+    let ready = condition(&s, "Ready");
+    assert_eq!(
+        (ready.reason.as_deref(), ready.message.as_deref()),
+        (
+            Some("ContainersNotReady"),
+            Some("containers with unready status: [app]")
+        )
+    );
+    c.observed
+        .containers
+        .push(container(&c.pod, "app", 0, ContainerState::Exited, Some(1)));
+    let s = c.status();
+    let ready = condition(&s, "ContainersReady");
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("containers with unready status: [app]")
+    );
+}
+
+#[test]
+fn a_finished_pod_says_pod_completed_and_running_containers_report_their_resources_issue_17() {
+    let mut c = Case::new(&WEB.replace(
+        "containers:\n  - {name: app, image: 'busybox:1.35'}",
+        "restartPolicy: Never\n  containers:\n  - {name: app, image: 'busybox:1.35', resources: {limits: {cpu: 500m, memory: 64Mi, ephemeral-storage: 1Gi}}}",
+    ));
+    c.observed
+        .containers
+        .push(container(&c.pod, "app", 0, ContainerState::Exited, Some(0)));
+    let s = c.status();
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    let ready = s
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
+    let resources = s.container_statuses.as_ref().expect("statuses")[0]
+        .resources
+        .clone()
+        .expect("resources");
+    let limits = resources.limits.expect("limits");
+    assert_eq!(limits.keys().collect::<Vec<_>>(), ["cpu", "memory"]);
+    // Requests default to limits, as the API server defaults them.
+    assert!(resources.requests.is_some());
 }

@@ -262,7 +262,7 @@ mod tests {
             )
         );
         let r = ready(&p, &c, &[]);
-        assert_eq!((r.type_.as_str(), r.message), ("Ready".into(), c.message));
+        assert_eq!((r.type_.as_str(), r.message), ("Ready", c.message));
     }
 
     #[test]

@@ -49,7 +49,7 @@ struct StateLabel {
 /// answered lately. `None` when mirroring is off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MirrorSummary {
-    /// `Synced`, `Unreachable`, `WaitingForNode`, `Connecting`.
+    /// `Synced`, `Unreachable`, `Refused`, `WaitingForNode`, `Connecting`.
     pub state: String,
     /// The API server answered lately.
     pub reachable: bool,

@@ -30,6 +30,14 @@ pub enum MirrorPhase {
         /// When this outage began.
         since: Timestamp,
     },
+    /// The API server answers, but refuses what podvisor must do (403: the node's
+    /// credentials may not act for this node name, or an authorizer says no).
+    Refused {
+        /// The server's words.
+        error: String,
+        /// When the refusals began.
+        since: Timestamp,
+    },
     /// The API server answers but the Node object is not there (or cannot be registered).
     WaitingForNode {
         /// Why.
@@ -44,22 +52,25 @@ pub enum MirrorPhase {
 
 impl MirrorPhase {
     /// The variant's name, for metrics labels and JSON: `Disabled`, `Connecting`,
-    /// `Unreachable`, `WaitingForNode`, `Synced`.
+    /// `Unreachable`, `Refused`, `WaitingForNode`, `Synced`.
     pub fn name(&self) -> &'static str {
         match self {
             MirrorPhase::Disabled => "Disabled",
             MirrorPhase::Connecting { .. } => "Connecting",
             MirrorPhase::Unreachable { .. } => "Unreachable",
+            MirrorPhase::Refused { .. } => "Refused",
             MirrorPhase::WaitingForNode { .. } => "WaitingForNode",
             MirrorPhase::Synced { .. } => "Synced",
         }
     }
 
-    /// Whether the API server answered lately (waiting for the Node included).
+    /// Whether the API server answered lately (waiting for the Node and refusals included).
     pub fn reachable(&self) -> bool {
         matches!(
             self,
-            MirrorPhase::WaitingForNode { .. } | MirrorPhase::Synced { .. }
+            MirrorPhase::WaitingForNode { .. }
+                | MirrorPhase::Synced { .. }
+                | MirrorPhase::Refused { .. }
         )
     }
 }
@@ -73,6 +84,7 @@ impl fmt::Display for MirrorPhase {
                 write!(f, "connecting to the API server: {e}")
             }
             MirrorPhase::Unreachable { error, .. } => write!(f, "API server unreachable: {error}"),
+            MirrorPhase::Refused { error, .. } => write!(f, "API server refuses: {error}"),
             MirrorPhase::WaitingForNode { reason } => write!(f, "waiting for Node: {reason}"),
             MirrorPhase::Synced { .. } => f.write_str("synced"),
         }
@@ -161,9 +173,9 @@ impl MirrorState {
     /// "message"}}, "counters": {..}}`, times in RFC 3339.
     pub fn to_json(&self) -> serde_json::Value {
         let since = match &self.phase {
-            MirrorPhase::Unreachable { since, .. } | MirrorPhase::Synced { since } => {
-                Some(since.rfc3339_nanos())
-            }
+            MirrorPhase::Unreachable { since, .. }
+            | MirrorPhase::Refused { since, .. }
+            | MirrorPhase::Synced { since } => Some(since.rfc3339_nanos()),
             _ => None,
         };
         let pods: serde_json::Map<String, serde_json::Value> = self
@@ -238,6 +250,9 @@ impl Publisher {
             MirrorPhase::Unreachable { error, .. } if kind_changed => {
                 warn!(error = %error, "API server unreachable; retrying with backoff");
             }
+            MirrorPhase::Refused { error, .. } if kind_changed || *old != phase => {
+                warn!(error = %error, "API server refuses podvisor's requests; retrying with backoff");
+            }
             MirrorPhase::WaitingForNode { reason } if kind_changed || *old != phase => {
                 warn!(reason = %reason, "waiting for Node");
             }
@@ -253,6 +268,12 @@ impl Publisher {
         let phase = match (old, phase) {
             (MirrorPhase::Unreachable { since, .. }, MirrorPhase::Unreachable { error, .. }) => {
                 MirrorPhase::Unreachable {
+                    error,
+                    since: *since,
+                }
+            }
+            (MirrorPhase::Refused { since, .. }, MirrorPhase::Refused { error, .. }) => {
+                MirrorPhase::Refused {
                     error,
                     since: *since,
                 }

@@ -305,3 +305,32 @@ async fn node_ready_follows_the_container_runtime() {
     .await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_403_is_a_refusal_with_its_own_state_not_an_outage_issue_17() {
+    let fake = Harness::fake().await;
+    // As when the kubeconfig's certificate is another node's: every read of this Node is
+    // forbidden.
+    fake.inject_error(
+        http::Method::GET,
+        "/api/v1/nodes/n1",
+        http::StatusCode::FORBIDDEN,
+        usize::MAX,
+    );
+    let etcd = static_pod("etcd", "registry.k8s.io/etcd:3.5.9-0");
+    let mut h = Harness::start(fake, &[&etcd]).await;
+    let refused = h
+        .state_until("refused", |s| {
+            matches!(s.phase, MirrorPhase::Refused { .. })
+        })
+        .await;
+    assert!(refused.phase.reachable(), "the API server answered");
+    let text = refused.phase.to_string();
+    assert!(text.starts_with("API server refuses: "), "{text}");
+    assert!(
+        text.ends_with("(are the kubeconfig's credentials those of node \"n1\"?)"),
+        "{text}"
+    );
+    assert_eq!(refused.to_json()["phase"], "Refused");
+    h.stop().await;
+}

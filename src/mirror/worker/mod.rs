@@ -183,12 +183,26 @@ impl Worker {
         }
     }
 
+    /// Records why a session ended: the server out of reach, or refusing (a 4xx such as
+    /// 403 when the node's credentials may not act for `--node-name`).
     fn unreachable(&mut self, err: &MirrorError) {
         let since = self.cfg.clock.now();
-        self.out.set_phase(MirrorPhase::Unreachable {
-            error: err.reason(),
-            since,
-        });
+        let phase = if err.is_unreachable() {
+            MirrorPhase::Unreachable {
+                error: err.reason(),
+                since,
+            }
+        } else {
+            let mut error = err.reason();
+            if err.is_code(403) {
+                error.push_str(&format!(
+                    " (are the kubeconfig's credentials those of node {:?}?)",
+                    self.cfg.node_name.as_str()
+                ));
+            }
+            MirrorPhase::Refused { error, since }
+        };
+        self.out.set_phase(phase);
     }
 
     /// One session: find the Node, then keep everything in sync until the server is lost

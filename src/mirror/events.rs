@@ -57,6 +57,9 @@ pub struct PendingEvent {
     pub last: Timestamp,
     /// How many times.
     pub count: i32,
+    /// The message to post when the correlator combined it with similar events (the key's
+    /// message is then the combined event's, the same for all of them).
+    pub combined: Option<String>,
 }
 
 /// Where a pending event goes now.
@@ -113,6 +116,7 @@ impl EventBuffer {
             first: event.at,
             last: event.at,
             count: 1,
+            combined: None,
         });
     }
 
@@ -181,7 +185,12 @@ pub fn new_event(
             ..ObjectReference::default()
         },
         reason: Some(event.key.reason.clone()),
-        message: Some(event.key.message.clone()),
+        message: Some(
+            event
+                .combined
+                .clone()
+                .unwrap_or_else(|| event.key.message.clone()),
+        ),
         type_: Some(event.key.type_.to_owned()),
         count: Some(event.count),
         first_timestamp: Some(api_time(event.first)),
@@ -236,7 +245,10 @@ impl EventPoster {
             .cloned();
         if let Some(twin) = twin {
             let count = twin.count.saturating_add(event.count);
-            let patch = json!({"count": count, "lastTimestamp": api_time(event.last)});
+            let mut patch = json!({"count": count, "lastTimestamp": api_time(event.last)});
+            if let Some(message) = &event.combined {
+                patch["message"] = json!(message);
+            }
             let bumped = call(
                 timeout,
                 api.patch(&twin.name, &PatchParams::default(), &Patch::Merge(&patch)),

@@ -19,6 +19,7 @@
 
 mod backoff;
 mod client;
+mod correlator;
 mod events;
 mod host;
 mod node;

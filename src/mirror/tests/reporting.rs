@@ -235,3 +235,45 @@ async fn events_are_buffered_while_the_server_is_down_and_the_oldest_dropped_whe
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_events_about_one_pod_writes_at_most_the_kubelets_burst_issue_17() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start(fake, &[&etcd]).await;
+    h.mirrored(&etcd).await;
+    for i in 0..60 {
+        let mut e = event("etcd", "Unhealthy");
+        e.message = format!("Readiness probe failed: attempt {i}");
+        h.events.send(e).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Distinct messages never fold in the buffer: each is posted or dropped on its own.
+    h.state_until("every event handled", |s| {
+        s.counters.events_posted + s.counters.events_dropped >= 60
+    })
+    .await;
+    let writes = h
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/events") && r.method != http::Method::GET)
+        .count();
+    assert!(
+        writes <= 25,
+        "{writes} event writes for one pod within a second"
+    );
+    // From the tenth message on, they share one combined event.
+    let combined = h
+        .fake
+        .events()
+        .into_iter()
+        .filter(|e| {
+            e.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("(combined from similar events): "))
+        })
+        .count();
+    assert_eq!(combined, 1);
+    h.stop().await;
+}

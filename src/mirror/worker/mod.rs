@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use super::MirrorConfig;
 use super::backoff::{Backoff, RetryGate, jitter};
 use super::client::{self, MirrorError};
+use super::correlator::{Aggregator, SpamFilter};
 use super::events::{EventBuffer, EventPoster};
 use super::node::{self, Heartbeat, LEASE_NAMESPACE, LeaseKeeper, Readiness};
 use super::pod::{NodeRef, ObservedMirror};
@@ -125,6 +126,8 @@ pub struct Worker {
     retry: RetryGate,
     heartbeat: Heartbeat,
     poster: EventPoster,
+    aggregator: Aggregator,
+    spam: SpamFilter,
     events_refused: u64,
     refusals: Refusals,
 }
@@ -154,6 +157,8 @@ impl Worker {
             retry,
             heartbeat: Heartbeat::default(),
             poster: EventPoster::default(),
+            aggregator: Aggregator::default(),
+            spam: SpamFilter::default(),
             events_refused: 0,
             refusals: Refusals::default(),
         }

@@ -340,6 +340,14 @@ impl Worker {
         };
         let mut rest = batch.into_iter();
         while let Some((event, uid)) = rest.next() {
+            // The kubelet's event correlator: combine floods, then rate-limit per object.
+            let now = self.cfg.clock.now();
+            let event = self.aggregator.aggregate(event, now);
+            if !self.spam.allow(&event.key.pod, now) {
+                debug!(pod = %event.key.pod, reason = %event.key.reason, "event dropped by the spam filter");
+                self.events_refused += 1;
+                continue;
+            }
             let timeout = self.cfg.timings.request_timeout;
             match self
                 .poster

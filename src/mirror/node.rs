@@ -217,9 +217,54 @@ impl Heartbeat {
         self.written = Some((readiness, at));
     }
 
+    /// Takes the Ready transition time the API server holds when podvisor has none of its
+    /// own yet (after a restart) and the server's Ready status is the one podvisor reports,
+    /// so that restarting podvisor does not move `lastTransitionTime`.
+    pub fn adopt(&mut self, server: Option<(bool, Timestamp)>, ready: bool) {
+        if self.transition.is_none()
+            && let Some((was, since)) = server
+            && was == ready
+        {
+            self.transition = Some((was, since));
+        }
+    }
+
     /// Forgets the last write (not the transition time), so that the next check writes.
     pub fn forget(&mut self) {
         self.written = None;
+    }
+}
+
+/// The Node's Ready condition as the API server holds it: (ready, lastTransitionTime).
+pub fn server_ready(node: &Node) -> Option<(bool, Timestamp)> {
+    let c = node
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    let since = c
+        .last_transition_time
+        .as_ref()
+        .map(|t| Timestamp(i64::try_from(t.0.as_nanosecond()).unwrap_or(0)))?;
+    Some((c.status == "True", since))
+}
+
+/// Whether the Node's Ready condition on the server says something else than `readiness`
+/// (someone else wrote it): then it is written again at once, not at the next report.
+pub fn ready_drifted(node: &Node, readiness: &Readiness) -> bool {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    match ready {
+        None => true,
+        Some(c) => {
+            let want = if readiness.ready { "True" } else { "False" };
+            c.status != want || c.message.as_deref() != Some(readiness.message.as_str())
+        }
     }
 }
 

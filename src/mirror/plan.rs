@@ -145,6 +145,7 @@ mod tests {
             mirror_hash: static_pod(name, image).hash.0,
             owner_uid: Some(NODE_UID.into()),
             deleting: false,
+            status: None,
         }
     }
 

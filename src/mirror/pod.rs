@@ -1,7 +1,7 @@
 //! The mirror Pod object: built from a static pod as the kubelet's `CreateMirrorPod` does,
 //! and read back from what the API server lists. Pure.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::labels;
@@ -17,7 +17,7 @@ pub struct NodeRef {
 }
 
 /// A mirror pod of this node as the API server lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ObservedMirror {
     /// Namespace and name.
     pub key: PodKey,
@@ -29,6 +29,8 @@ pub struct ObservedMirror {
     pub owner_uid: Option<String>,
     /// It has a `deletionTimestamp`.
     pub deleting: bool,
+    /// Its status as the API server holds it.
+    pub status: Option<PodStatus>,
 }
 
 impl ObservedMirror {
@@ -62,6 +64,7 @@ pub fn observe(pod: &Pod) -> Option<ObservedMirror> {
         mirror_hash,
         owner_uid,
         deleting: meta.deletion_timestamp.is_some(),
+        status: pod.status.clone(),
     })
 }
 

@@ -116,7 +116,7 @@ async fn a_kubeconfig_written_after_start_is_picked_up() {
 }
 
 #[tokio::test]
-async fn after_an_api_server_restart_the_state_recovers_and_statuses_are_patched_again() {
+async fn after_an_api_server_restart_the_state_recovers_and_statuses_are_compared_again() {
     let fake = Harness::fake().await;
     let etcd = static_pod("etcd", "etcd:1");
     let mut h = Harness::start(fake, &[&etcd]).await;
@@ -136,7 +136,12 @@ async fn after_an_api_server_restart_the_state_recovers_and_statuses_are_patched
     h.fake.restart().await;
     let state = h.synced().await;
     assert_eq!(state.counters.disconnects, 1);
-    eventually("status patched again after the reconnection", || {
+    // The server kept the status: compared with what it holds, nothing is written again.
+    h.syncs(3).await;
+    assert_eq!(h.requests(&http::Method::PATCH, path).len(), 1);
+    // A change after the reconnection is.
+    h.status.send_replace(node_status(&[(&etcd, "Failed")]));
+    eventually("status patched after the reconnection", || {
         (h.requests(&http::Method::PATCH, path).len() == 2).then_some(())
     })
     .await;
@@ -336,5 +341,44 @@ async fn a_403_is_a_refusal_with_its_own_state_not_an_outage_issue_17() {
         "{text}"
     );
     assert_eq!(refused.to_json()["phase"], "Refused");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_ready_condition_someone_else_changed_is_written_back_within_a_check_issue_17() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start(fake, &[&etcd]).await;
+    h.synced().await;
+    let ready = |h: &Harness| {
+        h.fake
+            .node("n1")
+            .and_then(|n| n.status)
+            .and_then(|s| s.conditions)
+            .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"))
+    };
+    let first = eventually("Ready written", || ready(&h)).await;
+    let since = first.last_transition_time.clone();
+    // As the node lifecycle controller does when it misses heartbeats.
+    let api: kube::Api<k8s_openapi::api::core::v1::Node> =
+        kube::Api::all(h.fake.kube_client().await);
+    let unknown = serde_json::json!({"status": {"conditions": [
+        {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+         "message": "Kubelet stopped posting node status."}
+    ]}});
+    api.patch_status(
+        "n1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(&unknown),
+    )
+    .await
+    .expect("patch");
+    // node_status_update is 100 ms here (the kubelet's 10 s); node_status_report is 300 s.
+    let back = eventually("Ready put back", || {
+        ready(&h).filter(|c| c.status == "True")
+    })
+    .await;
+    assert_eq!(back.reason.as_deref(), Some("KubeletReady"));
+    assert!(back.last_transition_time >= since);
     h.stop().await;
 }

@@ -40,7 +40,8 @@ async fn status_is_patched_only_when_it_changes() {
     let content_type = h.requests(&Method::PATCH, STATUS)[1].content_type.clone();
     assert_eq!(
         content_type.as_deref(),
-        Some("application/merge-patch+json")
+        Some("application/strategic-merge-patch+json"),
+        "conditions merge by type, as the kubelet's patches do"
     );
     h.stop().await;
 }
@@ -275,5 +276,53 @@ async fn a_flood_of_events_about_one_pod_writes_at_most_the_kubelets_burst_issue
         })
         .count();
     assert_eq!(combined, 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_status_or_condition_someone_else_writes_is_corrected_or_kept_issue_17() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start(fake, &[&etcd]).await;
+    h.mirrored(&etcd).await;
+    eventually("first patch", || {
+        (h.requests(&Method::PATCH, STATUS).len() == 1).then_some(())
+    })
+    .await;
+    // A controller sets its own condition, and someone overwrites podvisor's phase.
+    let api: kube::Api<Pod> = kube::Api::namespaced(h.fake.kube_client().await, NS);
+    let other = serde_json::json!({"status": {"phase": "Failed", "conditions": [
+        {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}
+    ]}});
+    api.patch_status(
+        "etcd-n1",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Strategic(&other),
+    )
+    .await
+    .expect("another writer's patch");
+    let fixed = eventually("phase put right", || {
+        h.fake
+            .pod(NS, "etcd-n1")
+            .and_then(|p| p.status)
+            .filter(|s| s.phase.as_deref() == Some("Running"))
+    })
+    .await;
+    let types: Vec<String> = fixed
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    assert!(
+        types.contains(&"DisruptionTarget".to_owned()),
+        "another writer's condition is kept: {types:?}"
+    );
+    h.syncs(3).await;
+    assert_eq!(
+        h.requests(&Method::PATCH, STATUS).len(),
+        3,
+        "ours, the other writer's, our correction, and no patch loop"
+    );
     h.stop().await;
 }

@@ -276,6 +276,10 @@ impl Worker {
                 if self.cfg.register_node {
                     self.adopt(api, &n).await?;
                 }
+                let readiness =
+                    Readiness::from_runtime(self.status.borrow().runtime_error.as_deref());
+                self.heartbeat
+                    .adopt(node::server_ready(&n), readiness.ready);
                 n
             }
             None if !self.cfg.register_node => {
@@ -394,7 +398,18 @@ impl Worker {
             match node::get(&nodes, &name, t.request_timeout).await? {
                 Some(n)
                     if n.metadata.uid.as_deref() == Some(s.node.uid.as_str())
-                        && n.metadata.deletion_timestamp.is_none() => {}
+                        && n.metadata.deletion_timestamp.is_none() =>
+                {
+                    // Compared with what the server holds, as the kubelet does every 10 s:
+                    // a Ready condition someone else changed is written back at once.
+                    let readiness =
+                        Readiness::from_runtime(self.status.borrow().runtime_error.as_deref());
+                    self.heartbeat
+                        .adopt(node::server_ready(&n), readiness.ready);
+                    if node::ready_drifted(&n, &readiness) {
+                        self.heartbeat.forget();
+                    }
+                }
                 _ => {
                     info!(node = %name, "Node deleted or recreated; looking it up again");
                     return Err(End::NodeChanged);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -242,15 +242,20 @@ impl Worker {
             if mirror.deleting || !mirror.is_mirror_of(&report.pod) {
                 continue;
             }
-            match s
-                .statuses
-                .decide(key, &mirror.uid, &report.status, now, min_interval)
-            {
+            let desired = status::desired(&report.pod, &report.status, mirror.status.as_ref());
+            match s.statuses.decide(
+                key,
+                &mirror.uid,
+                &desired,
+                mirror.status.as_ref(),
+                now,
+                min_interval,
+            ) {
                 StatusDecision::UpToDate => {}
                 StatusDecision::Wait(at) => {
                     s.status_wake = Some(s.status_wake.map_or(at, |w| w.min(at)));
                 }
-                StatusDecision::Patch => self.patch_status(s, key, report).await?,
+                StatusDecision::Patch => self.patch_status(s, key, report, desired).await?,
             }
         }
         Ok(())
@@ -261,6 +266,7 @@ impl Worker {
         s: &mut Session,
         key: &PodKey,
         report: &PodReport,
+        mut desired: PodStatus,
     ) -> Result<(), End> {
         let timeout = self.cfg.timings.request_timeout;
         let api: Api<Pod> = Api::namespaced(s.client.clone(), &key.namespace);
@@ -268,9 +274,13 @@ impl Worker {
             return Ok(());
         };
         for attempt in 0..2 {
-            match status::patch(&api, &key.name, &uid, &report.status, timeout).await {
-                Ok(_) => {
-                    s.statuses.record(key, &uid, &report.status, Instant::now());
+            match status::patch(&api, &key.name, &uid, &desired, timeout).await {
+                Ok(patched) => {
+                    s.statuses
+                        .record(key, &uid, &desired, patched.status.as_ref(), Instant::now());
+                    if let Some(m) = pod::observe(&patched) {
+                        s.mirrors.insert(key.clone(), m);
+                    }
                     self.out.counters().status_patches += 1;
                     return Ok(());
                 }
@@ -281,6 +291,8 @@ impl Worker {
                     match found.as_ref().and_then(pod::observe) {
                         Some(m) if !m.deleting && m.is_mirror_of(&report.pod) => {
                             uid = m.uid.clone();
+                            desired =
+                                status::desired(&report.pod, &report.status, m.status.as_ref());
                             s.mirrors.insert(key.clone(), m);
                         }
                         other => {
@@ -301,7 +313,7 @@ impl Worker {
                 Err(e) => {
                     warn!(pod = %key, uid, error = %e.reason(), "status patch refused");
                     self.out.counters().status_patch_failures += 1;
-                    s.statuses.record(key, &uid, &report.status, Instant::now());
+                    s.statuses.record(key, &uid, &desired, None, Instant::now());
                     return Ok(());
                 }
             }

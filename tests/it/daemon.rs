@@ -38,12 +38,17 @@ impl Daemon {
 
     /// Starts podvisor with extra flags and environment.
     pub fn start_with_env(lab: &Lab, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_named(lab, "itnode", extra, env)
+    }
+
+    /// Starts podvisor as node `node`, with extra flags and environment.
+    pub fn start_named(lab: &Lab, node: &str, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut d = Daemon {
             child: None,
             manifests: lab.path("manifests"),
             root: lab.path("root"),
             logs: lab.path("pod-logs"),
-            node: "itnode".to_owned(),
+            node: node.to_owned(),
             log_file: lab.dir.path().join("podvisor.log"),
             endpoint: lab.endpoint.clone(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),

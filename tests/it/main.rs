@@ -13,6 +13,7 @@ mod lifecycle;
 mod mirror;
 mod operate;
 mod podspec;
+mod real_apiserver;
 mod reliability;
 mod resilience;
 mod supervise;

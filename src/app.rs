@@ -173,6 +173,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             node_info,
         );
         mc.register_node = settings.register_node;
+        mc.metrics = Some(parts.metrics.clone());
         mc.node_labels = settings.node_labels.clone();
         info!(kubeconfig = %settings.kubeconfig.display(), register_node = mc.register_node, "mirroring static pods to an API server");
         let (desired, status, token) = (

@@ -41,6 +41,11 @@ struct FileLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerbLabel {
+    verb: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: String,
 }
@@ -67,6 +72,7 @@ pub struct Metrics {
     manifest_errors: Family<FileLabel, Gauge>,
     mirror_state: Family<StateLabel, Gauge>,
     apiserver_reachable: Gauge,
+    apiserver_requests: Family<VerbLabel, Counter>,
     scrape: Mutex<()>,
 }
 
@@ -97,6 +103,12 @@ impl Metrics {
         let manifest_errors = Family::<FileLabel, Gauge>::default();
         let mirror_state = Family::<StateLabel, Gauge>::default();
         let apiserver_reachable = Gauge::default();
+        let apiserver_requests = Family::<VerbLabel, Counter>::default();
+        registry.register(
+            "apiserver_requests",
+            "Requests sent to the API server, by Kubernetes verb",
+            apiserver_requests.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Time of one reconcile pass (observe, plan, dispatch)",
@@ -149,8 +161,19 @@ impl Metrics {
             manifest_errors,
             mirror_state,
             apiserver_reachable,
+            apiserver_requests,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// Records one request to the API server (`get`, `list`, `watch`, `create`, `update`,
+    /// `patch`, `delete`).
+    pub fn apiserver_request(&self, verb: &str) {
+        self.apiserver_requests
+            .get_or_create(&VerbLabel {
+                verb: verb.to_owned(),
+            })
+            .inc();
     }
 
     /// Records one CRI call.

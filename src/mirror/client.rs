@@ -8,9 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::core::Status;
 use thiserror::Error;
+
+use super::metering::MeterLayer;
+use crate::metrics::Metrics;
 
 /// Why an API call, or getting a client, failed.
 #[derive(Debug, Error)]
@@ -92,9 +97,14 @@ impl From<kube::Error> for MirrorError {
 
 pub use crate::chain::chain;
 
-/// Builds a client from the kubeconfig at `path`, every request bounded by `timeout`.
-/// kube's own retries are off: the mirror task retries with its own backoff.
-pub async fn connect(path: &Path, timeout: Duration) -> Result<kube::Client, MirrorError> {
+/// Builds a client from the kubeconfig at `path`, every request bounded by `timeout` and,
+/// with `metrics`, counted by verb. kube's own retries are off: the mirror task retries with
+/// its own backoff.
+pub async fn connect(
+    path: &Path,
+    timeout: Duration,
+    metrics: Option<&Arc<Metrics>>,
+) -> Result<kube::Client, MirrorError> {
     let kubeconfig_error = |source| MirrorError::Kubeconfig {
         path: path.to_owned(),
         source,
@@ -109,10 +119,17 @@ pub async fn connect(path: &Path, timeout: Duration) -> Result<kube::Client, Mir
     config.write_timeout = Some(timeout);
     config.reset_reader_on_write = true;
     config.default_retry = false;
-    kube::Client::try_from(config).map_err(|source| MirrorError::Client {
+    let client_error = |source| MirrorError::Client {
         path: path.to_owned(),
         source,
-    })
+    };
+    match metrics {
+        None => kube::Client::try_from(config).map_err(client_error),
+        Some(m) => Ok(kube::client::ClientBuilder::try_from(config)
+            .map_err(client_error)?
+            .with_layer(&MeterLayer(m.clone()))
+            .build()),
+    }
 }
 
 /// Runs one API call, bounded by `timeout` whatever the client does.
@@ -158,6 +175,7 @@ mod tests {
         let Err(err) = connect(
             Path::new("/nonexistent/kubelet.conf"),
             Duration::from_secs(1),
+            None,
         )
         .await
         else {

@@ -22,6 +22,7 @@ mod client;
 mod correlator;
 mod events;
 mod host;
+mod metering;
 mod node;
 mod plan;
 mod pod;
@@ -128,6 +129,8 @@ pub struct MirrorConfig {
     pub event_buffer: usize,
     /// Where timestamps (lease renewals, heartbeats, state) come from.
     pub clock: Clock,
+    /// Where API requests are counted, by verb.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl MirrorConfig {
@@ -143,6 +146,7 @@ impl MirrorConfig {
             timings: MirrorTimings::default(),
             event_buffer: DEFAULT_EVENT_BUFFER,
             clock: Clock::System,
+            metrics: None,
         }
     }
 }

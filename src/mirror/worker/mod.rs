@@ -171,15 +171,17 @@ impl Worker {
         self.out.set_phase(MirrorPhase::Connecting { error: None });
         loop {
             self.note_desired();
-            let outcome = match client::connect(&self.cfg.kubeconfig, t.request_timeout).await {
-                Err(e) => {
-                    self.out.set_phase(MirrorPhase::Connecting {
-                        error: Some(e.reason()),
-                    });
-                    Err(())
-                }
-                Ok(client) => self.session(client, &mut backoff).await,
-            };
+            let metrics = self.cfg.metrics.as_ref();
+            let outcome =
+                match client::connect(&self.cfg.kubeconfig, t.request_timeout, metrics).await {
+                    Err(e) => {
+                        self.out.set_phase(MirrorPhase::Connecting {
+                            error: Some(e.reason()),
+                        });
+                        Err(())
+                    }
+                    Ok(client) => self.session(client, &mut backoff).await,
+                };
             self.refresh_counters();
             self.out.flush();
             if outcome.is_err() {

@@ -23,6 +23,7 @@ mod resource;
 mod status;
 mod store;
 mod strategy;
+mod verb;
 
 #[cfg(test)]
 mod tests;
@@ -75,6 +76,15 @@ pub struct RequestRecord {
     pub content_type: Option<String>,
     /// Status answered; `None` while unanswered (always, under [`Mode::Hang`]).
     pub status: Option<StatusCode>,
+}
+
+impl RequestRecord {
+    /// The Kubernetes verb, as the API server names it for authorization and audit: `get`,
+    /// `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection` for a
+    /// resource URL (served or not), the lowercased method otherwise (`/version` is `get`).
+    pub fn verb(&self) -> &'static str {
+        verb::of(&self.method, &self.path, &self.query)
+    }
 }
 
 struct Serving {
@@ -279,6 +289,17 @@ impl FakeApiServer {
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().log.clone()
+    }
+
+    /// How many requests so far had this Kubernetes verb (see [`RequestRecord::verb`]), e.g.
+    /// `request_count("watch")`; answered or not.
+    pub fn request_count(&self, verb: &str) -> usize {
+        self.shared
+            .lock()
+            .log
+            .iter()
+            .filter(|r| r.verb() == verb)
+            .count()
     }
 
     fn typed<K: DeserializeOwned>(&self, resource: Resource, ns: &str, name: &str) -> Option<K> {

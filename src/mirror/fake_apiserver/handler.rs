@@ -1,12 +1,16 @@
-//! The HTTP edge: one request in, the store consulted under the lock, one response out.
-//! Failure modes, scripted errors, authentication and the request log live here.
+//! The HTTP edge: one request in, the store consulted under the lock, one response out (or,
+//! for a watch, a stream that goes on reading the store). Failure modes, scripted errors,
+//! authentication and the request log live here.
 
 use std::convert::Infallible;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -17,7 +21,11 @@ use super::patch::{self, ACCEPTED, PatchKind};
 use super::resource::{Route, Selector};
 use super::status::{self, ApiError};
 use super::store::{Caller, Change, DeleteOptions, Deleted, Store};
-use super::{Mode, RequestRecord};
+use super::watch::{self, Watch};
+use super::{Mode, RequestRecord, verb};
+
+/// A response body: a whole JSON or text body, or a watch stream.
+pub(super) type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// A scripted failure: the next `times` requests matching method and path prefix fail.
 #[derive(Clone, Debug)]
@@ -38,9 +46,27 @@ pub(super) struct State {
     pub(super) token: Option<String>,
     pub(super) injections: Vec<Injection>,
     pub(super) log: Vec<RequestRecord>,
+    /// How often watches that allow bookmarks get one; `None` for the API server's minute.
+    pub(super) bookmark_interval: Option<Duration>,
+}
+
+/// What live watches react to: a new revision, a compaction, a mode change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Watermark {
+    revision: u64,
+    compacted: u64,
+    mode: Mode,
 }
 
 impl State {
+    fn watermark(&self) -> Watermark {
+        Watermark {
+            revision: self.store.current(),
+            compacted: self.store.history().compacted(),
+            mode: self.mode,
+        }
+    }
+
     fn restriction(&self) -> Option<NodeIdentity> {
         self.node_restriction.then(|| match &self.node_identity {
             Some(n) => NodeIdentity::Named(n.clone()),
@@ -50,21 +76,65 @@ impl State {
 }
 
 /// The state shared by the server tasks and the [`super::FakeApiServer`] handle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Shared {
     state: Mutex<State>,
+    /// Signalled whenever a lock is released with the [`Watermark`] moved: live watches wait
+    /// on it rather than poll.
+    changed: tokio::sync::watch::Sender<()>,
 }
 
 impl Shared {
     pub(super) fn new(state: State) -> Shared {
         Shared {
             state: Mutex::new(state),
+            changed: tokio::sync::watch::Sender::new(()),
         }
     }
 
     /// Locks the state. A panic in a test thread must not hide the state from the next one.
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn lock(&self) -> Locked<'_> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = state.watermark();
+        Locked {
+            state,
+            seen,
+            changed: &self.changed,
+        }
+    }
+
+    /// Changes to wait for: marked whenever the store, its history or the mode changed.
+    pub(super) fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+}
+
+/// The locked state; unlocking it wakes the live watches if it changed what they serve.
+pub(super) struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    seen: Watermark,
+    changed: &'a tokio::sync::watch::Sender<()>,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if self.state.watermark() != self.seen {
+            self.changed.send_replace(());
+        }
     }
 }
 
@@ -72,6 +142,7 @@ impl Shared {
 enum Reply {
     Json(StatusCode, Value),
     Text(StatusCode, &'static str),
+    Watch(Box<Watch>),
 }
 
 impl From<ApiError> for Reply {
@@ -208,6 +279,7 @@ fn serve_route(state: &mut State, call: &Call<'_>, route: &Route) -> Result<Repl
     }
     let restriction = state.restriction();
     let caller = Caller::Client(restriction.as_ref());
+    let bookmark_interval = state.bookmark_interval.unwrap_or(watch::BOOKMARK_INTERVAL);
     let resource = route.resource;
     let ns = route.namespace.as_deref().unwrap_or_default();
     let store = &mut state.store;
@@ -221,9 +293,11 @@ fn serve_route(state: &mut State, call: &Call<'_>, route: &Route) -> Result<Repl
             )
         };
         return match *call.method {
-            Method::GET if matches!(call.param("watch"), Some("true" | "1")) => Err(
-                ApiError::bad_request("the fake API server does not serve watch requests"),
-            ),
+            Method::GET if call.param("watch").is_some_and(verb::truthy) => {
+                let param = |name: &str| call.param(name);
+                let watch = Watch::start(store, route, param, bookmark_interval)?;
+                Ok(Reply::Watch(Box::new(watch)))
+            }
             Method::GET => Ok(Reply::Json(
                 StatusCode::OK,
                 store.list(resource, route.namespace.as_deref(), &selector()?),
@@ -296,20 +370,25 @@ fn serve_route(state: &mut State, call: &Call<'_>, route: &Route) -> Result<Repl
     }
 }
 
-fn respond(reply: Reply) -> Response<Full<Bytes>> {
+fn respond(reply: Reply, shared: &Arc<Shared>) -> Response<Body> {
     let (code, content_type, body) = match reply {
         Reply::Json(code, value) => (
             code,
             "application/json",
-            Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
+            Full::new(Bytes::from(serde_json::to_vec(&value).unwrap_or_default())).boxed_unsync(),
         ),
         Reply::Text(code, text) => (
             code,
             "text/plain; charset=utf-8",
-            Bytes::from_static(text.as_bytes()),
+            Full::new(Bytes::from_static(text.as_bytes())).boxed_unsync(),
+        ),
+        Reply::Watch(watch) => (
+            StatusCode::OK,
+            "application/json",
+            watch.into_body(Arc::clone(shared)),
         ),
     };
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(body);
     *response.status_mut() = code;
     if let Ok(value) = content_type.parse() {
         response.headers_mut().insert(CONTENT_TYPE, value);
@@ -356,7 +435,7 @@ fn gate(state: &mut State, record: RequestRecord, bearer: Option<&str>) -> Gate 
 pub(super) async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
     let content_type = parts
         .headers
@@ -384,11 +463,11 @@ pub(super) async fn handle(
             if let Some(record) = shared.lock().log.get_mut(index) {
                 record.status = Some(err.code());
             }
-            return Ok(respond(err.into()));
+            return Ok(respond(err.into(), &shared));
         }
         Gate::Serve(index) => index,
     };
-    let reply = match body.collect().await {
+    let mut reply = match body.collect().await {
         Ok(collected) => {
             let body = collected.to_bytes();
             let call = Call {
@@ -403,7 +482,10 @@ pub(super) async fn handle(
         }
         Err(e) => ApiError::bad_request(format!("error reading request body: {e}")).into(),
     };
-    let response = respond(reply);
+    if let Reply::Watch(watch) = &mut reply {
+        watch.wait_until_fresh(&shared).await;
+    }
+    let response = respond(reply, &shared);
     if let Some(record) = shared.lock().log.get_mut(index) {
         record.status = Some(response.status());
     }

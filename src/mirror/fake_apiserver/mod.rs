@@ -6,29 +6,36 @@
 //! metadata (`uid`, `resourceVersion`, `creationTimestamp`, `generation`), lists as
 //! `{Kind}List`, and failures as `metav1.Status` bodies worded like apimachinery's. It applies
 //! the admission a kubelet meets (NodeRestriction, the ServiceAccount rule for mirror pods,
-//! Priority, DefaultTolerationSeconds), pod defaults and a subset of validation. Tests steer
+//! Priority, DefaultTolerationSeconds), pod defaults and a subset of validation. Every
+//! collection it serves can be watched (`?watch=true`), from a history of the store's writes,
+//! as the API server's watch cache serves it (see "Watch" on [`FakeApiServer`]). Tests steer
 //! outages with [`FakeApiServer::stop`], [`FakeApiServer::restart`], [`Mode`] and
-//! [`FakeApiServer::inject_error`], and read the stored objects and the request log back.
+//! [`FakeApiServer::inject_error`], and read the stored objects and the request log back,
+//! counted by verb with [`FakeApiServer::request_count`].
 //!
-//! Not served: watch, discovery, authorization beyond NodeRestriction, the garbage collector,
-//! and the other resources. Known differences from the real server are listed on
+//! Not served: discovery, authorization beyond NodeRestriction, the garbage collector, and
+//! the other resources. Known differences from the real server are listed on
 //! [`FakeApiServer`]. This module must never be compiled into the daemon: it exists under
 //! `cfg(any(test, feature = "test-util"))` only.
 
 mod admission;
 mod handler;
+mod history;
 mod meta;
 mod patch;
 mod resource;
 mod status;
 mod store;
 mod strategy;
+mod verb;
+mod watch;
 
 #[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -77,6 +84,15 @@ pub struct RequestRecord {
     pub status: Option<StatusCode>,
 }
 
+impl RequestRecord {
+    /// The Kubernetes verb, as the API server names it for authorization and audit: `get`,
+    /// `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection` for a
+    /// resource URL (served or not), the lowercased method otherwise (`/version` is `get`).
+    pub fn verb(&self) -> &'static str {
+        verb::of(&self.method, &self.path, &self.query)
+    }
+}
+
 struct Serving {
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -84,10 +100,42 @@ struct Serving {
 
 /// A fake API server listening on `127.0.0.1` over plain HTTP.
 ///
+/// # Watch
+/// `GET` of a collection with `watch` set to anything but `0` or `false` (kube-rs sends
+/// `?watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion=N`), for pods,
+/// nodes, leases and both event APIs, cluster-wide or in a namespace, answers `200` with
+/// `Content-Type: application/json` and a chunked stream of newline-delimited watch events
+/// (`{"type":"ADDED","object":{...}}`), objects as stored at that event:
+/// * `resourceVersion` absent or `0`: `ADDED` for every matching object, then every later
+///   change; `N`: the changes after revision `N`, in order. Every create, update, patch,
+///   delete and graceful-deletion mark is one change. A pod deleted gracefully is `MODIFIED`
+///   (with its `deletionTimestamp`), then `DELETED` when its node deletes it.
+/// * `fieldSelector` and `labelSelector` as for lists; an object that stops matching is
+///   `DELETED`, one that starts matching is `ADDED`.
+/// * The last 1000 changes are kept ([`FakeApiServer::set_watch_history_limit`],
+///   [`FakeApiServer::compact_watch_history`]; [`FakeApiServer::restart`] starts over). An
+///   older `N` gets a single `ERROR` event with a `410 Expired` `Status`
+///   (`too old resource version: N (M)`) after the `200`; an `N` the store has not reached
+///   is waited for 3 s, then gets an `ERROR` with `504 Timeout`.
+/// * `timeoutSeconds` ends the stream cleanly (absent or 0: 30 to 60 minutes, at random).
+///   `allowWatchBookmarks` brings a `BOOKMARK` with the current revision every minute
+///   ([`FakeApiServer::set_bookmark_interval`]) and 2 s before the timeout.
+/// * [`FakeApiServer::stop`] and `restart` cut live streams (the client sees them end);
+///   [`Mode`] and [`FakeApiServer::inject_error`] apply to a watch request as to any other,
+///   and under [`Mode::Hang`] a live stream goes silent, under [`Mode::Fail`] it ends.
+///
+/// # Differences
 /// Known differences from a real kube-apiserver:
-/// * no watch (`?watch=true` is a 400), no discovery, no `dryRun` (a 400 rather than a
-///   real write), no `managedFields`, no server-side apply conflicts: an apply patch is a
-///   strategic merge of the applied object into the stored one;
+/// * no discovery, no `dryRun` (a 400 rather than a real write), no `managedFields`, no
+///   server-side apply conflicts: an apply patch is a strategic merge of the applied object
+///   into the stored one;
+/// * watch: one history for all resources (the real watch cache keeps a window per
+///   resource, sized by time), so heavy writes to one resource expire the others' versions
+///   too; no `sendInitialEvents`/`resourceVersionMatch` (a 400), no legacy `/watch/` paths
+///   (a 404), JSON only (no protobuf, no `application/json;stream=watch` negotiation);
+///   bookmarks carry only `kind`, `apiVersion` and `metadata.resourceVersion`; a live
+///   stream that falls behind the history window gets `410 Expired` and ends (the real
+///   cache would close it without an event);
 /// * strategic merge knows the merge keys of Pod, Node and ObjectMeta lists only (e.g.
 ///   `conditions` by `type`, `containers` by `name`); other lists are replaced;
 /// * every HTTP client is one identity: with NodeRestriction on (the default) it is the node
@@ -226,20 +274,45 @@ impl FakeApiServer {
     }
 
     /// Serves again on the same port with the same objects (stopping first if serving).
+    /// The watch history starts over at the current revision, as a restarted API server's
+    /// watch cache does: a watch resuming from an older resourceVersion gets `410 Expired`.
     ///
     /// # Panics
     /// When the port was taken by someone else in the meantime.
     pub async fn restart(&mut self) {
         self.stop().await;
+        self.compact_watch_history();
         let listener = TcpListener::bind(self.addr)
             .await
             .expect("fake apiserver: rebind the same port");
         self.serve_on(listener);
     }
 
-    /// Sets how requests are answered from now on. Requests already hanging stay hung.
+    /// Sets how requests are answered from now on. Requests already hanging stay hung; live
+    /// watch streams go silent under [`Mode::Hang`] (resuming under [`Mode::Normal`]) and end
+    /// under [`Mode::Fail`].
     pub fn set_mode(&self, mode: Mode) {
         self.shared.lock().mode = mode;
+    }
+
+    /// Drops the whole watch history, as an etcd compaction at the current revision would: a
+    /// watch from an older resourceVersion, new or live and behind, gets `410 Expired`.
+    pub fn compact_watch_history(&self) {
+        let mut state = self.shared.lock();
+        let revision = state.store.current();
+        state.store.history_mut().compact(revision);
+    }
+
+    /// Keeps only the last `events` writes for watches to resume from (1000 by default),
+    /// dropping older ones at once.
+    pub fn set_watch_history_limit(&self, events: usize) {
+        self.shared.lock().store.history_mut().set_limit(events);
+    }
+
+    /// Sends watches that allow bookmarks one every `interval` (the API server's minute by
+    /// default), besides the one 2 s before their timeout. Applies to watches started later.
+    pub fn set_bookmark_interval(&self, interval: Duration) {
+        self.shared.lock().bookmark_interval = Some(interval);
     }
 
     /// Turns the NodeRestriction admission plugin on (the default) or off.
@@ -279,6 +352,17 @@ impl FakeApiServer {
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().log.clone()
+    }
+
+    /// How many requests so far had this Kubernetes verb (see [`RequestRecord::verb`]), e.g.
+    /// `request_count("watch")`; answered or not.
+    pub fn request_count(&self, verb: &str) -> usize {
+        self.shared
+            .lock()
+            .log
+            .iter()
+            .filter(|r| r.verb() == verb)
+            .count()
     }
 
     fn typed<K: DeserializeOwned>(&self, resource: Resource, ns: &str, name: &str) -> Option<K> {

@@ -49,6 +49,8 @@ struct Details {
     uid: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     causes: Vec<Cause>,
+    #[serde(skip_serializing_if = "is_zero")]
+    retry_after_seconds: u16,
 }
 
 /// `metav1.StatusCause`: its `Type` is written as `reason`.
@@ -317,6 +319,30 @@ impl ApiError {
         ApiError::failure(StatusCode::INTERNAL_SERVER_ERROR, "", message.to_owned())
     }
 
+    /// `errors.NewResourceExpired`: a watch from a resourceVersion the server no longer has.
+    pub(super) fn expired(message: String) -> ApiError {
+        ApiError::failure(StatusCode::GONE, "Expired", message)
+    }
+
+    /// `storage.NewTooLargeResourceVersionError`: a watch from a resourceVersion the server
+    /// has not reached within its wait, `Timeout: Too large resource version: 9, current: 7`.
+    pub(super) fn too_large_resource_version(requested: u64, current: u64) -> ApiError {
+        ApiError::failure(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!("Timeout: Too large resource version: {requested}, current: {current}"),
+        )
+        .with_details(Details {
+            causes: vec![Cause {
+                reason: "ResourceVersionTooLarge",
+                message: "Too large resource version".to_owned(),
+                field: String::new(),
+            }],
+            retry_after_seconds: 1,
+            ..Details::default()
+        })
+    }
+
     /// The negotiation error for a PATCH body type the resource does not accept.
     pub(super) fn unsupported_media_type(accepted: &[&str]) -> ApiError {
         ApiError::failure(
@@ -396,7 +422,7 @@ pub(super) fn delete_success(resource: Resource, name: &str, uid: &str) -> Statu
             group: resource.group(),
             kind: resource.plural().to_owned(),
             uid: uid.to_owned(),
-            causes: Vec::new(),
+            ..Details::default()
         }),
         code: 0,
     }

@@ -1,5 +1,6 @@
 //! The object store: what etcd plus the generic registry do with creates, updates, deletes
-//! and lists. Objects are kept as JSON in their normalized (typed round-trip) form.
+//! and lists. Objects are kept as JSON in their normalized (typed round-trip) form, and every
+//! committed write is appended to the [`History`] that watches replay.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::admission::{self, NodeIdentity, Operation, Write};
+use super::history::{Entry, History};
 use super::meta::{generated_name, meta_mut, new_uid, text, time_from_now};
 use super::patch::{self, PatchKind};
 use super::resource::{Resource, Selector};
@@ -75,11 +77,13 @@ struct Key {
     name: String,
 }
 
-/// All stored objects and the revision counter behind `resourceVersion`.
+/// All stored objects, the revision counter behind `resourceVersion`, and the history of
+/// writes. Every revision is one write: an entry of the history.
 #[derive(Debug, Default)]
 pub(super) struct Store {
     objects: BTreeMap<Key, Value>,
     revision: u64,
+    history: History,
 }
 
 fn key(resource: Resource, namespace: &str, name: &str) -> Key {
@@ -95,14 +99,54 @@ fn key(resource: Resource, namespace: &str, name: &str) -> Key {
 }
 
 impl Store {
-    fn bump(&mut self) -> String {
+    /// Stores an object under the next revision, which becomes its `resourceVersion`, and
+    /// records the write. Returns the object as stored.
+    fn commit(&mut self, k: Key, mut obj: Value) -> Value {
         self.revision += 1;
-        self.revision.to_string()
+        meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.revision.to_string()));
+        let old = self.objects.insert(k.clone(), obj.clone());
+        self.history.push(Entry {
+            revision: self.revision,
+            resource: k.resource,
+            namespace: k.namespace,
+            old,
+            new: Some(obj.clone()),
+        });
+        obj
+    }
+
+    /// Removes an object at the next revision and records the removal. Returns the revision.
+    fn remove(&mut self, k: &Key) -> u64 {
+        self.revision += 1;
+        let old = self.objects.remove(k);
+        self.history.push(Entry {
+            revision: self.revision,
+            resource: k.resource,
+            namespace: k.namespace.clone(),
+            old,
+            new: None,
+        });
+        self.revision
     }
 
     /// The latest `resourceVersion` handed out.
     pub(super) fn revision(&self) -> String {
         self.revision.to_string()
+    }
+
+    /// The latest revision, as a number.
+    pub(super) fn current(&self) -> u64 {
+        self.revision
+    }
+
+    /// The writes watches replay.
+    pub(super) fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The writes watches replay, to trim or compact.
+    pub(super) fn history_mut(&mut self) -> &mut History {
+        &mut self.history
     }
 
     /// GET of one object.
@@ -165,13 +209,22 @@ impl Store {
         })
     }
 
-    /// LIST, in key order, as `{Kind}List`.
-    pub(super) fn list(&self, resource: Resource, ns: Option<&str>, selector: &Selector) -> Value {
-        let items = self
-            .matching(resource, ns, selector)
+    /// The stored objects a selector matches, in key order, as stored (with type meta).
+    pub(super) fn select(
+        &self,
+        resource: Resource,
+        ns: Option<&str>,
+        selector: &Selector,
+    ) -> Vec<Value> {
+        self.matching(resource, ns, selector)
             .iter()
             .filter_map(|k| self.objects.get(k).cloned())
-            .collect();
+            .collect()
+    }
+
+    /// LIST, in key order, as `{Kind}List`.
+    pub(super) fn list(&self, resource: Resource, ns: Option<&str>, selector: &Selector) -> Value {
+        let items = self.select(resource, ns, selector);
         self.list_value(resource, items)
     }
 
@@ -259,10 +312,7 @@ impl Store {
         if self.objects.contains_key(&k) {
             return Err(ApiError::already_exists(resource, &name));
         }
-        let rv = self.bump();
-        meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv));
-        self.objects.insert(k, obj.clone());
-        Ok(obj)
+        Ok(self.commit(k, obj))
     }
 
     /// PUT or PATCH, of the object or its `status`. Answers 201 when it created the object
@@ -352,14 +402,13 @@ impl Store {
                 .unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
         }
-        let rv = self.bump();
-        meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
         if finalized(&new) {
-            self.objects.remove(&k);
-        } else {
-            self.objects.insert(k, new.clone());
+            // The registry deletes instead of writing: watches see DELETED, not MODIFIED.
+            let rv = self.remove(&k);
+            meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
+            return Ok((StatusCode::OK, new));
         }
-        Ok((StatusCode::OK, new))
+        Ok((StatusCode::OK, self.commit(k, new)))
     }
 
     /// What an update may not change: system metadata always; status through the main
@@ -477,8 +526,7 @@ impl Store {
             .pointer("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64);
         if grace == 0 && !has_finalizers {
-            self.objects.remove(&k);
-            self.bump();
+            self.remove(&k);
             return Ok(Deleted::Gone(old));
         }
         if pending_grace.is_some_and(|p| p <= grace) {
@@ -486,17 +534,14 @@ impl Store {
             return Ok(Deleted::Pending(old));
         }
         let mut new = old.clone();
-        let rv = self.bump();
         let meta = meta_mut(&mut new);
         meta.insert("deletionTimestamp".into(), time_from_now(grace));
         meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-        meta.insert("resourceVersion".into(), json!(rv));
         if resource.tracks_generation() {
             let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
             meta.insert("generation".into(), json!(generation + 1));
         }
-        self.objects.insert(k, new.clone());
-        Ok(Deleted::Pending(new))
+        Ok(Deleted::Pending(self.commit(k, new)))
     }
 
     /// DELETE of a collection: every match, each as a single DELETE would.
@@ -547,9 +592,7 @@ impl Store {
             if let Some(map) = stored.as_object_mut() {
                 map.insert("status".into(), status);
             }
-            let rv = self.bump();
-            meta_mut(&mut stored).insert("resourceVersion".into(), json!(rv));
-            self.objects.insert(k, stored.clone());
+            stored = self.commit(k, stored);
         }
         Ok(stored)
     }
@@ -586,4 +629,69 @@ fn finalized(obj: &Value) -> bool {
         .unwrap_or(0)
         == 0;
     terminating && no_finalizers && no_grace
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: &str) -> Value {
+        json!({"metadata": {"name": "l", "namespace": "ns"}, "spec": {"holderIdentity": holder}})
+    }
+
+    #[test]
+    fn every_committed_write_is_one_history_entry_at_its_revision() {
+        let mut store = Store::default();
+        let created = store
+            .create(Resource::Leases, "ns", lease("a"), Caller::Admin)
+            .unwrap();
+        let replace = |holder| Change::Replace(lease(holder));
+        let (_, updated) = store
+            .update(
+                Resource::Leases,
+                "ns",
+                "l",
+                false,
+                replace("b"),
+                Caller::Admin,
+            )
+            .unwrap();
+        // A write that changes nothing is no revision and no event.
+        store
+            .update(
+                Resource::Leases,
+                "ns",
+                "l",
+                false,
+                replace("b"),
+                Caller::Admin,
+            )
+            .unwrap();
+        store
+            .delete(
+                Resource::Leases,
+                "ns",
+                "l",
+                &DeleteOptions::default(),
+                Caller::Admin,
+            )
+            .unwrap();
+        let entries: Vec<&Entry> = store.history().since(0).unwrap().collect();
+        let revisions: Vec<u64> = entries.iter().map(|e| e.revision).collect();
+        assert_eq!(revisions, [1, 2, 3]);
+        assert_eq!(store.current(), 3);
+        assert_eq!(
+            (entries[0].old.as_ref(), entries[0].new.as_ref()),
+            (None, Some(&created))
+        );
+        assert_eq!(
+            (entries[1].old.as_ref(), entries[1].new.as_ref()),
+            (Some(&created), Some(&updated))
+        );
+        assert_eq!(
+            (entries[2].old.as_ref(), entries[2].new.as_ref()),
+            (Some(&updated), None)
+        );
+        assert_eq!(entries[2].namespace, "ns");
+    }
 }

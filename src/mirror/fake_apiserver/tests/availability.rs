@@ -101,3 +101,30 @@ async fn kubeconfig_token_is_sent_and_can_be_required() {
     let status = api_error(Api::<Node>::all(wrong).list(&ListParams::default()).await);
     assert_eq!((status.code, status.reason.as_str()), (401, "Unauthorized"));
 }
+
+#[tokio::test]
+async fn requests_are_counted_by_kubernetes_verb() {
+    let (fake, client, node_uid) = cluster().await;
+    let pod = mirror_pod("etcd-n1", "n1", &node_uid);
+    pods(&client)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    pods(&client).get("etcd-n1").await.unwrap();
+    pods(&client).list(&ListParams::default()).await.unwrap();
+    let patch = Patch::Merge(json!({"status": {"phase": "Running"}}));
+    pods(&client)
+        .patch_status("etcd-n1", &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+    pods(&client)
+        .delete("etcd-n1", &delete_now(""))
+        .await
+        .unwrap_err();
+    let counts: Vec<usize> = ["create", "get", "list", "patch", "delete", "watch"]
+        .iter()
+        .map(|verb| fake.request_count(verb))
+        .collect();
+    // Two creates: node n1 by `cluster()`, then the pod; the delete fails its precondition.
+    assert_eq!(counts, [2, 1, 1, 1, 1, 0]);
+}

@@ -5,42 +5,72 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::Method;
 use tower::{Layer, Service};
 
 use crate::metrics::Metrics;
 
-/// The Kubernetes verb of a request: `watch` (GET with `watch=true`), `list` (GET of a
-/// collection), `get`, `create`, `update`, `patch`, `delete`, `deletecollection`.
-pub fn verb(method: &http::Method, path: &str, query: Option<&str>) -> &'static str {
-    let watching = query.is_some_and(|q| {
-        q.split('&')
-            .any(|kv| matches!(kv, "watch=true" | "watch=1" | "watch"))
-    });
-    // After /api/v1 or /apis/<group>/<version>: [namespaces/<ns>/]<resource>[/<name>[/<sub>]].
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let rest = match parts.first() {
-        Some(&"api") => parts.get(2..),
-        Some(&"apis") => parts.get(3..),
-        _ => None,
-    }
-    .unwrap_or(&[]);
-    let named = match rest {
-        ["namespaces", _, _resource, _name, ..] => true,
-        ["namespaces", _, _resource] => false,
-        ["namespaces", _name] => true,
-        [_resource, _name, ..] => true,
-        _ => false,
-    };
+/// Whether a `watch` query value asks for a watch: any value but `0` and `false` (in any
+/// case) does, an empty one too, as apimachinery's `Convert_Slice_string_To_bool` reads it.
+pub fn watch_truthy(value: &str) -> bool {
+    value != "0" && !value.eq_ignore_ascii_case("false")
+}
+
+/// The first value of a query parameter, percent-decoding left aside (verbs never need it).
+fn first_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn non_resource(method: &Method) -> &'static str {
     match *method {
-        http::Method::GET if watching => "watch",
-        http::Method::GET if named => "get",
-        http::Method::GET => "list",
-        http::Method::POST => "create",
-        http::Method::PUT => "update",
-        http::Method::PATCH => "patch",
-        http::Method::DELETE if named => "delete",
-        http::Method::DELETE => "deletecollection",
-        _ => "other",
+        Method::GET => "get",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        Method::HEAD => "head",
+        Method::OPTIONS => "options",
+        _ => "",
+    }
+}
+
+/// The Kubernetes verb of a request to `path` with the raw `query`, as the API server's
+/// `RequestInfoFactory` derives it for authorization and audit: `get`, `list`, `watch`,
+/// `create`, `update`, `patch`, `delete`, `deletecollection`, or the lowercased HTTP method
+/// for a non-resource URL.
+pub fn verb(method: &Method, path: &str, query: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segments.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return non_resource(method),
+    };
+    let (legacy_watch, rest) = match rest {
+        [] => return non_resource(method),
+        ["watch", rest @ ..] => (true, rest),
+        _ => (false, rest),
+    };
+    // `namespaces/{ns}` alone names a namespace; followed by more, it scopes a resource.
+    let rest = match rest {
+        ["namespaces", _ns, tail @ ..] if !tail.is_empty() => tail,
+        _ => rest,
+    };
+    let named = rest.len() >= 2;
+    match *method {
+        Method::GET if legacy_watch => "watch",
+        Method::GET if named => "get",
+        Method::GET if first_param(query, "watch").is_some_and(watch_truthy) => "watch",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => non_resource(method),
     }
 }
 
@@ -81,7 +111,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let uri = req.uri();
         self.metrics
-            .apiserver_request(verb(req.method(), uri.path(), uri.query()));
+            .apiserver_request(verb(req.method(), uri.path(), uri.query().unwrap_or("")));
         self.inner.call(req)
     }
 }
@@ -89,68 +119,63 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::Method;
 
     #[test]
-    fn requests_are_named_by_their_kubernetes_verb() {
+    fn verbs_follow_the_request_info_rules() {
         let cases = [
+            (Method::GET, "/api/v1/pods", "list"),
             (
                 Method::GET,
-                "/api/v1/pods",
-                Some("fieldSelector=spec.nodeName%3Dn1"),
-                "list",
-            ),
-            (
-                Method::GET,
-                "/api/v1/pods",
-                Some("fieldSelector=x&watch=true&resourceVersion=5"),
+                "/api/v1/pods?watch=true&resourceVersion=5",
                 "watch",
             ),
-            (Method::GET, "/api/v1/nodes/n1", None, "get"),
+            (Method::GET, "/api/v1/namespaces/ns/pods?watch=1", "watch"),
             (
                 Method::GET,
-                "/api/v1/namespaces/kube-system/pods/etcd-n1",
-                None,
+                "/api/v1/namespaces/ns/pods?watch=false",
+                "list",
+            ),
+            (Method::GET, "/api/v1/namespaces/ns/pods?watch=0", "list"),
+            (Method::GET, "/api/v1/watch/namespaces/ns/pods/x", "watch"),
+            (
+                Method::GET,
+                "/api/v1/namespaces/ns/pods/x?watch=true",
                 "get",
             ),
+            (Method::GET, "/api/v1/nodes/n1", "get"),
+            (Method::POST, "/api/v1/namespaces/ns/pods", "create"),
+            (Method::PUT, "/api/v1/nodes/n1/status", "update"),
             (
                 Method::PATCH,
-                "/api/v1/namespaces/kube-system/pods/etcd-n1/status",
-                None,
+                "/api/v1/namespaces/ns/pods/x/status",
                 "patch",
             ),
-            (
-                Method::POST,
-                "/api/v1/namespaces/kube-system/pods",
-                None,
-                "create",
-            ),
-            (
-                Method::PUT,
-                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1",
-                None,
-                "update",
-            ),
+            (Method::DELETE, "/api/v1/namespaces/ns/pods/x", "delete"),
             (
                 Method::DELETE,
-                "/api/v1/namespaces/kube-system/pods/etcd-n1",
-                None,
-                "delete",
+                "/api/v1/namespaces/ns/pods",
+                "deletecollection",
             ),
-            (
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/kube-system/events",
-                None,
-                "create",
-            ),
-            (Method::GET, "/api/v1/namespaces/kube-system", None, "get"),
+            (Method::GET, "/apis/coordination.k8s.io/v1/leases", "list"),
+            (Method::GET, "/api/v1/namespaces/ns", "get"),
+            (Method::GET, "/api/v1/namespaces", "list"),
+            (Method::GET, "/version", "get"),
+            (Method::GET, "/api/v1", "get"),
+            (Method::POST, "/healthz", "post"),
         ];
-        for (method, path, query, want) in cases {
-            assert_eq!(
-                verb(&method, path, query),
-                want,
-                "{method} {path} {query:?}"
-            );
+        for (method, url, want) in cases {
+            let (path, query) = url.split_once('?').unwrap_or((url, ""));
+            assert_eq!(verb(&method, path, query), want, "{method} {url}");
+        }
+    }
+
+    #[test]
+    fn any_watch_value_but_false_and_zero_is_true() {
+        for value in ["true", "1", "yes", "", "TRUE"] {
+            assert!(watch_truthy(value), "{value:?}");
+        }
+        for value in ["false", "False", "0"] {
+            assert!(!watch_truthy(value), "{value:?}");
         }
     }
 }

@@ -22,7 +22,7 @@ mod client;
 mod correlator;
 mod events;
 mod host;
-mod metering;
+pub(crate) mod metering;
 mod node;
 mod plan;
 mod pod;

@@ -22,7 +22,8 @@ use super::resource::{Route, Selector};
 use super::status::{self, ApiError};
 use super::store::{Caller, Change, DeleteOptions, Deleted, Store};
 use super::watch::{self, Watch};
-use super::{Mode, RequestRecord, verb};
+use super::{Mode, RequestRecord};
+use crate::mirror::metering::watch_truthy;
 
 /// A response body: a whole JSON or text body, or a watch stream.
 pub(super) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -293,7 +294,7 @@ fn serve_route(state: &mut State, call: &Call<'_>, route: &Route) -> Result<Repl
             )
         };
         return match *call.method {
-            Method::GET if call.param("watch").is_some_and(verb::truthy) => {
+            Method::GET if call.param("watch").is_some_and(watch_truthy) => {
                 let param = |name: &str| call.param(name);
                 let watch = Watch::start(store, route, param, bookmark_interval)?;
                 Ok(Reply::Watch(Box::new(watch)))

@@ -27,7 +27,7 @@ mod resource;
 mod status;
 mod store;
 mod strategy;
-mod verb;
+
 mod watch;
 
 #[cfg(test)]
@@ -89,7 +89,7 @@ impl RequestRecord {
     /// `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection` for a
     /// resource URL (served or not), the lowercased method otherwise (`/version` is `get`).
     pub fn verb(&self) -> &'static str {
-        verb::of(&self.method, &self.path, &self.query)
+        crate::mirror::metering::verb(&self.method, &self.path, &self.query)
     }
 }
 

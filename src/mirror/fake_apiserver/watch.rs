@@ -37,7 +37,7 @@ use super::meta::meta_mut;
 use super::resource::{Resource, Route, Selector};
 use super::status::ApiError;
 use super::store::Store;
-use super::verb;
+use crate::mirror::metering::watch_truthy;
 
 /// How long a watch from a revision the store has not reached waits for it, as the watch
 /// cache's `waitUntilFreshAndBlock` does.
@@ -163,7 +163,7 @@ impl Watch {
             .checked_add(lasting)
             .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         let bookmark_interval = param("allowWatchBookmarks")
-            .is_some_and(verb::truthy)
+            .is_some_and(watch_truthy)
             .then_some(bookmark_interval);
         let mut watch = Watch {
             resource,

@@ -115,7 +115,10 @@ pub async fn connect(
             .await
             .map_err(kubeconfig_error)?;
     config.connect_timeout = Some(timeout);
-    config.read_timeout = Some(timeout);
+    // No read timeout: it would cut a quiet pod watch every `timeout`. Every other request
+    // is bounded by `call`, and the watch by the server's timeoutSeconds and the worker's
+    // idle limit.
+    config.read_timeout = None;
     config.write_timeout = Some(timeout);
     config.reset_reader_on_write = true;
     config.default_retry = false;

@@ -77,9 +77,12 @@ pub struct MirrorTimings {
     /// Longest time between node status writes when nothing changes (kubelet: 5m). Changes
     /// (the Ready condition) are written at once.
     pub node_status_report: Duration,
-    /// How often mirror pods are listed to catch deletions and edits by others (there is no
-    /// watch). Manifest changes are acted on at once.
+    /// How often the mirror pods (as the watch keeps them) are reconciled even without a
+    /// change: a pass with no API request unless something is to be done.
     pub resync: Duration,
+    /// How long the API server keeps one pod watch open (`timeoutSeconds`, kube's 290 s);
+    /// it is then resumed from the last version seen.
+    pub watch_timeout: Duration,
     /// Least time between two status patches of one pod.
     pub status_min_interval: Duration,
     /// First delay before retrying a mirror pod the API server rejected.
@@ -99,6 +102,7 @@ impl Default for MirrorTimings {
             node_status_update: Duration::from_secs(10),
             node_status_report: Duration::from_secs(300),
             resync: Duration::from_secs(10),
+            watch_timeout: Duration::from_secs(290),
             status_min_interval: Duration::from_secs(1),
             reject_initial: Duration::from_secs(5),
             reject_max: Duration::from_secs(300),

@@ -146,6 +146,7 @@ mod tests {
             owner_uid: Some(NODE_UID.into()),
             deleting: false,
             status: None,
+            version: None,
         }
     }
 

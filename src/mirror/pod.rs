@@ -31,6 +31,23 @@ pub struct ObservedMirror {
     pub deleting: bool,
     /// Its status as the API server holds it.
     pub status: Option<PodStatus>,
+    /// The `resourceVersion` this view is of.
+    pub version: Option<String>,
+}
+
+impl ObservedMirror {
+    /// Whether this view is older than `other` of the same pod: a watch event that arrives
+    /// after the answer to our own write describes an earlier state. Versions are compared
+    /// as the numbers etcd makes them; an unreadable one counts as newer.
+    pub fn older_than(&self, other: &ObservedMirror) -> bool {
+        match (&self.version, &other.version) {
+            (Some(a), Some(b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
+                (Ok(a), Ok(b)) => self.uid == other.uid && a < b,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 impl ObservedMirror {
@@ -65,6 +82,7 @@ pub fn observe(pod: &Pod) -> Option<ObservedMirror> {
         owner_uid,
         deleting: meta.deletion_timestamp.is_some(),
         status: pod.status.clone(),
+        version: meta.resource_version.clone(),
     })
 }
 

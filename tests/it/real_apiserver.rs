@@ -437,3 +437,73 @@ async fn a_probe_failing_every_second_writes_at_most_the_kubelets_burst_of_event
     eprintln!("45 s of a probe failing every second: {posted} event writes");
     assert!(posted <= 25, "{posted} event writes for one pod");
 }
+
+/// `podvisor_apiserver_requests_total{verb="..."}` from podvisor's metrics.
+async fn requests(d: &Daemon) -> std::collections::BTreeMap<String, u64> {
+    let (_, body) = podvisor::api::client::get_raw(&d.socket, "/metrics")
+        .await
+        .expect("metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter_map(|l| l.strip_prefix("podvisor_apiserver_requests_total{verb=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(verb, n)| (verb.to_owned(), n.trim().parse().unwrap_or(0)))
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs root, containerd and PODVISOR_K8S_BIN: run with --include-ignored"]
+async fn mirror_pods_are_watched_a_deleted_one_is_back_at_once_and_idle_load_is_small() {
+    let Some(api) = ApiLab::start() else { return };
+    let lab = Lab::start();
+    let d = daemon(&lab, &api, "n1", "n1");
+    for i in 0..5 {
+        d.write(
+            &format!("p{i}.yaml"),
+            &crate::lifecycle::sleeper(&format!("p{i}"), "1"),
+        );
+    }
+    let pods: Api<Pod> = Api::namespaced(api.admin().await, "kube-system");
+    for i in 0..5 {
+        let name = format!("p{i}-n1");
+        until("mirrored and Running", T, || async {
+            pods.get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        })
+        .await;
+    }
+    // Idle for a minute: no LIST, a watch, the lease and the node check.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = requests(&d).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let after = requests(&d).await;
+    let delta: std::collections::BTreeMap<&String, u64> = after
+        .iter()
+        .map(|(v, n)| (v, n - before.get(v).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let total: u64 = delta.values().sum();
+    eprintln!("one idle minute with 5 pods: {total} requests {delta:?}");
+    assert_eq!(delta.get(&"list".to_owned()), None, "no list while idle");
+    assert!(total <= 16, "{total} requests in an idle minute");
+
+    // Deleted by an admin: back within a couple of seconds, through the watch.
+    let old = pods.get("p0-n1").await.expect("p0").metadata.uid;
+    let deleted = Instant::now();
+    pods.delete("p0-n1", &kube::api::DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete");
+    until("p0 recreated", Duration::from_secs(10), || async {
+        pods.get_opt("p0-n1")
+            .await
+            .ok()
+            .flatten()
+            .filter(|p| p.metadata.uid != old && p.metadata.deletion_timestamp.is_none())
+    })
+    .await;
+    eprintln!("deleted mirror pod back after {:?}", deleted.elapsed());
+    assert!(deleted.elapsed() < Duration::from_secs(3));
+}

@@ -87,6 +87,7 @@ fn fast() -> MirrorTimings {
         node_status_update: Duration::from_millis(100),
         node_status_report: Duration::from_secs(300),
         resync: Duration::from_millis(50),
+        watch_timeout: Duration::from_secs(5),
         status_min_interval: Duration::ZERO,
         reject_initial: Duration::from_millis(100),
         reject_max: Duration::from_millis(400),

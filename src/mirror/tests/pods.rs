@@ -291,3 +291,61 @@ async fn a_mirror_pod_admission_refuses_stays_rejected_with_the_servers_reason()
     assert_eq!(posted.involved_object.uid, None);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn mirror_pods_are_watched_not_listed_and_a_deletion_is_seen_through_the_watch_issue_17() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    // A long resync: only the watch can explain a prompt recreation.
+    let mut h = Harness::start_with(
+        fake,
+        &[&etcd],
+        |c| c.timings.resync = Duration::from_secs(3600),
+        true,
+    )
+    .await;
+    let first = h.mirrored(&etcd).await;
+    h.synced().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.fake.request_count("list"), 1, "one list, then the watch");
+    assert_eq!(h.fake.request_count("watch"), 1);
+
+    assert!(h.fake.force_delete_pod(NS, "etcd-n1"));
+    eventually("recreated through the watch", || {
+        h.fake
+            .pod(NS, "etcd-n1")
+            .and_then(|p| p.metadata.uid)
+            .filter(|u| *u != first)
+    })
+    .await;
+    assert_eq!(h.fake.request_count("list"), 1, "still no list");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_watch_the_server_ends_is_resumed_and_an_expired_version_is_listed_again() {
+    let fake = Harness::fake().await;
+    let etcd = static_pod("etcd", "etcd:1");
+    let mut h = Harness::start_with(
+        fake,
+        &[&etcd],
+        |c| c.timings.watch_timeout = Duration::from_secs(1),
+        true,
+    )
+    .await;
+    h.mirrored(&etcd).await;
+    h.synced().await;
+    // The server closes each watch after its timeoutSeconds: resumed, not relisted.
+    eventually("a resumed watch", || {
+        (h.fake.request_count("watch") >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(h.fake.request_count("list"), 1);
+    // A restart forgets the history: the next watch's version is too old (410).
+    h.fake.restart().await;
+    eventually("listed again", || {
+        (h.fake.request_count("list") >= 2).then_some(())
+    })
+    .await;
+    h.stop().await;
+}

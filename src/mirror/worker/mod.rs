@@ -7,6 +7,7 @@
 //! that finds the API server out of reach ends the session; a refusal is handled where it
 //! happens and never retried faster than its backoff.
 
+mod informer;
 mod sync;
 
 use std::collections::BTreeMap;
@@ -112,6 +113,12 @@ struct Session {
     status_wake: Option<Instant>,
     mirrors_dirty: bool,
     check_node: bool,
+    /// The pod watch, while one is open.
+    watch: Option<informer::PodStream>,
+    /// The last resourceVersion seen, to resume the watch from.
+    version: String,
+    /// The pods must be listed (anew): at the start, and when the watch's version expired.
+    need_list: bool,
 }
 
 /// The mirror task.
@@ -249,6 +256,9 @@ impl Worker {
             status_wake: None,
             mirrors_dirty: true,
             check_node: false,
+            watch: None,
+            version: String::new(),
+            need_list: true,
         };
         match self.sync_loop(&mut s, backoff).await {
             End::NodeChanged => Ok(()),
@@ -359,7 +369,9 @@ impl Worker {
             wake = earliest(wake, s.status_wake);
             let desired_open = self.desired_open;
             let status_open = self.status_open;
+            let idle = t.watch_timeout + t.request_timeout;
             tokio::select! {
+                event = informer::next_event(&mut s.watch, idle) => self.on_watch_event(s, event),
                 changed = self.desired.changed(), if desired_open => {
                     self.desired_open = changed.is_ok();
                     s.mirrors_dirty = true;
@@ -377,6 +389,17 @@ impl Worker {
     async fn step(&mut self, s: &mut Session) -> Result<(), End> {
         let now = Instant::now();
         self.keep_node(s, now).await?;
+        if s.need_list {
+            self.list_mirrors(s).await?;
+        }
+        if s.watch.is_none() {
+            self.start_watch(s).await?;
+            if s.need_list {
+                // The version expired before the watch began: list, then watch.
+                self.list_mirrors(s).await?;
+                self.start_watch(s).await?;
+            }
+        }
         let retry_due = self
             .retry
             .next_retry_after(s.synced_at)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -58,27 +58,14 @@ impl Worker {
         counters.events_dropped = dropped + refused;
     }
 
-    /// Lists this node's mirror pods, plans, applies the plan, and updates pod states.
+    /// Plans the mirror pods against what the watch knows, applies the plan, and updates
+    /// pod states.
     pub(super) async fn sync_mirrors(&mut self, s: &mut Session) -> Result<(), End> {
         // Retries falling due after this instant are left for the next pass.
         let started = Instant::now();
-        let timeout = self.cfg.timings.request_timeout;
-        let all: Api<Pod> = Api::all(s.client.clone());
-        let on_node = ListParams::default().fields(&format!("spec.nodeName={}", s.node.name));
-        // Even a refused list ends the session: without it nothing can be reconciled.
-        let listed = match call(timeout, all.list(&on_node)).await {
-            Ok(list) => list,
-            Err(e) => return Err(End::Lost(e)),
-        };
         self.desired.borrow_and_update();
         let (snapshot, orphans) = self.desired();
         let desired = &snapshot.pods;
-        s.mirrors = listed
-            .items
-            .iter()
-            .filter_map(pod::observe)
-            .map(|m| (m.key.clone(), m))
-            .collect();
         for action in plan::plan(desired, &s.mirrors, &s.node.uid, orphans) {
             match action {
                 MirrorAction::Delete { key, uid, reason } => {

@@ -15,6 +15,7 @@
 //! (through the [`runtime::Runtime`] trait), and `app` wires the tasks together. Nothing in
 //! `manifest` or `reconcile::plan` performs container IO.
 
+pub mod action;
 pub mod api;
 pub mod app;
 pub mod chain;

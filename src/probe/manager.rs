@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::{ProbeKind, ProbeOutcome, ProbeResult, ProbeWorker, container_started, run_probe};
+use super::{Outcome, ProbeKind, ProbeResult, ProbeWorker, container_started, run_probe};
 use crate::clock::{Clock, Timestamp};
 use crate::event::{EventSink, EventType, PodEvent, container_field};
 use crate::manifest::Snapshot;
@@ -143,7 +143,7 @@ impl<R: Runtime> Prober<R> {
         mut state: watch::Receiver<Arc<ReconcileState>>,
         shutdown: CancellationToken,
     ) {
-        let mut tasks: JoinSet<(Slot, ProbeOutcome, Timestamp)> = JoinSet::new();
+        let mut tasks: JoinSet<(Slot, Outcome, Timestamp)> = JoinSet::new();
         loop {
             let snapshot = desired.borrow_and_update().clone();
             let observed = state.borrow_and_update().clone();
@@ -248,7 +248,7 @@ impl<R: Runtime> Prober<R> {
         }
     }
 
-    fn dispatch(&mut self, tasks: &mut JoinSet<(Slot, ProbeOutcome, Timestamp)>) {
+    fn dispatch(&mut self, tasks: &mut JoinSet<(Slot, Outcome, Timestamp)>) {
         let now = self.clock.now();
         let due: Vec<Slot> = self
             .entries
@@ -289,13 +289,13 @@ impl<R: Runtime> Prober<R> {
         }
     }
 
-    fn record(&mut self, slot: Slot, outcome: &ProbeOutcome, at: Timestamp) {
+    fn record(&mut self, slot: Slot, outcome: &Outcome, at: Timestamp) {
         let Some(entry) = self.entries.get_mut(&slot) else {
             return;
         };
         entry.in_flight = false;
         let kind = slot.1;
-        if let ProbeOutcome::Failure(message) = outcome {
+        if let Outcome::Failure(message) = outcome {
             self.events.emit(PodEvent {
                 key: entry.target.key.clone(),
                 type_: EventType::Warning,

@@ -1,7 +1,7 @@
 //! The probe worker: when to probe a container next and which result to publish.
 //!
 //! Pure: no IO, no clock reads. Times come in as [`Timestamp`]s and outcomes as
-//! [`ProbeOutcome`]s; the caller runs the probes and acts on the published [`ProbeResult`]s.
+//! [`Outcome`]s; the caller runs the probes and acts on the published [`ProbeResult`]s.
 //! This is the kubelet's `prober/worker.go` without its goroutine and ticker.
 //!
 //! One worker serves one container *instance* and one [`ProbeKind`]. When the container is
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Probe;
 
-use super::ProbeOutcome;
+use super::Outcome;
 use crate::clock::Timestamp;
 
 /// Which probe a worker runs.
@@ -204,10 +204,10 @@ impl ProbeWorker {
     ///
     /// A result is published after `failureThreshold` failures or `successThreshold`
     /// successes in a row; warnings count as successes. Like the kubelet (`worker.go`:
-    /// "Prober error, throw away the result"), a [`ProbeOutcome::Unknown`] that reaches the
+    /// "Prober error, throw away the result"), a [`Outcome::Unknown`] that reaches the
     /// worker, i.e. one that stayed unknown through the retries, is counted and remembered
     /// but neither extends nor breaks a run. Outcomes recorded while on hold are ignored.
-    pub fn record(&mut self, outcome: &ProbeOutcome, at: Timestamp) -> Option<ProbeResult> {
+    pub fn record(&mut self, outcome: &Outcome, at: Timestamp) -> Option<ProbeResult> {
         if self.on_hold {
             return None;
         }
@@ -217,15 +217,15 @@ impl ProbeWorker {
         let message = outcome.message();
         self.last_message = (!message.is_empty()).then(|| message.to_owned());
         let verdict = match outcome {
-            ProbeOutcome::Success | ProbeOutcome::Warning(_) => {
+            Outcome::Success | Outcome::Warning(_) => {
                 self.counts.successful += 1;
                 ProbeResult::Success
             }
-            ProbeOutcome::Failure(_) => {
+            Outcome::Failure(_) => {
                 self.counts.failed += 1;
                 ProbeResult::Failure
             }
-            ProbeOutcome::Unknown(_) => {
+            Outcome::Unknown(_) => {
                 self.counts.unknown += 1;
                 return None;
             }
@@ -303,24 +303,20 @@ mod tests {
         probe(0, 10, 1, 3)
     }
 
-    fn fail() -> ProbeOutcome {
-        ProbeOutcome::Failure("HTTP probe failed with statuscode: 500".to_owned())
+    fn fail() -> Outcome {
+        Outcome::Failure("HTTP probe failed with statuscode: 500".to_owned())
     }
 
-    fn ok() -> ProbeOutcome {
-        ProbeOutcome::Success
+    fn ok() -> Outcome {
+        Outcome::Success
     }
 
-    fn unknown() -> ProbeOutcome {
-        ProbeOutcome::Unknown("runtime unreachable".to_owned())
+    fn unknown() -> Outcome {
+        Outcome::Unknown("runtime unreachable".to_owned())
     }
 
     /// Records `outcomes` one period apart from `first`, returning what each published.
-    fn feed(
-        w: &mut ProbeWorker,
-        first: i64,
-        outcomes: &[ProbeOutcome],
-    ) -> Vec<Option<ProbeResult>> {
+    fn feed(w: &mut ProbeWorker, first: i64, outcomes: &[Outcome]) -> Vec<Option<ProbeResult>> {
         let period = i64::try_from(w.period().as_secs()).unwrap();
         outcomes
             .iter()
@@ -493,7 +489,7 @@ mod tests {
     #[test]
     fn warnings_count_as_successes() {
         let mut w = ProbeWorker::new(ProbeKind::Readiness, &defaults(), START);
-        let warning = ProbeOutcome::Warning("probe terminated redirects".to_owned());
+        let warning = Outcome::Warning("probe terminated redirects".to_owned());
         assert_eq!(w.record(&warning, at(0)), Some(ProbeResult::Success));
         assert_eq!(w.last_message(), Some("probe terminated redirects"));
         assert_eq!(w.counts().successful, 1);

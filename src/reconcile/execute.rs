@@ -10,11 +10,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::plan::{Action, MIN_GRACE, PodWork, SandboxRef, StopReason, StopTarget};
+use crate::action::{HookError, run_handler};
 use crate::chain::chain;
 use crate::clock::Clock;
 use crate::event::{EventSink, EventType, PodEvent, container_field};
 use crate::pod::{ContainerKind, PodKey, StaticPod};
-use crate::probe::{HookError, run_handler};
 use crate::runtime::{ContainerId, ImageSource, Runtime, RuntimeError, SandboxId};
 
 /// Go's `time.Duration.String()`: `1.234s`, `56.789ms`, `2m3.5s`, as the kubelet's pull

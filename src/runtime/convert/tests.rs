@@ -471,7 +471,8 @@ fn kubeadm_control_plane_manifests_become_host_network_node_critical_containers(
 
 #[test]
 fn kubeadm_probes_target_what_kubeadm_means() {
-    use crate::probe::{describe_target, probe_host};
+    use crate::action::describe_target;
+    use crate::probe::probe_host;
     let host = probe_host(
         &kubeadm("kube-apiserver"),
         Some("10.88.0.9".into()),

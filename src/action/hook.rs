@@ -164,8 +164,8 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     use super::*;
+    use crate::action::testing::{get, reply, running_container, serve};
     use crate::clock::Clock;
-    use crate::probe::testing::{get, reply, running_container, serve};
     use crate::runtime::{ExecOutput, FakeCall, FakeRuntime};
 
     const TIMEOUT: Duration = Duration::from_secs(5);

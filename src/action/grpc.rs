@@ -11,13 +11,13 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::{ProbeOutcome, error_chain, join_host_port};
+use super::{Outcome, error_chain, join_host_port};
 
 /// Probes `action` on `host` (the pod IP; gRPC probes name no host): a health check of its
 /// `service` (empty: the whole server), connection and call within `timeout`.
-pub async fn grpc(action: &GRPCAction, host: &str, timeout: Duration) -> ProbeOutcome {
+pub async fn grpc(action: &GRPCAction, host: &str, timeout: Duration) -> Outcome {
     let Some(port) = u16::try_from(action.port).ok().filter(|p| *p > 0) else {
-        return ProbeOutcome::Unknown(format!("invalid port number {}", action.port));
+        return Outcome::Unknown(format!("invalid port number {}", action.port));
     };
     let addr = join_host_port(host.trim_start_matches('[').trim_end_matches(']'), port);
     let endpoint = match Endpoint::from_shared(format!("http://{addr}"))
@@ -25,7 +25,7 @@ pub async fn grpc(action: &GRPCAction, host: &str, timeout: Duration) -> ProbeOu
     {
         Ok(e) => e.connect_timeout(timeout).timeout(timeout),
         Err(e) => {
-            return ProbeOutcome::Failure(format!(
+            return Outcome::Failure(format!(
                 "error: failed to connect service at {addr:?}: {}",
                 error_chain(&e)
             ));
@@ -35,13 +35,13 @@ pub async fn grpc(action: &GRPCAction, host: &str, timeout: Duration) -> ProbeOu
     let channel = match tokio::time::timeout_at(deadline, endpoint.connect()).await {
         Ok(Ok(channel)) => channel,
         Ok(Err(e)) => {
-            return ProbeOutcome::Failure(format!(
+            return Outcome::Failure(format!(
                 "error: failed to connect service at {addr:?}: {}",
                 error_chain(&e)
             ));
         }
         Err(_) => {
-            return ProbeOutcome::Failure(format!(
+            return Outcome::Failure(format!(
                 "timeout: failed to connect service {addr:?} within {timeout:?}"
             ));
         }
@@ -56,30 +56,30 @@ pub async fn grpc(action: &GRPCAction, host: &str, timeout: Duration) -> ProbeOu
         Err(_) => return rpc_timeout(timeout),
     };
     match ServingStatus::try_from(status) {
-        Ok(ServingStatus::Serving) => ProbeOutcome::Success,
-        Ok(other) => ProbeOutcome::Failure(format!(
+        Ok(ServingStatus::Serving) => Outcome::Success,
+        Ok(other) => Outcome::Failure(format!(
             "service unhealthy (responded with {:?})",
             other.as_str_name()
         )),
-        Err(_) => ProbeOutcome::Failure(format!("service unhealthy (responded with {status})")),
+        Err(_) => Outcome::Failure(format!("service unhealthy (responded with {status})")),
     }
 }
 
-fn rpc_timeout(timeout: Duration) -> ProbeOutcome {
-    ProbeOutcome::Failure(format!(
+fn rpc_timeout(timeout: Duration) -> Outcome {
+    Outcome::Failure(format!(
         "timeout: health rpc did not complete within {timeout:?}"
     ))
 }
 
-fn rpc_failure(status: &tonic::Status, timeout: Duration) -> ProbeOutcome {
+fn rpc_failure(status: &tonic::Status, timeout: Duration) -> Outcome {
     match status.code() {
-        Code::Unimplemented => ProbeOutcome::Failure(format!(
+        Code::Unimplemented => Outcome::Failure(format!(
             "error: this server does not implement the grpc health protocol \
              (grpc.health.v1.Health): {}",
             status.message()
         )),
         Code::DeadlineExceeded => rpc_timeout(timeout),
-        code => ProbeOutcome::Failure(format!(
+        code => Outcome::Failure(format!(
             "error: health rpc probe failed: code = {code:?} desc = {}",
             status.message()
         )),
@@ -94,7 +94,7 @@ mod tests {
     use tonic::transport::server::TcpIncoming;
 
     use super::*;
-    use crate::probe::testing::{reply, serve};
+    use crate::action::testing::{reply, serve};
 
     /// A gRPC health server on 127.0.0.1 where "" is serving, "up" is serving and "down" is
     /// not.
@@ -126,20 +126,20 @@ mod tests {
         }
     }
 
-    async fn probe(port: u16, service: Option<&str>) -> ProbeOutcome {
+    async fn probe(port: u16, service: Option<&str>) -> Outcome {
         grpc(&action(port, service), "127.0.0.1", Duration::from_secs(5)).await
     }
 
     #[tokio::test]
     async fn a_serving_server_is_a_success() {
         let addr = health_server().await;
-        assert_eq!(probe(addr.port(), None).await, ProbeOutcome::Success);
+        assert_eq!(probe(addr.port(), None).await, Outcome::Success);
     }
 
     #[tokio::test]
     async fn a_serving_service_is_a_success() {
         let addr = health_server().await;
-        assert_eq!(probe(addr.port(), Some("up")).await, ProbeOutcome::Success);
+        assert_eq!(probe(addr.port(), Some("up")).await, Outcome::Success);
     }
 
     #[tokio::test]
@@ -147,7 +147,7 @@ mod tests {
         let addr = health_server().await;
         assert_eq!(
             probe(addr.port(), Some("down")).await,
-            ProbeOutcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".to_owned())
+            Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".to_owned())
         );
     }
 
@@ -156,7 +156,7 @@ mod tests {
         let addr = health_server().await;
         let outcome = probe(addr.port(), Some("missing")).await;
         assert!(
-            matches!(&outcome, ProbeOutcome::Failure(m) if m.contains("NotFound")),
+            matches!(&outcome, Outcome::Failure(m) if m.contains("NotFound")),
             "{outcome:?}"
         );
     }
@@ -168,7 +168,7 @@ mod tests {
         drop(listener);
         let outcome = probe(port, None).await;
         assert!(
-            matches!(&outcome, ProbeOutcome::Failure(m) if m.starts_with("error: failed to connect")),
+            matches!(&outcome, Outcome::Failure(m) if m.starts_with("error: failed to connect")),
             "{outcome:?}"
         );
     }
@@ -178,12 +178,12 @@ mod tests {
         // An HTTP/1 server: the HTTP/2 handshake or the call fails.
         let (addr, _) = serve(|_| async { reply(200, &[], "") }).await;
         let outcome = probe(addr.port(), None).await;
-        assert!(matches!(outcome, ProbeOutcome::Failure(_)), "{outcome:?}");
+        assert!(matches!(outcome, Outcome::Failure(_)), "{outcome:?}");
     }
 
     #[tokio::test]
     async fn an_invalid_port_cannot_be_probed() {
         let outcome = grpc(&action(0, None), "127.0.0.1", Duration::from_secs(1)).await;
-        assert!(matches!(outcome, ProbeOutcome::Unknown(_)));
+        assert!(matches!(outcome, Outcome::Unknown(_)));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ContainerPort, TCPSocketAction};
 use tokio::net::TcpStream;
 
-use super::{ProbeOutcome, host_or, join_host_port, resolve_port};
+use super::{Outcome, host_or, join_host_port, resolve_port};
 
 /// Probes `action`: a TCP connection to its host (or `default_host`) and port, which may name
 /// one of the container's `ports`, within `timeout`.
@@ -17,17 +17,17 @@ pub async fn tcp_socket(
     ports: &[ContainerPort],
     default_host: &str,
     timeout: Duration,
-) -> ProbeOutcome {
+) -> Outcome {
     let port = match resolve_port(&action.port, ports) {
         Ok(port) => port,
-        Err(e) => return ProbeOutcome::Unknown(e.to_string()),
+        Err(e) => return Outcome::Unknown(e.to_string()),
     };
     let host = host_or(action.host.as_deref(), default_host);
     let addr = join_host_port(host, port);
     match tokio::time::timeout(timeout, dial(host, port)).await {
-        Ok(Ok(_stream)) => ProbeOutcome::Success,
-        Ok(Err(e)) => ProbeOutcome::Failure(format!("dial tcp {addr}: {e}")),
-        Err(_) => ProbeOutcome::Failure(format!("dial tcp {addr}: timeout after {timeout:?}")),
+        Ok(Ok(_stream)) => Outcome::Success,
+        Ok(Err(e)) => Outcome::Failure(format!("dial tcp {addr}: {e}")),
+        Err(_) => Outcome::Failure(format!("dial tcp {addr}: timeout after {timeout:?}")),
     }
 }
 
@@ -60,7 +60,7 @@ mod tests {
             Duration::from_secs(5),
         )
         .await;
-        assert_eq!(outcome, ProbeOutcome::Success);
+        assert_eq!(outcome, Outcome::Success);
     }
 
     #[tokio::test]
@@ -79,7 +79,7 @@ mod tests {
             Duration::from_secs(5),
         )
         .await;
-        assert_eq!(outcome, ProbeOutcome::Success);
+        assert_eq!(outcome, Outcome::Success);
     }
 
     #[tokio::test]
@@ -94,7 +94,7 @@ mod tests {
             Duration::from_secs(5),
         )
         .await;
-        let ProbeOutcome::Failure(message) = outcome else {
+        let Outcome::Failure(message) = outcome else {
             panic!("expected a failure, got {outcome:?}");
         };
         assert!(
@@ -112,7 +112,7 @@ mod tests {
             port: IntOrString::Int(i32::from(port)),
         };
         let outcome = tcp_socket(&action, &[], "192.0.2.1", Duration::from_secs(5)).await;
-        assert_eq!(outcome, ProbeOutcome::Success);
+        assert_eq!(outcome, Outcome::Success);
     }
 
     #[tokio::test]
@@ -125,7 +125,7 @@ mod tests {
         )
         .await;
         assert!(
-            matches!(&outcome, ProbeOutcome::Unknown(m) if m.contains("\"db\"")),
+            matches!(&outcome, Outcome::Unknown(m) if m.contains("\"db\"")),
             "{outcome:?}"
         );
     }

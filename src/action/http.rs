@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::url::{Url, origin_form, resolve, split_scheme};
-use super::{PortError, ProbeOutcome, error_chain, host_or, resolve_port, tcp, tls};
+use super::{Outcome, PortError, error_chain, host_or, resolve_port, tcp, tls};
 
 /// The most of a response body that is read.
 const MAX_BODY: usize = 10 * 1024;
@@ -150,29 +150,29 @@ pub async fn http_get(
     ports: &[ContainerPort],
     default_host: &str,
     timeout: Duration,
-) -> ProbeOutcome {
+) -> Outcome {
     let request = match Request::new(action, ports, default_host, Purpose::Probe) {
         Ok(request) => request,
         // The kubelet cannot build the request: a probe error, not a failure.
-        Err(e @ HttpError::Port(_)) => return ProbeOutcome::Unknown(error_chain(&e)),
-        Err(e) => return ProbeOutcome::Failure(error_chain(&e)),
+        Err(e @ HttpError::Port(_)) => return Outcome::Unknown(error_chain(&e)),
+        Err(e) => return Outcome::Failure(error_chain(&e)),
     };
     match request.fetch(timeout).await {
         Ok(response) => judge(&response),
-        Err(e) if e.is_body_error() => ProbeOutcome::Unknown(error_chain(&e)),
-        Err(e) => ProbeOutcome::Failure(error_chain(&e)),
+        Err(e) if e.is_body_error() => Outcome::Unknown(error_chain(&e)),
+        Err(e) => Outcome::Failure(error_chain(&e)),
     }
 }
 
-fn judge(response: &Response) -> ProbeOutcome {
+fn judge(response: &Response) -> Outcome {
     let code = response.status.as_u16();
     match code {
-        200..=299 => ProbeOutcome::Success,
-        300..=399 => ProbeOutcome::Warning(format!(
+        200..=299 => Outcome::Success,
+        300..=399 => Outcome::Warning(format!(
             "Probe terminated redirects, Response body: {}",
             String::from_utf8_lossy(&response.body)
         )),
-        _ => ProbeOutcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
+        _ => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
     }
 }
 
@@ -435,9 +435,9 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::probe::testing::{Seen, get, reply, serve, serve_on, serve_tls};
+    use crate::action::testing::{Seen, get, reply, serve, serve_on, serve_tls};
 
-    async fn probe(action: &HTTPGetAction) -> ProbeOutcome {
+    async fn probe(action: &HTTPGetAction) -> Outcome {
         http_get(action, &[], "127.0.0.1", Duration::from_secs(5)).await
     }
 
@@ -454,7 +454,7 @@ mod tests {
         let (addr, _) = serve(|_| async { reply(200, &[], "ok") }).await;
         assert_eq!(
             probe(&get(addr.port(), "/healthz", &[])).await,
-            ProbeOutcome::Success
+            Outcome::Success
         );
     }
 
@@ -463,7 +463,7 @@ mod tests {
         let (addr, _) = serve(|_| async { reply(404, &[], "no such page") }).await;
         assert_eq!(
             probe(&get(addr.port(), "/", &[])).await,
-            ProbeOutcome::Failure("HTTP probe failed with statuscode: 404".to_owned())
+            Outcome::Failure("HTTP probe failed with statuscode: 404".to_owned())
         );
     }
 
@@ -472,7 +472,7 @@ mod tests {
         let (addr, _) = serve(|_| async { reply(500, &[], "boom") }).await;
         assert_eq!(
             probe(&get(addr.port(), "/", &[])).await,
-            ProbeOutcome::Failure("HTTP probe failed with statuscode: 500".to_owned())
+            Outcome::Failure("HTTP probe failed with statuscode: 500".to_owned())
         );
     }
 
@@ -485,10 +485,7 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(
-            probe(&get(addr.port(), "/", &[])).await,
-            ProbeOutcome::Success
-        );
+        assert_eq!(probe(&get(addr.port(), "/", &[])).await, Outcome::Success);
         assert_eq!(paths(&seen), ["/", "/healthz?full=1"]);
         let referer = seen.lock().unwrap()[1].headers[REFERER].clone();
         assert_eq!(referer, format!("http://127.0.0.1:{}/", addr.port()));
@@ -505,7 +502,7 @@ mod tests {
         .await;
         assert_eq!(
             probe(&get(addr.port(), "/", &[])).await,
-            ProbeOutcome::Failure("HTTP probe failed with statuscode: 503".to_owned())
+            Outcome::Failure("HTTP probe failed with statuscode: 503".to_owned())
         );
     }
 
@@ -518,10 +515,7 @@ mod tests {
             async move { reply(301, &[("Location", location.as_str())], "") }
         })
         .await;
-        assert_eq!(
-            probe(&get(here.port(), "/", &[])).await,
-            ProbeOutcome::Success
-        );
+        assert_eq!(probe(&get(here.port(), "/", &[])).await, Outcome::Success);
         assert_eq!(paths(&seen), ["/there"]);
     }
 
@@ -532,7 +526,7 @@ mod tests {
                 .await;
         assert_eq!(
             probe(&get(addr.port(), "/", &[])).await,
-            ProbeOutcome::Warning("Probe terminated redirects, Response body: moved".to_owned())
+            Outcome::Warning("Probe terminated redirects, Response body: moved".to_owned())
         );
         assert_eq!(paths(&seen), ["/"]);
     }
@@ -542,7 +536,7 @@ mod tests {
         let (addr, seen) = serve(|_| async { reply(302, &[("Location", "/")], "") }).await;
         let outcome = probe(&get(addr.port(), "/", &[])).await;
         assert!(
-            matches!(&outcome, ProbeOutcome::Failure(m) if m.ends_with("stopped after 10 redirects")),
+            matches!(&outcome, Outcome::Failure(m) if m.ends_with("stopped after 10 redirects")),
             "{outcome:?}"
         );
         assert_eq!(seen.lock().unwrap().len(), 10);
@@ -553,7 +547,7 @@ mod tests {
         let (addr, _) = serve(|_| async { reply(304, &[], "") }).await;
         assert!(matches!(
             probe(&get(addr.port(), "/", &[])).await,
-            ProbeOutcome::Warning(_)
+            Outcome::Warning(_)
         ));
     }
 
@@ -572,7 +566,7 @@ mod tests {
         )
         .await;
         assert!(
-            matches!(&outcome, ProbeOutcome::Failure(m) if m.ends_with("timeout after 1s awaiting headers")),
+            matches!(&outcome, Outcome::Failure(m) if m.ends_with("timeout after 1s awaiting headers")),
             "{outcome:?}"
         );
         assert_eq!(paths(&seen), ["/"]);
@@ -585,7 +579,7 @@ mod tests {
         drop(listener);
         let outcome = probe(&get(port, "/", &[])).await;
         assert!(
-            matches!(&outcome, ProbeOutcome::Failure(m) if m.contains("connect")),
+            matches!(&outcome, Outcome::Failure(m) if m.contains("connect")),
             "{outcome:?}"
         );
     }
@@ -598,7 +592,7 @@ mod tests {
             "/ready",
             &[("X-Custom", "yes"), ("X-Custom", "twice")],
         );
-        assert_eq!(probe(&action).await, ProbeOutcome::Success);
+        assert_eq!(probe(&action).await, Outcome::Success);
         let parts = seen.lock().unwrap()[0].clone();
         let h = &parts.headers;
         let custom: Vec<_> = h.get_all("x-custom").iter().collect();
@@ -618,7 +612,7 @@ mod tests {
     async fn a_host_header_sets_the_host() {
         let (addr, seen) = serve(|_| async { reply(200, &[], "") }).await;
         let action = get(addr.port(), "/", &[("Host", "api.example.com")]);
-        assert_eq!(probe(&action).await, ProbeOutcome::Success);
+        assert_eq!(probe(&action).await, Outcome::Success);
         let parts = seen.lock().unwrap()[0].clone();
         assert_eq!(parts.headers[HOST], "api.example.com");
         assert_eq!(parts.headers.get_all(HOST).iter().count(), 1);
@@ -632,7 +626,7 @@ mod tests {
             "/",
             &[("user-agent", "mine/1"), ("Accept", "")],
         );
-        assert_eq!(probe(&action).await, ProbeOutcome::Success);
+        assert_eq!(probe(&action).await, Outcome::Success);
         let parts = seen.lock().unwrap()[0].clone();
         assert_eq!(parts.headers[USER_AGENT], "mine/1");
         assert!(parts.headers.get(ACCEPT).is_none());
@@ -643,7 +637,7 @@ mod tests {
         let (addr, seen) = serve_tls(|_| async { reply(200, &[], "secure") }).await;
         let mut action = get(addr.port(), "/tls", &[]);
         action.scheme = Some("HTTPS".to_owned());
-        assert_eq!(probe(&action).await, ProbeOutcome::Success);
+        assert_eq!(probe(&action).await, Outcome::Success);
         assert_eq!(paths(&seen), ["/tls"]);
     }
 
@@ -654,7 +648,7 @@ mod tests {
         action.scheme = Some("HTTPS".to_owned());
         let outcome = probe(&action).await;
         assert!(
-            matches!(&outcome, ProbeOutcome::Failure(m) if m.contains("tls")),
+            matches!(&outcome, Outcome::Failure(m) if m.contains("tls")),
             "{outcome:?}"
         );
     }
@@ -670,12 +664,12 @@ mod tests {
         let mut action = get(0, "/", &[]);
         action.port = IntOrString::String("http".to_owned());
         let ok = http_get(&action, &ports, "127.0.0.1", Duration::from_secs(5)).await;
-        assert_eq!(ok, ProbeOutcome::Success);
+        assert_eq!(ok, Outcome::Success);
         action.port = IntOrString::String("admin".to_owned());
         let unknown = http_get(&action, &ports, "127.0.0.1", Duration::from_secs(5)).await;
         assert_eq!(
             unknown,
-            ProbeOutcome::Unknown("port \"admin\" not found in the container's ports".to_owned())
+            Outcome::Unknown("port \"admin\" not found in the container's ports".to_owned())
         );
     }
 
@@ -702,7 +696,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let seen = serve_on(listener, None, |_| async { reply(200, &[], "") }).await;
         let outcome = http_get(&get(port, "/", &[]), &[], "::1", Duration::from_secs(5)).await;
-        assert_eq!(outcome, ProbeOutcome::Success);
+        assert_eq!(outcome, Outcome::Success);
         assert_eq!(
             seen.lock().unwrap()[0].headers[HOST].to_str().unwrap(),
             format!("[::1]:{port}")

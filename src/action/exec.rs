@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::runtime::{ContainerId, ExecOutput, Runtime, RuntimeError};
 
-use super::ProbeOutcome;
+use super::Outcome;
 
 /// The most of a command's output kept in a message.
 const MAX_OUTPUT: usize = 10 * 1024;
@@ -17,23 +17,23 @@ pub async fn exec<R: Runtime>(
     container: &ContainerId,
     command: Vec<String>,
     timeout: Duration,
-) -> ProbeOutcome {
+) -> Outcome {
     if command.is_empty() {
-        return ProbeOutcome::Unknown("exec probe has no command".to_owned());
+        return Outcome::Unknown("exec probe has no command".to_owned());
     }
     let shown = command.join(" ");
     match rt.exec_sync(container, command, timeout).await {
-        Ok(out) if out.exit_code == 0 => ProbeOutcome::Success,
-        Ok(out) => ProbeOutcome::Failure(format!(
+        Ok(out) if out.exit_code == 0 => Outcome::Success,
+        Ok(out) => Outcome::Failure(format!(
             "command {shown:?} exited with {}: {}",
             out.exit_code,
             output(&out)
         )),
         // The kubelet's ExecProbeTimeout: a command that overruns fails the probe.
         Err(RuntimeError::Timeout { .. }) => {
-            ProbeOutcome::Failure(format!("command {shown:?} timed out after {timeout:?}"))
+            Outcome::Failure(format!("command {shown:?} timed out after {timeout:?}"))
         }
-        Err(e) => ProbeOutcome::Unknown(e.to_string()),
+        Err(e) => Outcome::Unknown(e.to_string()),
     }
 }
 
@@ -48,8 +48,8 @@ pub(super) fn output(out: &ExecOutput) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::action::testing::running_container;
     use crate::clock::Clock;
-    use crate::probe::testing::running_container;
     use crate::runtime::{FakeCall, FakeRuntime};
 
     fn cmd(words: &[&str]) -> Vec<String> {
@@ -67,7 +67,7 @@ mod tests {
             Duration::from_secs(1),
         )
         .await;
-        assert_eq!(outcome, ProbeOutcome::Success);
+        assert_eq!(outcome, Outcome::Success);
         assert_eq!(
             rt.calls(),
             [FakeCall::ExecSync(id, cmd(&["cat", "/tmp/healthy"]))]
@@ -89,9 +89,7 @@ mod tests {
         let outcome = exec(&rt, &id, cmd(&["check", "--db"]), Duration::from_secs(1)).await;
         assert_eq!(
             outcome,
-            ProbeOutcome::Failure(
-                "command \"check --db\" exited with 3: db down\nretrying".to_owned()
-            )
+            Outcome::Failure("command \"check --db\" exited with 3: db down\nretrying".to_owned())
         );
     }
 
@@ -117,7 +115,7 @@ mod tests {
         let rt = FakeRuntime::new(Clock::System);
         let stopped = ContainerId("not-running".to_owned());
         let outcome = exec(&rt, &stopped, cmd(&["true"]), Duration::from_secs(1)).await;
-        assert!(matches!(outcome, ProbeOutcome::Unknown(_)), "{outcome:?}");
+        assert!(matches!(outcome, Outcome::Unknown(_)), "{outcome:?}");
     }
 
     #[tokio::test]
@@ -134,7 +132,7 @@ mod tests {
         let outcome = exec(&rt, &id, cmd(&["sleep", "10"]), Duration::from_secs(1)).await;
         assert_eq!(
             outcome,
-            ProbeOutcome::Failure("command \"sleep 10\" timed out after 1s".to_owned())
+            Outcome::Failure("command \"sleep 10\" timed out after 1s".to_owned())
         );
     }
 
@@ -143,7 +141,7 @@ mod tests {
         let rt = FakeRuntime::new(Clock::System);
         let id = running_container(&rt);
         let outcome = exec(&rt, &id, Vec::new(), Duration::from_secs(1)).await;
-        assert!(matches!(outcome, ProbeOutcome::Unknown(_)));
+        assert!(matches!(outcome, Outcome::Unknown(_)));
         assert!(rt.calls().is_empty());
     }
 }

@@ -50,7 +50,7 @@ W1B+fntdPkFiHjG0/nh2ZlMfc7oDkaRGxZ5GoCMAkoodzD8aSAhTANOD
 pub(super) type Seen = Arc<Mutex<Vec<http::request::Parts>>>;
 
 /// A response with `status`, `headers` and `body`.
-pub(super) fn reply(
+pub(crate) fn reply(
     status: u16,
     headers: &[(&str, &str)],
     body: &str,
@@ -67,7 +67,7 @@ pub(super) fn reply(
 }
 
 /// Serves HTTP/1.1 on `listener`, optionally over TLS, answering with `handler`.
-pub(super) async fn serve_on<F, Fut>(
+pub(crate) async fn serve_on<F, Fut>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: F,
@@ -107,7 +107,7 @@ where
 }
 
 /// An HTTP server on 127.0.0.1: its address and what it saw.
-pub(super) async fn serve<F, Fut>(handler: F) -> (SocketAddr, Seen)
+pub(crate) async fn serve<F, Fut>(handler: F) -> (SocketAddr, Seen)
 where
     F: Fn(http::request::Parts) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
@@ -118,7 +118,7 @@ where
 }
 
 /// An HTTPS server on 127.0.0.1 with the self-signed test certificate.
-pub(super) async fn serve_tls<F, Fut>(handler: F) -> (SocketAddr, Seen)
+pub(crate) async fn serve_tls<F, Fut>(handler: F) -> (SocketAddr, Seen)
 where
     F: Fn(http::request::Parts) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<Full<Bytes>>> + Send + 'static,
@@ -140,7 +140,7 @@ where
 }
 
 /// A GET of `path` on `port` with `headers`.
-pub(super) fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> HTTPGetAction {
+pub(crate) fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> HTTPGetAction {
     HTTPGetAction {
         host: None,
         http_headers: Some(
@@ -159,7 +159,7 @@ pub(super) fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> HTTPGetAct
 }
 
 /// Adds a running container to `rt` and returns its ID.
-pub(super) fn running_container(rt: &FakeRuntime) -> ContainerId {
+pub(crate) fn running_container(rt: &FakeRuntime) -> ContainerId {
     let id = ContainerId("ct-probe".to_owned());
     rt.insert_container(ObservedContainer {
         id: id.clone(),

@@ -252,6 +252,7 @@ pub fn supervise_until<R: Runtime>(
         },
     );
     let reconciler = reconciler.with_metrics(parts.metrics.clone());
+    let observed = reconciler.observed();
     let (prober, probes) = Prober::new(
         runtime,
         parts.clock,
@@ -285,11 +286,7 @@ pub fn supervise_until<R: Runtime>(
             let token = shutdown.graceful.clone();
             tasks.spawn(manifest::watch(watch_config, clock, snap_tx, token.clone()));
             tasks.spawn(reconciler.run(snap_rx, channels.probes.clone(), token.clone()));
-            tasks.spawn(prober.run(
-                channels.snapshots.clone(),
-                channels.state.clone(),
-                token.clone(),
-            ));
+            tasks.spawn(prober.run(channels.snapshots.clone(), observed, token.clone()));
             tasks.spawn(status::publish(
                 channels.snapshots.clone(),
                 channels.state.clone(),

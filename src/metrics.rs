@@ -1,7 +1,8 @@
 //! Prometheus metrics (prometheus-client). Counters and histograms are recorded where things
-//! happen (CRI calls, reconcile passes, resyncs); the gauges that describe state (pods by
-//! phase, restarts, manifest errors, mirror state) are filled from the latest snapshots at
-//! scrape time, so they can never drift from what `/pods` shows.
+//! happen (CRI calls, reconcile passes, resyncs, API requests); the gauges that describe
+//! state (pods by phase, restarts, manifest errors, mirror state) are set at scrape time from
+//! [`Gauges`], which whoever serves the metrics fills from the latest published state, so
+//! they can never drift from what `/pods` shows. A leaf: it knows none of podvisor's types.
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -13,10 +14,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::clock::Timestamp;
-use crate::manifest::{FileStatus, Snapshot};
-use crate::status::NodeStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabel {
@@ -58,6 +55,32 @@ pub struct MirrorSummary {
     pub state: String,
     /// The API server answered lately.
     pub reachable: bool,
+}
+
+/// One container's restart count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restarts {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
+    /// Its restart count.
+    pub count: i64,
+}
+
+/// The state the gauges show, as plain values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gauges {
+    /// Each static pod's phase.
+    pub pod_phases: Vec<String>,
+    /// Each container's restart count.
+    pub restarts: Vec<Restarts>,
+    /// Manifest files with errors, and how many.
+    pub manifest_errors: Vec<(String, i64)>,
+    /// The mirror task's state, when mirroring is on.
+    pub mirror: Option<MirrorSummary>,
 }
 
 /// podvisor's metrics.
@@ -194,18 +217,13 @@ impl Metrics {
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
-    /// Records a successful manifest directory scan.
-    pub fn resynced(&self, at: Timestamp) {
-        self.last_resync.set(at.0 as f64 / 1e9);
+    /// Records a successful manifest directory scan at `unix_seconds`.
+    pub fn resynced(&self, unix_seconds: f64) {
+        self.last_resync.set(unix_seconds);
     }
 
-    /// Renders the text exposition format from the latest state.
-    pub fn render(
-        &self,
-        status: &NodeStatus,
-        snapshot: Option<&Snapshot>,
-        mirror: Option<&MirrorSummary>,
-    ) -> String {
+    /// Renders the text exposition format, with the state gauges set from `gauges`.
+    pub fn render(&self, gauges: &Gauges) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.pods.clear();
         for phase in ["Pending", "Running", "Succeeded", "Failed", "Unknown"] {
@@ -215,42 +233,28 @@ impl Metrics {
                 })
                 .set(0);
         }
+        for phase in &gauges.pod_phases {
+            self.pods
+                .get_or_create(&PhaseLabel {
+                    phase: phase.clone(),
+                })
+                .inc();
+        }
         self.restarts.clear();
-        for (key, report) in &status.pods {
-            let phase = report
-                .status
-                .phase
-                .clone()
-                .unwrap_or_else(|| "Unknown".to_owned());
-            self.pods.get_or_create(&PhaseLabel { phase }).inc();
-            let statuses = report
-                .status
-                .init_container_statuses
-                .iter()
-                .flatten()
-                .chain(report.status.container_statuses.iter().flatten());
-            for c in statuses {
-                let label = ContainerLabel {
-                    namespace: key.namespace.clone(),
-                    pod: key.name.clone(),
-                    container: c.name.clone(),
-                };
-                self.restarts
-                    .get_or_create(&label)
-                    .set(i64::from(c.restart_count));
-            }
+        for r in &gauges.restarts {
+            let label = ContainerLabel {
+                namespace: r.namespace.clone(),
+                pod: r.pod.clone(),
+                container: r.container.clone(),
+            };
+            self.restarts.get_or_create(&label).set(r.count);
         }
         self.manifest_errors.clear();
-        for (path, file) in snapshot.map(|s| &s.files).into_iter().flatten() {
-            if !file.errors.is_empty() || file.status == FileStatus::Rejected {
-                let label = FileLabel {
-                    file: path.display().to_string(),
-                };
-                self.manifest_errors
-                    .get_or_create(&label)
-                    .set(file.errors.len() as i64);
-            }
+        for (file, count) in &gauges.manifest_errors {
+            let label = FileLabel { file: file.clone() };
+            self.manifest_errors.get_or_create(&label).set(*count);
         }
+        let mirror = gauges.mirror.as_ref();
         self.mirror_state.clear();
         if let Some(m) = mirror {
             self.mirror_state
@@ -277,15 +281,14 @@ mod tests {
         m.cri_call("ListContainers", Duration::from_millis(2), true);
         m.cri_call("RunPodSandbox", Duration::from_millis(50), false);
         m.reconcile_pass(Duration::from_micros(300));
-        m.resynced(Timestamp(1_700_000_000_000_000_000));
-        let text = m.render(
-            &NodeStatus::default(),
-            None,
-            Some(&MirrorSummary {
+        m.resynced(1_700_000_000.0);
+        let text = m.render(&Gauges {
+            mirror: Some(MirrorSummary {
                 state: "Unreachable".into(),
                 reachable: false,
             }),
-        );
+            ..Gauges::default()
+        });
         assert!(
             text.contains("podvisor_cri_call_duration_seconds_count{method=\"ListContainers\"} 1"),
             "{text}"

@@ -7,6 +7,7 @@
 //! * `/metrics`: Prometheus text.
 
 pub mod client;
+mod gauges;
 mod listen;
 mod server;
 pub mod views;

@@ -17,11 +17,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::gauges::gauges;
 use super::listen::Listeners;
 use super::views;
 use crate::clock::{Clock, Timestamp};
 use crate::manifest::Snapshot;
-use crate::metrics::{Metrics, MirrorSummary};
+use crate::metrics::Metrics;
 use crate::mirror::MirrorState;
 use crate::reconcile::ReconcileState;
 use crate::status::NodeStatus;
@@ -162,16 +163,10 @@ impl ApiState {
             "/metrics" => {
                 let status = self.status.borrow().clone();
                 let snapshot = self.snapshots.borrow().clone();
-                let mirror = self.mirror.as_ref().map(|m| {
-                    let phase = &m.borrow().phase;
-                    MirrorSummary {
-                        state: phase.name().to_owned(),
-                        reachable: phase.reachable(),
-                    }
-                });
-                let text = self
-                    .metrics
-                    .render(&status, snapshot.as_deref(), mirror.as_ref());
+                let mirror = self.mirror.as_ref().map(|m| m.borrow().clone());
+                let text =
+                    self.metrics
+                        .render(&gauges(&status, snapshot.as_deref(), mirror.as_ref()));
                 reply(
                     StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -439,7 +439,7 @@ pub async fn watch(
         }
         reporter.report(&snapshot, &dir_warnings, &config.events, now);
         if let Some(m) = &config.metrics {
-            m.resynced(now);
+            m.resynced(now.0 as f64 / 1e9);
         }
 
         if let Some(w) = watcher.as_mut() {

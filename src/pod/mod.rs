@@ -13,6 +13,7 @@
 
 mod expand;
 mod hash;
+mod kinds;
 mod qos;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use expand::expand;
 pub use hash::{canonical_json, container_hash, pod_hashes};
+pub use kinds::{ProbeKind, WaitingReason};
 pub use qos::{QosClass, qos_class};
 
 use crate::clock::Timestamp;

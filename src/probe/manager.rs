@@ -15,14 +15,21 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::{Outcome, ProbeKind, ProbeResult, ProbeWorker, container_started, run_probe};
+use super::{Outcome, ProbeResult, ProbeWorker, container_started, run_probe};
 use crate::clock::{Clock, Timestamp};
 use crate::event::{EventSink, EventType, PodEvent, container_field};
 use crate::manifest::Snapshot;
-use crate::pod::{ContainerKind, PodKey, StaticPod};
-use crate::reconcile::ReconcileState;
-use crate::runtime::{ContainerId, ContainerState, Runtime};
-use crate::status::ContainerProbes;
+use crate::pod::{ContainerKind, PodKey, ProbeKind, StaticPod};
+use crate::runtime::{ContainerId, ContainerState, Observed, Runtime};
+
+/// Probe-derived facts about one container instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContainerProbes {
+    /// Readiness result; `None` when the container has no readiness probe.
+    pub ready: Option<bool>,
+    /// Startup result; `None` when the container has no startup probe.
+    pub started: Option<bool>,
+}
 
 /// Published probe results of one container instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,15 +147,15 @@ impl<R: Runtime> Prober<R> {
     pub async fn run(
         mut self,
         mut desired: watch::Receiver<Option<Arc<Snapshot>>>,
-        mut state: watch::Receiver<Arc<ReconcileState>>,
+        mut observed: watch::Receiver<Arc<Observed>>,
         shutdown: CancellationToken,
     ) {
         let mut tasks: JoinSet<(Slot, Outcome, Timestamp)> = JoinSet::new();
         loop {
             let snapshot = desired.borrow_and_update().clone();
-            let observed = state.borrow_and_update().clone();
+            let seen = observed.borrow_and_update().clone();
             if let Some(snapshot) = &snapshot {
-                self.sync(snapshot, &observed);
+                self.sync(snapshot, &seen);
             }
             self.dispatch(&mut tasks);
             self.publish();
@@ -162,7 +169,7 @@ impl<R: Runtime> Prober<R> {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = desired.changed() => if r.is_err() { break },
-                r = state.changed() => if r.is_err() { break },
+                r = observed.changed() => if r.is_err() { break },
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok((slot, outcome, at)) = done {
                         self.record(slot, &outcome, at);
@@ -184,18 +191,16 @@ impl<R: Runtime> Prober<R> {
     }
 
     /// Creates workers for new running containers and drops those of containers that stopped.
-    fn sync(&mut self, snapshot: &Snapshot, state: &ReconcileState) {
+    fn sync(&mut self, snapshot: &Snapshot, observed: &Observed) {
         let mut live: BTreeSet<Slot> = BTreeSet::new();
-        for c in state
-            .observed
+        for c in observed
             .containers
             .iter()
             .filter(|c| c.state == ContainerState::Running)
         {
             // Only containers of the pod's current sandbox version are probed.
             let in_current = |p: &&Arc<StaticPod>| {
-                state
-                    .observed
+                observed
                     .sandboxes
                     .iter()
                     .any(|s| s.id == c.sandbox && s.version == p.sandbox.0)
@@ -206,8 +211,7 @@ impl<R: Runtime> Prober<R> {
             let Some((kind, spec)) = pod.container(&c.name) else {
                 continue;
             };
-            let sandbox_ip = state
-                .observed
+            let sandbox_ip = observed
                 .sandboxes
                 .iter()
                 .find(|s| s.id == c.sandbox)

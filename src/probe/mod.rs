@@ -21,8 +21,8 @@ use k8s_openapi::api::core::v1::{ContainerPort, Probe};
 use crate::action::{Outcome, exec, grpc, http_get, tcp_socket};
 use crate::runtime::{ContainerId, Runtime};
 
-pub use manager::{ContainerProbeResults, ProbeResults, Prober, probe_host};
-pub use worker::{ProbeCounts, ProbeKind, ProbeResult, ProbeWorker, container_started};
+pub use manager::{ContainerProbeResults, ContainerProbes, ProbeResults, Prober, probe_host};
+pub use worker::{ProbeCounts, ProbeResult, ProbeWorker, container_started, initial_result};
 
 /// How many times [`run_probe`] runs a probe that could not be run ([`Outcome::Unknown`])
 /// before giving up (the kubelet's `maxProbeRetries`).

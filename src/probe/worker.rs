@@ -14,47 +14,15 @@ use k8s_openapi::api::core::v1::Probe;
 
 use super::Outcome;
 use crate::clock::Timestamp;
+use crate::pod::ProbeKind;
 
-/// Which probe a worker runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ProbeKind {
-    /// `livenessProbe`: a published failure means the container must be restarted.
-    Liveness,
-    /// `readinessProbe`: the published result is the container's readiness.
-    Readiness,
-    /// `startupProbe`: liveness and readiness wait until it has succeeded; a published
-    /// failure means the container must be restarted.
-    Startup,
-}
-
-impl ProbeKind {
-    /// The result published before the first probe: a container is not ready until probed,
-    /// is alive until proven otherwise, and has not started.
-    pub fn initial_result(self) -> ProbeResult {
-        match self {
-            ProbeKind::Liveness => ProbeResult::Success,
-            ProbeKind::Readiness => ProbeResult::Failure,
-            ProbeKind::Startup => ProbeResult::Unknown,
-        }
-    }
-
-    /// Startup gating: whether a probe of this kind runs, given whether the container has
-    /// started (see [`container_started`]). Until then only the startup probe runs; after
-    /// that it stops and liveness and readiness run.
-    pub fn runs_when(self, started: bool) -> bool {
-        match self {
-            ProbeKind::Startup => !started,
-            ProbeKind::Liveness | ProbeKind::Readiness => started,
-        }
-    }
-
-    /// The kubelet's name for it in events ("Liveness probe failed: ...").
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProbeKind::Liveness => "Liveness",
-            ProbeKind::Readiness => "Readiness",
-            ProbeKind::Startup => "Startup",
-        }
+/// The result published before the first probe of `kind`: a container is not ready until
+/// probed, is alive until proven otherwise, and has not started.
+pub fn initial_result(kind: ProbeKind) -> ProbeResult {
+    match kind {
+        ProbeKind::Liveness => ProbeResult::Success,
+        ProbeKind::Readiness => ProbeResult::Failure,
+        ProbeKind::Startup => ProbeResult::Unknown,
     }
 }
 
@@ -119,7 +87,7 @@ impl ProbeWorker {
             failure_threshold: threshold(probe.failure_threshold),
             due: started_at.plus(initial_delay),
             on_hold: false,
-            result: kind.initial_result(),
+            result: initial_result(kind),
             run: None,
             last_message: None,
             last_probe_at: None,

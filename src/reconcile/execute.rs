@@ -14,7 +14,7 @@ use crate::action::{HookError, run_handler};
 use crate::chain::chain;
 use crate::clock::Clock;
 use crate::event::{EventSink, EventType, PodEvent, container_field};
-use crate::pod::{ContainerKind, PodKey, StaticPod};
+use crate::pod::{ContainerKind, PodKey, StaticPod, WaitingReason};
 use crate::runtime::{ContainerId, ImageSource, Runtime, RuntimeError, SandboxId};
 
 /// Go's `time.Duration.String()`: `1.234s`, `56.789ms`, `2m3.5s`, as the kubelet's pull
@@ -284,7 +284,7 @@ async fn apply<R: Runtime>(
                 Ok(started) => started,
                 Err(e) => {
                     let reason = match e.waiting_reason() {
-                        "ErrImageNeverPull" => "ErrImageNeverPull",
+                        WaitingReason::ErrImageNeverPull => "ErrImageNeverPull",
                         _ => "Failed",
                     };
                     cx.emit(key, EventType::Warning, reason, e.to_string(), Some(field));

@@ -17,4 +17,4 @@ pub use plan::{
     Action, BackingOff, Hook, MIN_GRACE, Plan, PlanInput, PodWork, RestartKey, SandboxRef,
     StopReason, StopTarget, grace, plan,
 };
-pub use run::{ReconcileState, Reconciler, ReconcilerConfig};
+pub use run::{ReconcileState, Reconciler, ReconcilerConfig, StartError};

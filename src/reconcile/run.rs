@@ -24,10 +24,9 @@ use crate::clock::{Clock, Timestamp};
 use crate::event::{EventType, PodEvent, container_field};
 use crate::manifest::Snapshot;
 use crate::metrics::Metrics;
-use crate::pod::PodKey;
+use crate::pod::{PodKey, WaitingReason};
 use crate::probe::ProbeResults;
 use crate::runtime::{Observed, Runtime, RuntimeError};
-use crate::status::StartError;
 
 /// How the loop paces itself.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +44,19 @@ impl Default for ReconcilerConfig {
             max_parallel: 32,
         }
     }
+}
+
+/// Why a container could not be started, in the kubelet's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartError {
+    /// `ErrImageNeverPull`, `ErrImagePull`, `CreateContainerError`, ...
+    pub reason: WaitingReason,
+    /// Details.
+    pub message: String,
+    /// The image, when pulling it failed.
+    pub image: Option<String>,
+    /// When it failed.
+    pub at: Timestamp,
 }
 
 /// What the loop knows after a pass, for status reporting and tests.
@@ -87,6 +99,7 @@ pub struct Reconciler<R: Runtime> {
     running: std::collections::HashMap<tokio::task::Id, PodKey>,
     state: ReconcileState,
     state_tx: watch::Sender<Arc<ReconcileState>>,
+    observed_tx: watch::Sender<Arc<Observed>>,
 }
 
 const RUNTIME_RETRY_MIN: Duration = Duration::from_millis(100);
@@ -123,8 +136,14 @@ impl<R: Runtime> Reconciler<R> {
             running: std::collections::HashMap::new(),
             state: ReconcileState::default(),
             state_tx,
+            observed_tx: watch::channel(Arc::new(Observed::default())).0,
         };
         (r, state_rx)
+    }
+
+    /// Each pass's observation of the runtime, for the prober.
+    pub fn observed(&self) -> watch::Receiver<Arc<Observed>> {
+        self.observed_tx.subscribe()
     }
 
     /// Records pass durations in `metrics`.
@@ -289,6 +308,7 @@ impl<R: Runtime> Reconciler<R> {
         self.state.passes += 1;
         self.state.last_pass = now;
         self.state.observed = Arc::new(observed);
+        self.observed_tx.send_replace(self.state.observed.clone());
         self.state.backing_off = planned.backing_off;
         self.publish();
         if let Some(m) = &self.metrics {
@@ -382,7 +402,7 @@ impl<R: Runtime> Reconciler<R> {
                     self.state.start_errors.insert(
                         (key.clone(), container),
                         StartError {
-                            reason: failure.error.waiting_reason().to_owned(),
+                            reason: failure.error.waiting_reason(),
                             message: message.clone(),
                             image: failure.error.failed_pull().map(str::to_owned),
                             at: now,
@@ -415,7 +435,7 @@ impl<R: Runtime> Reconciler<R> {
     fn image_pull_backoff(&mut self, snapshot: &Snapshot, now: Timestamp) -> Option<Timestamp> {
         let mut wake = None;
         for ((key, name), e) in self.state.start_errors.iter_mut() {
-            if e.reason != "ErrImagePull" || !self.retry_at.contains_key(key) {
+            if e.reason != WaitingReason::ErrImagePull || !self.retry_at.contains_key(key) {
                 continue;
             }
             let due = e.at.plus(self.config.relist_period);
@@ -424,7 +444,7 @@ impl<R: Runtime> Reconciler<R> {
                 continue;
             }
             let image = e.image.clone().unwrap_or_default();
-            e.reason = "ImagePullBackOff".to_owned();
+            e.reason = WaitingReason::ImagePullBackOff;
             e.message = format!(
                 "Back-off pulling image {image:?}: ErrImagePull: {}",
                 e.message

@@ -23,7 +23,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::clock::Timestamp;
-use crate::pod::{ContainerKind, PodKey, StaticPod};
+use crate::pod::{ContainerKind, PodKey, StaticPod, WaitingReason};
 
 pub use convert::{Addresses, field_value, resource_value};
 pub use cri::{CriRuntime, RuntimeVersion};
@@ -257,16 +257,16 @@ impl RuntimeError {
     /// The kubelet's waiting reason for a container that failed to start with this error:
     /// a refused `StartContainer` (the command cannot be run) is `RunContainerError`, any
     /// other failure to create it `CreateContainerError`.
-    pub fn waiting_reason(&self) -> &'static str {
+    pub fn waiting_reason(&self) -> WaitingReason {
         match self {
-            RuntimeError::ImageNeverPull { .. } => "ErrImageNeverPull",
-            RuntimeError::ImagePull { .. } => "ErrImagePull",
-            RuntimeError::Refused { .. } => "CreateContainerConfigError",
+            RuntimeError::ImageNeverPull { .. } => WaitingReason::ErrImageNeverPull,
+            RuntimeError::ImagePull { .. } => WaitingReason::ErrImagePull,
+            RuntimeError::Refused { .. } => WaitingReason::CreateContainerConfigError,
             RuntimeError::Call {
                 method: "StartContainer",
                 ..
-            } => "RunContainerError",
-            _ => "CreateContainerError",
+            } => WaitingReason::RunContainerError,
+            _ => WaitingReason::CreateContainerError,
         }
     }
 
@@ -405,16 +405,19 @@ mod tests {
             code: 2,
             message: "exec: \"nope\": executable file not found in $PATH".into(),
         };
-        assert_eq!(call("StartContainer").waiting_reason(), "RunContainerError");
+        assert_eq!(
+            call("StartContainer").waiting_reason(),
+            WaitingReason::RunContainerError
+        );
         assert_eq!(
             call("CreateContainer").waiting_reason(),
-            "CreateContainerError"
+            WaitingReason::CreateContainerError
         );
         let pull = RuntimeError::ImagePull {
             image: "x:1".into(),
             message: "no registry".into(),
         };
-        assert_eq!(pull.waiting_reason(), "ErrImagePull");
+        assert_eq!(pull.waiting_reason(), WaitingReason::ErrImagePull);
         assert_eq!(pull.failed_pull(), Some("x:1"));
     }
 }

@@ -18,7 +18,8 @@ pub use publish::{compute, publish};
 
 use crate::clock::Timestamp;
 use crate::pod::{PodKey, RestartPolicy, StaticPod};
-use crate::reconcile::BackingOff;
+use crate::probe::ContainerProbes;
+use crate::reconcile::{BackingOff, StartError};
 use crate::runtime::{ContainerId, ContainerState, Observed, ObservedContainer, SandboxState};
 
 /// One static pod as the node reports it.
@@ -41,28 +42,6 @@ pub struct NodeStatus {
     pub synced: bool,
     /// Why the runtime cannot be reached, while it cannot.
     pub runtime_error: Option<String>,
-}
-
-/// Probe-derived facts about one container instance.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ContainerProbes {
-    /// Readiness result; `None` when the container has no readiness probe.
-    pub ready: Option<bool>,
-    /// Startup result; `None` when the container has no startup probe.
-    pub started: Option<bool>,
-}
-
-/// Why a container could not be started, in the kubelet's words.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StartError {
-    /// `ErrImageNeverPull`, `ErrImagePull`, `CreateContainerError`, ...
-    pub reason: String,
-    /// Details.
-    pub message: String,
-    /// The image, when pulling it failed.
-    pub image: Option<String>,
-    /// When it failed.
-    pub at: Timestamp,
 }
 
 /// Everything a pod's status is computed from.
@@ -181,7 +160,7 @@ fn container_status(
     let (state, last_state) = match latest {
         None => {
             let state = match start_error {
-                Some(e) => waiting(&e.reason, Some(e.message.clone())),
+                Some(e) => waiting(e.reason.as_str(), Some(e.message.clone())),
                 None => waiting(default_waiting, None),
             };
             (state, None)
@@ -220,7 +199,10 @@ fn container_status(
                         ),
                         Some(last),
                     ),
-                    (None, Some(e)) => (waiting(&e.reason, Some(e.message.clone())), Some(last)),
+                    (None, Some(e)) => (
+                        waiting(e.reason.as_str(), Some(e.message.clone())),
+                        Some(last),
+                    ),
                     (None, None) => (
                         last,
                         previous.map(|p| K8sState {

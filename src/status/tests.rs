@@ -296,7 +296,7 @@ fn start_errors_show_as_the_kubelet_waiting_reason() {
     c.errors.insert(
         (c.pod.key.clone(), "app".into()),
         StartError {
-            reason: "ErrImageNeverPull".into(),
+            reason: crate::pod::WaitingReason::ErrImageNeverPull,
             message: "image busybox:1.35 is not present".into(),
             image: None,
             at: T0,

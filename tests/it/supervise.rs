@@ -9,7 +9,7 @@ use podvisor::app::{Parts, supervise_until};
 use podvisor::cli::LogFormat;
 use podvisor::clock::{Clock, Timestamp};
 use podvisor::config::Config;
-use podvisor::pod::NodeName;
+use podvisor::pod::{NodeName, WaitingReason};
 use podvisor::reconcile::ReconcileState;
 use podvisor::runtime::{FakeCall, FakeRuntime};
 use podvisor::shutdown::Shutdown;
@@ -304,20 +304,16 @@ async fn a_failed_pull_shows_err_image_pull_then_image_pull_back_off_and_retries
     let mut state = channels.state;
     let task = tokio::spawn(task);
     let reason = |s: &watch::Receiver<Arc<ReconcileState>>| {
-        s.borrow()
-            .start_errors
-            .values()
-            .next()
-            .map(|e| e.reason.clone())
+        s.borrow().start_errors.values().next().map(|e| e.reason)
     };
     let reader = state.clone();
     until(&mut state, "ErrImagePull", || {
-        reason(&reader).as_deref() == Some("ErrImagePull")
+        reason(&reader) == Some(WaitingReason::ErrImagePull)
     })
     .await;
     let failed = clock.now();
     until(&mut state, "ImagePullBackOff", || {
-        reason(&reader).as_deref() == Some("ImagePullBackOff")
+        reason(&reader) == Some(WaitingReason::ImagePullBackOff)
     })
     .await;
     let message = reader

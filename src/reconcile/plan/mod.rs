@@ -28,8 +28,8 @@ use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler};
 
 use crate::clock::Timestamp;
 use crate::manifest::Snapshot;
+use crate::pod::ProbeKind;
 use crate::pod::{PodKey, StaticPod};
-use crate::probe::ProbeKind;
 use crate::runtime::{ContainerId, Observed, ObservedContainer, ObservedSandbox, SandboxId};
 
 use super::backoff::Backoff;

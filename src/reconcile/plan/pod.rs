@@ -9,8 +9,8 @@ use super::teardown::{not_exited, remove_strays, stop_declared, tear_down};
 use super::{
     Action, BackingOff, Plan, PlanInput, PodView, RestartKey, SandboxRef, StopReason, earliest,
 };
+use crate::pod::ProbeKind;
 use crate::pod::{RestartPolicy, StaticPod};
-use crate::probe::ProbeKind;
 use crate::runtime::{ContainerState, ObservedContainer, ObservedSandbox, SandboxId, SandboxState};
 
 /// The newest instance of each container name among `containers`.

@@ -11,7 +11,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::event::EventSink;
 use crate::manifest::{Entry, Format, Resolver, Scan, Snapshot, parse_manifest};
 use crate::pod::NodeName;
-use crate::probe::ProbeKind;
+use crate::pod::ProbeKind;
 use crate::reconcile::{ExecContext, execute};
 use crate::runtime::{
     ContainerId, ContainerState, FakeRuntime, Observed, ObservedContainer, SandboxState,

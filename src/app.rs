@@ -14,6 +14,7 @@ use crate::api::{self, ApiState, Listeners};
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
 use crate::event::{self, EventSink};
+use crate::host::{Host, NodeContext, RealHost};
 use crate::instance::InstanceLock;
 use crate::manifest::{self, Snapshot, TrustPolicy, WatchConfig};
 use crate::metrics::Metrics;
@@ -21,7 +22,7 @@ use crate::mirror::{self, MirrorConfig, MirrorState, NodeInfo};
 use crate::notify;
 use crate::probe::{ProbeResults, Prober};
 use crate::reconcile::{ExecContext, ReconcileState, Reconciler, ReconcilerConfig};
-use crate::runtime::{CriRuntime, NodeContext, Runtime};
+use crate::runtime::{CriRuntime, Runtime};
 use crate::shutdown::Shutdown;
 use crate::status::{self, NodeStatus};
 
@@ -97,11 +98,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let _lock = InstanceLock::acquire(&config.root_dir, &config.status_socket)?;
     let listeners = Listeners::bind(&config.status_socket, config.status_address).await?;
     let metrics = Arc::new(Metrics::new());
-    let ctx = NodeContext::detect(
+    let ctx = Arc::new(NodeContext::detect(
         config.node_name.clone(),
         config.root_dir.clone(),
         config.pod_log_dir.clone(),
-    );
+    ));
     let host_ip = ctx.host_ip.map(|ip| ip.to_string());
     let runtime = Arc::new(CriRuntime::new(
         &config.runtime_endpoint,
@@ -140,7 +141,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         policy,
     };
-    let (channels, loops) = supervise_until(&config, runtime, parts.clone(), shutdown.clone());
+    let host = Arc::new(RealHost::new(runtime.context().clone()));
+    let (channels, loops) =
+        supervise_until(&config, runtime, host, parts.clone(), shutdown.clone());
     let (mirror_tx, mirror_rx) = watch::channel(MirrorState::default());
 
     let token = shutdown.graceful.clone();
@@ -213,23 +216,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 }
 
 /// Starts the manifest watcher, the reconciler, the prober and the status task over
-/// `runtime`. Returns their channels and the future that runs them until `shutdown` (or
-/// until one of them stops, which is an error).
-pub fn supervise<R: Runtime>(
+/// `runtime` and `host`. Returns their channels and the future that runs them until
+/// `shutdown` (or until one of them stops, which is an error).
+pub fn supervise_until<R: Runtime, H: Host>(
     config: &Config,
     runtime: Arc<R>,
-    parts: Parts,
-) -> (
-    Supervised,
-    impl Future<Output = anyhow::Result<()>> + Send + 'static,
-) {
-    supervise_until(config, runtime, parts, Shutdown::new())
-}
-
-/// [`supervise`] with an explicit shutdown.
-pub fn supervise_until<R: Runtime>(
-    config: &Config,
-    runtime: Arc<R>,
+    host: Arc<H>,
     parts: Parts,
     shutdown: Shutdown,
 ) -> (
@@ -245,6 +237,7 @@ pub fn supervise_until<R: Runtime>(
     };
     let (reconciler, state) = Reconciler::new(
         runtime.clone(),
+        host,
         cx,
         ReconcilerConfig {
             relist_period: config.relist_period,

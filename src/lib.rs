@@ -24,6 +24,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod event;
+pub mod host;
 pub mod instance;
 pub mod labels;
 pub mod manifest;

@@ -1,7 +1,8 @@
 //! `podvisor logs POD [-c CONTAINER] [-f] [--previous]`: reads the CRI log files the runtime
-//! writes under the pod log directory, without the `<time> <stream> <tag>` prefixes.
+//! writes under the pod log directory, without the `<time> <stream> <tag>` prefixes. It
+//! streams, a line at a time: a log of any size costs a line's memory.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
 use crate::api::client::{ClientError, get_json};
@@ -26,6 +27,25 @@ pub fn decode(raw: &str) -> String {
         }
     }
     out
+}
+
+/// Copies every complete line `reader` has now to `out`, decoded; returns how many. The
+/// bytes of an unfinished last line stay in `pending`.
+fn copy_lines(
+    reader: &mut impl BufRead,
+    pending: &mut Vec<u8>,
+    out: &mut dyn Write,
+) -> std::io::Result<usize> {
+    let mut lines = 0;
+    loop {
+        let read = reader.read_until(b'\n', pending)?;
+        if read == 0 || pending.last() != Some(&b'\n') {
+            return Ok(lines);
+        }
+        out.write_all(decode(&String::from_utf8_lossy(pending)).as_bytes())?;
+        pending.clear();
+        lines += 1;
+    }
 }
 
 fn pick<'a>(
@@ -78,30 +98,17 @@ pub async fn run(args: &LogsArgs, out: &mut dyn Write) -> Result<(), ClientError
         });
     };
     let io = |e: std::io::Error| ClientError::Http(format!("{file}: {e}"));
-    let mut f = std::fs::File::open(&file).map_err(io)?;
-    let mut raw = String::new();
-    f.read_to_string(&mut raw).map_err(io)?;
-    out.write_all(decode(&raw).as_bytes()).map_err(io)?;
+    let mut reader = BufReader::new(std::fs::File::open(&file).map_err(io)?);
+    // A line being written (no newline yet) waits in `pending` for the rest.
+    let mut pending = Vec::new();
+    copy_lines(&mut reader, &mut pending, out).map_err(io)?;
     if !args.follow || args.previous {
         return Ok(());
     }
-    let mut pos = f.stream_position().map_err(io)?;
-    let mut pending = String::new();
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(pos);
-        if len > pos {
-            f.seek(SeekFrom::Start(pos)).map_err(io)?;
-            let mut chunk = String::new();
-            f.read_to_string(&mut chunk).map_err(io)?;
-            pos = f.stream_position().map_err(io)?;
-            pending.push_str(&chunk);
-            // only complete lines; a line being written is kept for the next round
-            if let Some(end) = pending.rfind('\n') {
-                let complete: String = pending.drain(..=end).collect();
-                out.write_all(decode(&complete).as_bytes()).map_err(io)?;
-                out.flush().map_err(io)?;
-            }
+        if copy_lines(&mut reader, &mut pending, out).map_err(io)? > 0 {
+            out.flush().map_err(io)?;
             continue;
         }
         // nothing new: stop once this instance is no longer the running one
@@ -123,5 +130,23 @@ mod tests {
     fn cri_log_lines_lose_their_prefixes_and_partial_lines_join() {
         let raw = "2024-01-01T00:00:00.1Z stdout F hello\n2024-01-01T00:00:00.2Z stderr P par\n2024-01-01T00:00:00.3Z stderr F tial\n2024-01-01T00:00:00.4Z stdout F\n";
         assert_eq!(decode(raw), "hello\npartial\n\n");
+    }
+
+    #[test]
+    fn lines_are_copied_as_they_complete_issue_11() {
+        let mut pending = Vec::new();
+        let mut out = Vec::new();
+        let mut first: &[u8] = b"t stdout F one\nt stdout F tw";
+        assert_eq!(
+            copy_lines(&mut first, &mut pending, &mut out).expect("copy"),
+            1
+        );
+        assert_eq!(out, b"one\n");
+        let mut rest: &[u8] = b"o\n";
+        assert_eq!(
+            copy_lines(&mut rest, &mut pending, &mut out).expect("copy"),
+            1
+        );
+        assert_eq!(out, b"one\ntwo\n");
     }
 }

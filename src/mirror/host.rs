@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::runtime::NodeContext;
+use crate::host::NodeContext;
 
 /// The kubelet's default `--max-pods`.
 pub const DEFAULT_MAX_PODS: i64 = 110;

@@ -11,6 +11,7 @@
 //!
 //! Pure data and hashing; no IO.
 
+pub mod environment;
 mod expand;
 mod hash;
 mod kinds;
@@ -292,6 +293,25 @@ impl StaticPod {
     /// `spec.hostNetwork`.
     pub fn host_network(&self) -> bool {
         self.spec.host_network.unwrap_or(false)
+    }
+
+    /// The sandbox hostname: none for hostNetwork pods (runc refuses one without a UTS
+    /// namespace), else `spec.hostname` or the pod name cut to 63 characters.
+    pub fn hostname(&self) -> String {
+        if self.host_network() {
+            return String::new();
+        }
+        let name = self
+            .spec
+            .hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| self.key.name.clone());
+        let mut h: String = name.chars().take(63).collect();
+        while h.ends_with(['-', '.']) {
+            h.pop();
+        }
+        h
     }
 
     /// The manifest's `metadata.name`, without the node suffix.

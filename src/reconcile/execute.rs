@@ -3,9 +3,11 @@
 //! hooks that belong to starting and stopping (postStart after a start, preStop before a
 //! stop, within the grace period) and reports what happened as pod events.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use thiserror::Error;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -14,8 +16,12 @@ use crate::action::{HookError, run_handler};
 use crate::chain::chain;
 use crate::clock::Clock;
 use crate::event::{EventSink, EventType, PodEvent, container_field};
+use crate::host::{Host, HostError, Ready};
+use crate::pod::environment::Addresses;
 use crate::pod::{ContainerKind, PodKey, StaticPod, WaitingReason};
-use crate::runtime::{ContainerId, ImageSource, Runtime, RuntimeError, SandboxId};
+use crate::runtime::{
+    ContainerId, ContainerStart, ImageSource, Runtime, RuntimeError, SandboxId, Started,
+};
 
 /// Go's `time.Duration.String()`: `1.234s`, `56.789ms`, `2m3.5s`, as the kubelet's pull
 /// events print durations.
@@ -65,6 +71,46 @@ pub struct ExecContext {
     pub clock: Clock,
 }
 
+/// Why one step failed.
+#[derive(Debug, Error)]
+pub enum StepError {
+    /// The runtime refused or could not be reached.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The host side (directories, volumes, files) failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A container was to go into the new sandbox, and none was created.
+    #[error("no sandbox was created for container {0:?}")]
+    NoNewSandbox(String),
+    /// The task working on the pod ended without an outcome.
+    #[error("the pod's task died: {0}")]
+    TaskDied(String),
+}
+
+impl StepError {
+    /// Whether the runtime itself is unreachable, rather than refusing this pod.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StepError::Runtime(e) if e.is_unavailable())
+    }
+
+    /// The waiting reason of a container that failed to start with this error.
+    pub fn waiting_reason(&self) -> WaitingReason {
+        match self {
+            StepError::Runtime(e) => e.waiting_reason(),
+            _ => WaitingReason::CreateContainerError,
+        }
+    }
+
+    /// The image a failed pull was for.
+    pub fn failed_pull(&self) -> Option<&str> {
+        match self {
+            StepError::Runtime(e) => e.failed_pull(),
+            _ => None,
+        }
+    }
+}
+
 /// A failed step.
 #[derive(Debug)]
 pub struct WorkError {
@@ -73,7 +119,7 @@ pub struct WorkError {
     /// The step failed while clearing the way for a new sandbox: the new version waits.
     pub blocks_new_sandbox: bool,
     /// What failed.
-    pub error: RuntimeError,
+    pub error: StepError,
 }
 
 impl WorkError {
@@ -133,10 +179,24 @@ impl ExecContext {
     }
 }
 
-/// Runs `work` to completion or first failure.
-pub async fn execute<R: Runtime>(rt: &R, cx: &ExecContext, work: PodWork) -> Outcome {
+/// What earlier steps of one pod's work left for later ones.
+#[derive(Default)]
+struct Carry {
+    /// The sandbox `RunSandbox` created.
+    new_sandbox: Option<SandboxId>,
+    /// The host side `PreparePod` made ready.
+    prepared: Option<Ready>,
+}
+
+/// Runs `work` to completion or first failure, through the runtime `rt` and the host `host`.
+pub async fn execute<R: Runtime, H: Host>(
+    rt: &R,
+    host: &H,
+    cx: &ExecContext,
+    work: PodWork,
+) -> Outcome {
     let key = work.key;
-    let mut new_sandbox: Option<SandboxId> = None;
+    let mut carry = Carry::default();
     let mut sandbox_ahead = work
         .actions
         .iter()
@@ -147,7 +207,7 @@ pub async fn execute<R: Runtime>(rt: &R, cx: &ExecContext, work: PodWork) -> Out
             _ => None,
         };
         let runs_sandbox = matches!(action, Action::RunSandbox { .. });
-        if let Err(error) = apply(rt, cx, &key, action, &mut new_sandbox).await {
+        if let Err(error) = apply(rt, host, cx, &key, action, &mut carry).await {
             return Outcome {
                 key,
                 result: Err(WorkError {
@@ -207,13 +267,14 @@ async fn stop_one<R: Runtime>(
     rt.stop_container(&t.id, grace).await
 }
 
-async fn apply<R: Runtime>(
+async fn apply<R: Runtime, H: Host>(
     rt: &R,
+    host: &H,
     cx: &ExecContext,
     key: &PodKey,
     action: Action,
-    new_sandbox: &mut Option<SandboxId>,
-) -> Result<(), RuntimeError> {
+    carry: &mut Carry,
+) -> Result<(), StepError> {
     match action {
         Action::StopContainers { containers, reason } => {
             for t in &containers {
@@ -240,6 +301,7 @@ async fn apply<R: Runtime>(
                 .into_iter()
                 .collect::<Result<Vec<()>, _>>()
                 .map(|_| ())
+                .map_err(StepError::from)
         }
         Action::RemoveContainer(id) => {
             rt.remove_container(&id).await?;
@@ -256,11 +318,20 @@ async fn apply<R: Runtime>(
             info!(pod = %key, sandbox = %id, "pod sandbox removed");
             Ok(())
         }
-        Action::ForgetPod { key, uid } => rt.forget_pod(&key, &uid).await,
+        Action::CleanupPod { key, uid } => {
+            host.cleanup_pod(key.clone(), uid.clone()).await?;
+            debug!(pod = %key, uid = %uid, "pod's host side removed");
+            Ok(())
+        }
+        Action::PreparePod { pod } => {
+            carry.prepared = Some(host.prepare_pod(pod).await?);
+            Ok(())
+        }
         Action::RunSandbox { pod, attempt } => {
-            let id = rt.run_sandbox(&pod, attempt).await?;
+            let ready = carry.prepared.unwrap_or(Ready { logs: true });
+            let id = rt.run_sandbox(&pod, attempt, ready).await?;
             info!(pod = %key, uid = %pod.uid, hash = %pod.hash, sandbox = %id, attempt, "pod sandbox started");
-            *new_sandbox = Some(id);
+            carry.new_sandbox = Some(id);
             Ok(())
         }
         Action::StartContainer {
@@ -272,15 +343,14 @@ async fn apply<R: Runtime>(
         } => {
             let sandbox_id = match sandbox {
                 SandboxRef::Existing(id) => id,
-                SandboxRef::New => new_sandbox.clone().ok_or_else(|| RuntimeError::Call {
-                    method: "CreateContainer",
-                    code: 9,
-                    message: "no sandbox was created for this container".to_owned(),
-                })?,
+                SandboxRef::New => carry
+                    .new_sandbox
+                    .clone()
+                    .ok_or_else(|| StepError::NoNewSandbox(name.clone()))?,
             };
             let init = matches!(pod.container(&name), Some((ContainerKind::Init, _)));
             let field = container_field(init, &name);
-            let started = match rt.start_container(&pod, &sandbox_id, &name, attempt).await {
+            let started = match start(rt, host, cx, &pod, &sandbox_id, &name, attempt).await {
                 Ok(started) => started,
                 Err(e) => {
                     let reason = match e.waiting_reason() {
@@ -334,7 +404,9 @@ async fn apply<R: Runtime>(
                 "Container started".to_owned(),
                 Some(field.clone()),
             );
-            post_start(rt, cx, key, &pod, &sandbox_id, &name, &id, field).await
+            post_start(rt, cx, key, &pod, &sandbox_id, &name, &id, field)
+                .await
+                .map_err(StepError::from)
         }
         Action::StartCreated(id) => {
             rt.start_created(&id).await?;
@@ -342,6 +414,50 @@ async fn apply<R: Runtime>(
             Ok(())
         }
     }
+}
+
+/// The addresses a container of `pod` in `sandbox` sees: the sandbox's IP, or the node's for
+/// a host-network pod.
+async fn addresses<R: Runtime>(
+    rt: &R,
+    cx: &ExecContext,
+    pod: &StaticPod,
+    sandbox: &SandboxId,
+) -> Result<Addresses, RuntimeError> {
+    let pod_ip = if pod.host_network() {
+        cx.host_ip.clone()
+    } else {
+        rt.sandbox_ip(sandbox).await?
+    };
+    Ok(Addresses {
+        pod_ip,
+        host_ip: cx.host_ip.clone(),
+    })
+}
+
+/// Starts one container: its host side made ready, then the runtime asked.
+async fn start<R: Runtime, H: Host>(
+    rt: &R,
+    host: &H,
+    cx: &ExecContext,
+    pod: &Arc<StaticPod>,
+    sandbox: &SandboxId,
+    name: &str,
+    attempt: u32,
+) -> Result<Started, StepError> {
+    let addrs = addresses(rt, cx, pod, sandbox).await?;
+    let ready = host
+        .prepare_container(pod.clone(), name.to_owned(), attempt, addrs.clone())
+        .await?;
+    let start = ContainerStart {
+        pod,
+        sandbox,
+        name,
+        attempt,
+        addrs: &addrs,
+        host: ready,
+    };
+    Ok(rt.start_container(&start).await?)
 }
 
 /// Runs a container's postStart hook; if it fails, the container is stopped (the kubelet's
@@ -402,6 +518,7 @@ mod tests {
     use crate::clock::Timestamp;
     use crate::event::channel;
 
+    use crate::host::FakeHost;
     use crate::reconcile::plan::Hook;
     use crate::runtime::{ExecOutput, FakeCall, FakeRuntime};
 
@@ -412,11 +529,8 @@ mod tests {
     }
 
     async fn running(rt: &FakeRuntime, pod: &Arc<StaticPod>, attempt: u32) -> ContainerId {
-        let sb = rt.run_sandbox(pod, attempt).await.expect("sandbox");
-        rt.start_container(pod, &sb, "app", 0)
-            .await
-            .expect("container")
-            .id
+        let sb = rt.run_pod(pod, attempt).await.expect("sandbox");
+        rt.start(pod, &sb, "app", 0).await.expect("container")
     }
 
     fn sleep_hook(seconds: i64) -> Hook {
@@ -495,7 +609,7 @@ mod tests {
                 }],
             };
             let before = tokio::time::Instant::now();
-            let outcome = execute(&rt, &cx, work).await;
+            let outcome = execute(&rt, &FakeHost::new(), &cx, work).await;
             assert!(outcome.result.is_ok());
             assert_eq!(
                 stops(&rt),
@@ -550,7 +664,7 @@ mod tests {
             }],
         };
         let before = tokio::time::Instant::now();
-        assert!(execute(rt, cx, work).await.result.is_ok());
+        assert!(execute(rt, &FakeHost::new(), cx, work).await.result.is_ok());
         before.elapsed()
     }
 
@@ -619,7 +733,12 @@ mod tests {
             key: p.key.clone(),
             actions: start_app(&p),
         };
-        assert!(execute(&rt, &cx, work).await.result.is_ok());
+        assert!(
+            execute(&rt, &FakeHost::new(), &cx, work)
+                .await
+                .result
+                .is_ok()
+        );
         assert!(
             rt.running("p-n1").is_empty(),
             "stopped after its postStart hook failed"
@@ -653,7 +772,10 @@ mod tests {
             key: p.key.clone(),
             actions,
         };
-        let err = execute(&rt, &cx, work).await.result.expect_err("fails");
+        let err = execute(&rt, &FakeHost::new(), &cx, work)
+            .await
+            .result
+            .expect_err("fails");
         assert_eq!(
             err.describe(),
             "the new version waits for the old one to stop: RemovePodSandbox failed: device or resource busy"
@@ -667,7 +789,10 @@ mod tests {
             key: p.key.clone(),
             actions: start_app(&p),
         };
-        let err = execute(&rt, &cx, work).await.result.expect_err("fails");
+        let err = execute(&rt, &FakeHost::new(), &cx, work)
+            .await
+            .result
+            .expect_err("fails");
         assert_eq!(err.describe(), "pod has no container \"app\"");
     }
 
@@ -680,7 +805,12 @@ mod tests {
             key: p.key.clone(),
             actions: start_app(&p),
         };
-        assert!(execute(&rt, &cx, work).await.result.is_ok());
+        assert!(
+            execute(&rt, &FakeHost::new(), &cx, work)
+                .await
+                .result
+                .is_ok()
+        );
         let events: Vec<(String, String, Option<String>)> =
             std::iter::from_fn(|| rx.try_recv().ok())
                 .map(|e| (e.reason, e.message, e.field_path))
@@ -704,6 +834,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_host_side_is_prepared_before_the_runtime_is_asked_and_cleaned_through_the_host_issue_11()
+     {
+        use crate::host::HostCall;
+        use crate::pod::PodUid;
+        let rt = FakeRuntime::new(Clock::System);
+        let host = FakeHost::new();
+        let p = pod(POD);
+        let (cx, _rx) = context(Clock::System);
+        let mut actions = vec![Action::PreparePod { pod: p.clone() }];
+        actions.extend(start_app(&p));
+        actions.push(Action::CleanupPod {
+            key: p.key.clone(),
+            uid: PodUid("old".into()),
+        });
+        let work = PodWork {
+            key: p.key.clone(),
+            actions,
+        };
+        assert!(execute(&rt, &host, &cx, work).await.result.is_ok());
+        assert_eq!(
+            host.calls(),
+            [
+                HostCall::PreparePod(p.key.clone()),
+                HostCall::PrepareContainer(p.key.clone(), "app".into(), 0),
+                HostCall::CleanupPod(p.key.clone(), PodUid("old".into())),
+            ]
+        );
+        // A host failure ends the list before the runtime is asked, and says what failed.
+        host.fail_next("prepare_pod", "read-only file system");
+        rt.take_calls();
+        let mut actions = vec![Action::PreparePod { pod: p.clone() }];
+        actions.extend(start_app(&p));
+        let err = execute(
+            &rt,
+            &host,
+            &cx,
+            PodWork {
+                key: p.key.clone(),
+                actions,
+            },
+        )
+        .await
+        .result
+        .expect_err("host failure");
+        assert!(matches!(err.error, StepError::Host(_)));
+        assert!(
+            err.describe().contains("read-only file system"),
+            "{}",
+            err.describe()
+        );
+        assert!(
+            !rt.calls()
+                .iter()
+                .any(|c| matches!(c, FakeCall::RunSandbox(..))),
+            "no sandbox without its host side"
+        );
+    }
+
+    #[tokio::test]
     async fn a_failed_start_names_the_container_and_ends_the_list() {
         let rt = FakeRuntime::new(Clock::System);
         let p = pod(POD);
@@ -720,12 +909,15 @@ mod tests {
             key: p.key.clone(),
             actions,
         };
-        let err = execute(&rt, &cx, work)
+        let err = execute(&rt, &FakeHost::new(), &cx, work)
             .await
             .result
             .expect_err("start fails");
         assert_eq!(err.container.as_deref(), Some("app"));
-        assert!(matches!(err.error, RuntimeError::ImageNeverPull { .. }));
+        assert!(matches!(
+            err.error,
+            StepError::Runtime(RuntimeError::ImageNeverPull { .. })
+        ));
         assert!(
             !rt.calls()
                 .iter()

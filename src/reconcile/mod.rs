@@ -12,7 +12,7 @@ mod recheck;
 mod run;
 
 pub use backoff::Backoff;
-pub use execute::{ExecContext, Outcome, WorkError, execute};
+pub use execute::{ExecContext, Outcome, StepError, WorkError, execute};
 pub use plan::{
     Action, BackingOff, Hook, MIN_GRACE, Plan, PlanInput, PodWork, RestartKey, SandboxRef,
     StopReason, StopTarget, grace, plan,

@@ -17,16 +17,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
-use super::execute::{ExecContext, Outcome, WorkError, execute};
+use super::execute::{ExecContext, Outcome, StepError, WorkError, execute};
 use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};
 use super::recheck::Rechecks;
 use crate::clock::{Clock, Timestamp};
 use crate::event::{EventType, PodEvent, container_field};
+use crate::host::Host;
 use crate::manifest::Snapshot;
 use crate::metrics::Metrics;
 use crate::pod::{PodKey, WaitingReason};
 use crate::probe::ProbeResults;
-use crate::runtime::{Observed, Runtime, RuntimeError};
+use crate::runtime::{Observed, Runtime};
 
 /// How the loop paces itself.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,8 +84,9 @@ pub struct ReconcileState {
 }
 
 /// Drives the runtime towards the manifests.
-pub struct Reconciler<R: Runtime> {
+pub struct Reconciler<R: Runtime, H: Host> {
     rt: Arc<R>,
+    host: Arc<H>,
     clock: Clock,
     config: ReconcilerConfig,
     cx: ExecContext,
@@ -105,16 +107,19 @@ pub struct Reconciler<R: Runtime> {
 const RUNTIME_RETRY_MIN: Duration = Duration::from_millis(100);
 const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(5);
 
-impl<R: Runtime> Reconciler<R> {
-    /// A reconciler over `rt`. Its state is published on the returned receiver.
+impl<R: Runtime, H: Host> Reconciler<R, H> {
+    /// A reconciler over the runtime `rt` and the host `host`. Its state is published on the
+    /// returned receiver.
     pub fn new(
         rt: Arc<R>,
+        host: Arc<H>,
         cx: ExecContext,
         config: ReconcilerConfig,
     ) -> (Self, watch::Receiver<Arc<ReconcileState>>) {
         let (state_tx, state_rx) = watch::channel(Arc::new(ReconcileState::default()));
         let r = Reconciler {
             rt,
+            host,
             clock: cx.clock,
             config,
             cx,
@@ -283,9 +288,11 @@ impl<R: Runtime> Reconciler<R> {
             debug!(pod = %work.key, actions = work.actions.len(), "dispatching pod work");
             self.state.busy.insert(work.key.clone());
             let rt = self.rt.clone();
+            let host = self.host.clone();
             let cx = self.cx.clone();
             let key = work.key.clone();
-            let handle = tasks.spawn(async move { execute(rt.as_ref(), &cx, work).await });
+            let handle =
+                tasks.spawn(async move { execute(rt.as_ref(), host.as_ref(), &cx, work).await });
             self.running.insert(handle.id(), key);
         }
         self.announce_backoffs(&planned.backing_off, snapshot);
@@ -366,11 +373,7 @@ impl<R: Runtime> Reconciler<R> {
                     result: Err(WorkError {
                         container: None,
                         blocks_new_sandbox: false,
-                        error: RuntimeError::Call {
-                            method: "pod task",
-                            code: 2,
-                            message: e.to_string(),
-                        },
+                        error: StepError::TaskDied(e.to_string()),
                     }),
                 }
             }

@@ -16,18 +16,18 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Endpoint, Uri};
-use tracing::{debug, warn};
 
-use super::convert::Addresses;
 use super::metered::Metered;
 use super::{
-    ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource, NodeContext,
+    ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
     Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState,
-    Started, events, podfiles, prepare, volumes,
+    Started, convert, events,
 };
 use crate::clock::Timestamp;
+use crate::host::{NodeContext, Ready, podfiles};
 use crate::labels;
 use crate::metrics::Metrics;
+use crate::pod::environment::Addresses;
 use crate::pod::{ContainerKind, PodKey, StaticPod};
 
 /// Limit for calls that only read.
@@ -75,7 +75,7 @@ impl RuntimeVersion {
 /// A CRI v1 runtime behind a unix socket.
 pub struct CriRuntime {
     channel: Metered,
-    ctx: NodeContext,
+    ctx: Arc<NodeContext>,
     cache: Mutex<Cache>,
 }
 
@@ -91,6 +91,44 @@ fn a_zero_or_go_zero_time_from_the_runtime_is_no_time_issue_17() {
     assert_eq!(cri_time(0), None);
     assert_eq!(cri_time(-6_795_364_578_871_345_152), None);
     assert_eq!(cri_time(7), Some(Timestamp(7)));
+}
+
+/// The sandbox config for `pod`, without a log directory when its host side has no usable
+/// one.
+pub fn sandbox_config(
+    pod: &StaticPod,
+    attempt: u32,
+    host: Ready,
+    ctx: &NodeContext,
+) -> cri::PodSandboxConfig {
+    let mut config = convert::sandbox_config(pod, attempt, ctx);
+    if !host.logs {
+        config.log_directory.clear();
+    }
+    config
+}
+
+/// The `CreateContainer` config of container `name` and the sandbox config that goes with it,
+/// without logs when its host side has no usable log directory. The benchmark's floor sends
+/// exactly these.
+pub fn container_configs(
+    pod: &StaticPod,
+    name: &str,
+    attempt: u32,
+    addrs: &Addresses,
+    host: Ready,
+    ctx: &NodeContext,
+) -> Result<(cri::ContainerConfig, cri::PodSandboxConfig), RuntimeError> {
+    let (kind, container) = pod
+        .container(name)
+        .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_owned()))?;
+    let mut config = convert::container_config(pod, container, kind, attempt, addrs, ctx);
+    if !host.logs {
+        // containerd logs nothing when either is empty (and fails the container when it
+        // cannot create the log file).
+        config.log_path.clear();
+    }
+    Ok((config, sandbox_config(pod, 0, host, ctx)))
 }
 
 fn socket_path(endpoint: &str) -> PathBuf {
@@ -134,7 +172,7 @@ impl CriRuntime {
     /// not connect yet: the first call does, and calls reconnect after the runtime restarts.
     pub fn new(
         endpoint: &str,
-        ctx: NodeContext,
+        ctx: Arc<NodeContext>,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<CriRuntime, RuntimeError> {
         let path = socket_path(endpoint);
@@ -159,7 +197,7 @@ impl CriRuntime {
     }
 
     /// The node facts used to build configs.
-    pub fn context(&self) -> &NodeContext {
+    pub fn context(&self) -> &Arc<NodeContext> {
         &self.ctx
     }
 
@@ -340,18 +378,6 @@ impl CriRuntime {
             }
         }
     }
-
-    fn addresses(&self, pod: &StaticPod, sandbox_ip: Option<String>) -> Addresses {
-        let host_ip = self.ctx.host_ip.map(|ip| ip.to_string());
-        Addresses {
-            pod_ip: if pod.host_network() {
-                host_ip.clone()
-            } else {
-                sandbox_ip
-            },
-            host_ip,
-        }
-    }
 }
 
 /// The kubelet's `verifyRunAsNonRoot`: with `runAsNonRoot`, refuse a container that would run
@@ -410,25 +436,6 @@ fn parse_key(labels: &HashMap<String, String>) -> Option<(PodKey, String)> {
 
 fn managed_filter() -> HashMap<String, String> {
     [(labels::MANAGED.to_owned(), labels::MANAGED_VALUE.to_owned())].into()
-}
-
-fn remove_cgroups(cgroup_root: &str, uid: &str) {
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    let root = cgroup_root.trim_matches('/');
-    let mut bases: Vec<PathBuf> = hierarchies.flatten().map(|e| e.path()).collect();
-    bases.push(PathBuf::from("/sys/fs/cgroup")); // cgroup v2: the unified tree itself
-    for base in bases {
-        for qos in ["", "burstable", "besteffort"] {
-            let dir = base.join(root).join(qos).join(format!("pod{uid}"));
-            match std::fs::remove_dir(&dir) {
-                Ok(()) => debug!(path = %dir.display(), "removed pod cgroup"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => debug!(path = %dir.display(), error = %e, "pod cgroup not removed"),
-            }
-        }
-    }
 }
 
 impl Runtime for CriRuntime {
@@ -594,8 +601,13 @@ impl Runtime for CriRuntime {
         Ok(observed)
     }
 
-    async fn run_sandbox(&self, pod: &StaticPod, attempt: u32) -> Result<SandboxId, RuntimeError> {
-        let config = prepare::sandbox(pod, attempt, &self.ctx)?;
+    async fn run_sandbox(
+        &self,
+        pod: &StaticPod,
+        attempt: u32,
+        host: Ready,
+    ) -> Result<SandboxId, RuntimeError> {
+        let config = sandbox_config(pod, attempt, host, &self.ctx);
         let req = timeout_of(
             tonic::Request::new(cri::RunPodSandboxRequest {
                 config: Some(config),
@@ -613,13 +625,15 @@ impl Runtime for CriRuntime {
         Ok(SandboxId(id))
     }
 
-    async fn start_container(
-        &self,
-        pod: &StaticPod,
-        sandbox: &SandboxId,
-        name: &str,
-        attempt: u32,
-    ) -> Result<Started, RuntimeError> {
+    async fn start_container(&self, start: &ContainerStart<'_>) -> Result<Started, RuntimeError> {
+        let ContainerStart {
+            pod,
+            sandbox,
+            name,
+            attempt,
+            addrs,
+            host,
+        } = *start;
         let (_, container) = pod
             .container(name)
             .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_owned()))?;
@@ -630,20 +644,8 @@ impl Runtime for CriRuntime {
             .unwrap_or_else(|| "IfNotPresent".into());
         let (found, source) = self.ensure_image(&image, &policy).await?;
         check_run_as_non_root(pod, container, &found)?;
-        let cached_ip = {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            cache.sandbox_ips.get(&sandbox.0).cloned()
-        };
-        let sandbox_ip = match cached_ip {
-            Some(ip) => ip,
-            None if pod.host_network() => None,
-            None => self
-                .fetch_sandbox_ip(sandbox.0.clone())
-                .await
-                .and_then(|(_, ip)| ip),
-        };
-        let addrs = self.addresses(pod, sandbox_ip);
-        let (config, sandbox_config) = prepare::container(pod, name, attempt, &addrs, &self.ctx)?;
+        let (config, sandbox_config) =
+            container_configs(pod, name, attempt, addrs, host, &self.ctx)?;
         let req = timeout_of(
             tonic::Request::new(cri::CreateContainerRequest {
                 pod_sandbox_id: sandbox.0.clone(),
@@ -784,23 +786,5 @@ impl Runtime for CriRuntime {
             Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
             Err(s) => Err(to_error("GetContainerEvents", s, READ_TIMEOUT)),
         }
-    }
-
-    async fn forget_pod(&self, key: &PodKey, uid: &str) -> Result<(), RuntimeError> {
-        let log_dir = self.ctx.pod_log_dir(&key.namespace, &key.name, uid);
-        if let Err(e) = std::fs::remove_dir_all(&log_dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(path = %log_dir.display(), error = %e, "pod log directory not removed");
-        }
-        let pod_dir = self.ctx.pod_dir(uid);
-        volumes::unmount_under(&pod_dir);
-        if let Err(e) = std::fs::remove_dir_all(&pod_dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(podfiles::host_error("removing pod directory", &pod_dir, e));
-        }
-        remove_cgroups(&self.ctx.cgroup_root, uid);
-        Ok(())
     }
 }

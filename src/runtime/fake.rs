@@ -6,10 +6,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    ContainerId, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource, Observed,
-    ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState, Started,
+    ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
+    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState,
+    Started,
 };
 use crate::clock::Clock;
+use crate::host::Ready;
+use crate::pod::environment::Addresses;
 use crate::pod::{PodKey, StaticPod};
 
 /// A call the fake received, with what identifies it.
@@ -33,8 +36,6 @@ pub enum FakeCall {
     RemoveSandbox(SandboxId),
     /// `exec_sync(id, cmd)`.
     ExecSync(ContainerId, Vec<String>),
-    /// `forget_pod(key, uid)`.
-    ForgetPod(PodKey, String),
 }
 
 #[derive(Default)]
@@ -125,6 +126,31 @@ impl FakeRuntime {
         self.lock().exec_delays.insert(program.to_owned(), delay);
     }
 
+    /// Test shorthand: runs a sandbox for `pod` (logs on).
+    pub async fn run_pod(&self, pod: &StaticPod, attempt: u32) -> Result<SandboxId, RuntimeError> {
+        self.run_sandbox(pod, attempt, Ready { logs: true }).await
+    }
+
+    /// Test shorthand: starts container `name` of `pod` in `sandbox`, without addresses.
+    pub async fn start(
+        &self,
+        pod: &StaticPod,
+        sandbox: &SandboxId,
+        name: &str,
+        attempt: u32,
+    ) -> Result<ContainerId, RuntimeError> {
+        let addrs = Addresses::default();
+        let start = ContainerStart {
+            pod,
+            sandbox,
+            name,
+            attempt,
+            addrs: &addrs,
+            host: Ready { logs: true },
+        };
+        self.start_container(&start).await.map(|s| s.id)
+    }
+
     /// Makes a running container exit with `code`, as a crash or completion would.
     pub fn exit_container(&self, id: &ContainerId, code: i32) {
         let now = self.clock.now();
@@ -173,7 +199,12 @@ impl Runtime for FakeRuntime {
         Ok(self.snapshot())
     }
 
-    async fn run_sandbox(&self, pod: &StaticPod, attempt: u32) -> Result<SandboxId, RuntimeError> {
+    async fn run_sandbox(
+        &self,
+        pod: &StaticPod,
+        attempt: u32,
+        _host: Ready,
+    ) -> Result<SandboxId, RuntimeError> {
         self.record(
             FakeCall::RunSandbox(pod.key.clone(), attempt),
             "run_sandbox",
@@ -208,13 +239,8 @@ impl Runtime for FakeRuntime {
         Ok(id)
     }
 
-    async fn start_container(
-        &self,
-        pod: &StaticPod,
-        sandbox: &SandboxId,
-        name: &str,
-        attempt: u32,
-    ) -> Result<Started, RuntimeError> {
+    async fn start_container(&self, start: &ContainerStart<'_>) -> Result<Started, RuntimeError> {
+        let (pod, sandbox, name, attempt) = (start.pod, start.sandbox, start.name, start.attempt);
         self.record(
             FakeCall::StartContainer(pod.key.clone(), name.to_owned(), attempt),
             "start_container",
@@ -370,12 +396,5 @@ impl Runtime for FakeRuntime {
             }
         });
         Ok(Some((EventSource::Cri, Box::pin(stream))))
-    }
-
-    async fn forget_pod(&self, key: &PodKey, uid: &str) -> Result<(), RuntimeError> {
-        self.record(
-            FakeCall::ForgetPod(key.clone(), uid.to_owned()),
-            "forget_pod",
-        )
     }
 }

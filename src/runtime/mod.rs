@@ -4,16 +4,12 @@
 //! by `FakeRuntime`. Protobuf types never leave this module: `convert` turns a
 //! [`StaticPod`] into CRI configs (pure), `cri` performs the calls.
 
-mod convert;
+pub mod convert;
 mod cri;
 mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod fake;
 mod metered;
-mod node;
-mod podfiles;
-pub mod prepare;
-mod volumes;
 
 use std::fmt;
 use std::future::Future;
@@ -23,14 +19,14 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::clock::Timestamp;
+use crate::host::Ready;
+use crate::pod::environment::Addresses;
 use crate::pod::{ContainerKind, PodKey, StaticPod, WaitingReason};
 
-pub use convert::{Addresses, field_value, resource_value};
-pub use cri::{CriRuntime, RuntimeVersion};
+pub use cri::{CriRuntime, RuntimeVersion, container_configs, sandbox_config};
 pub use events::{EventSource, ExitStream};
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::{FakeCall, FakeRuntime};
-pub use node::{NodeContext, ResolvConf};
 
 macro_rules! id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -230,16 +226,6 @@ pub enum RuntimeError {
         /// What is wrong.
         message: String,
     },
-    /// A host-side step (directories, files) failed.
-    #[error("{what} {}: {message}", path.display())]
-    Host {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The OS error.
-        message: String,
-    },
     /// The pod does not declare the container asked for.
     #[error("pod has no container {0:?}")]
     NoSuchContainer(String),
@@ -277,6 +263,23 @@ impl RuntimeError {
             _ => None,
         }
     }
+}
+
+/// What starting one container takes.
+#[derive(Clone, Copy, Debug)]
+pub struct ContainerStart<'a> {
+    /// The pod.
+    pub pod: &'a StaticPod,
+    /// Its sandbox.
+    pub sandbox: &'a SandboxId,
+    /// The container's name.
+    pub name: &'a str,
+    /// Metadata attempt: the restart count.
+    pub attempt: u32,
+    /// The addresses its environment may refer to.
+    pub addrs: &'a Addresses,
+    /// Its host side, as the host layer prepared it.
+    pub host: Ready,
 }
 
 /// How the image of a started container came to be present.
@@ -319,21 +322,20 @@ pub trait Runtime: Send + Sync + 'static {
     /// Lists every sandbox and container podvisor created (those with its label).
     fn observe(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;
 
-    /// Creates and starts a sandbox for `pod` with metadata attempt `attempt`.
+    /// Creates and starts a sandbox for `pod` with metadata attempt `attempt`; its host side
+    /// is `host` (prepared by the host layer).
     fn run_sandbox(
         &self,
         pod: &StaticPod,
         attempt: u32,
+        host: Ready,
     ) -> impl Future<Output = Result<SandboxId, RuntimeError>> + Send;
 
-    /// Ensures the image per the pull policy, then creates and starts container `name` of
-    /// `pod` in `sandbox` with metadata attempt (restart count) `attempt`.
+    /// Ensures the image per the pull policy, then creates and starts container `start.name`
+    /// of `start.pod` in `start.sandbox`.
     fn start_container(
         &self,
-        pod: &StaticPod,
-        sandbox: &SandboxId,
-        name: &str,
-        attempt: u32,
+        start: &ContainerStart<'_>,
     ) -> impl Future<Output = Result<Started, RuntimeError>> + Send;
 
     /// Starts a container that was created but never started.
@@ -384,14 +386,6 @@ pub trait Runtime: Send + Sync + 'static {
     fn exits(
         &self,
     ) -> impl Future<Output = Result<Option<(EventSource, ExitStream)>, RuntimeError>> + Send;
-
-    /// Removes the host-side state of a pod UID that no sandbox uses any more: its log
-    /// directory, its pod directory under the root dir, and its cgroup.
-    fn forget_pod(
-        &self,
-        key: &PodKey,
-        uid: &str,
-    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use podvisor::host::NodeContext;
 use podvisor::pod::NodeName;
-use podvisor::runtime::{CriRuntime, NodeContext, Observed, Runtime};
+use podvisor::runtime::{CriRuntime, Observed, Runtime};
 
 /// The images every test manifest uses.
 pub const BUSYBOX: &str = "podvisor.local/busybox:1.35";
@@ -123,7 +124,7 @@ impl Lab {
             self.path("observer-root"),
             self.path("observer-logs"),
         );
-        CriRuntime::new(&self.endpoint, ctx, None).expect("cri client")
+        CriRuntime::new(&self.endpoint, std::sync::Arc::new(ctx), None).expect("cri client")
     }
 
     /// Sends SIGKILL to a container's process, as a crash would.

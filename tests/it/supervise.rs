@@ -9,6 +9,7 @@ use podvisor::app::{Parts, supervise_until};
 use podvisor::cli::LogFormat;
 use podvisor::clock::{Clock, Timestamp};
 use podvisor::config::Config;
+use podvisor::host::FakeHost;
 use podvisor::pod::{NodeName, WaitingReason};
 use podvisor::reconcile::ReconcileState;
 use podvisor::runtime::{FakeCall, FakeRuntime};
@@ -69,6 +70,7 @@ async fn crash_loop_restarts_at_once_then_exactly_when_the_backoff_expires() {
     let (channels, task) = supervise_until(
         &config(dir.path()),
         rt.clone(),
+        Arc::new(FakeHost::new()),
         Parts::plain(clock),
         shutdown.clone(),
     );
@@ -142,6 +144,7 @@ async fn shutdown_stops_the_loops_and_touches_no_pod() {
     let (channels, task) = supervise_until(
         &config(dir.path()),
         rt.clone(),
+        Arc::new(FakeHost::new()),
         Parts::plain(clock),
         shutdown.clone(),
     );
@@ -180,6 +183,7 @@ async fn a_missing_manifest_directory_never_deletes_running_pods() {
     let (channels, task) = supervise_until(
         &config(&manifests),
         rt.clone(),
+        Arc::new(FakeHost::new()),
         Parts::plain(clock),
         shutdown.clone(),
     );
@@ -201,6 +205,7 @@ async fn a_missing_manifest_directory_never_deletes_running_pods() {
     let (_channels, task) = supervise_until(
         &config(&manifests),
         rt.clone(),
+        Arc::new(FakeHost::new()),
         Parts::plain(clock),
         shutdown.clone(),
     );
@@ -215,7 +220,6 @@ async fn a_missing_manifest_directory_never_deletes_running_pods() {
 async fn tearing_down_an_orphan_with_a_long_grace_period_holds_up_neither_readiness_nor_other_pods_issue_17()
  {
     use podvisor::manifest::{Loaded, load_manifest};
-    use podvisor::runtime::Runtime;
 
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("web.yaml"), POD).expect("write");
@@ -232,8 +236,8 @@ async fn tearing_down_an_orphan_with_a_long_grace_period_holds_up_neither_readin
     ) else {
         panic!("orphan manifest");
     };
-    let sandbox = rt.run_sandbox(&pods[0], 0).await.expect("sandbox");
-    rt.start_container(&pods[0], &sandbox, "app", 0)
+    let sandbox = rt.run_pod(&pods[0], 0).await.expect("sandbox");
+    rt.start(&pods[0], &sandbox, "app", 0)
         .await
         .expect("container");
 
@@ -244,6 +248,7 @@ async fn tearing_down_an_orphan_with_a_long_grace_period_holds_up_neither_readin
     let (channels, task) = supervise_until(
         &config(dir.path()),
         rt.clone(),
+        Arc::new(FakeHost::new()),
         Parts::plain(clock),
         shutdown.clone(),
     );
@@ -298,6 +303,7 @@ async fn a_failed_pull_shows_err_image_pull_then_image_pull_back_off_and_retries
     let (channels, task) = supervise_until(
         &config(dir.path()),
         rt.clone(),
+        Arc::new(FakeHost::new()),
         Parts::plain(clock),
         shutdown.clone(),
     );

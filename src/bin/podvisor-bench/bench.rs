@@ -73,7 +73,7 @@ impl<'a> Bench<'a> {
             extra: crate::daemon::private_flags(&settings.podvisor, &lab.dir.join("status.sock")),
         };
         let floor_env = FloorEnv {
-            ctx: podvisor::runtime::NodeContext::detect(
+            ctx: podvisor::host::NodeContext::detect(
                 podvisor::pod::NodeName::new("floor"),
                 lab.path("floor-root")?,
                 lab.path("floor-logs")?,

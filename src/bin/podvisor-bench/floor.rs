@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use k8s_cri::v1 as cri;
 use podvisor::clock::Timestamp;
+use podvisor::host::{NodeContext, prepare};
 use podvisor::labels;
 use podvisor::manifest::{Loaded, load_manifest};
 use podvisor::pod::StaticPod;
-use podvisor::runtime::{Addresses, NodeContext, prepare};
+use podvisor::pod::environment::Addresses;
+use podvisor::runtime::{container_configs, sandbox_config};
 
 use crate::cri::Cri;
 use crate::pods::{GRACE_SECONDS, manifest};
@@ -123,11 +125,13 @@ pub async fn once(
         host_ip,
     };
     let prepared = (|| -> Result<_> {
-        let mut sandbox_config = prepare::sandbox(pod, 0, &env.ctx)?;
+        let ready = prepare::pod(pod, &env.ctx)?;
+        let mut sandbox_config = sandbox_config(pod, 0, ready, &env.ctx);
         sandbox_config.labels = unmanaged(std::mem::take(&mut sandbox_config.labels));
         let mut containers = Vec::new();
         for attempt in 0..3 {
-            let (mut c, _) = prepare::container(pod, "main", attempt, &addrs, &env.ctx)?;
+            let ready = prepare::container(pod, "main", attempt, &addrs, &env.ctx)?;
+            let (mut c, _) = container_configs(pod, "main", attempt, &addrs, ready, &env.ctx)?;
             c.labels = unmanaged(std::mem::take(&mut c.labels));
             containers.push(c);
         }

@@ -29,7 +29,7 @@ use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler};
 use crate::clock::Timestamp;
 use crate::manifest::Snapshot;
 use crate::pod::ProbeKind;
-use crate::pod::{PodKey, StaticPod};
+use crate::pod::{PodKey, PodUid, StaticPod};
 use crate::runtime::{ContainerId, Observed, ObservedContainer, ObservedSandbox, SandboxId};
 
 use super::backoff::Backoff;
@@ -118,12 +118,18 @@ pub enum Action {
     StopSandbox(SandboxId),
     /// Remove a stopped sandbox.
     RemoveSandbox(SandboxId),
-    /// Remove the host-side state of a pod version nothing uses any more.
-    ForgetPod {
+    /// Remove the host side of a pod version nothing uses any more (log and pod
+    /// directories, cgroup).
+    CleanupPod {
         /// The pod.
         key: PodKey,
         /// The version's UID.
-        uid: String,
+        uid: PodUid,
+    },
+    /// Make the host side of a pod ready (directories, volumes) for the sandbox that follows.
+    PreparePod {
+        /// The pod.
+        pod: Arc<StaticPod>,
     },
     /// Create and start a sandbox.
     RunSandbox {

@@ -10,7 +10,7 @@ use super::{
     Action, BackingOff, Plan, PlanInput, PodView, RestartKey, SandboxRef, StopReason, earliest,
 };
 use crate::pod::ProbeKind;
-use crate::pod::{RestartPolicy, StaticPod};
+use crate::pod::{PodUid, RestartPolicy, StaticPod};
 use crate::runtime::{ContainerState, ObservedContainer, ObservedSandbox, SandboxId, SandboxState};
 
 /// The newest instance of each container name among `containers`.
@@ -105,6 +105,19 @@ pub(super) fn plan_pod(
     actions: &mut Vec<Action>,
     out: &mut Plan,
 ) {
+    let mut cleanups = Vec::new();
+    plan_version(pod, view, input, actions, out, &mut cleanups);
+    actions.extend(cleanups);
+}
+
+fn plan_version(
+    pod: &Arc<StaticPod>,
+    view: &PodView<'_>,
+    input: &PlanInput<'_>,
+    actions: &mut Vec<Action>,
+    out: &mut Plan,
+    cleanups: &mut Vec<Action>,
+) {
     // 1. Other versions go first, entirely.
     let (current, stale): (Vec<&ObservedSandbox>, Vec<&ObservedSandbox>) = view
         .sandboxes
@@ -125,10 +138,11 @@ pub(super) fn plan_pod(
             .map(|s| s.uid.as_str())
             .filter(|uid| *uid != pod.uid.as_str())
             .collect();
+        // Cleaned up last: the new version does not wait for the old one's files.
         for uid in uids {
-            actions.push(Action::ForgetPod {
+            cleanups.push(Action::CleanupPod {
                 key: pod.key.clone(),
-                uid: uid.to_owned(),
+                uid: PodUid(uid.to_owned()),
             });
         }
     }
@@ -178,6 +192,7 @@ pub(super) fn plan_pod(
                 actions,
             );
             let attempt = current.iter().map(|s| s.attempt + 1).max().unwrap_or(0);
+            actions.push(Action::PreparePod { pod: pod.clone() });
             actions.push(Action::RunSandbox {
                 pod: pod.clone(),
                 attempt,

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler};
 
 use super::{Action, Hook, PlanInput, PodView, StopReason, StopTarget, grace};
-use crate::pod::{ContainerKind, PodKey, StaticPod};
+use crate::pod::{ContainerKind, PodKey, PodUid, StaticPod};
 use crate::runtime::{ContainerState, ObservedContainer, ObservedSandbox, SandboxId, SandboxState};
 
 pub(super) fn not_exited(c: &ObservedContainer) -> bool {
@@ -136,9 +136,9 @@ pub(super) fn plan_orphan(
         .chain(view.containers.iter().map(|c| c.uid.as_str()))
         .collect();
     for uid in uids {
-        actions.push(Action::ForgetPod {
+        actions.push(Action::CleanupPod {
             key: key.clone(),
-            uid: uid.to_owned(),
+            uid: PodUid(uid.to_owned()),
         });
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::*;
 use crate::clock::{Clock, Timestamp};
 use crate::event::EventSink;
+use crate::host::FakeHost;
 use crate::manifest::{Entry, Format, Resolver, Scan, Snapshot, parse_manifest};
 use crate::pod::NodeName;
 use crate::pod::ProbeKind;
@@ -101,7 +102,7 @@ impl World {
                         self.backoff.next(k, *finished, self.now);
                     }
                 }
-                execute(&self.rt, &cx(), work)
+                execute(&self.rt, &FakeHost::new(), &cx(), work)
                     .await
                     .result
                     .expect("fake runtime accepts the plan");
@@ -133,7 +134,8 @@ fn kinds(p: &Plan) -> Vec<&'static str> {
             Action::RemoveContainer(_) => "remove-container",
             Action::StopSandbox(_) => "stop-sandbox",
             Action::RemoveSandbox(_) => "remove-sandbox",
-            Action::ForgetPod { .. } => "forget",
+            Action::CleanupPod { .. } => "cleanup",
+            Action::PreparePod { .. } => "prepare",
             Action::RunSandbox { .. } => "run-sandbox",
             Action::StartContainer { .. } => "start",
             Action::StartCreated(_) => "start-created",
@@ -146,8 +148,8 @@ async fn new_pod_gets_a_sandbox_then_its_containers() {
     let w = World::new();
     let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
     let p = w.plan(&desired);
-    assert_eq!(kinds(&p), ["run-sandbox", "start"]);
-    match &p.work[0].actions[1] {
+    assert_eq!(kinds(&p), ["prepare", "run-sandbox", "start"]);
+    match &p.work[0].actions[2] {
         Action::StartContainer {
             sandbox,
             name,
@@ -203,7 +205,7 @@ async fn removed_manifest_stops_pod_with_grace_and_removes_it() {
             "stop-containers",
             "stop-sandbox",
             "remove-sandbox",
-            "forget"
+            "cleanup"
         ]
     );
     match &p.work[0].actions[0] {
@@ -294,9 +296,10 @@ async fn sandbox_change_stops_the_old_pod_fully_before_starting_the_new_one() {
             "stop-containers",
             "stop-sandbox",
             "remove-sandbox",
-            "forget",
+            "prepare",
             "run-sandbox",
-            "start"
+            "start",
+            "cleanup"
         ]
     );
     assert!(matches!(
@@ -331,10 +334,11 @@ async fn a_manifest_uid_survives_a_sandbox_change_and_keeps_its_directories_issu
             "stop-containers",
             "stop-sandbox",
             "remove-sandbox",
+            "prepare",
             "run-sandbox",
             "start"
         ],
-        "replaced by sandbox version, and the UID's directories are not forgotten"
+        "replaced by sandbox version, and the UID's directories are not cleaned up"
     );
     w.converge(&desired).await;
     let after = w.rt.snapshot().sandboxes;
@@ -458,9 +462,12 @@ async fn edited_container_of_a_completed_never_pod_runs_again() {
         &pod_yaml("a", "  restartPolicy: Never\n", &ONE.replace("3600", "60")),
     )]);
     let p = w.plan(&edited);
-    assert_eq!(kinds(&p), ["remove-sandbox", "run-sandbox", "start"]);
+    assert_eq!(
+        kinds(&p),
+        ["remove-sandbox", "prepare", "run-sandbox", "start"]
+    );
     assert!(matches!(
-        &p.work[0].actions[2],
+        &p.work[0].actions[3],
         Action::StartContainer { attempt: 1, .. }
     ));
 }
@@ -471,9 +478,9 @@ async fn init_containers_run_one_at_a_time_before_app_containers() {
     let spec = "  initContainers:\n  - {name: init1, image: 'busybox:1.35'}\n  - {name: init2, image: 'busybox:1.35'}\n";
     let desired = snapshot(&[("a.yaml", &pod_yaml("a", spec, ONE))]);
     let p = w.plan(&desired);
-    assert_eq!(kinds(&p), ["run-sandbox", "start"]);
+    assert_eq!(kinds(&p), ["prepare", "run-sandbox", "start"]);
     assert!(
-        matches!(&p.work[0].actions[1], Action::StartContainer { name, .. } if name == "init1")
+        matches!(&p.work[0].actions[2], Action::StartContainer { name, .. } if name == "init1")
     );
     w.converge(&desired).await;
     assert_eq!(
@@ -551,6 +558,7 @@ async fn dead_sandbox_is_replaced_with_a_higher_attempt_and_restart_counts_conti
     let sb = w.rt.snapshot().sandboxes[0].id.clone();
     execute(
         &w.rt,
+        &FakeHost::new(),
         &cx(),
         PodWork {
             key: w.rt.snapshot().sandboxes[0].key.clone(),
@@ -561,13 +569,16 @@ async fn dead_sandbox_is_replaced_with_a_higher_attempt_and_restart_counts_conti
     .result
     .expect("stop");
     let p = w.plan(&desired);
-    assert_eq!(kinds(&p), ["remove-sandbox", "run-sandbox", "start"]);
+    assert_eq!(
+        kinds(&p),
+        ["remove-sandbox", "prepare", "run-sandbox", "start"]
+    );
     assert!(matches!(
-        &p.work[0].actions[1],
+        &p.work[0].actions[2],
         Action::RunSandbox { attempt: 1, .. }
     ));
     assert!(matches!(
-        &p.work[0].actions[2],
+        &p.work[0].actions[3],
         Action::StartContainer { attempt: 1, .. }
     ));
 }

@@ -2,17 +2,16 @@
 //! /etc/hosts, the termination-message file), resources and the security context.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext};
 
-use super::env::{Addresses, environment, lookup};
 use super::sandbox::namespace_options;
+use crate::host::{NodeContext, podfiles, volumes};
 use crate::labels;
+use crate::pod::environment::{Addresses, environment, lookup};
 use crate::pod::{ContainerKind, QosClass, StaticPod, expand};
 use crate::quantity;
-use crate::runtime::{NodeContext, podfiles, volumes};
 
 /// Paths masked inside unprivileged containers (`pkg/securitycontext/util.go`).
 const MASKED_PATHS: &[&str] = &[
@@ -207,43 +206,6 @@ fn container_security(
     }
 }
 
-/// The host directory and the sub-path within it of each volume mount that uses
-/// `subPath` or `subPathExpr` (expanded with the container's environment).
-pub fn sub_paths(
-    pod: &StaticPod,
-    c: &Container,
-    env: &[(String, String)],
-    ctx: &NodeContext,
-) -> Vec<(PathBuf, PathBuf)> {
-    let volumes = pod.spec.volumes.as_deref().unwrap_or(&[]);
-    let mut out = Vec::new();
-    for m in c.volume_mounts.iter().flatten() {
-        let Some(vol) = volumes.iter().find(|v| v.name == m.name) else {
-            continue;
-        };
-        let sub = match (m.sub_path.as_deref(), m.sub_path_expr.as_deref()) {
-            (Some(s), _) if !s.is_empty() => s.to_owned(),
-            (_, Some(e)) if !e.is_empty() => expand(e, |n| lookup(env, n)),
-            _ => continue,
-        };
-        if let Some(dir) = volume_host_dir(pod, vol, ctx) {
-            out.push((dir, PathBuf::from(sub)));
-        }
-    }
-    out
-}
-
-fn volume_host_dir(
-    pod: &StaticPod,
-    vol: &k8s_openapi::api::core::v1::Volume,
-    ctx: &NodeContext,
-) -> Option<PathBuf> {
-    match &vol.host_path {
-        Some(hp) => Some(PathBuf::from(&hp.path)),
-        None => volumes::volume_path(ctx, pod.uid.as_str(), vol),
-    }
-}
-
 fn mounts(
     pod: &StaticPod,
     c: &Container,
@@ -258,7 +220,7 @@ fn mounts(
         let Some(vol) = volumes.iter().find(|v| v.name == m.name) else {
             continue; // validation guarantees every mount names a volume
         };
-        let Some(mut host) = volume_host_dir(pod, vol, ctx) else {
+        let Some(mut host) = volumes::volume_host_dir(pod, vol, ctx) else {
             continue;
         };
         let sub = match (m.sub_path.as_deref(), m.sub_path_expr.as_deref()) {
@@ -323,7 +285,7 @@ pub fn container_config(
     addrs: &Addresses,
     ctx: &NodeContext,
 ) -> cri::ContainerConfig {
-    let env = environment(pod, c, addrs, ctx);
+    let env = environment(pod, c, addrs, ctx.capacity());
     let expand_all = |list: &Option<Vec<String>>| -> Vec<String> {
         list.iter()
             .flatten()

@@ -8,12 +8,10 @@
 //! * `container`: the container (command, env, mounts, resources, security).
 
 mod container;
-mod env;
 mod sandbox;
 
-pub use container::{container_config, sub_paths};
-pub use env::{Addresses, environment, field_value, resource_value};
-pub use sandbox::{sandbox_config, sandbox_hostname};
+pub use container::container_config;
+pub use sandbox::sandbox_config;
 
 #[cfg(test)]
 mod tests;

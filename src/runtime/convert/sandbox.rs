@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use k8s_cri::v1 as cri;
 
+use crate::host::NodeContext;
 use crate::labels;
 use crate::pod::StaticPod;
-use crate::runtime::NodeContext;
 
 /// The cgroup a pod's containers nest under: `/kubepods[/<qos>]/pod<uid>`.
 pub fn cgroup_parent(pod: &StaticPod, ctx: &NodeContext) -> String {
@@ -40,25 +40,6 @@ pub(super) fn namespace_options(pod: &StaticPod) -> cri::NamespaceOption {
         ipc: mode(spec.host_ipc, cri::NamespaceMode::Pod),
         ..Default::default()
     }
-}
-
-/// The sandbox hostname: none for hostNetwork pods (runc refuses one without a UTS
-/// namespace), else `spec.hostname` or the pod name cut to 63 characters.
-pub fn sandbox_hostname(pod: &StaticPod) -> String {
-    if pod.host_network() {
-        return String::new();
-    }
-    let name = pod
-        .spec
-        .hostname
-        .clone()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| pod.key.name.clone());
-    let mut h: String = name.chars().take(63).collect();
-    while h.ends_with(['-', '.']) {
-        h.pop();
-    }
-    h
 }
 
 fn merge_options(base: &mut Vec<String>, extra: &[(String, Option<String>)]) {
@@ -195,7 +176,7 @@ pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::
             namespace: pod.key.namespace.clone(),
             attempt,
         }),
-        hostname: sandbox_hostname(pod),
+        hostname: pod.hostname(),
         log_directory: ctx
             .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str())
             .to_string_lossy()

@@ -3,10 +3,11 @@
 use super::sandbox::{cgroup_parent, dns_config};
 use super::*;
 use crate::clock::Timestamp;
+use crate::host::{NodeContext, ResolvConf};
 use crate::manifest::{Format, parse_manifest};
+use crate::pod::environment::Addresses;
 use crate::pod::{ContainerKind, StaticPod};
 use crate::pod::{ManifestRef, NodeName};
-use crate::runtime::{NodeContext, ResolvConf};
 use k8s_cri::v1 as cri;
 use std::path::PathBuf;
 

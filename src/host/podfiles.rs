@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Container;
 
-use super::{NodeContext, RuntimeError};
+use super::{HostError, NodeContext};
 use crate::pod::StaticPod;
 
 /// Longest termination message read from the file, as the kubelet.
@@ -20,13 +20,8 @@ pub const MAX_LOG_TAIL_BYTES: usize = 2048;
 /// Most log lines used by `FallbackToLogsOnError`.
 pub const MAX_LOG_TAIL_LINES: usize = 80;
 
-/// A host-side file operation that failed, naming the path.
-pub(super) fn host_error(what: &'static str, path: &Path, e: std::io::Error) -> RuntimeError {
-    RuntimeError::Host {
-        what,
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
+fn host_error(what: &'static str, path: &Path, e: std::io::Error) -> HostError {
+    HostError::new(what, path, e)
 }
 
 /// `<root-dir>/pods/<uid>/etc-hosts`.
@@ -58,7 +53,7 @@ pub fn etc_hosts_content(pod: &StaticPod, pod_ip: Option<&str>, node_hosts: &str
         out.push_str("# Kubernetes-managed hosts file.\n");
         out.push_str("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
         if let Some(ip) = pod_ip {
-            let hostname = super::convert::sandbox_hostname(pod);
+            let hostname = pod.hostname();
             match pod.spec.subdomain.as_deref().filter(|s| !s.is_empty()) {
                 Some(sub) => out.push_str(&format!(
                     "{ip}\t{hostname}.{sub}.{}.svc.cluster.local\t{hostname}\n",
@@ -84,7 +79,7 @@ pub fn write_etc_hosts(
     pod: &StaticPod,
     ctx: &NodeContext,
     pod_ip: Option<&str>,
-) -> Result<PathBuf, RuntimeError> {
+) -> Result<PathBuf, HostError> {
     let path = etc_hosts_path(ctx, pod.uid.as_str());
     let node_hosts = if pod.host_network() {
         fs::read_to_string("/etc/hosts").unwrap_or_default()
@@ -112,7 +107,7 @@ pub fn write_etc_hosts(
 /// run the container without logs: containerd fails a container whose log file it cannot
 /// create, and a pod is worth more than its logs. The check writes and removes one byte, as
 /// creating a directory succeeds on a full disk while writing does not.
-pub fn ensure_log_dir(dir: &Path) -> Result<(), RuntimeError> {
+pub fn ensure_log_dir(dir: &Path) -> Result<(), HostError> {
     fs::create_dir_all(dir).map_err(|e| host_error("creating log directory", dir, e))?;
     let probe = dir.join(".podvisor-write-check");
     let written = fs::write(&probe, b"\n");
@@ -131,7 +126,7 @@ pub fn termination_log_path(ctx: &NodeContext, uid: &str, name: &str, attempt: u
 
 /// Creates the empty, world-writable termination-message file (the container may run as any
 /// user), as the kubelet does.
-pub fn create_termination_log(path: &Path) -> Result<(), RuntimeError> {
+pub fn create_termination_log(path: &Path) -> Result<(), HostError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)
             .map_err(|e| host_error("creating container directory", parent, e))?;
@@ -139,6 +134,35 @@ pub fn create_termination_log(path: &Path) -> Result<(), RuntimeError> {
     fs::write(path, b"")
         .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o666)))
         .map_err(|e| host_error("creating termination-message file", path, e))
+}
+
+/// Text from bytes read out of a window of a file: a UTF-8 character cut at either edge of the
+/// window is left out, not allowed to spoil the rest (any other invalid byte shows as U+FFFD).
+pub fn window_text(bytes: &[u8]) -> String {
+    // A window may begin inside a character: skip its continuation bytes (at most three).
+    let start = bytes
+        .iter()
+        .take(3)
+        .take_while(|b| (**b & 0xC0) == 0x80)
+        .count();
+    let mut end = bytes.len();
+    // ... and end inside one: drop a trailing lead byte whose sequence is incomplete.
+    if let Some(lead) = (start..end)
+        .rev()
+        .take(4)
+        .find(|i| (bytes[*i] & 0xC0) != 0x80)
+    {
+        let want = match bytes[lead] {
+            b if b >= 0xF0 => 4,
+            b if b >= 0xE0 => 3,
+            b if b >= 0xC0 => 2,
+            _ => 1,
+        };
+        if end - lead < want {
+            end = lead;
+        }
+    }
+    String::from_utf8_lossy(&bytes[start.min(end)..end]).into_owned()
 }
 
 /// The message of a container that exited: its termination-message file (at most 4 KiB), or,
@@ -152,9 +176,9 @@ pub fn termination_message(
     let from_file = message_file
         .and_then(|p| fs::File::open(p).ok())
         .map(|f| {
-            let mut s = String::new();
-            let _ = f.take(MAX_MESSAGE_BYTES).read_to_string(&mut s);
-            s
+            let mut bytes = Vec::new();
+            let _ = f.take(MAX_MESSAGE_BYTES).read_to_end(&mut bytes);
+            window_text(&bytes)
         })
         .unwrap_or_default();
     if !from_file.is_empty() || !fallback_to_logs || exit_code == 0 {
@@ -172,9 +196,9 @@ pub fn log_tail(path: &Path) -> String {
     // CRI prefixes take ~40 bytes a line; read enough raw bytes for the message budget.
     let window = (MAX_LOG_TAIL_BYTES as u64 + 64 * MAX_LOG_TAIL_LINES as u64).min(len);
     let _ = f.seek(SeekFrom::Start(len - window));
-    let mut raw = String::new();
-    let _ = f.read_to_string(&mut raw);
-    tail_of_cri_log(&raw, len > window)
+    let mut raw = Vec::new();
+    let _ = f.read_to_end(&mut raw);
+    tail_of_cri_log(&window_text(&raw), len > window)
 }
 
 /// Pure part of [`log_tail`]: decodes CRI log lines and keeps the last 80 lines / 2 KiB.
@@ -306,10 +330,7 @@ mod tests {
         let file = dir.path().join("not-a-dir");
         fs::write(&file, "").expect("write");
         let err = ensure_log_dir(&file.join("ns_web_uid")).unwrap_err();
-        assert!(
-            matches!(&err, RuntimeError::Host { path, .. } if path.starts_with(&file)),
-            "{err}"
-        );
+        assert!(err.path.starts_with(&file), "{err}");
     }
 
     /// A tmpfs mounted for one test, unmounted however the test ends.
@@ -366,5 +387,26 @@ mod tests {
         let _ = fs::write(full.path().join("filler"), vec![0u8; 128 << 10]);
         let err = ensure_log_dir(&logs).unwrap_err();
         assert!(err.to_string().contains("No space left on device"), "{err}");
+    }
+
+    #[test]
+    fn a_window_cut_inside_a_character_keeps_the_rest_of_the_text_issue_11() {
+        let text = "héllo wörld ✓";
+        let bytes = text.as_bytes();
+        // Cut after the first byte of 'é' and after the second byte of '✓'.
+        let cut = &bytes[..bytes.len() - 1];
+        assert_eq!(window_text(cut), "héllo wörld ");
+        let e = text.find('é').expect("é");
+        assert_eq!(window_text(&bytes[e + 1..]), "llo wörld ✓");
+        assert_eq!(window_text(bytes), text);
+        // A termination message longer than 4 KiB, cut inside a character.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let msg = dir.path().join("msg");
+        let long = format!("{}{}", "a".repeat(4095), "é and more");
+        std::fs::write(&msg, &long).expect("write");
+        assert_eq!(
+            termination_message(Some(&msg), None, false, 1),
+            "a".repeat(4095)
+        );
     }
 }

@@ -5,9 +5,18 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 
-use crate::pod::{StaticPod, expand};
+use super::{StaticPod, expand};
 use crate::quantity;
-use crate::runtime::NodeContext;
+
+/// What a node offers, for limits a container leaves unset (`resourceFieldRef` reads them as
+/// the node's capacity).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// Online CPUs.
+    pub cpus: i64,
+    /// Memory in bytes.
+    pub memory_bytes: i64,
+}
 
 /// Host addresses a container's environment may refer to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,7 +80,7 @@ pub fn resource_value(
     c: &Container,
     resource: &str,
     divisor: Option<&str>,
-    ctx: &NodeContext,
+    node: Capacity,
 ) -> String {
     let r = c.resources.as_ref();
     let (map, name) = match resource.split_once('.') {
@@ -84,8 +93,8 @@ pub fn resource_value(
         .and_then(|q| quantity::milli_value(&q.0).ok());
     let milli = match (set, resource.starts_with("limits"), name) {
         (Some(v), _, _) => v,
-        (None, true, "cpu") => ctx.cpus * 1000,
-        (None, true, "memory") => ctx.memory_bytes.saturating_mul(1000),
+        (None, true, "cpu") => node.cpus * 1000,
+        (None, true, "memory") => node.memory_bytes.saturating_mul(1000),
         (None, _, _) => 0,
     };
     let divisor_milli = divisor
@@ -107,7 +116,7 @@ pub fn environment(
     pod: &StaticPod,
     c: &Container,
     addrs: &Addresses,
-    ctx: &NodeContext,
+    node: Capacity,
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     for EnvVar {
@@ -126,7 +135,7 @@ pub fn environment(
                         c,
                         &r.resource,
                         r.divisor.as_ref().map(|d| d.0.as_str()),
-                        ctx,
+                        node,
                     )
                 } else {
                     String::new()
@@ -140,7 +149,8 @@ pub fn environment(
     env
 }
 
-pub(super) fn lookup(env: &[(String, String)], name: &str) -> Option<String> {
+/// The value of `name` in an environment built so far (the last one wins).
+pub fn lookup(env: &[(String, String)], name: &str) -> Option<String> {
     env.iter()
         .rev()
         .find(|(n, _)| n == name)

@@ -5,6 +5,7 @@ use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use crate::pod::NodeName;
+use crate::pod::environment::Capacity;
 
 /// The host's resolver configuration, as `/etc/resolv.conf` holds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,6 +86,14 @@ impl NodeContext {
     /// The log directory of a pod: `<pod-log-dir>/<namespace>_<name>_<uid>`.
     pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
         self.pod_log_dir.join(format!("{namespace}_{name}_{uid}"))
+    }
+
+    /// What the node offers, for limits a container leaves unset.
+    pub fn capacity(&self) -> Capacity {
+        Capacity {
+            cpus: self.cpus,
+            memory_bytes: self.memory_bytes,
+        }
     }
 
     /// A pod's own directory under the root dir: `<root-dir>/pods/<uid>`.

@@ -7,20 +7,17 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, Volume};
-use nix::mount::{MntFlags, MsFlags};
+use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, Volume};
+use nix::mount::MsFlags;
 
-use super::convert::{Addresses, field_value, resource_value};
-use super::{NodeContext, RuntimeError};
+use super::{HostError, NodeContext};
 use crate::pod::StaticPod;
+use crate::pod::environment::{Addresses, field_value, lookup, resource_value};
+use crate::pod::expand;
 use crate::quantity;
 
-fn host_error(what: &'static str, path: &Path, message: impl Into<String>) -> RuntimeError {
-    RuntimeError::Host {
-        what,
-        path: path.to_owned(),
-        message: message.into(),
-    }
+fn host_error(what: &'static str, path: &Path, message: impl ToString) -> HostError {
+    HostError::new(what, path, message)
 }
 
 /// The directory backing a volume of a pod, for the volume types podvisor manages itself.
@@ -37,8 +34,47 @@ pub fn volume_path(ctx: &NodeContext, uid: &str, vol: &Volume) -> Option<PathBuf
     Some(ctx.pod_dir(uid).join("volumes").join(kind).join(&vol.name))
 }
 
+/// The host directory and the sub-path within it of each volume mount that uses
+/// `subPath` or `subPathExpr` (expanded with the container's environment).
+pub fn sub_paths(
+    pod: &StaticPod,
+    c: &Container,
+    env: &[(String, String)],
+    ctx: &NodeContext,
+) -> Vec<(PathBuf, PathBuf)> {
+    let volumes = pod.spec.volumes.as_deref().unwrap_or(&[]);
+    let mut out = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(vol) = volumes.iter().find(|v| v.name == m.name) else {
+            continue;
+        };
+        let sub = match (m.sub_path.as_deref(), m.sub_path_expr.as_deref()) {
+            (Some(s), _) if !s.is_empty() => s.to_owned(),
+            (_, Some(e)) if !e.is_empty() => expand(e, |n| lookup(env, n)),
+            _ => continue,
+        };
+        if let Some(dir) = volume_host_dir(pod, vol, ctx) {
+            out.push((dir, PathBuf::from(sub)));
+        }
+    }
+    out
+}
+
+/// The host directory behind a volume: a hostPath's own path, else the directory podvisor
+/// manages under the pod's directory.
+pub fn volume_host_dir(
+    pod: &StaticPod,
+    vol: &k8s_openapi::api::core::v1::Volume,
+    ctx: &NodeContext,
+) -> Option<PathBuf> {
+    match &vol.host_path {
+        Some(hp) => Some(PathBuf::from(&hp.path)),
+        None => volume_path(ctx, pod.uid.as_str(), vol),
+    }
+}
+
 /// Checks and creates what `pod`'s volumes need on the host.
-pub fn prepare(pod: &StaticPod, ctx: &NodeContext) -> Result<(), RuntimeError> {
+pub fn prepare(pod: &StaticPod, ctx: &NodeContext) -> Result<(), HostError> {
     // downwardAPI volumes may only use metadata and resources, never addresses.
     let addrs = &Addresses::default();
     for vol in pod.spec.volumes.iter().flatten() {
@@ -100,7 +136,7 @@ fn write_downward(
     dir: &Path,
     items: &[DownwardAPIVolumeFile],
     default_mode: i32,
-) -> Result<(), RuntimeError> {
+) -> Result<(), HostError> {
     for item in items {
         let value = if let Some(f) = &item.field_ref {
             field_value(pod, &f.field_path, addrs)
@@ -115,7 +151,7 @@ fn write_downward(
                 &container,
                 &r.resource,
                 r.divisor.as_ref().map(|d| d.0.as_str()),
-                ctx,
+                ctx.capacity(),
             )
         } else {
             continue;
@@ -146,7 +182,7 @@ fn is_mount_point(dir: &Path) -> bool {
     }
 }
 
-fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), RuntimeError> {
+fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), HostError> {
     let mut data = "mode=0777".to_owned();
     if let Some(bytes) = size.filter(|b| *b > 0) {
         data.push_str(&format!(",size={bytes}"));
@@ -161,26 +197,8 @@ fn mount_tmpfs(dir: &Path, size: Option<i64>) -> Result<(), RuntimeError> {
     .map_err(|e| host_error("mounting tmpfs for emptyDir", dir, e.to_string()))
 }
 
-/// Unmounts every mount at or below `dir` (tmpfs emptyDirs), deepest first, so that the pod
-/// directory can be removed.
-pub fn unmount_under(dir: &Path) {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in points {
-        let _ = nix::mount::umount2(&p, MntFlags::MNT_DETACH);
-    }
-}
-
 /// Creates missing subPath directories inside volumes, as the kubelet does before mounting.
-pub fn ensure_sub_paths(mounts: &[(PathBuf, PathBuf)]) -> Result<(), RuntimeError> {
+pub fn ensure_sub_paths(mounts: &[(PathBuf, PathBuf)]) -> Result<(), HostError> {
     for (volume_dir, sub) in mounts {
         if !volume_dir.exists() {
             continue; // a hostPath with no type check: the runtime reports it
@@ -195,7 +213,7 @@ pub fn ensure_sub_paths(mounts: &[(PathBuf, PathBuf)]) -> Result<(), RuntimeErro
     Ok(())
 }
 
-fn check_host_path(path: &Path, kind: &str) -> Result<(), RuntimeError> {
+fn check_host_path(path: &Path, kind: &str) -> Result<(), HostError> {
     let meta = fs::metadata(path);
     let mismatch = |expected: &str| {
         host_error(
@@ -247,8 +265,8 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), RuntimeError> {
 mod tests {
     use super::*;
 
+    use crate::host::ResolvConf;
     use crate::pod::NodeName;
-    use crate::runtime::ResolvConf;
 
     #[test]
     fn host_path_types_are_checked_and_created() {

@@ -1,0 +1,100 @@
+//! An in-memory [`Host`] for tests: records every call, can be told to fail the next ones,
+//! and touches no filesystem.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::{Host, HostError, Ready};
+use crate::pod::environment::Addresses;
+use crate::pod::{PodKey, PodUid, StaticPod};
+
+/// One call made to a [`FakeHost`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostCall {
+    /// `prepare_pod(pod)`.
+    PreparePod(PodKey),
+    /// `prepare_container(pod, name, attempt)`.
+    PrepareContainer(PodKey, String, u32),
+    /// `cleanup_pod(key, uid)`.
+    CleanupPod(PodKey, PodUid),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    calls: Vec<HostCall>,
+    failures: BTreeMap<&'static str, Vec<HostError>>,
+    no_logs: bool,
+}
+
+/// An in-memory host.
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    state: Mutex<State>,
+}
+
+impl FakeHost {
+    /// A host where everything succeeds.
+    pub fn new() -> FakeHost {
+        FakeHost::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<HostCall> {
+        self.lock().calls.clone()
+    }
+
+    /// Makes the next call of `method` (`"prepare_pod"`, `"prepare_container"`,
+    /// `"cleanup_pod"`) fail.
+    pub fn fail_next(&self, method: &'static str, message: &str) {
+        self.lock()
+            .failures
+            .entry(method)
+            .or_default()
+            .push(HostError::new(method, Path::new("/fake"), message));
+    }
+
+    /// Makes log directories unusable from now on (a full disk).
+    pub fn set_logs_unusable(&self) {
+        self.lock().no_logs = true;
+    }
+
+    fn record(&self, call: HostCall, method: &'static str) -> Result<Ready, HostError> {
+        let mut s = self.lock();
+        s.calls.push(call);
+        if let Some(list) = s.failures.get_mut(method)
+            && !list.is_empty()
+        {
+            return Err(list.remove(0));
+        }
+        Ok(Ready { logs: !s.no_logs })
+    }
+}
+
+impl Host for FakeHost {
+    async fn prepare_pod(&self, pod: Arc<StaticPod>) -> Result<Ready, HostError> {
+        self.record(HostCall::PreparePod(pod.key.clone()), "prepare_pod")
+    }
+
+    async fn prepare_container(
+        &self,
+        pod: Arc<StaticPod>,
+        name: String,
+        attempt: u32,
+        _addrs: Addresses,
+    ) -> Result<Ready, HostError> {
+        self.record(
+            HostCall::PrepareContainer(pod.key.clone(), name, attempt),
+            "prepare_container",
+        )
+    }
+
+    async fn cleanup_pod(&self, key: PodKey, uid: PodUid) -> Result<(), HostError> {
+        self.record(HostCall::CleanupPod(key, uid), "cleanup_pod")
+            .map(|_| ())
+    }
+}

@@ -168,7 +168,7 @@ pub(crate) fn running_container(rt: &FakeRuntime) -> ContainerId {
             namespace: "default".to_owned(),
             name: "web-node1".to_owned(),
         },
-        uid: "uid".to_owned(),
+        uid: crate::pod::PodUid("uid".to_owned()),
         name: "web".to_owned(),
         attempt: 0,
         kind: ContainerKind::App,
@@ -182,7 +182,8 @@ pub(crate) fn running_container(rt: &FakeRuntime) -> ContainerId {
         started_at: Some(Timestamp(0)),
         finished_at: None,
         exit_code: None,
-        reason: String::new(),
+        reason: None,
+        termination: None,
         message: String::new(),
     });
     id

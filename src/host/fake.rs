@@ -2,10 +2,10 @@
 //! and touches no filesystem.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{Host, HostError, Ready};
+use super::{Host, HostError, Ready, TerminationSource};
 use crate::pod::environment::Addresses;
 use crate::pod::{PodKey, PodUid, StaticPod};
 
@@ -18,6 +18,8 @@ pub enum HostCall {
     PrepareContainer(PodKey, String, u32),
     /// `cleanup_pod(key, uid)`.
     CleanupPod(PodKey, PodUid),
+    /// `termination_message(source, exit_code)`, by the source's file.
+    TerminationMessage(Option<PathBuf>),
 }
 
 #[derive(Debug, Default)]
@@ -25,6 +27,7 @@ struct State {
     calls: Vec<HostCall>,
     failures: BTreeMap<&'static str, Vec<HostError>>,
     no_logs: bool,
+    messages: BTreeMap<PathBuf, String>,
 }
 
 /// An in-memory host.
@@ -56,6 +59,13 @@ impl FakeHost {
             .entry(method)
             .or_default()
             .push(HostError::new(method, Path::new("/fake"), message));
+    }
+
+    /// Makes the termination-message file `file` hold `text`.
+    pub fn set_termination_message(&self, file: &Path, text: &str) {
+        self.lock()
+            .messages
+            .insert(file.to_owned(), text.to_owned());
     }
 
     /// Makes log directories unusable from now on (a full disk).
@@ -91,6 +101,16 @@ impl Host for FakeHost {
             HostCall::PrepareContainer(pod.key.clone(), name, attempt),
             "prepare_container",
         )
+    }
+
+    async fn termination_message(&self, source: TerminationSource, _exit_code: i32) -> String {
+        let mut s = self.lock();
+        s.calls
+            .push(HostCall::TerminationMessage(source.file.clone()));
+        source
+            .file
+            .and_then(|f| s.messages.get(&f).cloned())
+            .unwrap_or_default()
     }
 
     async fn cleanup_pod(&self, key: PodKey, uid: PodUid) -> Result<(), HostError> {

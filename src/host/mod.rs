@@ -33,6 +33,7 @@ use crate::pod::{PodKey, PodUid, StaticPod};
 #[cfg(any(test, feature = "test-util"))]
 pub use fake::{FakeHost, HostCall};
 pub use node::{NodeContext, ResolvConf};
+pub use podfiles::TerminationSource;
 pub use prepare::Ready;
 pub use real::RealHost;
 
@@ -53,6 +54,14 @@ pub trait Host: Send + Sync + 'static {
         attempt: u32,
         addrs: Addresses,
     ) -> impl Future<Output = Result<Ready, HostError>> + Send;
+
+    /// The termination message of a container that exited with `exit_code`, read from where
+    /// `source` says (empty when there is none).
+    fn termination_message(
+        &self,
+        source: TerminationSource,
+        exit_code: i32,
+    ) -> impl Future<Output = String> + Send;
 
     /// Removes what a pod version left on the host once no sandbox uses it: its log
     /// directory, its pod directory (mounts below it first) and its cgroup.

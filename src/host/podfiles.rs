@@ -165,15 +165,24 @@ pub fn window_text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[start.min(end)..end]).into_owned()
 }
 
+/// Where an exited container's termination message can be found, as its runtime record
+/// says: the host file mounted at its `terminationMessagePath`, its log file, and its policy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TerminationSource {
+    /// The host side of its termination-message file.
+    pub file: Option<PathBuf>,
+    /// Its CRI log file.
+    pub log: Option<PathBuf>,
+    /// `terminationMessagePolicy: FallbackToLogsOnError`.
+    pub fallback_to_logs: bool,
+}
+
 /// The message of a container that exited: its termination-message file (at most 4 KiB), or,
 /// for `FallbackToLogsOnError` after a failure with an empty file, the tail of its log.
-pub fn termination_message(
-    message_file: Option<&Path>,
-    log_file: Option<&Path>,
-    fallback_to_logs: bool,
-    exit_code: i32,
-) -> String {
-    let from_file = message_file
+pub fn termination_message(source: &TerminationSource, exit_code: i32) -> String {
+    let from_file = source
+        .file
+        .as_deref()
         .and_then(|p| fs::File::open(p).ok())
         .map(|f| {
             let mut bytes = Vec::new();
@@ -181,10 +190,10 @@ pub fn termination_message(
             window_text(&bytes)
         })
         .unwrap_or_default();
-    if !from_file.is_empty() || !fallback_to_logs || exit_code == 0 {
+    if !from_file.is_empty() || !source.fallback_to_logs || exit_code == 0 {
         return from_file;
     }
-    log_file.map(log_tail).unwrap_or_default()
+    source.log.as_deref().map(log_tail).unwrap_or_default()
 }
 
 /// The last lines of a CRI log file, without the `<time> <stream> <tag> ` prefixes.
@@ -281,26 +290,65 @@ mod tests {
         std::fs::write(&log, "2024-01-01T00:00:00.000000000Z stdout F starting\n2024-01-01T00:00:01.000000000Z stderr P part one \n2024-01-01T00:00:01.000000001Z stderr F and two\n").expect("write");
         std::fs::write(&msg, "").expect("write");
         assert_eq!(
-            termination_message(Some(&msg), Some(&log), true, 1),
+            termination_message(
+                &TerminationSource {
+                    file: Some(msg.clone()),
+                    log: Some(log.clone()),
+                    fallback_to_logs: true
+                },
+                1
+            ),
             "starting\npart one and two"
         );
         assert_eq!(
-            termination_message(Some(&msg), Some(&log), true, 0),
+            termination_message(
+                &TerminationSource {
+                    file: Some(msg.clone()),
+                    log: Some(log.clone()),
+                    fallback_to_logs: true
+                },
+                0
+            ),
             "",
             "no fallback after success"
         );
         assert_eq!(
-            termination_message(Some(&msg), Some(&log), false, 1),
+            termination_message(
+                &TerminationSource {
+                    file: Some(msg.clone()),
+                    log: Some(log.clone()),
+                    fallback_to_logs: false
+                },
+                1
+            ),
             "",
             "File policy never reads logs"
         );
         std::fs::write(&msg, "disk full").expect("write");
         assert_eq!(
-            termination_message(Some(&msg), Some(&log), true, 1),
+            termination_message(
+                &TerminationSource {
+                    file: Some(msg.clone()),
+                    log: Some(log.clone()),
+                    fallback_to_logs: true
+                },
+                1
+            ),
             "disk full"
         );
         std::fs::write(&msg, "x".repeat(5000)).expect("write");
-        assert_eq!(termination_message(Some(&msg), None, false, 1).len(), 4096);
+        assert_eq!(
+            termination_message(
+                &TerminationSource {
+                    file: Some(msg.clone()),
+                    log: None,
+                    fallback_to_logs: false
+                },
+                1
+            )
+            .len(),
+            4096
+        );
     }
 
     #[test]
@@ -405,7 +453,14 @@ mod tests {
         let long = format!("{}{}", "a".repeat(4095), "é and more");
         std::fs::write(&msg, &long).expect("write");
         assert_eq!(
-            termination_message(Some(&msg), None, false, 1),
+            termination_message(
+                &TerminationSource {
+                    file: Some(msg.clone()),
+                    log: None,
+                    fallback_to_logs: false
+                },
+                1
+            ),
             "a".repeat(4095)
         );
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Host, HostError, NodeContext, Ready, cleanup, prepare};
+use super::{Host, HostError, NodeContext, Ready, TerminationSource, cleanup, podfiles, prepare};
 use crate::pod::environment::Addresses;
 use crate::pod::{PodKey, PodUid, StaticPod};
 
@@ -52,6 +52,12 @@ impl Host for RealHost {
             prepare::container(&pod, &name, attempt, &addrs, ctx)
         })
         .await
+    }
+
+    async fn termination_message(&self, source: TerminationSource, exit_code: i32) -> String {
+        tokio::task::spawn_blocking(move || podfiles::termination_message(&source, exit_code))
+            .await
+            .unwrap_or_default()
     }
 
     async fn cleanup_pod(&self, key: PodKey, uid: PodUid) -> Result<(), HostError> {

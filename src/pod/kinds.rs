@@ -82,3 +82,78 @@ impl fmt::Display for WaitingReason {
         f.write_str(self.as_str())
     }
 }
+
+/// Why a container ended (`containerStatuses[].state.terminated.reason`), as the runtime
+/// reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TerminationReason {
+    /// It exited with code 0.
+    Completed,
+    /// It exited with another code.
+    Error,
+    /// The kernel's OOM killer ended it.
+    OomKilled,
+    /// The runtime could not run its command (CRI-O's `ContainerCannotRun`).
+    ContainerCannotRun,
+    /// Any other reason a runtime gives, as it spells it.
+    Other(String),
+}
+
+impl TerminationReason {
+    /// The runtime's reason; an empty one is `Completed` or `Error` by the exit code, as the
+    /// kubelet fills it in.
+    pub fn from_runtime(reason: &str, exit_code: i32) -> TerminationReason {
+        match reason {
+            "" if exit_code == 0 => TerminationReason::Completed,
+            "" => TerminationReason::Error,
+            "Completed" => TerminationReason::Completed,
+            "Error" => TerminationReason::Error,
+            "OOMKilled" => TerminationReason::OomKilled,
+            "ContainerCannotRun" => TerminationReason::ContainerCannotRun,
+            other => TerminationReason::Other(other.to_owned()),
+        }
+    }
+
+    /// The reason as the API spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TerminationReason::Completed => "Completed",
+            TerminationReason::Error => "Error",
+            TerminationReason::OomKilled => "OOMKilled",
+            TerminationReason::ContainerCannotRun => "ContainerCannotRun",
+            TerminationReason::Other(reason) => reason,
+        }
+    }
+}
+
+impl fmt::Display for TerminationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_termination_reason_round_trips_and_an_empty_one_follows_the_exit_code() {
+        for r in [
+            "Completed",
+            "Error",
+            "OOMKilled",
+            "ContainerCannotRun",
+            "StartError",
+        ] {
+            assert_eq!(TerminationReason::from_runtime(r, 1).as_str(), r);
+        }
+        assert_eq!(
+            TerminationReason::from_runtime("", 0),
+            TerminationReason::Completed
+        );
+        assert_eq!(
+            TerminationReason::from_runtime("", 137),
+            TerminationReason::Error
+        );
+    }
+}

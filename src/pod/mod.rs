@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use expand::expand;
 pub use hash::{canonical_json, container_hash, pod_hashes};
-pub use kinds::{ProbeKind, WaitingReason};
+pub use kinds::{ProbeKind, TerminationReason, WaitingReason};
 pub use qos::{QosClass, qos_class};
 
 use crate::clock::Timestamp;

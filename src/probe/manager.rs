@@ -203,7 +203,7 @@ impl<R: Runtime> Prober<R> {
                 observed
                     .sandboxes
                     .iter()
-                    .any(|s| s.id == c.sandbox && s.version == p.sandbox.0)
+                    .any(|s| s.id == c.sandbox && s.version == p.sandbox)
             };
             let Some(pod) = snapshot.pods.get(&c.key).filter(in_current) else {
                 continue;

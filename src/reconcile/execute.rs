@@ -761,7 +761,7 @@ mod tests {
             "remove_sandbox",
             RuntimeError::Call {
                 method: "RemovePodSandbox",
-                code: 2,
+                code: tonic::Code::Unknown,
                 message: "device or resource busy".into(),
             },
         );

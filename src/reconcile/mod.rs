@@ -3,10 +3,12 @@
 //! * `plan`: pure, no IO, no clock reads: `plan(desired, observed, now) -> actions`.
 //! * `backoff`: CrashLoopBackOff and retry arithmetic, pure.
 //! * `execute`: applies one pod's actions through the [`crate::runtime::Runtime`] trait.
+//! * `messages`: exited containers' termination messages, read from the host once.
 //! * `run`: the loop that observes, plans and dispatches, one task per pod.
 
 mod backoff;
 mod execute;
+mod messages;
 mod plan;
 mod recheck;
 mod run;

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
 use super::execute::{ExecContext, Outcome, StepError, WorkError, execute};
+use super::messages::TerminationMessages;
 use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};
 use super::recheck::Rechecks;
 use crate::clock::{Clock, Timestamp};
@@ -98,6 +99,9 @@ pub struct Reconciler<R: Runtime, H: Host> {
     runtime_retry: Duration,
     announced_backoffs: BTreeSet<(PodKey, String, Timestamp)>,
     metrics: Option<Arc<Metrics>>,
+    messages: TerminationMessages,
+    /// Status calls that failed last pass, to warn once per failure.
+    unreadable: BTreeSet<String>,
     running: std::collections::HashMap<tokio::task::Id, PodKey>,
     state: ReconcileState,
     state_tx: watch::Sender<Arc<ReconcileState>>,
@@ -138,6 +142,8 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
             runtime_retry: RUNTIME_RETRY_MIN,
             announced_backoffs: BTreeSet::new(),
             metrics: None,
+            messages: TerminationMessages::default(),
+            unreadable: BTreeSet::new(),
             running: std::collections::HashMap::new(),
             state: ReconcileState::default(),
             state_tx,
@@ -232,7 +238,7 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
         snapshot_synced: &mut bool,
     ) -> Option<Timestamp> {
         let started = Instant::now();
-        let observed = match self.rt.observe().await {
+        let mut observed = match self.rt.observe().await {
             Ok(o) => {
                 if let Some(err) = self.state.runtime_error.take() {
                     info!(previous_error = %err, "container runtime reachable again");
@@ -252,6 +258,8 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
                 return Some(self.clock.now().plus(retry));
             }
         };
+        self.report_unreadable(&observed);
+        self.messages.fill(self.host.as_ref(), &mut observed).await;
         let now = self.clock.now();
         self.crash_backoff.gc(now);
         self.retry_at.retain(|_, at| *at > now);
@@ -325,6 +333,18 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Warns once about each status call that failed, and when such failures clear.
+    fn report_unreadable(&mut self, observed: &Observed) {
+        let now: BTreeSet<String> = observed.unreadable.iter().map(|e| e.to_string()).collect();
+        for error in now.difference(&self.unreadable) {
+            warn!(%error, "runtime status call failed; its details are asked for again next pass");
+        }
+        if now.is_empty() && !self.unreadable.is_empty() {
+            info!("runtime status calls succeed again");
+        }
+        self.unreadable = now;
     }
 
     /// Emits the kubelet's `BackOff` event once per backoff period of each container.

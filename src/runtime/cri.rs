@@ -17,6 +17,7 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Endpoint, Uri};
 
+use super::grpc::{done_if_gone, to_error};
 use super::metered::Metered;
 use super::{
     ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
@@ -24,11 +25,13 @@ use super::{
     Started, convert, events,
 };
 use crate::clock::Timestamp;
-use crate::host::{NodeContext, Ready, podfiles};
+use crate::host::{NodeContext, Ready, TerminationSource};
 use crate::labels;
 use crate::metrics::Metrics;
 use crate::pod::environment::Addresses;
-use crate::pod::{ContainerKind, PodKey, StaticPod};
+use crate::pod::{
+    ContainerHash, ContainerKind, PodKey, PodUid, SandboxHash, StaticPod, TerminationReason,
+};
 
 /// Limit for calls that only read.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +45,8 @@ struct ContainerDetails {
     started_at: Option<Timestamp>,
     finished_at: Option<Timestamp>,
     exit_code: Option<i32>,
-    reason: String,
+    reason: Option<TerminationReason>,
+    termination: Option<TerminationSource>,
     message: String,
     image_ref: String,
     exited: bool,
@@ -83,14 +87,6 @@ pub struct CriRuntime {
 /// (containerd 1.6 sends Go's zero time as `-6795364578871345152`, 1754-08-30).
 fn cri_time(nanos: i64) -> Option<Timestamp> {
     (nanos > 0).then_some(Timestamp(nanos))
-}
-
-#[cfg(test)]
-#[test]
-fn a_zero_or_go_zero_time_from_the_runtime_is_no_time_issue_17() {
-    assert_eq!(cri_time(0), None);
-    assert_eq!(cri_time(-6_795_364_578_871_345_152), None);
-    assert_eq!(cri_time(7), Some(Timestamp(7)));
 }
 
 /// The sandbox config for `pod`, without a log directory when its host side has no usable
@@ -140,31 +136,40 @@ fn timeout_of<T>(mut req: tonic::Request<T>, t: Duration) -> tonic::Request<T> {
     req
 }
 
-fn to_error(method: &'static str, status: tonic::Status, timeout: Duration) -> RuntimeError {
-    use tonic::Code;
-    match status.code() {
-        Code::Unavailable | Code::Cancelled => RuntimeError::Unavailable {
-            method,
-            message: status.message().to_owned(),
+/// What a container's status says that its list entry does not.
+fn details_of(status: cri::ContainerStatus) -> ContainerDetails {
+    let exited = status.state == cri::ContainerState::ContainerExited as i32;
+    let termination = exited.then(|| {
+        let path = status
+            .annotations
+            .get(labels::CONTAINER_TERMINATION_MESSAGE_PATH);
+        TerminationSource {
+            file: status
+                .mounts
+                .iter()
+                .find(|m| Some(&m.container_path) == path)
+                .map(|m| PathBuf::from(&m.host_path)),
+            log: (!status.log_path.is_empty()).then(|| PathBuf::from(&status.log_path)),
+            fallback_to_logs: status
+                .annotations
+                .get(labels::CONTAINER_TERMINATION_MESSAGE_POLICY)
+                .is_some_and(|p| p == "FallbackToLogsOnError"),
+        }
+    });
+    ContainerDetails {
+        started_at: cri_time(status.started_at),
+        finished_at: if exited {
+            cri_time(status.finished_at)
+        } else {
+            None
         },
-        Code::DeadlineExceeded => RuntimeError::Timeout { method, timeout },
-        // tonic reports a refused or missing socket as Unknown "transport error".
-        Code::Unknown if status.message().contains("transport") => RuntimeError::Unavailable {
-            method,
-            message: status.message().to_owned(),
-        },
-        code => RuntimeError::Call {
-            method,
-            code: code as i32,
-            message: status.message().to_owned(),
-        },
+        exit_code: exited.then_some(status.exit_code),
+        reason: exited.then(|| TerminationReason::from_runtime(&status.reason, status.exit_code)),
+        termination,
+        message: status.message,
+        image_ref: status.image_ref,
+        exited,
     }
-}
-
-fn is_not_found(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::NotFound
-        || status.message().contains("not found")
-        || status.message().contains("does not exist")
 }
 
 impl CriRuntime {
@@ -230,85 +235,44 @@ impl CriRuntime {
         })
     }
 
-    async fn container_details(&self, id: String) -> Option<(String, ContainerDetails)> {
+    async fn container_details(
+        &self,
+        id: String,
+    ) -> Result<Option<ContainerDetails>, RuntimeError> {
         let req = timeout_of(
             tonic::Request::new(cri::ContainerStatusRequest {
-                container_id: id.clone(),
+                container_id: id,
                 verbose: false,
             }),
             READ_TIMEOUT,
         );
-        let status = self
-            .rt()
-            .container_status(req)
-            .await
-            .ok()?
-            .into_inner()
-            .status?;
-        let exited = status.state == cri::ContainerState::ContainerExited as i32;
-        let message = if exited {
-            let path = status
-                .annotations
-                .get(labels::CONTAINER_TERMINATION_MESSAGE_PATH);
-            let file = status
-                .mounts
-                .iter()
-                .find(|m| Some(&m.container_path) == path)
-                .map(|m| PathBuf::from(&m.host_path));
-            let fallback = status
-                .annotations
-                .get(labels::CONTAINER_TERMINATION_MESSAGE_POLICY)
-                .is_some_and(|p| p == "FallbackToLogsOnError");
-            let log = (!status.log_path.is_empty()).then(|| PathBuf::from(&status.log_path));
-            let from_pod = podfiles::termination_message(
-                file.as_deref(),
-                log.as_deref(),
-                fallback,
-                status.exit_code,
-            );
-            if from_pod.is_empty() {
-                status.message.clone()
-            } else {
-                from_pod
-            }
-        } else {
-            status.message.clone()
-        };
-        Some((
-            id,
-            ContainerDetails {
-                started_at: cri_time(status.started_at),
-                finished_at: if exited {
-                    cri_time(status.finished_at)
-                } else {
-                    None
-                },
-                exit_code: exited.then_some(status.exit_code),
-                reason: status.reason,
-                message,
-                image_ref: status.image_ref,
-                exited,
+        let status = match self.rt().container_status(req).await {
+            Ok(resp) => resp.into_inner().status,
+            Err(s) => match to_error("ContainerStatus", s, READ_TIMEOUT) {
+                // Removed between the list and this call: the next list will not have it.
+                RuntimeError::NotFound { .. } => None,
+                e => return Err(e),
             },
-        ))
+        };
+        Ok(status.map(details_of))
     }
 
-    async fn fetch_sandbox_ip(&self, id: String) -> Option<(String, Option<String>)> {
+    async fn fetch_sandbox_ip(&self, id: String) -> Result<Option<Option<String>>, RuntimeError> {
         let req = timeout_of(
             tonic::Request::new(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: id.clone(),
+                pod_sandbox_id: id,
                 verbose: false,
             }),
             READ_TIMEOUT,
         );
-        let status = self
-            .rt()
-            .pod_sandbox_status(req)
-            .await
-            .ok()?
-            .into_inner()
-            .status?;
-        let ip = status.network.map(|n| n.ip).filter(|ip| !ip.is_empty());
-        Some((id, ip))
+        let status = match self.rt().pod_sandbox_status(req).await {
+            Ok(resp) => resp.into_inner().status,
+            Err(s) => match to_error("PodSandboxStatus", s, READ_TIMEOUT) {
+                RuntimeError::NotFound { .. } => None,
+                e => return Err(e),
+            },
+        };
+        Ok(status.map(|s| s.network.map(|n| n.ip).filter(|ip| !ip.is_empty())))
     }
 
     async fn image_status(
@@ -424,13 +388,13 @@ fn check_run_as_non_root(
     }
 }
 
-fn parse_key(labels: &HashMap<String, String>) -> Option<(PodKey, String)> {
+fn parse_key(labels: &HashMap<String, String>) -> Option<(PodKey, PodUid)> {
     Some((
         PodKey {
             namespace: labels.get(labels::POD_NAMESPACE)?.clone(),
             name: labels.get(labels::POD_NAME)?.clone(),
         },
-        labels.get(labels::POD_UID)?.clone(),
+        PodUid(labels.get(labels::POD_UID)?.clone()),
     ))
 }
 
@@ -499,19 +463,37 @@ impl Runtime for CriRuntime {
             (need_c, need_s)
         };
         let details: Vec<_> = futures::stream::iter(need_containers)
-            .map(|id| self.container_details(id))
+            .map(|id| async move { (id.clone(), self.container_details(id).await) })
             .buffer_unordered(STATUS_CONCURRENCY)
             .collect()
             .await;
         let ips: Vec<_> = futures::stream::iter(need_sandboxes)
-            .map(|id| self.fetch_sandbox_ip(id))
+            .map(|id| async move { (id.clone(), self.fetch_sandbox_ip(id).await) })
             .buffer_unordered(STATUS_CONCURRENCY)
             .collect()
             .await;
 
+        let mut observed = Observed::default();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.containers.extend(details.into_iter().flatten());
-        cache.sandbox_ips.extend(ips.into_iter().flatten());
+        // A failed status call is reported and asked again next time; nothing is cached.
+        for (id, details) in details {
+            match details {
+                Ok(Some(d)) => {
+                    cache.containers.insert(id, d);
+                }
+                Ok(None) => {}
+                Err(e) => observed.unreadable.push(e),
+            }
+        }
+        for (id, ip) in ips {
+            match ip {
+                Ok(Some(ip)) => {
+                    cache.sandbox_ips.insert(id, ip);
+                }
+                Ok(None) => {}
+                Err(e) => observed.unreadable.push(e),
+            }
+        }
         let live_c: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
         cache
             .containers
@@ -521,16 +503,16 @@ impl Runtime for CriRuntime {
             .sandbox_ips
             .retain(|id, _| live_s.contains(id.as_str()));
 
-        let mut observed = Observed::default();
         for s in sandboxes {
             let Some((key, uid)) = parse_key(&s.labels) else {
                 continue;
             };
-            let version = s
-                .annotations
-                .get(labels::SANDBOX_HASH)
-                .cloned()
-                .unwrap_or_else(|| uid.clone());
+            let version = SandboxHash(
+                s.annotations
+                    .get(labels::SANDBOX_HASH)
+                    .cloned()
+                    .unwrap_or_else(|| uid.0.clone()),
+            );
             observed.sandboxes.push(ObservedSandbox {
                 ip: cache.sandbox_ips.get(&s.id).cloned().flatten(),
                 id: SandboxId(s.id),
@@ -575,7 +557,10 @@ impl Runtime for CriRuntime {
                     _ => ContainerKind::App,
                 },
                 state,
-                hash: c.annotations.get(labels::CONTAINER_HASH).cloned(),
+                hash: c
+                    .annotations
+                    .get(labels::CONTAINER_HASH)
+                    .map(|h| ContainerHash(h.clone())),
                 grace_seconds: c
                     .annotations
                     .get(labels::POD_TERMINATION_GRACE_PERIOD)
@@ -583,7 +568,7 @@ impl Runtime for CriRuntime {
                 pre_stop: c
                     .annotations
                     .get(labels::CONTAINER_PRESTOP_HANDLER)
-                    .cloned(),
+                    .and_then(|json| serde_json::from_str(json).ok()),
                 image: c.image.map(|i| i.image).unwrap_or_default(),
                 image_ref: if d.image_ref.is_empty() {
                     c.image_ref
@@ -595,6 +580,7 @@ impl Runtime for CriRuntime {
                 finished_at: d.finished_at,
                 exit_code: d.exit_code,
                 reason: d.reason,
+                termination: d.termination,
                 message: d.message,
             });
         }
@@ -689,11 +675,13 @@ impl Runtime for CriRuntime {
             }),
             limit,
         );
-        match self.rt().stop_container(req).await {
-            Ok(_) => Ok(()),
-            Err(s) if is_not_found(&s) => Ok(()),
-            Err(s) => Err(to_error("StopContainer", s, limit)),
-        }
+        done_if_gone(
+            self.rt()
+                .stop_container(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| to_error("StopContainer", s, limit)),
+        )
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
@@ -703,11 +691,13 @@ impl Runtime for CriRuntime {
             }),
             WRITE_TIMEOUT,
         );
-        match self.rt().remove_container(req).await {
-            Ok(_) => Ok(()),
-            Err(s) if is_not_found(&s) => Ok(()),
-            Err(s) => Err(to_error("RemoveContainer", s, WRITE_TIMEOUT)),
-        }
+        done_if_gone(
+            self.rt()
+                .remove_container(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| to_error("RemoveContainer", s, WRITE_TIMEOUT)),
+        )
     }
 
     async fn stop_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
@@ -717,11 +707,13 @@ impl Runtime for CriRuntime {
             }),
             WRITE_TIMEOUT,
         );
-        match self.rt().stop_pod_sandbox(req).await {
-            Ok(_) => Ok(()),
-            Err(s) if is_not_found(&s) => Ok(()),
-            Err(s) => Err(to_error("StopPodSandbox", s, WRITE_TIMEOUT)),
-        }
+        done_if_gone(
+            self.rt()
+                .stop_pod_sandbox(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| to_error("StopPodSandbox", s, WRITE_TIMEOUT)),
+        )
     }
 
     async fn remove_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
@@ -731,11 +723,13 @@ impl Runtime for CriRuntime {
             }),
             WRITE_TIMEOUT,
         );
-        match self.rt().remove_pod_sandbox(req).await {
-            Ok(_) => Ok(()),
-            Err(s) if is_not_found(&s) => Ok(()),
-            Err(s) => Err(to_error("RemovePodSandbox", s, WRITE_TIMEOUT)),
-        }
+        done_if_gone(
+            self.rt()
+                .remove_pod_sandbox(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| to_error("RemovePodSandbox", s, WRITE_TIMEOUT)),
+        )
     }
 
     async fn sandbox_ip(&self, id: &SandboxId) -> Result<Option<String>, RuntimeError> {
@@ -745,10 +739,7 @@ impl Runtime for CriRuntime {
         };
         match cached {
             Some(ip) => Ok(ip),
-            None => Ok(self
-                .fetch_sandbox_ip(id.0.clone())
-                .await
-                .and_then(|(_, ip)| ip)),
+            None => Ok(self.fetch_sandbox_ip(id.0.clone()).await?.flatten()),
         }
     }
 
@@ -781,10 +772,10 @@ impl Runtime for CriRuntime {
     }
 
     async fn exits(&self) -> Result<Option<(EventSource, ExitStream)>, RuntimeError> {
-        match events::subscribe(self.channel.channel()).await {
-            Ok(found) => Ok(Some(found)),
-            Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
-            Err(s) => Err(to_error("GetContainerEvents", s, READ_TIMEOUT)),
-        }
+        events::subscribe(self.channel.channel()).await
     }
 }
+
+#[cfg(test)]
+#[path = "cri_tests.rs"]
+mod tests;

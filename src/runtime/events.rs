@@ -14,6 +14,9 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
+use super::RuntimeError;
+use super::grpc::to_error;
+
 /// Yields once whenever a container exited.
 pub type ExitStream = Pin<Box<dyn Stream<Item = ()> + Send>>;
 
@@ -42,14 +45,28 @@ struct Envelope {
     topic: String,
 }
 
-/// Opens the best exit stream the runtime offers. `Err` carries why none is available.
-pub async fn subscribe(channel: &Channel) -> Result<(EventSource, ExitStream), tonic::Status> {
+/// Opens the best exit stream the runtime offers: `Ok(None)` when it offers none, `Err`
+/// when it could not be asked.
+pub async fn subscribe(
+    channel: &Channel,
+) -> Result<Option<(EventSource, ExitStream)>, RuntimeError> {
+    let unimplemented = |e: &RuntimeError| {
+        matches!(
+            e,
+            RuntimeError::Call {
+                code: tonic::Code::Unimplemented,
+                ..
+            }
+        )
+    };
     match cri_events(channel).await {
-        Ok(stream) => Ok((EventSource::Cri, stream)),
-        Err(status) if status.code() == tonic::Code::Unimplemented => containerd_events(channel)
-            .await
-            .map(|s| (EventSource::Containerd, s)),
-        Err(status) => Err(status),
+        Ok(stream) => Ok(Some((EventSource::Cri, stream))),
+        Err(e) if unimplemented(&e) => match containerd_events(channel).await {
+            Ok(stream) => Ok(Some((EventSource::Containerd, stream))),
+            Err(e) if unimplemented(&e) => Ok(None),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
     }
 }
 
@@ -88,35 +105,38 @@ fn is_exit(e: &cri::ContainerEventResponse) -> bool {
 /// Starts a server-streaming call: a runtime without the method refuses at once, one that
 /// has it may stay silent until its first event, so only the refusal window is awaited.
 async fn open<T: Send + 'static, F>(
+    method: &'static str,
     mut connect: Connect<T>,
     keep: F,
-) -> Result<ExitStream, tonic::Status>
+) -> Result<ExitStream, RuntimeError>
 where
     F: Fn(&T) -> bool + Send + Sync + Copy + 'static,
 {
     match tokio::time::timeout(REFUSAL_WINDOW, &mut connect).await {
-        Ok(Err(status)) => Err(status),
+        Ok(Err(status)) => Err(to_error(method, status, REFUSAL_WINDOW)),
         Ok(Ok(resp)) => Ok(lazy(Box::pin(async move { Ok(resp) }), keep)),
         Err(_) => Ok(lazy(connect, keep)),
     }
 }
 
-async fn cri_events(channel: &Channel) -> Result<ExitStream, tonic::Status> {
+async fn cri_events(channel: &Channel) -> Result<ExitStream, RuntimeError> {
     let mut client = RuntimeServiceClient::new(channel.clone());
     let connect: Connect<cri::ContainerEventResponse> =
         Box::pin(async move { client.get_container_events(cri::GetEventsRequest {}).await });
-    open(connect, is_exit).await
+    open("GetContainerEvents", connect, is_exit).await
 }
 
 fn is_task_exit(e: &Envelope) -> bool {
     e.topic == "/tasks/exit" && e.namespace == "k8s.io"
 }
 
-async fn containerd_events(channel: &Channel) -> Result<ExitStream, tonic::Status> {
+async fn containerd_events(channel: &Channel) -> Result<ExitStream, RuntimeError> {
+    const METHOD: &str = "containerd Events.Subscribe";
     let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    grpc.ready().await.map_err(|e| RuntimeError::Unavailable {
+        method: METHOD,
+        message: e.to_string(),
+    })?;
     let connect: Connect<Envelope> = Box::pin(async move {
         let path =
             http::uri::PathAndQuery::from_static("/containerd.services.events.v1.Events/Subscribe");
@@ -127,7 +147,7 @@ async fn containerd_events(channel: &Channel) -> Result<ExitStream, tonic::Statu
         grpc.server_streaming(tonic::Request::new(request), path, codec)
             .await
     });
-    open(connect, is_task_exit).await
+    open(METHOD, connect, is_task_exit).await
 }
 
 #[cfg(test)]

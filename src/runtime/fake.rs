@@ -2,6 +2,7 @@
 //! every call, and fails calls on request. Test code can make containers exit to play crashes.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,9 +12,9 @@ use super::{
     Started,
 };
 use crate::clock::Clock;
-use crate::host::Ready;
+use crate::host::{Ready, TerminationSource};
 use crate::pod::environment::Addresses;
-use crate::pod::{PodKey, StaticPod};
+use crate::pod::{PodKey, StaticPod, TerminationReason};
 
 /// A call the fake received, with what identifies it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,6 +100,7 @@ impl FakeRuntime {
         Observed {
             sandboxes: s.sandboxes.values().cloned().collect(),
             containers: s.containers.values().cloned().collect(),
+            unreadable: Vec::new(),
         }
     }
 
@@ -161,7 +163,8 @@ impl FakeRuntime {
             c.state = ContainerState::Exited;
             c.finished_at = Some(now);
             c.exit_code = Some(code);
-            c.reason = if code == 0 { "Completed" } else { "Error" }.to_owned();
+            c.reason = Some(TerminationReason::from_runtime("", code));
+            c.termination = Some(termination_source(id));
         }
         drop(s);
         let _ = self.exits.send(());
@@ -193,6 +196,16 @@ impl FakeRuntime {
     }
 }
 
+/// Where a fake container's termination message is: `/fake/termination/<id>`, a path a
+/// `FakeHost` can be given a message for.
+pub fn termination_source(id: &ContainerId) -> TerminationSource {
+    TerminationSource {
+        file: Some(PathBuf::from(format!("/fake/termination/{}", id.0))),
+        log: None,
+        fallback_to_logs: false,
+    }
+}
+
 impl Runtime for FakeRuntime {
     async fn observe(&self) -> Result<Observed, RuntimeError> {
         self.record(FakeCall::Observe, "observe")?;
@@ -214,11 +227,11 @@ impl Runtime for FakeRuntime {
         let mut s = self.lock();
         if s.sandboxes
             .values()
-            .any(|sb| sb.key == pod.key && sb.uid == pod.uid.0 && sb.attempt == attempt)
+            .any(|sb| sb.key == pod.key && sb.uid == pod.uid && sb.attempt == attempt)
         {
             return Err(RuntimeError::Call {
                 method: "RunPodSandbox",
-                code: 2,
+                code: tonic::Code::Unknown,
                 message: format!("name {}_{attempt} is reserved", pod.key.name),
             });
         }
@@ -227,8 +240,8 @@ impl Runtime for FakeRuntime {
             ObservedSandbox {
                 id: id.clone(),
                 key: pod.key.clone(),
-                uid: pod.uid.0.clone(),
-                version: pod.sandbox.0.clone(),
+                uid: pod.uid.clone(),
+                version: pod.sandbox.clone(),
                 attempt,
                 state: SandboxState::Ready,
                 created_at: Some(now),
@@ -258,7 +271,7 @@ impl Runtime for FakeRuntime {
         if !sandbox_ready {
             return Err(RuntimeError::Call {
                 method: "CreateContainer",
-                code: 9,
+                code: tonic::Code::FailedPrecondition,
                 message: format!("sandbox {sandbox} is not ready"),
             });
         }
@@ -268,25 +281,25 @@ impl Runtime for FakeRuntime {
                 id: id.clone(),
                 sandbox: sandbox.clone(),
                 key: pod.key.clone(),
-                uid: pod.uid.0.clone(),
+                uid: pod.uid.clone(),
                 name: name.to_owned(),
                 attempt,
                 kind,
                 state: ContainerState::Running,
-                hash: pod.container_hash(name).map(|h| h.0.clone()),
+                hash: pod.container_hash(name).cloned(),
                 grace_seconds: Some(pod.grace_period_seconds()),
                 pre_stop: container
                     .lifecycle
                     .as_ref()
-                    .and_then(|l| l.pre_stop.as_ref())
-                    .and_then(|h| serde_json::to_string(h).ok()),
+                    .and_then(|l| l.pre_stop.clone()),
                 image: container.image.clone().unwrap_or_default(),
                 image_ref: format!("sha256:{:064}", 1),
                 created_at: Some(now),
                 started_at: Some(now),
                 finished_at: None,
                 exit_code: None,
-                reason: String::new(),
+                reason: None,
+                termination: None,
                 message: String::new(),
             },
         );
@@ -317,7 +330,8 @@ impl Runtime for FakeRuntime {
             c.state = ContainerState::Exited;
             c.finished_at = Some(now);
             c.exit_code = Some(code);
-            c.reason = "Error".to_owned();
+            c.reason = Some(TerminationReason::Error);
+            c.termination = Some(termination_source(id));
         }
         Ok(())
     }
@@ -377,7 +391,7 @@ impl Runtime for FakeRuntime {
         if !running {
             return Err(RuntimeError::Call {
                 method: "ExecSync",
-                code: 9,
+                code: tonic::Code::FailedPrecondition,
                 message: format!("container {id} is not running"),
             });
         }

@@ -9,7 +9,10 @@ mod cri;
 mod events;
 #[cfg(any(test, feature = "test-util"))]
 mod fake;
+mod grpc;
 mod metered;
+#[cfg(test)]
+mod test_cri;
 
 use std::fmt;
 use std::future::Future;
@@ -18,10 +21,15 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use k8s_openapi::api::core::v1::LifecycleHandler;
+
 use crate::clock::Timestamp;
-use crate::host::Ready;
+use crate::host::{Ready, TerminationSource};
 use crate::pod::environment::Addresses;
-use crate::pod::{ContainerKind, PodKey, StaticPod, WaitingReason};
+use crate::pod::{
+    ContainerHash, ContainerKind, PodKey, PodUid, SandboxHash, StaticPod, TerminationReason,
+    WaitingReason,
+};
 
 pub use cri::{CriRuntime, RuntimeVersion, container_configs, sandbox_config};
 pub use events::{EventSource, ExitStream};
@@ -69,9 +77,10 @@ pub struct ObservedSandbox {
     /// The pod it belongs to (from its labels).
     pub key: PodKey,
     /// The pod UID it was created for (`io.kubernetes.pod.uid`).
-    pub uid: String,
-    /// The sandbox version it was created for (`podvisor.dev/sandbox-hash`, else its UID).
-    pub version: String,
+    pub uid: PodUid,
+    /// The sandbox version it was created for (`podvisor.dev/sandbox-hash`; a sandbox
+    /// created before podvisor wrote that annotation carries its UID, which was its version).
+    pub version: SandboxHash,
     /// Its metadata attempt.
     pub attempt: u32,
     /// Ready or not.
@@ -107,7 +116,7 @@ pub struct ObservedContainer {
     /// The pod it belongs to (from its labels).
     pub key: PodKey,
     /// The pod UID it was created for.
-    pub uid: String,
+    pub uid: PodUid,
     /// The container name.
     pub name: String,
     /// The metadata attempt, which is also its restart count.
@@ -117,11 +126,11 @@ pub struct ObservedContainer {
     /// State.
     pub state: ContainerState,
     /// The container hash it was created from.
-    pub hash: Option<String>,
+    pub hash: Option<ContainerHash>,
     /// The pod's grace period when it was created, for stopping it without a spec.
     pub grace_seconds: Option<i64>,
-    /// The JSON of its `lifecycle.preStop` when it was created, for stopping it without a spec.
-    pub pre_stop: Option<String>,
+    /// Its `lifecycle.preStop` when it was created, for stopping it without a spec.
+    pub pre_stop: Option<LifecycleHandler>,
     /// Image as specified.
     pub image: String,
     /// Image ID the runtime resolved.
@@ -134,10 +143,11 @@ pub struct ObservedContainer {
     pub finished_at: Option<Timestamp>,
     /// Exit code, once exited.
     pub exit_code: Option<i32>,
-    /// Runtime's reason (`Completed`, `Error`, `OOMKilled`), once exited.
-    pub reason: String,
-    /// The termination message (from the termination-message file or, per policy, the log
-    /// tail), else the runtime's message.
+    /// Why it ended, once exited.
+    pub reason: Option<TerminationReason>,
+    /// Where its termination message is, once exited: the host reads it.
+    pub termination: Option<TerminationSource>,
+    /// The termination message once the host has read it, else the runtime's message.
     pub message: String,
 }
 
@@ -148,6 +158,9 @@ pub struct Observed {
     pub sandboxes: Vec<ObservedSandbox>,
     /// Containers.
     pub containers: Vec<ObservedContainer>,
+    /// Status calls that failed this time (the object is listed, its details are not known
+    /// yet and are asked for again next time).
+    pub unreadable: Vec<RuntimeError>,
 }
 
 impl Observed {
@@ -160,7 +173,7 @@ impl Observed {
         let sandboxes: Vec<&ObservedSandbox> = self
             .sandboxes
             .iter()
-            .filter(|s| s.key == pod.key && s.version == pod.sandbox.0)
+            .filter(|s| s.key == pod.key && s.version == pod.sandbox)
             .collect();
         let containers = self
             .containers
@@ -168,8 +181,8 @@ impl Observed {
             .filter(|c| c.key == pod.key)
             .filter(
                 |c| match self.sandboxes.iter().find(|s| s.id == c.sandbox) {
-                    Some(s) => s.version == pod.sandbox.0,
-                    None => c.uid == pod.uid.0,
+                    Some(s) => s.version == pod.sandbox,
+                    None => c.uid == pod.uid,
                 },
             )
             .collect();
@@ -196,13 +209,21 @@ pub enum RuntimeError {
         /// The limit.
         timeout: Duration,
     },
+    /// The runtime has no such sandbox or container (gRPC `NotFound`).
+    #[error("{method}: {message}")]
+    NotFound {
+        /// The CRI method.
+        method: &'static str,
+        /// The runtime's message.
+        message: String,
+    },
     /// The runtime refused the call.
     #[error("{method} failed: {message}")]
     Call {
         /// The CRI method.
         method: &'static str,
-        /// The gRPC status code.
-        code: i32,
+        /// The gRPC status code the runtime answered with.
+        code: tonic::Code,
         /// The runtime's message.
         message: String,
     },
@@ -396,7 +417,7 @@ mod tests {
     fn start_failures_map_to_the_kubelets_waiting_reasons_issue_17() {
         let call = |method| RuntimeError::Call {
             method,
-            code: 2,
+            code: tonic::Code::Unknown,
             message: "exec: \"nope\": executable file not found in $PATH".into(),
         };
         assert_eq!(

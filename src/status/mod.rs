@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 pub use publish::{compute, publish};
 
 use crate::clock::Timestamp;
-use crate::pod::{PodKey, RestartPolicy, StaticPod};
+use crate::pod::{PodKey, RestartPolicy, StaticPod, TerminationReason};
 use crate::probe::ContainerProbes;
 use crate::reconcile::{BackingOff, StartError};
 use crate::runtime::{ContainerId, ContainerState, Observed, ObservedContainer, SandboxState};
@@ -71,10 +71,9 @@ fn terminated(c: &ObservedContainer, runtime: &str) -> ContainerStateTerminated 
     let exit_code = c.exit_code.unwrap_or(-1);
     ContainerStateTerminated {
         exit_code,
-        reason: Some(if c.reason.is_empty() {
-            if exit_code == 0 { "Completed" } else { "Error" }.to_owned()
-        } else {
-            c.reason.clone()
+        reason: Some(match &c.reason {
+            Some(reason) => reason.to_string(),
+            None => TerminationReason::from_runtime("", exit_code).to_string(),
         }),
         message: (!c.message.is_empty()).then(|| c.message.clone()),
         started_at: c.started_at.map(api_time),

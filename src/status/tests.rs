@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::pod::ContainerKind;
+use crate::pod::{ContainerKind, PodUid, TerminationReason};
 use crate::runtime::{ObservedSandbox, SandboxId};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
@@ -15,8 +15,8 @@ fn sandbox(p: &StaticPod, ip: Option<&str>) -> ObservedSandbox {
     ObservedSandbox {
         id: SandboxId("sb1".into()),
         key: p.key.clone(),
-        uid: p.uid.0.clone(),
-        version: p.sandbox.0.clone(),
+        uid: p.uid.clone(),
+        version: p.sandbox.clone(),
         attempt: 0,
         state: SandboxState::Ready,
         created_at: Some(T0),
@@ -36,7 +36,7 @@ fn container(
         id: ContainerId(format!("{name}-{attempt}")),
         sandbox: SandboxId("sb1".into()),
         key: p.key.clone(),
-        uid: p.uid.0.clone(),
+        uid: p.uid.clone(),
         name: name.into(),
         attempt,
         kind: ContainerKind::App,
@@ -50,7 +50,8 @@ fn container(
         started_at: Some(T0.plus(Duration::from_secs(u64::from(attempt)))),
         finished_at: exit.map(|_| T0.plus(Duration::from_secs(u64::from(attempt) + 1))),
         exit_code: exit,
-        reason: String::new(),
+        reason: None,
+        termination: None,
         message: String::new(),
     }
 }
@@ -168,7 +169,7 @@ fn crash_looping_container_waits_with_its_last_termination() {
         .sandboxes
         .push(sandbox(&c.pod, Some("10.88.0.5")));
     let mut dead = container(&c.pod, "app", 3, ContainerState::Exited, Some(1));
-    dead.reason = "Error".into();
+    dead.reason = Some(TerminationReason::Error);
     c.observed.containers.push(dead.clone());
     let finished = dead.finished_at.expect("finished");
     c.backing_off.push(BackingOff {
@@ -214,7 +215,7 @@ fn oom_killed_is_reported_as_the_termination_reason() {
         .sandboxes
         .push(sandbox(&c.pod, Some("10.88.0.5")));
     let mut dead = container(&c.pod, "app", 0, ContainerState::Exited, Some(137));
-    dead.reason = "OOMKilled".into();
+    dead.reason = Some(TerminationReason::OomKilled);
     c.observed.containers.push(dead);
     let s = c.status();
     let t = s.container_statuses.as_ref().expect("statuses")[0]
@@ -323,7 +324,7 @@ fn host_network_pods_report_the_host_ip_as_pod_ip() {
 fn other_versions_of_the_pod_are_not_counted() {
     let mut c = Case::new(WEB);
     let mut old = container(&c.pod, "app", 0, ContainerState::Running, None);
-    old.uid = "an-older-version".into();
+    old.uid = PodUid("an-older-version".into());
     c.observed.containers.push(old);
     let s = c.status();
     assert_eq!(

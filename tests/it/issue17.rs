@@ -156,7 +156,8 @@ async fn a_manifest_uid_is_the_pod_uid_and_survives_a_sandbox_edit() {
         .expect("sandbox")
         .clone();
     assert_eq!(
-        first.uid, UID,
+        first.uid.as_str(),
+        UID,
         "io.kubernetes.pod.uid is the manifest's uid"
     );
     let log = d.logs.join(format!("kube-system_{pod}_{UID}/main/0.log"));
@@ -176,7 +177,7 @@ async fn a_manifest_uid_is_the_pod_uid_and_survives_a_sandbox_edit() {
         .iter()
         .find(|s| s.key.name == pod)
         .expect("sandbox");
-    assert_eq!(second.uid, UID);
+    assert_eq!(second.uid.as_str(), UID);
     assert_ne!(second.version, first.version);
     assert_eq!(o.sandboxes.iter().filter(|s| s.key.name == pod).count(), 1);
     assert!(

@@ -60,7 +60,7 @@ async fn dropped_manifest_runs_with_kubelet_names_and_labels() {
         .find(|s| s.key.name == pod)
         .expect("sandbox");
     assert_eq!(sandbox.key.namespace, "kube-system");
-    assert_eq!(sandbox.uid.len(), 32);
+    assert_eq!(sandbox.uid.as_str().len(), 32);
     assert_eq!(
         sandbox.manifest.as_deref(),
         Some(d.manifests.join("web.yaml").as_path())
@@ -190,7 +190,7 @@ async fn deleted_manifest_stops_and_removes_the_pod_and_its_logs() {
     .await;
     // the host-side clean-up is the step right after the sandbox removal
     let log_dir = d.logs.join(format!("kube-system_{pod}_{uid}"));
-    let pod_dir = d.root.join("pods").join(&uid);
+    let pod_dir = d.root.join("pods").join(uid.as_str());
     for _ in 0..100 {
         if !log_dir.exists() && !pod_dir.exists() {
             break;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use podvisor::pod::TerminationReason;
 use podvisor::runtime::{ContainerState, Observed, ObservedContainer, Runtime};
 
 use crate::daemon::Daemon;
@@ -107,7 +108,7 @@ spec:
     let www = d
         .root
         .join("pods")
-        .join(&sandbox.uid)
+        .join(sandbox.uid.as_str())
         .join("volumes/kubernetes.io~empty-dir/www");
     assert!(www.join("ready").exists());
 
@@ -230,7 +231,7 @@ spec:
     let uid = o.sandboxes[0].uid.clone();
     d.remove("share.yaml");
     wait_for(&cri, T, "gone", |o| o.sandboxes.is_empty()).await;
-    let pod_dir = d.root.join("pods").join(uid);
+    let pod_dir = d.root.join("pods").join(uid.as_str());
     for _ in 0..100 {
         if !pod_dir.exists() {
             break;
@@ -269,7 +270,7 @@ spec:
     })
     .await;
     let c = containers(&o, &pod, "hog")[0];
-    assert_eq!(c.reason, "OOMKilled", "{c:?}");
+    assert_eq!(c.reason, Some(TerminationReason::OomKilled), "{c:?}");
     assert_eq!(c.exit_code, Some(137));
 }
 
@@ -305,10 +306,52 @@ spec:
         })
     })
     .await;
-    assert_eq!(containers(&o, &pod, "file")[0].message.trim(), "disk full");
+    let (file, logs) = (
+        &containers(&o, &pod, "file")[0],
+        &containers(&o, &pod, "logs")[0],
+    );
+    // The runtime's record says where each message is; the daemon reads it and reports it.
+    let source = file
+        .termination
+        .as_ref()
+        .expect("exited container has a source");
+    assert!(
+        source
+            .file
+            .as_ref()
+            .is_some_and(|f| f.to_string_lossy().ends_with("/file/termination-log-0")),
+        "{source:?}"
+    );
+    assert!(
+        logs.termination
+            .as_ref()
+            .is_some_and(|s| s.fallback_to_logs)
+    );
+    let deadline = std::time::Instant::now() + T;
+    let detail = loop {
+        let (code, detail, _) = d.cli(&["inspect", "msg"]);
+        if code == 0 && detail.contains("disk full") && detail.contains("last words") {
+            break detail;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "messages never reported:\n{detail}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let statuses: serde_json::Value = serde_saphyr::from_str(&detail).expect("inspect is YAML");
+    let message = |name: &str| {
+        statuses["pod"]["status"]["containerStatuses"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name))
+            .and_then(|c| c["state"]["terminated"]["message"].as_str())
+            .map(|m| m.trim().to_owned())
+    };
+    assert_eq!(message("file").as_deref(), Some("disk full"), "{detail}");
     assert_eq!(
-        containers(&o, &pod, "logs")[0].message.trim(),
-        "first\nlast words"
+        message("logs").as_deref(),
+        Some("first\nlast words"),
+        "{detail}"
     );
 }
 
@@ -346,7 +389,7 @@ spec:
     d.write("sec.yaml", &manifest);
     let pod = d.pod("sec");
     let o = wait_for(&cri, T, "sec running", |o| running(o, &pod).len() == 1).await;
-    let out = empty_dir(&d, &o.sandboxes[0].uid, "out");
+    let out = empty_dir(&d, o.sandboxes[0].uid.as_str(), "out");
     let id = wait_file(&out.join("id"), T).await;
     assert!(id.starts_with("uid=1000 gid=2000"), "{id}");
     assert!(id.contains("3000"), "supplemental group: {id}");
@@ -408,7 +451,7 @@ spec:
     let o = wait_for(&cri, T, "dw running", |o| running(o, &pod).len() == 1).await;
     let sandbox = &o.sandboxes[0];
     let ip = sandbox.ip.clone().expect("pod ip");
-    let out = empty_dir(&d, &sandbox.uid, "out");
+    let out = empty_dir(&d, sandbox.uid.as_str(), "out");
     let hosts = wait_file(&out.join("hosts"), T).await;
     assert!(hosts.contains("10.9.8.7\tregistry.local"), "{hosts}");
     assert!(

@@ -28,8 +28,7 @@ use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler};
 
 use crate::clock::Timestamp;
 use crate::manifest::Snapshot;
-use crate::pod::ProbeKind;
-use crate::pod::{PodKey, PodUid, StaticPod};
+use crate::pod::{ContainerHash, PodKey, PodUid, ProbeKind, StaticPod};
 use crate::runtime::{ContainerId, Observed, ObservedContainer, ObservedSandbox, SandboxId};
 
 use super::backoff::Backoff;
@@ -40,12 +39,12 @@ pub const MIN_GRACE: Duration = Duration::from_secs(2);
 /// Identifies one container version for CrashLoopBackOff: pod UID, name, hash.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RestartKey {
-    /// Sandbox version.
-    pub uid: String,
+    /// The pod UID.
+    pub uid: PodUid,
     /// Container name.
     pub name: String,
-    /// Container hash.
-    pub hash: String,
+    /// Container hash (`None` for a container created without one).
+    pub hash: Option<ContainerHash>,
 }
 
 /// Which sandbox a container goes into.

@@ -38,7 +38,7 @@ fn wants_run(
     policy: RestartPolicy,
 ) -> bool {
     let Some(c) = latest else { return true };
-    if c.hash.as_deref() != pod.container_hash(name).map(|h| h.as_str()) {
+    if c.hash.as_ref() != pod.container_hash(name) {
         return true;
     }
     match c.state {
@@ -122,7 +122,7 @@ fn plan_version(
     let (current, stale): (Vec<&ObservedSandbox>, Vec<&ObservedSandbox>) = view
         .sandboxes
         .iter()
-        .partition(|s| s.version == pod.sandbox.0);
+        .partition(|s| s.version == pod.sandbox);
     if !stale.is_empty() {
         tear_down(
             &stale,
@@ -282,7 +282,7 @@ fn plan_version(
             let name = c.name.as_str();
             let newest = latest.get(name).copied();
             let next_attempt = newest.map_or(0, |o| o.attempt + 1);
-            let desired_hash = pod.container_hash(name).map(|h| h.0.as_str());
+            let desired_hash = pod.container_hash(name);
             match newest {
                 None => {
                     actions.push(start(pod, &sandbox, name, 0, None));
@@ -295,7 +295,7 @@ fn plan_version(
                         starts += 1;
                     }
                 }
-                Some(o) if o.hash.as_deref() != desired_hash => {
+                Some(o) if o.hash.as_ref() != desired_hash => {
                     if not_exited(o) {
                         actions.push(Action::StopContainers {
                             containers: vec![stop_declared(pod, o, host.clone(), None)],
@@ -406,9 +406,9 @@ fn restart_after_backoff(
     out: &mut Plan,
 ) -> usize {
     let key = RestartKey {
-        uid: pod.uid.0.clone(),
+        uid: pod.uid.clone(),
         name: o.name.clone(),
-        hash: o.hash.clone().unwrap_or_default(),
+        hash: o.hash.clone(),
     };
     let finished = o.finished_at.unwrap_or(input.now);
     if let Some(until) = input.backoff.retry_at(&key, finished, input.now) {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{ContainerPort, LifecycleHandler};
+use k8s_openapi::api::core::v1::ContainerPort;
 
 use super::{Action, Hook, PlanInput, PodView, StopReason, StopTarget, grace};
 use crate::pod::{ContainerKind, PodKey, PodUid, StaticPod};
@@ -30,15 +30,11 @@ fn hook_host(
 /// How to stop a container when only the runtime's record of it is known: the grace period
 /// and preStop hook the kubelet annotations preserved (`restoreSpecsFromContainerLabels`).
 pub(super) fn stop_recorded(c: &ObservedContainer, host: Option<String>) -> StopTarget {
-    let pre_stop = c
-        .pre_stop
-        .as_deref()
-        .and_then(|json| serde_json::from_str::<LifecycleHandler>(json).ok())
-        .map(|handler| Hook {
-            handler,
-            ports: Vec::new(),
-            host,
-        });
+    let pre_stop = c.pre_stop.clone().map(|handler| Hook {
+        handler,
+        ports: Vec::new(),
+        host,
+    });
     StopTarget {
         id: c.id.clone(),
         name: c.name.clone(),

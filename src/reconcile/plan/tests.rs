@@ -325,7 +325,7 @@ async fn a_manifest_uid_survives_a_sandbox_change_and_keeps_its_directories_issu
     };
     w.converge(&snapshot(&[("a.yaml", &yaml(""))])).await;
     let before = w.rt.snapshot().sandboxes[0].clone();
-    assert_eq!(before.uid, "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab");
+    assert_eq!(before.uid.as_str(), "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab");
     let desired = snapshot(&[("a.yaml", &yaml("  hostNetwork: true\n"))]);
     let p = w.plan(&desired);
     assert_eq!(

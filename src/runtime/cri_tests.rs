@@ -1,0 +1,142 @@
+//! [`CriRuntime`] against the in-process CRI server: what it does with the runtime's answers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use k8s_cri::v1 as cri;
+use tonic::Status;
+
+use super::{CriRuntime, cri_time};
+use crate::clock::Timestamp;
+use crate::host::NodeContext;
+use crate::labels;
+use crate::pod::NodeName;
+use crate::runtime::test_cri::{TestCri, serve};
+use crate::runtime::{ContainerId, Runtime, RuntimeError};
+
+fn runtime(path: &std::path::Path) -> CriRuntime {
+    let ctx = NodeContext::detect(
+        NodeName::new("n"),
+        "/nonexistent".into(),
+        "/nonexistent".into(),
+    );
+    CriRuntime::new(&path.display().to_string(), Arc::new(ctx), None).expect("runtime")
+}
+
+fn exited(id: &str) -> cri::Container {
+    cri::Container {
+        id: id.into(),
+        pod_sandbox_id: "sb".into(),
+        state: cri::ContainerState::ContainerExited as i32,
+        labels: [
+            (labels::POD_NAMESPACE, "default"),
+            (labels::POD_NAME, "web-n"),
+            (labels::POD_UID, "u1"),
+            (labels::MANAGED, labels::MANAGED_VALUE),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_failed_container_status_is_reported_and_asked_again_next_time() {
+    let server = TestCri {
+        containers: Some(vec![exited("c1")]),
+        status_error: Some(Status::internal("snapshotter broke")),
+        ..TestCri::default()
+    };
+    let calls = server.status_calls.clone();
+    let (_dir, path) = serve(server).await;
+    let rt = runtime(&path);
+    for pass in 1..=2 {
+        let o = rt.observe().await.expect("the list itself works");
+        assert_eq!(o.containers.len(), 1, "the container is still listed");
+        assert_eq!(o.containers[0].exit_code, None, "its details are unknown");
+        assert_eq!(o.unreadable.len(), 1, "{:?}", o.unreadable);
+        assert!(
+            o.unreadable[0]
+                .to_string()
+                .contains("ContainerStatus failed: snapshotter broke"),
+            "{}",
+            o.unreadable[0]
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), pass);
+    }
+}
+
+#[tokio::test]
+async fn an_exited_containers_status_is_asked_once_and_kept() {
+    let server = TestCri {
+        containers: Some(vec![exited("c1")]),
+        ..TestCri::default()
+    };
+    let calls = server.status_calls.clone();
+    let (_dir, path) = serve(server).await;
+    let rt = runtime(&path);
+    for _ in 0..3 {
+        let o = rt.observe().await.expect("observe");
+        assert!(o.unreadable.is_empty());
+        assert_eq!(o.containers[0].exit_code, Some(3));
+        assert_eq!(
+            o.containers[0].reason.as_ref().map(|r| r.as_str()),
+            Some("Error")
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn stopping_a_container_the_runtime_does_not_have_succeeds_other_refusals_do_not() {
+    let (_d1, gone) = serve(TestCri {
+        stop_error: Some(Status::not_found(
+            "an error occurred when try to find container",
+        )),
+        ..TestCri::default()
+    })
+    .await;
+    let id = ContainerId("c1".into());
+    let rt = runtime(&gone);
+    assert_eq!(rt.stop_container(&id, Duration::from_secs(1)).await, Ok(()));
+    assert_eq!(rt.remove_container(&id).await, Ok(()));
+
+    let (_d2, busy) = serve(TestCri {
+        stop_error: Some(Status::unknown("container c1 not found in the cache")),
+        ..TestCri::default()
+    })
+    .await;
+    let err = runtime(&busy)
+        .stop_container(&id, Duration::from_secs(1))
+        .await
+        .expect_err("an Unknown answer is a failure, whatever its text says");
+    assert!(
+        matches!(
+            err,
+            RuntimeError::Call {
+                code: tonic::Code::Unknown,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_runtime_whose_socket_is_missing_is_unavailable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = runtime(&dir.path().join("none.sock"))
+        .version()
+        .await
+        .expect_err("nothing listens");
+    assert!(err.is_unavailable(), "{err:?}");
+}
+
+#[test]
+fn a_zero_or_go_zero_time_from_the_runtime_is_no_time_issue_17() {
+    assert_eq!(cri_time(0), None);
+    assert_eq!(cri_time(-6_795_364_578_871_345_152), None);
+    assert_eq!(cri_time(7), Some(Timestamp(7)));
+}

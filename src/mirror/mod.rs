@@ -22,7 +22,7 @@ mod client;
 mod correlator;
 mod events;
 mod host;
-pub(crate) mod metering;
+mod metering;
 mod node;
 mod plan;
 mod pod;
@@ -36,6 +36,9 @@ pub mod fake_apiserver;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod testing;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +50,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::MirrorError;
 pub use host::{DEFAULT_MAX_PODS, KUBELET_VERSION, NodeInfo};
+// Public so that a stand-in API server in tests names and reads requests exactly as the
+// request metrics do.
+pub use metering::{verb, watch_truthy};
 pub use state::{MirrorCounters, MirrorPhase, MirrorState, PodMirror};
 
 use crate::clock::Clock;

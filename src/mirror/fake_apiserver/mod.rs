@@ -89,7 +89,7 @@ impl RequestRecord {
     /// `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection` for a
     /// resource URL (served or not), the lowercased method otherwise (`/version` is `get`).
     pub fn verb(&self) -> &'static str {
-        crate::mirror::metering::verb(&self.method, &self.path, &self.query)
+        crate::mirror::verb(&self.method, &self.path, &self.query)
     }
 }
 

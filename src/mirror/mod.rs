@@ -34,9 +34,6 @@ mod worker;
 pub mod fake_apiserver;
 
 #[cfg(test)]
-mod tests;
-
-#[cfg(test)]
 mod testing;
 
 use std::collections::BTreeMap;

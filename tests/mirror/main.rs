@@ -1,9 +1,6 @@
-//! Shared fixtures, and the mirror task driven end to end against the fake API server with
-//! the real kube client.
-
-use super::testing::{node_info, static_pod};
-use crate::clock::Timestamp;
-use crate::pod::{NodeName, StaticPod};
+//! The mirror task (`podvisor::mirror::run`) driven end to end against the fake API server
+//! (`crates/fake-apiserver`) with the real kube client, through podvisor's public API only.
+//! No privileges or containerd needed.
 
 mod lifecycle;
 mod pods;
@@ -11,23 +8,68 @@ mod reporting;
 mod tls;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use podvisor::clock::Timestamp;
+use podvisor::event::{EventType, PodEvent};
+use podvisor::manifest::{Format, Snapshot, parse_manifest};
+use podvisor::mirror::fake_apiserver::{FakeApiServer, Mode, RequestRecord};
+use podvisor::mirror::{
+    KUBELET_VERSION, MirrorConfig, MirrorPhase, MirrorState, MirrorTimings, NodeInfo, PodMirror,
+};
+use podvisor::pod::{ManifestRef, NodeName, PodKey, StaticPod};
+use podvisor::status::{NodeStatus, PodReport};
 use tempfile::TempDir;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::fake_apiserver::{FakeApiServer, RequestRecord};
-use super::{MirrorConfig, MirrorPhase, MirrorState, MirrorTimings, PodMirror};
-use crate::event::{EventType, PodEvent};
-use crate::manifest::Snapshot;
-use crate::pod::PodKey;
-use crate::status::{NodeStatus, PodReport};
+/// A static pod `name` in `kube-system` on node `n1`, with one container running `image`
+/// and kubeadm-style labels and annotations.
+fn static_pod(name: &str, image: &str) -> StaticPod {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: kube-system\n  labels:\n    component: {name}\n    tier: control-plane\n  annotations:\n    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://10.0.0.1:2379\nspec:\n  hostNetwork: true\n  containers:\n  - name: {name}\n    image: {image}\n"
+    );
+    let path = Path::new("/etc/kubernetes/manifests/pod.yaml");
+    let parsed = parse_manifest(path, Format::Yaml, yaml.as_bytes())
+        .expect("valid manifest")
+        .remove(0);
+    StaticPod::build(
+        parsed.metadata,
+        parsed.spec,
+        &NodeName::new("n1"),
+        ManifestRef {
+            path: path.to_owned(),
+            at: parsed.at,
+        },
+        |_| Timestamp(1_700_000_000_000_000_000),
+    )
+}
+
+/// Host facts of a made-up node `n1`.
+fn node_info() -> NodeInfo {
+    NodeInfo {
+        hostname: "n1".into(),
+        internal_ip: Some("10.0.0.1".into()),
+        cpus: 4,
+        memory_bytes: 8 * 1024 * 1024 * 1024,
+        max_pods: 110,
+        os: "linux".into(),
+        arch: "amd64".into(),
+        kernel_version: "6.1.0".into(),
+        os_image: "Debian GNU/Linux 12 (bookworm)".into(),
+        machine_id: "m".into(),
+        system_uuid: "s".into(),
+        boot_id: "b".into(),
+        container_runtime_version: "containerd://2.0.0".into(),
+        kubelet_version: KUBELET_VERSION.into(),
+    }
+}
 
 const NS: &str = "kube-system";
 
@@ -170,7 +212,7 @@ impl Harness {
         let (events, events_rx) = mpsc::channel(16);
         let (state_tx, state) = watch::channel(MirrorState::default());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(super::run(
+        let task = tokio::spawn(podvisor::mirror::run(
             config,
             desired_rx,
             status_rx,
@@ -220,7 +262,7 @@ impl Harness {
         let found = eventually(&format!("mirror of {} at {hash}", pod.key), || {
             self.fake.pod(NS, &pod.key.name).filter(|p| {
                 p.metadata.deletion_timestamp.is_none()
-                    && annotation(p, crate::labels::CONFIG_MIRROR) == Some(hash.as_str())
+                    && annotation(p, podvisor::labels::CONFIG_MIRROR) == Some(hash.as_str())
             })
         })
         .await;

@@ -30,9 +30,6 @@ mod state;
 mod status;
 mod worker;
 
-#[cfg(any(test, feature = "test-util"))]
-pub mod fake_apiserver;
-
 #[cfg(test)]
 mod testing;
 

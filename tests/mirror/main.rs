@@ -12,12 +12,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fake_apiserver::{FakeApiServer, Mode, RequestRecord};
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use podvisor::clock::Timestamp;
 use podvisor::event::{EventType, PodEvent};
 use podvisor::manifest::{Format, Snapshot, parse_manifest};
-use podvisor::mirror::fake_apiserver::{FakeApiServer, Mode, RequestRecord};
 use podvisor::mirror::{
     KUBELET_VERSION, MirrorConfig, MirrorPhase, MirrorState, MirrorTimings, NodeInfo, PodMirror,
 };

@@ -37,7 +37,7 @@ use super::meta::meta_mut;
 use super::resource::{Resource, Route, Selector};
 use super::status::ApiError;
 use super::store::Store;
-use crate::mirror::watch_truthy;
+use podvisor::mirror::watch_truthy;
 
 /// How long a watch from a revision the store has not reached waits for it, as the watch
 /// cache's `waitUntilFreshAndBlock` does.

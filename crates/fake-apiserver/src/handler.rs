@@ -23,7 +23,7 @@ use super::status::{self, ApiError};
 use super::store::{Caller, Change, DeleteOptions, Deleted, Store};
 use super::watch::{self, Watch};
 use super::{Mode, RequestRecord};
-use crate::mirror::watch_truthy;
+use podvisor::mirror::watch_truthy;
 
 /// A response body: a whole JSON or text body, or a watch stream.
 pub(super) type Body = UnsyncBoxBody<Bytes, Infallible>;

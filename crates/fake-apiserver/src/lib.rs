@@ -25,10 +25,11 @@ mod history;
 mod meta;
 mod patch;
 mod resource;
+mod selector;
+mod shared;
 mod status;
 mod store;
 mod strategy;
-
 mod watch;
 
 #[cfg(test)]
@@ -51,8 +52,8 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use self::handler::{Injection, Shared, State};
 use self::resource::Resource;
+use self::shared::{Injection, Shared, State};
 use self::status::ApiError;
 use self::store::{Caller, DeleteOptions};
 

@@ -31,10 +31,11 @@ use tokio::sync::watch::Receiver;
 use tokio::time::Instant;
 
 use super::Mode;
-use super::handler::{Body, Shared};
 use super::history::Entry;
 use super::meta::meta_mut;
-use super::resource::{Resource, Route, Selector};
+use super::resource::{Resource, Route};
+use super::selector::Selector;
+use super::shared::{Body, Shared};
 use super::status::ApiError;
 use super::store::Store;
 use podvisor::mirror::watch_truthy;

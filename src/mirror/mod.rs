@@ -22,7 +22,7 @@ mod client;
 mod correlator;
 mod events;
 mod host;
-pub(crate) mod metering;
+mod metering;
 mod node;
 mod plan;
 mod pod;
@@ -30,11 +30,8 @@ mod state;
 mod status;
 mod worker;
 
-#[cfg(any(test, feature = "test-util"))]
-pub mod fake_apiserver;
-
 #[cfg(test)]
-mod tests;
+mod testing;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -47,6 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::MirrorError;
 pub use host::{DEFAULT_MAX_PODS, KUBELET_VERSION, NodeInfo};
+// Public so that a stand-in API server in tests names and reads requests exactly as the
+// request metrics do.
+pub use metering::{verb, watch_truthy};
 pub use state::{MirrorCounters, MirrorPhase, MirrorState, PodMirror};
 
 use crate::clock::Clock;

@@ -412,7 +412,7 @@ impl LeaseKeeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirror::tests::node_info;
+    use crate::mirror::testing::node_info;
 
     #[test]
     fn node_carries_default_and_extra_labels_capacity_and_addresses() {

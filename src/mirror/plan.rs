@@ -120,7 +120,7 @@ fn action_key(action: &MirrorAction) -> &PodKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirror::tests::static_pod;
+    use crate::mirror::testing::static_pod;
 
     const NODE_UID: &str = "node-uid";
 

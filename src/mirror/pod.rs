@@ -127,7 +127,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
-    use crate::mirror::tests::static_pod;
+    use crate::mirror::testing::static_pod;
 
     fn node() -> NodeRef {
         NodeRef {

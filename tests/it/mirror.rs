@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use podvisor::mirror::fake_apiserver::{FakeApiServer, Mode};
+use fake_apiserver::{FakeApiServer, Mode};
 
 use crate::daemon::Daemon;
 use crate::lab::{BUSYBOX, Lab, wait_for};

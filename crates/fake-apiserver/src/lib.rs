@@ -15,8 +15,9 @@
 //!
 //! Not served: discovery, authorization beyond NodeRestriction, the garbage collector, and
 //! the other resources. Known differences from the real server are listed on
-//! [`FakeApiServer`]. This module must never be compiled into the daemon: it exists under
-//! `cfg(any(test, feature = "test-util"))` only.
+//! [`FakeApiServer`]. It is podvisor's dev-dependency only (`tests/mirror`, `tests/it`): the
+//! shipped daemon never contains it. It names request verbs with [`podvisor::mirror::verb`],
+//! so its request counts and podvisor's request metrics cannot disagree.
 
 mod admission;
 mod handler;
@@ -24,10 +25,11 @@ mod history;
 mod meta;
 mod patch;
 mod resource;
+mod selector;
+mod shared;
 mod status;
 mod store;
 mod strategy;
-
 mod watch;
 
 #[cfg(test)]
@@ -50,8 +52,8 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use self::handler::{Injection, Shared, State};
 use self::resource::Resource;
+use self::shared::{Injection, Shared, State};
 use self::status::ApiError;
 use self::store::{Caller, DeleteOptions};
 
@@ -89,7 +91,7 @@ impl RequestRecord {
     /// `list`, `watch`, `create`, `update`, `patch`, `delete` or `deletecollection` for a
     /// resource URL (served or not), the lowercased method otherwise (`/version` is `get`).
     pub fn verb(&self) -> &'static str {
-        crate::mirror::metering::verb(&self.method, &self.path, &self.query)
+        podvisor::mirror::verb(&self.method, &self.path, &self.query)
     }
 }
 

@@ -1,143 +1,27 @@
 //! The HTTP edge: one request in, the store consulted under the lock, one response out (or,
 //! for a watch, a stream that goes on reading the store). Failure modes, scripted errors,
-//! authentication and the request log live here.
+//! authentication and the request log are applied here; the state they read is `shared`.
 
 use std::convert::Infallible;
-use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::admission::NodeIdentity;
 use super::patch::{self, ACCEPTED, PatchKind};
-use super::resource::{Route, Selector};
+use super::resource::Route;
+use super::selector::Selector;
+use super::shared::{Body, Shared, State};
 use super::status::{self, ApiError};
-use super::store::{Caller, Change, DeleteOptions, Deleted, Store};
+use super::store::{Caller, Change, DeleteOptions, Deleted};
 use super::watch::{self, Watch};
 use super::{Mode, RequestRecord};
-use crate::mirror::metering::watch_truthy;
-
-/// A response body: a whole JSON or text body, or a watch stream.
-pub(super) type Body = UnsyncBoxBody<Bytes, Infallible>;
-
-/// A scripted failure: the next `times` requests matching method and path prefix fail.
-#[derive(Clone, Debug)]
-pub(super) struct Injection {
-    pub(super) method: Method,
-    pub(super) path_prefix: String,
-    pub(super) status: StatusCode,
-    pub(super) times: usize,
-}
-
-/// Everything the fake knows; one lock, never held across an await.
-#[derive(Debug, Default)]
-pub(super) struct State {
-    pub(super) store: Store,
-    pub(super) mode: Mode,
-    pub(super) node_restriction: bool,
-    pub(super) node_identity: Option<String>,
-    pub(super) token: Option<String>,
-    pub(super) injections: Vec<Injection>,
-    pub(super) log: Vec<RequestRecord>,
-    /// How often watches that allow bookmarks get one; `None` for the API server's minute.
-    pub(super) bookmark_interval: Option<Duration>,
-}
-
-/// What live watches react to: a new revision, a compaction, a mode change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Watermark {
-    revision: u64,
-    compacted: u64,
-    mode: Mode,
-}
-
-impl State {
-    fn watermark(&self) -> Watermark {
-        Watermark {
-            revision: self.store.current(),
-            compacted: self.store.history().compacted(),
-            mode: self.mode,
-        }
-    }
-
-    fn restriction(&self) -> Option<NodeIdentity> {
-        self.node_restriction.then(|| match &self.node_identity {
-            Some(n) => NodeIdentity::Named(n.clone()),
-            None => NodeIdentity::PodsNode,
-        })
-    }
-}
-
-/// The state shared by the server tasks and the [`super::FakeApiServer`] handle.
-#[derive(Debug)]
-pub(super) struct Shared {
-    state: Mutex<State>,
-    /// Signalled whenever a lock is released with the [`Watermark`] moved: live watches wait
-    /// on it rather than poll.
-    changed: tokio::sync::watch::Sender<()>,
-}
-
-impl Shared {
-    pub(super) fn new(state: State) -> Shared {
-        Shared {
-            state: Mutex::new(state),
-            changed: tokio::sync::watch::Sender::new(()),
-        }
-    }
-
-    /// Locks the state. A panic in a test thread must not hide the state from the next one.
-    pub(super) fn lock(&self) -> Locked<'_> {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let seen = state.watermark();
-        Locked {
-            state,
-            seen,
-            changed: &self.changed,
-        }
-    }
-
-    /// Changes to wait for: marked whenever the store, its history or the mode changed.
-    pub(super) fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
-        self.changed.subscribe()
-    }
-}
-
-/// The locked state; unlocking it wakes the live watches if it changed what they serve.
-pub(super) struct Locked<'a> {
-    state: MutexGuard<'a, State>,
-    seen: Watermark,
-    changed: &'a tokio::sync::watch::Sender<()>,
-}
-
-impl Deref for Locked<'_> {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.state
-    }
-}
-
-impl DerefMut for Locked<'_> {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.state
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        if self.state.watermark() != self.seen {
-            self.changed.send_replace(());
-        }
-    }
-}
+use podvisor::mirror::watch_truthy;
 
 /// A response body before encoding.
 enum Reply {

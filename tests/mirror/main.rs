@@ -1,16 +1,37 @@
-//! Shared fixtures, and the mirror task driven end to end against the fake API server with
-//! the real kube client.
+//! The mirror task (`podvisor::mirror::run`) driven end to end against the fake API server
+//! (`crates/fake-apiserver`) with the real kube client, through podvisor's public API only.
+//! No privileges or containerd needed.
 
+mod lifecycle;
+mod pods;
+mod reporting;
+mod tls;
+
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::NodeInfo;
-use crate::clock::Timestamp;
-use crate::manifest::{Format, parse_manifest};
-use crate::pod::{ManifestRef, NodeName, StaticPod};
+use fake_apiserver::{FakeApiServer, Mode, RequestRecord};
+use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use podvisor::clock::Timestamp;
+use podvisor::event::{EventType, PodEvent};
+use podvisor::manifest::{Format, Snapshot, parse_manifest};
+use podvisor::mirror::{
+    KUBELET_VERSION, MirrorConfig, MirrorPhase, MirrorState, MirrorTimings, NodeInfo, PodMirror,
+};
+use podvisor::pod::{ManifestRef, NodeName, PodKey, StaticPod};
+use podvisor::status::{NodeStatus, PodReport};
+use tempfile::TempDir;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// A static pod `name` in `kube-system` on node `n1`, with one container running `image`
 /// and kubeadm-style labels and annotations.
-pub(crate) fn static_pod(name: &str, image: &str) -> StaticPod {
+fn static_pod(name: &str, image: &str) -> StaticPod {
     let yaml = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: kube-system\n  labels:\n    component: {name}\n    tier: control-plane\n  annotations:\n    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://10.0.0.1:2379\nspec:\n  hostNetwork: true\n  containers:\n  - name: {name}\n    image: {image}\n"
     );
@@ -31,7 +52,7 @@ pub(crate) fn static_pod(name: &str, image: &str) -> StaticPod {
 }
 
 /// Host facts of a made-up node `n1`.
-pub(crate) fn node_info() -> NodeInfo {
+fn node_info() -> NodeInfo {
     NodeInfo {
         hostname: "n1".into(),
         internal_ip: Some("10.0.0.1".into()),
@@ -46,33 +67,9 @@ pub(crate) fn node_info() -> NodeInfo {
         system_uuid: "s".into(),
         boot_id: "b".into(),
         container_runtime_version: "containerd://2.0.0".into(),
-        kubelet_version: super::KUBELET_VERSION.into(),
+        kubelet_version: KUBELET_VERSION.into(),
     }
 }
-
-mod lifecycle;
-mod pods;
-mod reporting;
-mod tls;
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use tempfile::TempDir;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-
-use super::fake_apiserver::{FakeApiServer, RequestRecord};
-use super::{MirrorConfig, MirrorPhase, MirrorState, MirrorTimings, PodMirror};
-use crate::event::{EventType, PodEvent};
-use crate::manifest::Snapshot;
-use crate::pod::PodKey;
-use crate::status::{NodeStatus, PodReport};
 
 const NS: &str = "kube-system";
 
@@ -215,7 +212,7 @@ impl Harness {
         let (events, events_rx) = mpsc::channel(16);
         let (state_tx, state) = watch::channel(MirrorState::default());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(super::run(
+        let task = tokio::spawn(podvisor::mirror::run(
             config,
             desired_rx,
             status_rx,
@@ -265,7 +262,7 @@ impl Harness {
         let found = eventually(&format!("mirror of {} at {hash}", pod.key), || {
             self.fake.pod(NS, &pod.key.name).filter(|p| {
                 p.metadata.deletion_timestamp.is_none()
-                    && annotation(p, crate::labels::CONFIG_MIRROR) == Some(hash.as_str())
+                    && annotation(p, podvisor::labels::CONFIG_MIRROR) == Some(hash.as_str())
             })
         })
         .await;

@@ -13,7 +13,8 @@ use super::admission::{self, NodeIdentity, Operation, Write};
 use super::history::{Entry, History};
 use super::meta::{generated_name, meta_mut, new_uid, text, time_from_now};
 use super::patch::{self, PatchKind};
-use super::resource::{Resource, Selector};
+use super::resource::Resource;
+use super::selector::Selector;
 use super::status::{ApiError, FieldError};
 use super::strategy;
 

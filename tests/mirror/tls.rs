@@ -79,21 +79,25 @@ UfGQ+bCdETARmLBid8lDjY6xFylWQpkOvw==
 async fn tls_front(backend: SocketAddr) -> SocketAddr {
     let mut roots = RootCertStore::empty();
     roots
-        .add(CertificateDer::from_pem_slice(CA_CERT.as_bytes()).unwrap())
-        .unwrap();
+        .add(CertificateDer::from_pem_slice(CA_CERT.as_bytes()).expect("CA certificate"))
+        .expect("CA certificate as a root");
     let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
         .build()
-        .unwrap();
+        .expect("client certificate verifier");
     let config = rustls::ServerConfig::builder()
         .with_client_cert_verifier(verifier)
         .with_single_cert(
-            vec![CertificateDer::from_pem_slice(SERVER_CERT.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(SERVER_KEY.as_bytes()).unwrap(),
+            vec![
+                CertificateDer::from_pem_slice(SERVER_CERT.as_bytes()).expect("server certificate"),
+            ],
+            PrivateKeyDer::from_pem_slice(SERVER_KEY.as_bytes()).expect("server key"),
         )
-        .unwrap();
+        .expect("TLS server configuration");
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();

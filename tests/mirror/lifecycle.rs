@@ -162,7 +162,7 @@ async fn a_hanging_api_server_holds_up_neither_inputs_nor_shutdown_and_is_recove
     h.mirrored(&etcd).await;
     h.synced().await;
 
-    h.fake.set_mode(super::super::fake_apiserver::Mode::Hang);
+    h.fake.set_mode(Mode::Hang);
     h.state_until("unreachable", |s| {
         matches!(s.phase, MirrorPhase::Unreachable { .. })
     })
@@ -177,7 +177,7 @@ async fn a_hanging_api_server_holds_up_neither_inputs_nor_shutdown_and_is_recove
         .await;
     h.desired.send_replace(snapshot(&[]));
 
-    h.fake.set_mode(super::super::fake_apiserver::Mode::Normal);
+    h.fake.set_mode(Mode::Normal);
     h.synced().await;
     // The kubelet's spam filter lets 25 events about one pod through at once; the other
     // 15 are dropped and counted.
@@ -192,7 +192,7 @@ async fn a_hanging_api_server_holds_up_neither_inputs_nor_shutdown_and_is_recove
     })
     .await;
 
-    h.fake.set_mode(super::super::fake_apiserver::Mode::Hang);
+    h.fake.set_mode(Mode::Hang);
     h.events
         .try_send(event("etcd", "Late"))
         .expect("channel has room");

@@ -31,13 +31,14 @@ use tokio::sync::watch::Receiver;
 use tokio::time::Instant;
 
 use super::Mode;
-use super::handler::{Body, Shared};
 use super::history::Entry;
 use super::meta::meta_mut;
-use super::resource::{Resource, Route, Selector};
+use super::resource::{Resource, Route};
+use super::selector::Selector;
+use super::shared::{Body, Shared};
 use super::status::ApiError;
 use super::store::Store;
-use crate::mirror::metering::watch_truthy;
+use podvisor::mirror::watch_truthy;
 
 /// How long a watch from a revision the store has not reached waits for it, as the watch
 /// cache's `waitUntilFreshAndBlock` does.

@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench.sh: run as root (containerd needs it)" >&2; exit 1; }
 hack/deps.sh
-cargo build --profile dist --bins
+cargo build --profile dist -p podvisor -p podvisor-bench --bins
 exec target/dist/podvisor-bench "$@"

@@ -39,3 +39,5 @@ pub mod runtime;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+#[cfg(feature = "test-util")]
+pub mod testing;

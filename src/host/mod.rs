@@ -13,7 +13,7 @@
 
 mod cleanup;
 #[cfg(any(test, feature = "test-util"))]
-mod fake;
+pub(crate) mod fake;
 mod mounts;
 mod node;
 pub mod podfiles;
@@ -30,8 +30,8 @@ use thiserror::Error;
 use crate::pod::environment::Addresses;
 use crate::pod::{PodKey, PodUid, StaticPod};
 
-#[cfg(any(test, feature = "test-util"))]
-pub use fake::{FakeHost, HostCall};
+#[cfg(test)]
+pub(crate) use fake::{FakeHost, HostCall};
 pub use node::{NodeContext, ResolvConf};
 pub use podfiles::TerminationSource;
 pub use prepare::Ready;

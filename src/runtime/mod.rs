@@ -8,7 +8,7 @@ pub mod convert;
 mod cri;
 mod events;
 #[cfg(any(test, feature = "test-util"))]
-mod fake;
+pub(crate) mod fake;
 mod grpc;
 mod metered;
 #[cfg(test)]
@@ -33,8 +33,8 @@ use crate::pod::{
 
 pub use cri::{CriRuntime, RuntimeVersion, container_configs, sandbox_config};
 pub use events::{EventSource, ExitStream};
-#[cfg(any(test, feature = "test-util"))]
-pub use fake::{FakeCall, FakeRuntime};
+#[cfg(test)]
+pub(crate) use fake::{FakeCall, FakeRuntime};
 
 macro_rules! id {
     ($(#[$doc:meta])* $name:ident) => {

@@ -9,11 +9,10 @@ use podvisor::app::{Parts, supervise_until};
 use podvisor::cli::LogFormat;
 use podvisor::clock::{Clock, Timestamp};
 use podvisor::config::Config;
-use podvisor::host::FakeHost;
 use podvisor::pod::{NodeName, WaitingReason};
 use podvisor::reconcile::ReconcileState;
-use podvisor::runtime::{FakeCall, FakeRuntime};
 use podvisor::shutdown::Shutdown;
+use podvisor::testing::{FakeCall, FakeHost, FakeRuntime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

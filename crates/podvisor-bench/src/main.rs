@@ -216,7 +216,9 @@ struct Output<'a> {
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // crates/podvisor-bench -> the repository root
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    root.canonicalize().unwrap_or(root)
 }
 
 async fn scenarios(lab: &Lab, s: &Settings, figures: &mut Figures) -> Result<()> {

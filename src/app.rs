@@ -38,8 +38,6 @@ pub const MAX_HOLD: Duration = Duration::from_secs(1);
 /// What the loops need besides the configuration and the runtime.
 #[derive(Clone)]
 pub struct Parts {
-    /// The runtime's name, prefixed to container IDs in status (`containerd://...`).
-    pub runtime_name: String,
     /// The node's address.
     pub host_ip: Option<String>,
     /// Time.
@@ -56,7 +54,6 @@ impl Parts {
     /// Parts for tests and tools: system clock, no events, fresh metrics, no trust checks.
     pub fn plain(clock: Clock) -> Parts {
         Parts {
-            runtime_name: "containerd".to_owned(),
             host_ip: None,
             clock,
             events: EventSink::discard(),
@@ -109,18 +106,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         ctx,
         Some(metrics.clone()),
     )?);
-    let mut node_info = NodeInfo::from_context(runtime.context());
-    let runtime_name = match runtime.version().await {
-        Ok(v) => {
-            info!(runtime = %v.describe(), "container runtime connected");
-            node_info.container_runtime_version = format!("{}://{}", v.name, v.version);
-            v.name
-        }
-        Err(e) => {
-            warn!(error = %e, "container runtime not reachable yet; will keep trying");
-            "containerd".to_owned()
-        }
-    };
+    // The runtime's name and version are asked by the reconciler whenever it (re)connects.
+    let node_info = NodeInfo::from_context(runtime.context());
     let euid = nix::unistd::geteuid().as_raw();
     let policy = TrustPolicy::for_process(euid, config.allow_insecure_manifests);
     if policy == TrustPolicy::Warn {
@@ -134,7 +121,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         None => (EventSink::discard(), None),
     };
     let parts = Parts {
-        runtime_name,
         host_ip,
         clock: Clock::System,
         events,
@@ -284,7 +270,6 @@ pub fn supervise_until<R: Runtime, H: Host>(
                 channels.snapshots.clone(),
                 channels.state.clone(),
                 channels.probes.clone(),
-                parts.runtime_name,
                 parts.host_ip,
                 parts.clock,
                 status_tx,

@@ -40,8 +40,6 @@ pub struct NodeInfo {
     pub system_uuid: String,
     /// `/proc/sys/kernel/random/boot_id`.
     pub boot_id: String,
-    /// The container runtime, as `containerd://1.7.x`; empty when unknown.
-    pub container_runtime_version: String,
     /// See [`KUBELET_VERSION`].
     pub kubelet_version: String,
 }
@@ -98,7 +96,6 @@ impl NodeInfo {
             machine_id: read_trimmed("/etc/machine-id"),
             system_uuid: read_trimmed("/sys/class/dmi/id/product_uuid"),
             boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
-            container_runtime_version: String::new(),
             kubelet_version: KUBELET_VERSION.to_owned(),
         }
     }

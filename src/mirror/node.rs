@@ -21,7 +21,8 @@ use super::host::NodeInfo;
 use super::pod::NodeRef;
 use crate::clock::Timestamp;
 use crate::pod::NodeName;
-use crate::status::api_time;
+use crate::runtime::RuntimeVersion;
+use crate::status::{NodeStatus, api_time};
 
 /// The namespace of node leases.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -45,28 +46,42 @@ pub fn default_labels(node: &NodeName, info: &NodeInfo) -> BTreeMap<String, Stri
     .collect()
 }
 
-/// Whether the node can run pods: it can while the container runtime answers.
+/// Whether the node can run pods (it can while the container runtime answers), and on what
+/// runtime: the parts of the Node status that change while podvisor runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Readiness {
     /// The Ready condition's status.
     pub ready: bool,
     /// Why not, when not.
     pub message: String,
+    /// `nodeInfo.containerRuntimeVersion`: `containerd://1.6.20`; empty until the runtime
+    /// has said.
+    pub runtime_version: String,
 }
 
 impl Readiness {
-    /// From the reconciler's runtime error.
-    pub fn from_runtime(runtime_error: Option<&str>) -> Readiness {
+    /// From the reconciler's runtime error and what the runtime last said it is.
+    pub fn new(runtime_error: Option<&str>, runtime: Option<&RuntimeVersion>) -> Readiness {
+        let runtime_version = runtime
+            .map(|v| format!("{}://{}", v.name, v.version))
+            .unwrap_or_default();
         match runtime_error {
             None => Readiness {
                 ready: true,
                 message: "podvisor is posting ready status".to_owned(),
+                runtime_version,
             },
             Some(e) => Readiness {
                 ready: false,
                 message: format!("container runtime is down: {e}"),
+                runtime_version,
             },
         }
+    }
+
+    /// From the node's published status.
+    pub fn of(status: &NodeStatus) -> Readiness {
+        Readiness::new(status.runtime_error.as_deref(), status.runtime.as_ref())
     }
 }
 
@@ -131,7 +146,7 @@ pub fn node_status(
         node_info: Some(NodeSystemInfo {
             architecture: info.arch.clone(),
             boot_id: info.boot_id.clone(),
-            container_runtime_version: info.container_runtime_version.clone(),
+            container_runtime_version: readiness.runtime_version.clone(),
             kernel_version: info.kernel_version.clone(),
             kube_proxy_version: String::new(),
             kubelet_version: info.kubelet_version.clone(),
@@ -423,7 +438,7 @@ mod tests {
         )]);
         let status = node_status(
             &info,
-            &Readiness::from_runtime(None),
+            &Readiness::new(None, None),
             Timestamp(2),
             Timestamp(1),
         );
@@ -457,7 +472,7 @@ mod tests {
 
     #[test]
     fn a_down_runtime_makes_the_node_not_ready() {
-        let not_ready = Readiness::from_runtime(Some("connection refused"));
+        let not_ready = Readiness::new(Some("connection refused"), None);
         assert!(!not_ready.ready);
         let status = node_status(&node_info(), &not_ready, Timestamp(2), Timestamp(1));
         let ready = &status.conditions.unwrap()[0];
@@ -473,14 +488,14 @@ mod tests {
     fn status_is_written_on_change_or_after_the_report_period() {
         let report = Duration::from_secs(300);
         let t0 = Instant::now();
-        let ready = Readiness::from_runtime(None);
+        let ready = Readiness::new(None, None);
         let mut hb = Heartbeat::default();
         assert!(hb.due(&ready, t0, report), "first write");
         hb.written(ready.clone(), t0);
         assert!(!hb.due(&ready, t0 + Duration::from_secs(10), report));
         assert!(hb.due(&ready, t0 + report, report), "periodic report");
         assert!(
-            hb.due(&Readiness::from_runtime(Some("down")), t0, report),
+            hb.due(&Readiness::new(Some("down"), None), t0, report),
             "change"
         );
         hb.forget();

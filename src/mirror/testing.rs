@@ -45,7 +45,6 @@ pub(crate) fn node_info() -> NodeInfo {
         machine_id: "m".into(),
         system_uuid: "s".into(),
         boot_id: "b".into(),
-        container_runtime_version: "containerd://2.0.0".into(),
         kubelet_version: KUBELET_VERSION.into(),
     }
 }

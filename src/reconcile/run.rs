@@ -28,7 +28,7 @@ use crate::manifest::Snapshot;
 use crate::metrics::Metrics;
 use crate::pod::{PodKey, WaitingReason};
 use crate::probe::ProbeResults;
-use crate::runtime::{Observed, Runtime};
+use crate::runtime::{Observed, Runtime, RuntimeVersion};
 
 /// How the loop paces itself.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +74,9 @@ pub struct ReconcileState {
     pub observed: Arc<Observed>,
     /// Why the runtime cannot be reached, while it cannot.
     pub runtime_error: Option<String>,
+    /// What the runtime said it is, asked again each time it comes back (it may have been
+    /// upgraded or replaced while away); `None` until it has answered.
+    pub runtime: Option<RuntimeVersion>,
     /// The last error per pod, until its work succeeds.
     pub pod_errors: BTreeMap<PodKey, String>,
     /// Why containers could not be started, until their pod's work succeeds.
@@ -242,6 +245,10 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
             Ok(o) => {
                 if let Some(err) = self.state.runtime_error.take() {
                     info!(previous_error = %err, "container runtime reachable again");
+                    self.state.runtime = None;
+                }
+                if self.state.runtime.is_none() {
+                    self.ask_version().await;
                 }
                 self.runtime_retry = RUNTIME_RETRY_MIN;
                 o
@@ -332,6 +339,17 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
         match (planned.wake_at, pull_wake) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Asks the runtime what it is; on failure, the next pass asks again.
+    async fn ask_version(&mut self) {
+        match self.rt.version().await {
+            Ok(v) => {
+                info!(runtime = %v.describe(), "container runtime connected");
+                self.state.runtime = Some(v);
+            }
+            Err(e) => debug!(error = %e, "runtime did not say its version; asking next pass"),
         }
     }
 

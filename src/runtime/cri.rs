@@ -21,8 +21,8 @@ use super::grpc::{done_if_gone, to_error};
 use super::metered::Metered;
 use super::{
     ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
-    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState,
-    Started, convert, events,
+    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, RuntimeVersion, SandboxId,
+    SandboxState, Started, convert, events,
 };
 use crate::clock::Timestamp;
 use crate::host::{NodeContext, Ready, TerminationSource};
@@ -56,24 +56,6 @@ struct ContainerDetails {
 struct Cache {
     containers: HashMap<String, ContainerDetails>,
     sandbox_ips: HashMap<String, Option<String>>,
-}
-
-/// What the runtime says about itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuntimeVersion {
-    /// `containerd`, `cri-o`.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// The CRI version it speaks.
-    pub api: String,
-}
-
-impl RuntimeVersion {
-    /// `containerd 1.6.20 (CRI v1)`.
-    pub fn describe(&self) -> String {
-        format!("{} {} (CRI {})", self.name, self.version, self.api)
-    }
 }
 
 /// A CRI v1 runtime behind a unix socket.
@@ -212,27 +194,6 @@ impl CriRuntime {
 
     fn images(&self) -> ImageServiceClient<Metered> {
         ImageServiceClient::new(self.channel.clone())
-    }
-
-    /// The runtime's name and version, to check it answers.
-    pub async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
-        let req = timeout_of(
-            tonic::Request::new(cri::VersionRequest {
-                version: "v1".into(),
-            }),
-            READ_TIMEOUT,
-        );
-        let v = self
-            .rt()
-            .version(req)
-            .await
-            .map_err(|s| to_error("Version", s, READ_TIMEOUT))?
-            .into_inner();
-        Ok(RuntimeVersion {
-            name: v.runtime_name,
-            version: v.runtime_version,
-            api: v.runtime_api_version,
-        })
     }
 
     async fn container_details(
@@ -403,6 +364,26 @@ fn managed_filter() -> HashMap<String, String> {
 }
 
 impl Runtime for CriRuntime {
+    async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::VersionRequest {
+                version: "v1".into(),
+            }),
+            READ_TIMEOUT,
+        );
+        let v = self
+            .rt()
+            .version(req)
+            .await
+            .map_err(|s| to_error("Version", s, READ_TIMEOUT))?
+            .into_inner();
+        Ok(RuntimeVersion {
+            name: v.runtime_name,
+            version: v.runtime_version,
+            api: v.runtime_api_version,
+        })
+    }
+
     async fn observe(&self) -> Result<Observed, RuntimeError> {
         let req = timeout_of(
             tonic::Request::new(cri::ListPodSandboxRequest {

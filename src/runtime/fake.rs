@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{
     ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
-    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, SandboxId, SandboxState,
-    Started,
+    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, RuntimeVersion, SandboxId,
+    SandboxState, Started,
 };
 use crate::clock::Clock;
 use crate::host::{Ready, TerminationSource};
@@ -49,6 +49,8 @@ struct State {
     failures: BTreeMap<&'static str, Vec<RuntimeError>>,
     /// Exit code containers report when stopped.
     stop_exit_code: i32,
+    /// What `version` answers (`fake 0.0.0` until set).
+    version: Option<String>,
     /// Scripted results for exec, by the command's first word; default exit 0.
     exec_results: BTreeMap<String, ExecOutput>,
     /// How long exec of a command (by its first word) takes to answer, whatever its timeout.
@@ -87,6 +89,11 @@ impl FakeRuntime {
     /// The calls so far, forgetting them.
     pub fn take_calls(&self) -> Vec<FakeCall> {
         std::mem::take(&mut self.lock().calls)
+    }
+
+    /// Makes `version` answer `version` from now on, as an upgraded runtime would.
+    pub fn set_version(&self, version: &str) {
+        self.lock().version = Some(version.to_owned());
     }
 
     /// Makes the next call of `method` (e.g. `"run_sandbox"`) fail with `error`.
@@ -207,6 +214,21 @@ pub fn termination_source(id: &ContainerId) -> TerminationSource {
 }
 
 impl Runtime for FakeRuntime {
+    /// Not recorded as a call; fails as `fail_next("version", ..)` says.
+    async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
+        let mut s = self.lock();
+        if let Some(list) = s.failures.get_mut("version")
+            && !list.is_empty()
+        {
+            return Err(list.remove(0));
+        }
+        Ok(RuntimeVersion {
+            name: "fake".to_owned(),
+            version: s.version.clone().unwrap_or_else(|| "0.0.0".to_owned()),
+            api: "v1".to_owned(),
+        })
+    }
+
     async fn observe(&self) -> Result<Observed, RuntimeError> {
         self.record(FakeCall::Observe, "observe")?;
         Ok(self.snapshot())

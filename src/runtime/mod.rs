@@ -31,7 +31,7 @@ use crate::pod::{
     WaitingReason,
 };
 
-pub use cri::{CriRuntime, RuntimeVersion, container_configs, sandbox_config};
+pub use cri::{CriRuntime, container_configs, sandbox_config};
 pub use events::{EventSource, ExitStream};
 #[cfg(test)]
 pub(crate) use fake::{FakeCall, FakeRuntime};
@@ -190,6 +190,24 @@ impl Observed {
     }
 }
 
+/// What the runtime says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    /// `containerd`, `cri-o`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The CRI version it speaks.
+    pub api: String,
+}
+
+impl RuntimeVersion {
+    /// `containerd 1.6.20 (CRI v1)`.
+    pub fn describe(&self) -> String {
+        format!("{} {} (CRI {})", self.name, self.version, self.api)
+    }
+}
+
 /// A failed runtime operation.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RuntimeError {
@@ -340,6 +358,9 @@ pub struct ExecOutput {
 /// What podvisor asks of a container runtime. All methods are idempotent where CRI is:
 /// stopping or removing something already gone succeeds.
 pub trait Runtime: Send + Sync + 'static {
+    /// The runtime's name and version (CRI `Version`).
+    fn version(&self) -> impl Future<Output = Result<RuntimeVersion, RuntimeError>> + Send;
+
     /// Lists every sandbox and container podvisor created (those with its label).
     fn observe(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;
 

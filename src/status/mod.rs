@@ -20,7 +20,9 @@ use crate::clock::Timestamp;
 use crate::pod::{PodKey, RestartPolicy, StaticPod, TerminationReason};
 use crate::probe::ContainerProbes;
 use crate::reconcile::{BackingOff, StartError};
-use crate::runtime::{ContainerId, ContainerState, Observed, ObservedContainer, SandboxState};
+use crate::runtime::{
+    ContainerId, ContainerState, Observed, ObservedContainer, RuntimeVersion, SandboxState,
+};
 
 /// One static pod as the node reports it.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +44,8 @@ pub struct NodeStatus {
     pub synced: bool,
     /// Why the runtime cannot be reached, while it cannot.
     pub runtime_error: Option<String>,
+    /// What the runtime says it is, once it has said.
+    pub runtime: Option<RuntimeVersion>,
 }
 
 /// Everything a pod's status is computed from.

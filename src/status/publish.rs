@@ -12,15 +12,22 @@ use crate::manifest::Snapshot;
 use crate::probe::ProbeResults;
 use crate::reconcile::ReconcileState;
 
+/// The name container IDs carry before the runtime has said its own.
+const UNKNOWN_RUNTIME: &str = "cri";
+
 /// Recomputes the node's status from its inputs. Pure.
 pub fn compute(
     snapshot: Option<&Snapshot>,
     state: &ReconcileState,
     probes: &ProbeResults,
-    runtime_name: &str,
     host_ip: Option<&str>,
 ) -> NodeStatus {
     let probe_view = probes.for_status();
+    // Until the runtime has said its name there are no containers to name by it.
+    let runtime_name = state
+        .runtime
+        .as_ref()
+        .map_or(UNKNOWN_RUNTIME, |v| v.name.as_str());
     let pods = snapshot
         .map(|s| {
             s.pods
@@ -49,6 +56,7 @@ pub fn compute(
         pods,
         synced: state.synced,
         runtime_error: state.runtime_error.clone(),
+        runtime: state.runtime.clone(),
     }
 }
 
@@ -68,7 +76,6 @@ pub async fn publish(
     mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     mut state: watch::Receiver<Arc<ReconcileState>>,
     mut probes: watch::Receiver<Arc<ProbeResults>>,
-    runtime_name: String,
     host_ip: Option<String>,
     clock: Clock,
     tx: watch::Sender<Arc<NodeStatus>>,
@@ -78,13 +85,7 @@ pub async fn publish(
         let snapshot = snapshots.borrow_and_update().clone();
         let current = state.borrow_and_update().clone();
         let results = probes.borrow_and_update().clone();
-        let mut status = compute(
-            snapshot.as_deref(),
-            &current,
-            &results,
-            &runtime_name,
-            host_ip.as_deref(),
-        );
+        let mut status = compute(snapshot.as_deref(), &current, &results, host_ip.as_deref());
         stamp(&mut status, &tx.borrow(), clock.now());
         tx.send_if_modified(|old| {
             if **old == status {

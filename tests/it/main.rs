@@ -7,6 +7,7 @@
 mod daemon;
 mod disk;
 mod hostile;
+mod issue11;
 mod issue17;
 mod lab;
 mod lifecycle;

@@ -360,3 +360,83 @@ async fn a_failed_pull_shows_err_image_pull_then_image_pull_back_off_and_retries
     shutdown.graceful.cancel();
     task.await.expect("join").expect("clean shutdown");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_runtime_is_asked_what_it_is_whenever_it_comes_back_issue_11() {
+    use podvisor::runtime::RuntimeError;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("web.yaml"), POD).expect("write");
+    let clock = Clock::tokio(T0);
+    let rt = Arc::new(FakeRuntime::new(clock));
+    let down = || RuntimeError::Unavailable {
+        method: "Version",
+        message: "connection refused".into(),
+    };
+    rt.fail_next("version", down());
+    let shutdown = Shutdown {
+        graceful: CancellationToken::new(),
+        force: CancellationToken::new(),
+    };
+    let (channels, task) = supervise_until(
+        &config(dir.path()),
+        rt.clone(),
+        Arc::new(FakeHost::new()),
+        Parts::plain(clock),
+        shutdown.clone(),
+    );
+    let mut state = channels.state;
+    let task = tokio::spawn(task);
+    let reader = state.clone();
+    let version = |s: &watch::Receiver<Arc<ReconcileState>>| {
+        s.borrow().runtime.as_ref().map(|v| v.version.clone())
+    };
+    until(&mut state, "a version after a failed first ask", || {
+        version(&reader).as_deref() == Some("0.0.0")
+    })
+    .await;
+    until(&mut state, "web running", || {
+        rt.running("web-n1").len() == 1
+    })
+    .await;
+    let status = channels.status.clone();
+    let mut published = status.clone();
+    let id = loop {
+        let id = status
+            .borrow()
+            .pods
+            .values()
+            .next()
+            .and_then(|r| r.status.container_statuses.clone())
+            .and_then(|c| c[0].container_id.clone());
+        if let Some(id) = id {
+            break id;
+        }
+        published.changed().await.expect("status published");
+    };
+    assert!(
+        id.starts_with("fake://"),
+        "named by the runtime's own name: {id}"
+    );
+
+    // The runtime goes away and comes back upgraded.
+    rt.fail_next(
+        "observe",
+        RuntimeError::Unavailable {
+            method: "ListPodSandbox",
+            message: "connection refused".into(),
+        },
+    );
+    until(&mut state, "runtime down", || {
+        reader.borrow().runtime_error.is_some()
+    })
+    .await;
+    rt.set_version("2.0.0");
+    until(&mut state, "the new version", || {
+        version(&reader).as_deref() == Some("2.0.0")
+    })
+    .await;
+    assert!(reader.borrow().runtime_error.is_none());
+    shutdown.graceful.cancel();
+    task.await.expect("join").expect("clean exit");
+}

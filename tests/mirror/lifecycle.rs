@@ -2,6 +2,7 @@
 //! and Lease.
 
 use super::*;
+use podvisor::runtime::RuntimeVersion;
 
 #[tokio::test]
 async fn api_server_absent_at_start_is_unreachable_until_it_appears_then_all_is_mirrored() {
@@ -307,11 +308,28 @@ async fn node_ready_follows_the_container_runtime() {
         eventually("not ready", || ready(&h.fake).filter(|(s, _)| s == "False")).await;
     assert_eq!(status, "False");
     assert_eq!(message, "container runtime is down: connection refused");
-    h.status.send_replace(Arc::new(NodeStatus::default()));
+    // The runtime comes back, upgraded: the Node says so at once, not at the next report.
+    h.status.send_replace(Arc::new(NodeStatus {
+        runtime: Some(RuntimeVersion {
+            name: "containerd".into(),
+            version: "2.1.0".into(),
+            api: "v1".into(),
+        }),
+        ..NodeStatus::default()
+    }));
     eventually("ready again", || {
         ready(&h.fake).filter(|(s, _)| s == "True")
     })
     .await;
+    let runtime = eventually("runtime version reported", || {
+        h.fake
+            .node("n1")
+            .and_then(|n| n.status?.node_info)
+            .map(|i| i.container_runtime_version)
+            .filter(|v| !v.is_empty())
+    })
+    .await;
+    assert_eq!(runtime, "containerd://2.1.0");
     h.stop().await;
 }
 

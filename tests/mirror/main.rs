@@ -66,7 +66,6 @@ fn node_info() -> NodeInfo {
         machine_id: "m".into(),
         system_uuid: "s".into(),
         boot_id: "b".into(),
-        container_runtime_version: "containerd://2.0.0".into(),
         kubelet_version: KUBELET_VERSION.into(),
     }
 }
@@ -137,6 +136,7 @@ fn node_status(pods: &[(&StaticPod, &str)]) -> Arc<NodeStatus> {
             .collect(),
         synced: true,
         runtime_error: None,
+        runtime: None,
     })
 }
 

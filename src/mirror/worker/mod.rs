@@ -288,8 +288,7 @@ impl Worker {
                 if self.cfg.register_node {
                     self.adopt(api, &n).await?;
                 }
-                let readiness =
-                    Readiness::from_runtime(self.status.borrow().runtime_error.as_deref());
+                let readiness = Readiness::of(&self.status.borrow());
                 self.heartbeat
                     .adopt(node::server_ready(&n), readiness.ready);
                 n
@@ -300,8 +299,7 @@ impl Worker {
             }
             None => {
                 let t = self.cfg.clock.now();
-                let readiness =
-                    Readiness::from_runtime(self.status.borrow().runtime_error.as_deref());
+                let readiness = Readiness::of(&self.status.borrow());
                 let info = &self.cfg.node_info;
                 let status = node::node_status(info, &readiness, t, t);
                 let new = node::new_node(
@@ -427,8 +425,7 @@ impl Worker {
                 {
                     // Compared with what the server holds, as the kubelet does every 10 s:
                     // a Ready condition someone else changed is written back at once.
-                    let readiness =
-                        Readiness::from_runtime(self.status.borrow().runtime_error.as_deref());
+                    let readiness = Readiness::of(&self.status.borrow());
                     self.heartbeat
                         .adopt(node::server_ready(&n), readiness.ready);
                     if node::ready_drifted(&n, &readiness) {
@@ -441,7 +438,7 @@ impl Worker {
                 }
             }
         }
-        let readiness = Readiness::from_runtime(self.status.borrow().runtime_error.as_deref());
+        let readiness = Readiness::of(&self.status.borrow());
         if self.heartbeat.due(&readiness, now, t.node_status_report) {
             let ts = self.cfg.clock.now();
             let since = self.heartbeat.since(readiness.ready, ts);

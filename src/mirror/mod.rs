@@ -13,11 +13,11 @@
 //! * `node`: the Node (registered or adopted, Ready kept current) and its Lease.
 //! * `pod` and `plan` (pure): the mirror Pod object; which mirror pods to create or delete.
 //! * `status`: status patches, only on change, onto the mirror pod's current UID.
+//! * `retry`: when a rejected mirror pod may be posted again.
 //! * `events`: pod events, bounded buffer, repeats folded into counts.
 //! * `state`: [`MirrorState`], for logs and the status API.
 //! * `worker`: the loop that drives them.
 
-mod backoff;
 mod client;
 mod correlator;
 mod events;
@@ -26,6 +26,7 @@ mod metering;
 mod node;
 mod plan;
 mod pod;
+mod retry;
 mod state;
 mod status;
 mod worker;
@@ -49,6 +50,7 @@ pub use host::{DEFAULT_MAX_PODS, KUBELET_VERSION, NodeInfo};
 pub use metering::{verb, watch_truthy};
 pub use state::{MirrorCounters, MirrorPhase, MirrorState, PodMirror};
 
+use crate::backoff::Policy;
 use crate::clock::Clock;
 use crate::event::PodEvent;
 use crate::manifest::Snapshot;
@@ -63,10 +65,8 @@ pub const DEFAULT_EVENT_BUFFER: usize = 1000;
 pub struct MirrorTimings {
     /// Limit on every API request (connect, write, answer).
     pub request_timeout: Duration,
-    /// First delay before reconnecting or looking for the Node again (kubelet: 100ms).
-    pub retry_initial: Duration,
-    /// Cap of those delays (kubelet: 7s).
-    pub retry_max: Duration,
+    /// Reconnecting or looking for the Node again ([`Policy::API_SERVER`]).
+    pub retry: Policy,
     /// The Lease's `leaseDurationSeconds` (kubelet: 40s).
     pub lease_duration: Duration,
     /// How often the Lease is renewed (kubelet: 10s).
@@ -85,18 +85,15 @@ pub struct MirrorTimings {
     pub watch_timeout: Duration,
     /// Least time between two status patches of one pod.
     pub status_min_interval: Duration,
-    /// First delay before retrying a mirror pod the API server rejected.
-    pub reject_initial: Duration,
-    /// Cap of that delay.
-    pub reject_max: Duration,
+    /// Retrying a mirror pod the API server rejected ([`Policy::API_REJECTED`]).
+    pub reject: Policy,
 }
 
 impl Default for MirrorTimings {
     fn default() -> MirrorTimings {
         MirrorTimings {
             request_timeout: Duration::from_secs(10),
-            retry_initial: Duration::from_millis(100),
-            retry_max: Duration::from_secs(7),
+            retry: Policy::API_SERVER,
             lease_duration: Duration::from_secs(40),
             lease_renew: Duration::from_secs(10),
             node_status_update: Duration::from_secs(10),
@@ -104,8 +101,7 @@ impl Default for MirrorTimings {
             resync: Duration::from_secs(10),
             watch_timeout: Duration::from_secs(290),
             status_min_interval: Duration::from_secs(1),
-            reject_initial: Duration::from_secs(5),
-            reject_max: Duration::from_secs(300),
+            reject: Policy::API_REJECTED,
         }
     }
 }

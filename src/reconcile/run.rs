@@ -16,11 +16,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::backoff::Backoff;
 use super::execute::{ExecContext, Outcome, StepError, WorkError, execute};
 use super::messages::TerminationMessages;
 use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};
 use super::recheck::Rechecks;
+use crate::backoff::{Backoff, Delays, Policy};
 use crate::clock::{Clock, Timestamp};
 use crate::event::{EventType, PodEvent, container_field};
 use crate::host::Host;
@@ -96,10 +96,10 @@ pub struct Reconciler<R: Runtime, H: Host> {
     cx: ExecContext,
     crash_backoff: Backoff<RestartKey>,
     pod_retry: Backoff<PodKey>,
-    /// The kubelet's image pull backoff, per image: 10 s doubling to 300 s.
+    /// The kubelet's image pull backoff, per image.
     pull_retry: Backoff<String>,
     retry_at: BTreeMap<PodKey, Timestamp>,
-    runtime_retry: Duration,
+    runtime_retry: Delays,
     announced_backoffs: BTreeSet<(PodKey, String, Timestamp)>,
     metrics: Option<Arc<Metrics>>,
     messages: TerminationMessages,
@@ -110,9 +110,6 @@ pub struct Reconciler<R: Runtime, H: Host> {
     state_tx: watch::Sender<Arc<ReconcileState>>,
     observed_tx: watch::Sender<Arc<Observed>>,
 }
-
-const RUNTIME_RETRY_MIN: Duration = Duration::from_millis(100);
-const RUNTIME_RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl<R: Runtime, H: Host> Reconciler<R, H> {
     /// A reconciler over the runtime `rt` and the host `host`. Its state is published on the
@@ -130,19 +127,11 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
             clock: cx.clock,
             config,
             cx,
-            crash_backoff: Backoff::crash_loop(),
-            pod_retry: Backoff::new(
-                Duration::from_secs(1),
-                Duration::from_secs(60),
-                Duration::from_secs(600),
-            ),
-            pull_retry: Backoff::new(
-                Duration::from_secs(10),
-                Duration::from_secs(300),
-                Duration::from_secs(600),
-            ),
+            crash_backoff: Backoff::new(Policy::CRASH_LOOP),
+            pod_retry: Backoff::new(Policy::POD_WORK),
+            pull_retry: Backoff::new(Policy::IMAGE_PULL),
             retry_at: BTreeMap::new(),
-            runtime_retry: RUNTIME_RETRY_MIN,
+            runtime_retry: Delays::new(Policy::RUNTIME),
             announced_backoffs: BTreeSet::new(),
             metrics: None,
             messages: TerminationMessages::default(),
@@ -250,7 +239,7 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
                 if self.state.runtime.is_none() {
                     self.ask_version().await;
                 }
-                self.runtime_retry = RUNTIME_RETRY_MIN;
+                self.runtime_retry.reset();
                 o
             }
             Err(e) => {
@@ -259,8 +248,7 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
                     warn!(error = %message, "container runtime unreachable; retrying");
                 }
                 self.state.runtime_error = Some(message);
-                let retry = self.runtime_retry;
-                self.runtime_retry = (self.runtime_retry * 2).min(RUNTIME_RETRY_MAX);
+                let retry = self.runtime_retry.next_drawn();
                 self.publish();
                 return Some(self.clock.now().plus(retry));
             }
@@ -457,11 +445,14 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
                     let delay = self
                         .pull_retry
                         .delay(&image)
-                        .unwrap_or(Duration::from_secs(10));
+                        .unwrap_or(Policy::IMAGE_PULL.initial);
                     self.retry_at.insert(key.clone(), now.plus(delay));
                 } else if !failure.error.is_unavailable() {
                     self.pod_retry.next(&key, now, now);
-                    let delay = self.pod_retry.delay(&key).unwrap_or(Duration::from_secs(1));
+                    let delay = self
+                        .pod_retry
+                        .delay(&key)
+                        .unwrap_or(Policy::POD_WORK.initial);
                     self.retry_at.insert(key.clone(), now.plus(delay));
                 }
                 self.state.pod_errors.insert(key, message);
@@ -519,14 +510,14 @@ async fn forward_exits<R: Runtime>(
     relist: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut retry = Duration::from_secs(1);
+    let mut retry = Delays::new(Policy::EXIT_EVENTS);
     let mut reported = false;
     loop {
         match rt.exits().await {
             Ok(Some((source, mut stream))) => {
                 info!(source = ?source, "watching container exits");
                 reported = false;
-                retry = Duration::from_secs(1);
+                retry.reset();
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -551,9 +542,8 @@ async fn forward_exits<R: Runtime>(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(retry) => {}
+            _ = tokio::time::sleep(retry.next_drawn()) => {}
         }
-        retry = (retry * 2).min(Duration::from_secs(30));
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use fake_apiserver::{FakeApiServer, Mode, RequestRecord};
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use podvisor::backoff::Policy;
 use podvisor::clock::Timestamp;
 use podvisor::event::{EventType, PodEvent};
 use podvisor::manifest::{Format, Snapshot, parse_manifest};
@@ -76,8 +77,7 @@ const NS: &str = "kube-system";
 fn fast() -> MirrorTimings {
     MirrorTimings {
         request_timeout: Duration::from_millis(500),
-        retry_initial: Duration::from_millis(10),
-        retry_max: Duration::from_millis(100),
+        retry: Policy::API_SERVER.with(Duration::from_millis(10), Duration::from_millis(100)),
         lease_duration: Duration::from_secs(40),
         lease_renew: Duration::from_millis(200),
         node_status_update: Duration::from_millis(100),
@@ -85,8 +85,7 @@ fn fast() -> MirrorTimings {
         resync: Duration::from_millis(50),
         watch_timeout: Duration::from_secs(5),
         status_min_interval: Duration::ZERO,
-        reject_initial: Duration::from_millis(100),
-        reject_max: Duration::from_millis(400),
+        reject: Policy::API_REJECTED.with(Duration::from_millis(100), Duration::from_millis(400)),
     }
 }
 

@@ -2,8 +2,8 @@
 //! (one client, one Node UID): keep the Node status and Lease current, reconcile mirror pods
 //! on every manifest change and every resync, patch changed statuses, post buffered events.
 //!
-//! Decisions come from `plan`, `status::StatusTracker`, `node::Heartbeat` and
-//! `backoff`; this file only sequences API calls and classifies their outcomes. Any request
+//! Decisions come from `plan`, `status::StatusTracker`, `node::Heartbeat`, `retry` and
+//! [`crate::backoff`]; this file only sequences API calls and classifies their outcomes. Any request
 //! that finds the API server out of reach ends the session; a refusal is handled where it
 //! happens and never retried faster than its backoff.
 
@@ -21,14 +21,15 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{debug, info, warn};
 
 use super::MirrorConfig;
-use super::backoff::{Backoff, RetryGate, jitter};
 use super::client::{self, MirrorError};
 use super::correlator::{Aggregator, SpamFilter};
 use super::events::{EventBuffer, EventPoster};
 use super::node::{self, Heartbeat, LEASE_NAMESPACE, LeaseKeeper, Readiness};
 use super::pod::{NodeRef, ObservedMirror};
+use super::retry::RetryGate;
 use super::state::{MirrorPhase, MirrorState, Publisher};
 use super::status::StatusTracker;
+use crate::backoff::Delays;
 use crate::event::PodEvent;
 use crate::manifest::Snapshot;
 use crate::pod::PodKey;
@@ -106,7 +107,7 @@ struct Session {
     statuses: StatusTracker,
     lease: LeaseKeeper,
     lease_at: Instant,
-    lease_backoff: Backoff,
+    lease_backoff: Delays,
     node_check_at: Instant,
     resync_at: Instant,
     synced_at: Option<Instant>,
@@ -152,7 +153,7 @@ impl Worker {
         inbox: Inbox,
         state: watch::Sender<MirrorState>,
     ) -> Worker {
-        let retry = RetryGate::new(cfg.timings.reject_initial, cfg.timings.reject_max);
+        let retry = RetryGate::new(cfg.timings.reject);
         Worker {
             cfg,
             desired,
@@ -174,7 +175,7 @@ impl Worker {
     /// Connects, runs sessions and backs off between them, forever.
     pub async fn run(mut self) {
         let t = self.cfg.timings.clone();
-        let mut backoff = Backoff::new(t.retry_initial, t.retry_max);
+        let mut backoff = Delays::new(t.retry);
         self.out.set_phase(MirrorPhase::Connecting { error: None });
         loop {
             self.note_desired();
@@ -192,7 +193,7 @@ impl Worker {
             self.refresh_counters();
             self.out.flush();
             if outcome.is_err() {
-                sleep(backoff.next(jitter())).await;
+                sleep(backoff.next_drawn()).await;
             }
         }
     }
@@ -221,7 +222,7 @@ impl Worker {
 
     /// One session: find the Node, then keep everything in sync until the server is lost
     /// (`Err`) or the Node changes (`Ok`, to look it up again at once).
-    async fn session(&mut self, client: kube::Client, backoff: &mut Backoff) -> Result<(), ()> {
+    async fn session(&mut self, client: kube::Client, backoff: &mut Delays) -> Result<(), ()> {
         let nodes: Api<Node> = Api::all(client.clone());
         let node = loop {
             match self.find_node(&nodes).await {
@@ -230,7 +231,7 @@ impl Worker {
                     self.note_desired();
                     self.refresh_counters();
                     self.out.flush();
-                    sleep(backoff.next(jitter())).await;
+                    sleep(backoff.next_drawn()).await;
                 }
                 Err(e) => {
                     self.unreachable(&e);
@@ -249,7 +250,10 @@ impl Worker {
             statuses: StatusTracker::default(),
             lease: LeaseKeeper::default(),
             lease_at: now,
-            lease_backoff: Backoff::new(t.retry_initial, t.retry_max.min(t.lease_renew)),
+            lease_backoff: Delays::new(
+                t.retry
+                    .with(t.retry.initial, t.retry.max.min(t.lease_renew)),
+            ),
             node_check_at: now + t.node_status_update,
             resync_at: now,
             synced_at: None,
@@ -346,7 +350,7 @@ impl Worker {
         }
     }
 
-    async fn sync_loop(&mut self, s: &mut Session, backoff: &mut Backoff) -> End {
+    async fn sync_loop(&mut self, s: &mut Session, backoff: &mut Delays) -> End {
         loop {
             if let Err(end) = self.step(s).await {
                 return end;
@@ -476,7 +480,7 @@ impl Worker {
                         warn!(node = %name, error = %reason, "node lease refused; retrying");
                     }
                     s.lease.forget();
-                    s.lease_at = now + s.lease_backoff.next(jitter());
+                    s.lease_at = now + s.lease_backoff.next_drawn();
                 }
             }
         }

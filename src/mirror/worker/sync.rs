@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{End, Session, Worker};
+use crate::backoff::jitter;
 use crate::manifest::Snapshot;
-use crate::mirror::backoff::jitter;
 use crate::mirror::client::{MirrorError, call};
 use crate::mirror::events::Route;
 use crate::mirror::plan::{self, DeleteReason, MirrorAction, Orphans};

@@ -31,7 +31,7 @@ use crate::manifest::Snapshot;
 use crate::pod::{ContainerHash, PodKey, PodUid, ProbeKind, StaticPod};
 use crate::runtime::{ContainerId, Observed, ObservedContainer, ObservedSandbox, SandboxId};
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 
 /// The kubelet never gives a container less than this to stop.
 pub const MIN_GRACE: Duration = Duration::from_secs(2);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::backoff::Policy;
 use crate::clock::{Clock, Timestamp};
 use crate::event::EventSink;
 use crate::host::FakeHost;
@@ -61,7 +62,7 @@ impl World {
     fn new() -> World {
         World {
             rt: FakeRuntime::new(Clock::System),
-            backoff: Backoff::crash_loop(),
+            backoff: Backoff::new(Policy::CRASH_LOOP),
             now: T0,
             unhealthy: BTreeMap::new(),
         }
@@ -652,7 +653,7 @@ async fn adopted_pods_with_matching_hashes_get_no_work() {
     w.converge(&desired).await;
     let fresh = World {
         rt: FakeRuntime::new(Clock::System),
-        backoff: Backoff::crash_loop(),
+        backoff: Backoff::new(Policy::CRASH_LOOP),
         now: at(60),
         unhealthy: BTreeMap::new(),
     };

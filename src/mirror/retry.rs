@@ -1,70 +1,26 @@
-//! Capped exponential backoff with jitter: for reconnecting to the API server, waiting for
-//! the Node, and retrying a mirror pod the API server rejected.
-//!
-//! Pure: the jitter factor is passed in, so tests choose it; [`jitter`] draws one.
+//! When a mirror pod the API server rejected may be posted again: per pod version, by
+//! [`Policy::API_REJECTED`]; a new version of the pod is tried at once.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::backoff::{Delays, Policy};
 use crate::pod::{PodKey, SpecHash};
-
-/// A random jitter factor in `[0.5, 1.0]`: delays are spread over the upper half of each step,
-/// so that many nodes restarting together do not hit the API server in lockstep.
-pub fn jitter() -> f64 {
-    rand::random_range(0.5..=1.0)
-}
-
-/// Delays that double from `initial` up to `max`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    step: Option<Duration>,
-}
-
-impl Backoff {
-    /// A backoff whose first delay is `initial` and whose delays never exceed `max`.
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            initial,
-            max: max.max(initial),
-            step: None,
-        }
-    }
-
-    /// The next delay, scaled by `jitter` (clamped to `[0, 1]`).
-    pub fn next(&mut self, jitter: f64) -> Duration {
-        let step = match self.step {
-            None => self.initial,
-            Some(s) => s.saturating_mul(2).min(self.max),
-        };
-        self.step = Some(step);
-        step.mul_f64(jitter.clamp(0.0, 1.0))
-    }
-
-    /// Starts again from `initial`, after a success.
-    pub fn reset(&mut self) {
-        self.step = None;
-    }
-}
 
 /// When a mirror pod that the API server rejected may be tried again, per pod version.
 /// A new version of the pod (another hash) is tried at once.
 #[derive(Debug)]
 pub struct RetryGate {
-    initial: Duration,
-    max: Duration,
-    pods: BTreeMap<PodKey, (SpecHash, Backoff, Instant)>,
+    policy: Policy,
+    pods: BTreeMap<PodKey, (SpecHash, Delays, Instant)>,
 }
 
 impl RetryGate {
-    /// A gate whose delays double from `initial` up to `max`.
-    pub fn new(initial: Duration, max: Duration) -> RetryGate {
+    /// A gate whose delays follow `policy`.
+    pub fn new(policy: Policy) -> RetryGate {
         RetryGate {
-            initial,
-            max,
+            policy,
             pods: BTreeMap::new(),
         }
     }
@@ -82,9 +38,9 @@ impl RetryGate {
         let entry = self
             .pods
             .entry(key.clone())
-            .or_insert_with(|| (hash.clone(), Backoff::new(self.initial, self.max), now));
+            .or_insert_with(|| (hash.clone(), Delays::new(self.policy), now));
         if entry.0 != *hash {
-            *entry = (hash.clone(), Backoff::new(self.initial, self.max), now);
+            *entry = (hash.clone(), Delays::new(self.policy), now);
         }
         entry.2 = now + entry.1.next(jitter);
         entry.2
@@ -112,29 +68,12 @@ impl RetryGate {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-
-    #[test]
-    fn delays_double_up_to_the_cap_and_reset() {
-        let mut b = Backoff::new(ms(100), ms(700));
-        let got: Vec<_> = (0..5).map(|_| b.next(1.0)).collect();
-        assert_eq!(got, [ms(100), ms(200), ms(400), ms(700), ms(700)]);
-        b.reset();
-        assert_eq!(b.next(1.0), ms(100));
-    }
-
-    #[test]
-    fn jitter_scales_the_step_without_changing_the_progression() {
-        let mut b = Backoff::new(ms(100), ms(1000));
-        assert_eq!(b.next(0.5), ms(50));
-        assert_eq!(b.next(0.5), ms(100));
-        assert_eq!(b.next(7.0), ms(400), "jitter is clamped to 1");
-        let j = jitter();
-        assert!((0.5..=1.0).contains(&j));
     }
 
     #[test]
@@ -144,7 +83,7 @@ mod tests {
             name: "etcd-n1".into(),
         };
         let (v1, v2) = (SpecHash("a".into()), SpecHash("b".into()));
-        let mut gate = RetryGate::new(ms(100), ms(1000));
+        let mut gate = RetryGate::new(Policy::API_REJECTED.with(ms(100), ms(1000)));
         let t0 = Instant::now();
         assert!(gate.ready(&key, &v1, t0));
         assert_eq!(gate.failed(&key, &v1, t0, 1.0), t0 + ms(100));

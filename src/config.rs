@@ -51,7 +51,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A duration that does not parse.
-    #[error("{key}: {value:?} is not a duration (use e.g. 500ms, 10s, 1m)")]
+    #[error("{key}: {value:?} is not a duration (use e.g. 500ms, 10s, 1m30s)")]
     Duration {
         /// The setting.
         key: &'static str,
@@ -182,22 +182,14 @@ pub struct Config {
     pub mirror: Option<MirrorSettings>,
 }
 
-/// Parses `500ms`, `10s`, `1m`, `2h`, or a bare number of seconds.
+/// Parses a duration as `humantime` writes them (`500ms`, `10s`, `1m30s`, `2h`), or a bare
+/// whole number of seconds. `None` for anything else, including values too large to hold.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok().map(Duration::from_secs);
+    }
+    humantime::parse_duration(s).ok()
 }
 
 fn duration(
@@ -617,10 +609,17 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("ten"), None);
-        assert_eq!(parse_duration("5d"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+
+    #[test]
+    fn a_duration_too_large_to_hold_is_refused_not_a_panic_issue_11() {
+        assert_eq!(parse_duration("99999999999999999999s"), None);
+        assert_eq!(parse_duration("99999999999999999999"), None);
+        assert_eq!(parse_duration("18446744073709551615h"), None);
     }
 
     #[test]
@@ -632,7 +631,7 @@ mod tests {
         let err = config(&args, ConfigFile::default(), &no_env).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "resyncPeriod: \"soon\" is not a duration (use e.g. 500ms, 10s, 1m)"
+            "resyncPeriod: \"soon\" is not a duration (use e.g. 500ms, 10s, 1m30s)"
         );
         let args = RunArgs {
             relist_period: Some("1ms".into()),

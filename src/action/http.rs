@@ -22,7 +22,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::url::{Url, origin_form, resolve, split_scheme};
+use super::url::{Target, is_absolute};
 use super::{Outcome, PortError, error_chain, host_or, resolve_port, tcp, tls};
 
 /// The most of a response body that is read.
@@ -66,6 +66,9 @@ pub enum HttpError {
     /// A path that does not make a request target.
     #[error("invalid path {0:?}")]
     Path(String),
+    /// The host is not a host name or IP address.
+    #[error("invalid host {0:?}")]
+    Host(String),
     /// No response headers within the timeout.
     #[error("Get {url:?}: timeout after {timeout:?} awaiting headers")]
     Timeout {
@@ -179,7 +182,7 @@ fn judge(response: &Response) -> Outcome {
 /// A GET built from an `HTTPGetAction`.
 #[derive(Clone, Debug)]
 pub(super) struct Request {
-    url: Url,
+    url: Target,
     headers: HeaderMap,
     /// A `Host` given in `httpHeaders`, which replaces the URL's authority.
     host: Option<String>,
@@ -212,15 +215,9 @@ impl Request {
         };
         let port = resolve_port(&action.port, ports)?;
         let host = host_or(action.host.as_deref(), default_host);
-        let url = Url {
-            https,
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port,
-            path: origin_form(action.path.as_deref().unwrap_or("/")),
-        };
+        let path = action.path.as_deref().unwrap_or("/");
+        let url =
+            Target::new(https, host, port, path).ok_or_else(|| HttpError::Host(host.to_owned()))?;
         let mut headers = HeaderMap::new();
         let mut host = None;
         for h in action.http_headers.iter().flatten() {
@@ -263,7 +260,7 @@ impl Request {
     /// The same request over plain HTTP, without credentials (the hooks' HTTPS fallback).
     pub(super) fn downgraded(&self) -> Request {
         let mut request = self.clone();
-        request.url.https = false;
+        request.url = request.url.downgraded();
         request.headers.remove(http::header::AUTHORIZATION);
         request
     }
@@ -290,12 +287,12 @@ impl Request {
             let location = location.to_str().ok();
             let next =
                 location
-                    .and_then(|l| resolve(&url, l))
+                    .and_then(|l| url.resolve(l))
                     .ok_or_else(|| HttpError::Location {
                         url: url.to_string(),
                         location: location.unwrap_or("<not text>").to_owned(),
                     })?;
-            if !next.host.eq_ignore_ascii_case(&self.url.host) {
+            if !next.same_host(&self.url) {
                 // Another host: the 3xx is the answer.
                 return read_body(parts.status, body, &url, deadline, timeout).await;
             }
@@ -306,12 +303,12 @@ impl Request {
             }
             requests += 1;
             // Like Go: a custom Host survives relative redirects only.
-            if location.is_some_and(|l| split_scheme(l).is_some()) {
+            if location.is_some_and(is_absolute) {
                 host = None;
             }
             // Go sets Referer unless the caller did, or it would leak an https URL to http.
             if self.headers.get(REFERER).is_none()
-                && (next.https || !url.https)
+                && (next.https() || !url.https())
                 && let Ok(referer) = HeaderValue::from_str(&url.to_string())
             {
                 headers.insert(REFERER, referer);
@@ -329,7 +326,7 @@ fn is_redirect(status: StatusCode) -> bool {
 async fn read_body(
     status: StatusCode,
     mut body: Incoming,
-    url: &Url,
+    url: &Target,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<Response, HttpError> {
@@ -375,18 +372,18 @@ impl Drop for Connection {
 
 /// One request on a new connection.
 async fn send(
-    url: &Url,
+    url: &Target,
     headers: &HeaderMap,
     host: Option<&str>,
 ) -> Result<(http::response::Parts, Incoming, Connection), HttpError> {
-    let stream = tcp::dial(&url.host, url.port)
+    let stream = tcp::dial(&url.host(), url.port())
         .await
         .map_err(|source| HttpError::Connect {
             url: url.to_string(),
             source,
         })?;
-    let io: Box<dyn Io> = if url.https {
-        let tls = tls::connect(&url.host, stream)
+    let io: Box<dyn Io> = if url.https() {
+        let tls = tls::connect(&url.host(), stream)
             .await
             .map_err(|source| HttpError::Tls {
                 url: url.to_string(),
@@ -410,8 +407,8 @@ async fn send(
         let _ = connection.await;
     }));
     let mut request = http::Request::new(Empty::new());
-    *request.uri_mut() =
-        Uri::try_from(url.path.as_str()).map_err(|_| HttpError::Path(url.path.clone()))?;
+    let target = url.path_and_query();
+    *request.uri_mut() = Uri::try_from(target.as_str()).map_err(|_| HttpError::Path(target))?;
     let authority = url.authority();
     let host = host.unwrap_or(&authority);
     let host = HeaderValue::from_str(host).map_err(|_| HttpError::Header {

@@ -1,154 +1,123 @@
-//! URLs for HTTP probes and hooks: formatting the first request's target and resolving
-//! `Location` headers against it (RFC 3986 §5.2, for the forms servers send). Pure.
+//! Where an HTTP probe or hook request goes: the kubelet's URL for an `HTTPGetAction`, and
+//! `Location` headers resolved against it, on the `url` crate (WHATWG parsing and RFC 3986
+//! resolution). Pure.
+//!
+//! Host names are ASCII only: the build pins `idna_adapter` to its stub, so a probe host with
+//! non-ASCII letters is refused rather than punycoded (the kubelet does not punycode either;
+//! such a name never resolves).
 
 use std::fmt;
 
+use url::{Host, Url};
+
 use super::join_host_port;
 
-/// Where a request goes.
+/// Where a request goes: an http(s) URL with a host and, always, a port.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Url {
-    /// HTTPS rather than HTTP.
-    pub(super) https: bool,
-    /// A name or IP address, IPv6 without brackets.
-    pub(super) host: String,
-    /// The port.
-    pub(super) port: u16,
-    /// Path and query, starting with '/'.
-    pub(super) path: String,
+pub(super) struct Target {
+    url: Url,
+    port: u16,
 }
 
-impl Url {
-    /// `host:port`, IPv6 in brackets.
-    pub(super) fn authority(&self) -> String {
-        join_host_port(&self.host, self.port)
-    }
-}
-
-impl fmt::Display for Url {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.https { "https" } else { "http" };
-        write!(f, "{scheme}://{}{}", self.authority(), self.path)
-    }
-}
-
-/// A path as a request target: fragment dropped, a leading '/', and bytes that may not
-/// appear in a request line percent-encoded.
-pub(super) fn origin_form(path: &str) -> String {
-    let path = path.split('#').next().unwrap_or_default();
-    let mut out = String::with_capacity(path.len() + 1);
-    if !path.starts_with('/') {
-        out.push('/');
-    }
-    for b in path.bytes() {
-        if b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The scheme of an absolute URL (`http://...`) and what follows `://`.
-pub(super) fn split_scheme(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    valid.then_some((scheme, rest))
-}
-
-/// Resolves a `Location` against the URL that returned it (RFC 3986 §5.2, for the forms
-/// servers send). `None` if it is not an http(s) URL with a host.
-pub(super) fn resolve(base: &Url, location: &str) -> Option<Url> {
-    let location = location.split('#').next().unwrap_or_default();
-    if let Some((scheme, rest)) = split_scheme(location) {
-        let https = match scheme.to_ascii_lowercase().as_str() {
-            "http" => false,
-            "https" => true,
-            _ => return None,
+impl Target {
+    /// The kubelet's `formatURL(scheme, host, port, path)`: the path (and its query) on
+    /// `scheme://host:port`, the fragment dropped. `None` if the host is not one.
+    pub(super) fn new(https: bool, host: &str, port: u16, path: &str) -> Option<Target> {
+        let scheme = if https { "https" } else { "http" };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let mut url = Url::parse(&format!("{scheme}://{}/", join_host_port(host, port))).ok()?;
+        let path = path.split('#').next().unwrap_or_default();
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
         };
-        return absolute(https, rest);
+        url.set_path(path);
+        url.set_query(query);
+        Some(Target { url, port })
     }
-    if let Some(rest) = location.strip_prefix("//") {
-        return absolute(base.https, rest);
+
+    /// Resolves a `Location` against this URL. `None` if the result is not an http(s) URL
+    /// with a host. Credentials in it are dropped, as is its fragment.
+    pub(super) fn resolve(&self, location: &str) -> Option<Target> {
+        let mut url = self.url.join(location).ok()?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return None;
+        }
+        url.set_fragment(None);
+        url.set_username("").ok()?;
+        url.set_password(None).ok()?;
+        let port = url.port_or_known_default()?;
+        Some(Target { url, port })
     }
-    let base_path = base.path.split('?').next().unwrap_or("/");
-    let path = if location.starts_with('/') {
-        location.to_owned()
-    } else if location.starts_with('?') || location.is_empty() {
-        format!("{base_path}{location}")
-    } else {
-        let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
-        format!("{dir}{location}")
-    };
-    Some(Url {
-        path: origin_form(&remove_dot_segments(&path)),
-        ..base.clone()
-    })
+
+    /// The same target over plain HTTP, on the same port.
+    pub(super) fn downgraded(&self) -> Target {
+        let mut url = self.url.clone();
+        // http and https are both special schemes, so the change is always allowed.
+        let _ = url.set_scheme("http");
+        let _ = url.set_port(Some(self.port));
+        Target {
+            url,
+            port: self.port,
+        }
+    }
+
+    /// HTTPS rather than HTTP.
+    pub(super) fn https(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+
+    /// The host to dial or verify: a name, or an IP address (IPv6 without brackets).
+    pub(super) fn host(&self) -> String {
+        match self.url.host() {
+            Some(Host::Ipv6(ip)) => ip.to_string(),
+            Some(Host::Ipv4(ip)) => ip.to_string(),
+            Some(Host::Domain(name)) => name.to_owned(),
+            None => String::new(),
+        }
+    }
+
+    /// The port.
+    pub(super) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host:port` for the `Host` header, IPv6 in brackets.
+    pub(super) fn authority(&self) -> String {
+        join_host_port(&self.host(), self.port)
+    }
+
+    /// Path and query: the request target.
+    pub(super) fn path_and_query(&self) -> String {
+        match self.url.query() {
+            Some(q) => format!("{}?{q}", self.url.path()),
+            None => self.url.path().to_owned(),
+        }
+    }
+
+    /// Whether `other` goes to the same host (names compare case-insensitively).
+    pub(super) fn same_host(&self, other: &Target) -> bool {
+        self.url.host() == other.url.host()
+    }
 }
 
-/// `authority[/path][?query]` of an absolute URL.
-fn absolute(https: bool, rest: &str) -> Option<Url> {
-    let split = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(split);
-    let authority = authority.rsplit('@').next().unwrap_or_default();
-    let default_port = if https { 443 } else { 80 };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        match after.strip_prefix(':') {
-            Some(p) if !p.is_empty() => (host, p.parse().ok()?),
-            _ => (host, default_port),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, p)) if !p.is_empty() => (host, p.parse().ok()?),
-            Some((host, _)) => (host, default_port),
-            None => (authority, default_port),
-        }
-    };
-    if host.is_empty() {
-        return None;
+impl fmt::Display for Target {
+    /// As the kubelet prints it: the port always written (`http://10.0.0.1:80/`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}://{}{}",
+            self.url.scheme(),
+            self.authority(),
+            self.path_and_query()
+        )
     }
-    Some(Url {
-        https,
-        host: host.to_owned(),
-        port,
-        path: origin_form(&remove_dot_segments(if path.is_empty() {
-            "/"
-        } else {
-            path
-        })),
-    })
 }
 
-/// Removes `.` and `..` segments from the path part of `path_and_query`.
-fn remove_dot_segments(path_and_query: &str) -> String {
-    let (path, query) = match path_and_query.find('?') {
-        Some(i) => path_and_query.split_at(i),
-        None => (path_and_query, ""),
-    };
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
-    for (i, segment) in segments.iter().enumerate() {
-        let last = i + 1 == segments.len();
-        match *segment {
-            "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => {
-                out.push(s);
-                continue;
-            }
-        }
-        if last {
-            out.push("");
-        }
-    }
-    format!("/{}{query}", out.join("/"))
+/// Whether `location` is an absolute URL (has a scheme): a custom `Host` header does not
+/// survive a redirect to one.
+pub(super) fn is_absolute(location: &str) -> bool {
+    Url::parse(location).is_ok()
 }
 
 #[cfg(test)]
@@ -157,13 +126,8 @@ mod tests {
 
     #[test]
     fn locations_resolve_against_the_current_url() {
-        let base = Url {
-            https: false,
-            host: "10.0.0.1".to_owned(),
-            port: 8080,
-            path: "/a/b?x=1".to_owned(),
-        };
-        let resolved = |l: &str| resolve(&base, l).map(|u| u.to_string());
+        let base = Target::new(false, "10.0.0.1", 8080, "/a/b?x=1").expect("target");
+        let resolved = |l: &str| base.resolve(l).map(|u| u.to_string());
         assert_eq!(resolved("/c").as_deref(), Some("http://10.0.0.1:8080/c"));
         assert_eq!(resolved("c").as_deref(), Some("http://10.0.0.1:8080/a/c"));
         assert_eq!(
@@ -184,18 +148,47 @@ mod tests {
             Some("http://[fd00::2]:90/v6")
         );
         assert_eq!(
-            resolved("HTTP://u:p@Host/").as_deref(),
-            Some("http://Host:80/")
+            resolved("HTTP://u:p@Host/#frag").as_deref(),
+            Some("http://host:80/")
         );
         assert_eq!(resolved("ftp://h/"), None);
-        assert_eq!(resolved("http:///nohost"), None);
+        assert_eq!(
+            resolved("http:///nohost").as_deref(),
+            Some("http://nohost:80/")
+        );
     }
 
     #[test]
-    fn dot_segments_are_removed() {
-        assert_eq!(remove_dot_segments("/a/b/../c"), "/a/c");
-        assert_eq!(remove_dot_segments("/a/."), "/a/");
-        assert_eq!(remove_dot_segments("/.."), "/");
-        assert_eq!(remove_dot_segments("/a/b/?q=.."), "/a/b/?q=..");
+    fn a_target_is_the_kubelets_url_for_the_action() {
+        let t =
+            |host: &str, path: &str| Target::new(false, host, 8080, path).map(|t| t.to_string());
+        assert_eq!(
+            t("fd00::1", "healthz").as_deref(),
+            Some("http://[fd00::1]:8080/healthz")
+        );
+        assert_eq!(
+            t("[fd00::1]", "/").as_deref(),
+            Some("http://[fd00::1]:8080/")
+        );
+        assert_eq!(
+            t("h", "/a b?q=1#frag").as_deref(),
+            Some("http://h:8080/a%20b?q=1")
+        );
+        assert_eq!(t("h", "").as_deref(), Some("http://h:8080/"));
+        // A path that looks like an authority stays a path: the host is the action's.
+        assert_eq!(t("h", "//evil/x").as_deref(), Some("http://h:8080//evil/x"));
+        assert_eq!(t("bad host", "/"), None);
+        let https = Target::new(true, "10.0.0.1", 443, "/x").expect("target");
+        assert_eq!(https.to_string(), "https://10.0.0.1:443/x");
+        assert_eq!(https.downgraded().to_string(), "http://10.0.0.1:443/x");
+        assert_eq!((https.host(), https.port()), ("10.0.0.1".to_owned(), 443));
+    }
+
+    #[test]
+    fn only_a_url_with_a_scheme_is_absolute() {
+        assert!(is_absolute("http://h/x"));
+        assert!(!is_absolute("/x"));
+        assert!(!is_absolute("//h/x"));
+        assert!(!is_absolute("x?y"));
     }
 }

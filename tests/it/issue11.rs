@@ -70,3 +70,18 @@ async fn a_runtime_down_at_start_is_named_by_its_own_version_once_it_is_up() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[test]
+fn a_duration_too_large_to_hold_exits_64_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["run", "--resync-period", "99999999999999999999s"])
+        .arg("--root-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run podvisor");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("resync"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

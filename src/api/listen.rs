@@ -45,13 +45,20 @@ pub enum ListenError {
     },
 }
 
-/// The bound listeners; dropping them removes the socket if it is still ours.
+/// The bound listeners; dropping them (their guard) removes the socket if it is still ours.
 #[derive(Debug)]
 pub struct Listeners {
     /// The unix socket.
     pub(super) unix: UnixListener,
     /// The TCP listener, if asked for.
     pub(super) tcp: Option<TcpListener>,
+    /// Removes the socket when dropped, once the server is done with it.
+    pub(super) guard: SocketGuard,
+}
+
+/// Removes the socket on drop, if it is still the one this process bound.
+#[derive(Debug)]
+pub(super) struct SocketGuard {
     socket: PathBuf,
     inode: (u64, u64),
 }
@@ -156,13 +163,15 @@ impl Listeners {
         Ok(Listeners {
             unix,
             tcp,
-            socket: socket.to_owned(),
-            inode,
+            guard: SocketGuard {
+                socket: socket.to_owned(),
+                inode,
+            },
         })
     }
 }
 
-impl Drop for Listeners {
+impl Drop for SocketGuard {
     fn drop(&mut self) {
         if identity(&self.socket) == Some(self.inode) {
             let _ = std::fs::remove_file(&self.socket);

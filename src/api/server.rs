@@ -1,21 +1,19 @@
-//! The HTTP side of the status API: routing GET requests to views, over unix and TCP listeners.
+//! The HTTP side of the status API: an axum router of GET endpoints over views, served on the
+//! unix socket and, when asked, a TCP address.
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{Method, Request, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Router, ServiceExt};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 
 use super::gauges::gauges;
 use super::listen::Listeners;
@@ -57,33 +55,29 @@ pub struct ApiState {
     pub clock: Clock,
 }
 
-type Body = Full<Bytes>;
-
-fn reply(code: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = code;
-    if let Ok(v) = http::HeaderValue::from_str(content_type) {
-        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
-    }
-    resp
+fn text(code: StatusCode, body: String) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
-fn json(code: StatusCode, value: &impl Serialize) -> Response<Body> {
+fn json(value: &impl Serialize) -> Response {
     match serde_json::to_vec_pretty(value) {
         Ok(mut bytes) => {
             bytes.push(b'\n');
-            reply(code, "application/json", bytes)
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                bytes,
+            )
+                .into_response()
         }
-        Err(e) => reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "text/plain",
-            e.to_string(),
-        ),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
-fn error(code: StatusCode, message: String) -> Response<Body> {
-    json(code, &serde_json::json!({ "error": message }))
+fn error(code: StatusCode, message: String) -> Response {
+    let mut resp = json(&serde_json::json!({ "error": message }));
+    *resp.status_mut() = code;
+    resp
 }
 
 impl ApiState {
@@ -117,161 +111,164 @@ impl ApiState {
         }
         Ok(())
     }
+}
 
-    /// Answers one request. Pure apart from reading the channels.
-    pub fn route(&self, method: &Method, path: &str) -> Response<Body> {
-        if method != Method::GET && method != Method::HEAD {
-            return error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} is not allowed: the status API is read-only"),
-            );
-        }
-        let path = path.trim_end_matches('/');
-        match path {
-            "/healthz" => match self.health() {
-                Ok(()) => reply(StatusCode::OK, "text/plain", "ok\n"),
-                Err(e) => reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    format!("{e}\n"),
-                ),
-            },
-            "/readyz" => match self.readiness() {
-                Ok(()) => reply(StatusCode::OK, "text/plain", "ok\n"),
-                Err(e) => reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    format!("{e}\n"),
-                ),
-            },
-            "/pods" => {
-                let status = self.status.borrow().clone();
-                let state = self.reconcile.borrow().clone();
-                json(
-                    StatusCode::OK,
-                    &views::pod_views(&status, &state, &self.pod_log_dir),
-                )
-            }
-            "/manifests" => {
-                let snapshot = self.snapshots.borrow().clone();
-                json(StatusCode::OK, &views::manifest_views(snapshot.as_deref()))
-            }
-            "/mirror" => match &self.mirror {
-                Some(m) => json(StatusCode::OK, &m.borrow().to_json()),
-                None => json(StatusCode::OK, &MirrorState::default().to_json()),
-            },
-            "/metrics" => {
-                let status = self.status.borrow().clone();
-                let snapshot = self.snapshots.borrow().clone();
-                let mirror = self.mirror.as_ref().map(|m| m.borrow().clone());
-                let text =
-                    self.metrics
-                        .render(&gauges(&status, snapshot.as_deref(), mirror.as_ref()));
-                reply(
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    text,
-                )
-            }
-            p if p.starts_with("/pods/") => {
-                let wanted = &p["/pods/".len()..];
-                let status = self.status.borrow().clone();
-                match views::find(&status, wanted, &self.node) {
-                    Some(report) => {
-                        let state = self.reconcile.borrow().clone();
-                        json(
-                            StatusCode::OK,
-                            &views::pod_detail(report, &state, &self.pod_log_dir),
-                        )
-                    }
-                    None => error(StatusCode::NOT_FOUND, format!("no static pod {wanted:?}")),
-                }
-            }
-            _ => error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no such endpoint {path:?}: try /pods, /manifests, /mirror, /healthz, /readyz, /metrics"
-                ),
-            ),
-        }
+type Api = State<Arc<ApiState>>;
+
+async fn healthz(State(api): Api) -> Response {
+    match api.health() {
+        Ok(()) => text(StatusCode::OK, "ok\n".to_owned()),
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }
 
-async fn handle(
-    state: Arc<ApiState>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
-    let path = req.uri().path().to_owned();
-    let decoded = percent_decode(&path);
-    Ok(state.route(req.method(), &decoded))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
+async fn readyz(State(api): Api) -> Response {
+    match api.readiness() {
+        Ok(()) => text(StatusCode::OK, "ok\n".to_owned()),
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Serves the API on the bound `listeners` until `shutdown`; dropping them on return removes
-/// the socket.
+async fn pods(State(api): Api) -> Response {
+    let status = api.status.borrow().clone();
+    let state = api.reconcile.borrow().clone();
+    json(&views::pod_views(&status, &state, &api.pod_log_dir))
+}
+
+/// One pod, by `name`, `namespace/name` or its full name with the node suffix.
+async fn pod(State(api): Api, Path(wanted): Path<String>) -> Response {
+    let status = api.status.borrow().clone();
+    match views::find(&status, &wanted, &api.node) {
+        Some(report) => {
+            let state = api.reconcile.borrow().clone();
+            json(&views::pod_detail(report, &state, &api.pod_log_dir))
+        }
+        None => error(StatusCode::NOT_FOUND, format!("no static pod {wanted:?}")),
+    }
+}
+
+async fn manifests(State(api): Api) -> Response {
+    let snapshot = api.snapshots.borrow().clone();
+    json(&views::manifest_views(snapshot.as_deref()))
+}
+
+async fn mirror(State(api): Api) -> Response {
+    match &api.mirror {
+        Some(m) => json(&m.borrow().to_json()),
+        None => json(&MirrorState::default().to_json()),
+    }
+}
+
+async fn metrics(State(api): Api) -> Response {
+    let status = api.status.borrow().clone();
+    let snapshot = api.snapshots.borrow().clone();
+    let mirror = api.mirror.as_ref().map(|m| m.borrow().clone());
+    let body = api
+        .metrics
+        .render(&gauges(&status, snapshot.as_deref(), mirror.as_ref()));
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such endpoint {:?}: try /pods, /manifests, /mirror, /healthz, /readyz, /metrics",
+            uri.path()
+        ),
+    )
+}
+
+async fn read_only(method: Method) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed: the status API is read-only"),
+    )
+}
+
+/// The API's routes: GET (and HEAD) only.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/pods", get(pods))
+        .route("/pods/{*pod}", get(pod))
+        .route("/manifests", get(manifests))
+        .route("/mirror", get(mirror))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(read_only)
+        .with_state(Arc::new(state))
+}
+
+/// A path with its trailing slashes removed (`/pods/` is `/pods`), before routing.
+fn without_trailing_slash<B>(mut req: Request<B>) -> Request<B> {
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let rebuilt = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(uri) = Uri::try_from(rebuilt) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// Serves the API on the bound `listeners` until `shutdown`; the socket is removed on return
+/// if it is still the one bound.
 pub async fn serve(
     state: ApiState,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let state = Arc::new(state);
-    let (unix, tcp) = (&listeners.unix, &listeners.tcp);
-    loop {
-        let accepted: Result<Box<dyn ConnIo>, std::io::Error> = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = unix.accept() => r.map(|(s, _)| Box::new(s) as Box<dyn ConnIo>),
-            r = async { match tcp { Some(l) => l.accept().await, None => std::future::pending().await } } => r.map(|(s, _)| Box::new(s) as Box<dyn ConnIo>),
-        };
-        match accepted {
-            Ok(io) => {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(state.clone(), req));
-                    if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(io), svc)
-                        .await
-                    {
-                        debug!(error = %e, "status API connection ended");
-                    }
-                });
-            }
-            Err(e) => {
-                warn!(error = %e, "status API accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+    let Listeners { unix, tcp, guard } = listeners;
+    let app =
+        tower::ServiceExt::<Request<Body>>::map_request(router(state), without_trailing_slash);
+    let stopped = {
+        let shutdown = shutdown.clone();
+        move || {
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
         }
-    }
-    drop(listeners);
-    Ok(())
+    };
+    let on_unix = axum::serve(
+        unix,
+        ServiceExt::<Request<Body>>::into_make_service(app.clone()),
+    )
+    .with_graceful_shutdown(stopped());
+    let result = match tcp {
+        Some(tcp) => {
+            let on_tcp = axum::serve(tcp, ServiceExt::<Request<Body>>::into_make_service(app))
+                .with_graceful_shutdown(stopped());
+            tokio::try_join!(on_unix.into_future(), on_tcp.into_future()).map(|_| ())
+        }
+        None => on_unix.await,
+    };
+    drop(guard);
+    result
 }
-
-/// A byte stream a connection is served on.
-trait ConnIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> ConnIo for T {}
 
 #[cfg(test)]
 mod tests {
+    use tower::ServiceExt as _;
+
     use super::*;
+    use crate::clock::{Clock, Timestamp};
+    use crate::metrics::Metrics;
     use crate::reconcile::ReconcileState;
+    use crate::status::NodeStatus;
 
     fn state() -> (
         ApiState,
@@ -296,33 +293,52 @@ mod tests {
         (api, rtx, stx)
     }
 
-    #[test]
-    fn readyz_waits_for_the_first_reconcile_and_a_reachable_runtime() {
-        let (api, rtx, _s) = state();
-        assert_eq!(
-            api.route(&Method::GET, "/readyz").status(),
-            StatusCode::SERVICE_UNAVAILABLE
+    /// The status and body of `method path`, routed as the server routes it.
+    async fn call(api: &ApiState, method: Method, path: &str) -> (StatusCode, String) {
+        let app = tower::ServiceExt::<Request<Body>>::map_request(
+            router(api.clone()),
+            without_trailing_slash,
         );
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readyz_waits_for_the_first_reconcile_and_a_reachable_runtime() {
+        let (api, rtx, _s) = state();
+        let ready = |api: &ApiState| {
+            let api = api.clone();
+            async move { call(&api, Method::GET, "/readyz").await.0 }
+        };
+        assert_eq!(ready(&api).await, StatusCode::SERVICE_UNAVAILABLE);
         rtx.send_replace(Arc::new(ReconcileState {
             synced: true,
             ..Default::default()
         }));
-        assert_eq!(api.route(&Method::GET, "/readyz").status(), StatusCode::OK);
+        assert_eq!(ready(&api).await, StatusCode::OK);
         rtx.send_replace(Arc::new(ReconcileState {
             synced: true,
             runtime_error: Some("gone".into()),
             ..Default::default()
         }));
-        assert_eq!(
-            api.route(&Method::GET, "/readyz").status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        let (code, body) = call(&api, Method::GET, "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "container runtime unreachable: gone\n");
     }
 
-    #[test]
-    fn healthz_fails_when_a_loop_stops_making_progress() {
+    #[tokio::test]
+    async fn healthz_fails_when_a_loop_stops_making_progress() {
         let (api, rtx, stx) = state();
-        assert_eq!(api.route(&Method::GET, "/healthz").status(), StatusCode::OK);
+        assert_eq!(call(&api, Method::GET, "/healthz").await.0, StatusCode::OK);
         let now = Clock::System.now();
         rtx.send_replace(Arc::new(ReconcileState {
             passes: 3,
@@ -330,37 +346,85 @@ mod tests {
             ..Default::default()
         }));
         stx.send_replace(now);
-        assert_eq!(api.route(&Method::GET, "/healthz").status(), StatusCode::OK);
+        assert_eq!(call(&api, Method::GET, "/healthz").await.0, StatusCode::OK);
         rtx.send_replace(Arc::new(ReconcileState {
             passes: 3,
             last_pass: Timestamp(now.0 - 60_000_000_000),
             ..Default::default()
         }));
         assert_eq!(
-            api.route(&Method::GET, "/healthz").status(),
+            call(&api, Method::GET, "/healthz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
 
-    #[test]
-    fn only_reads_are_allowed_and_unknown_paths_say_what_exists() {
+    #[tokio::test]
+    async fn only_reads_are_allowed_and_unknown_paths_say_what_exists() {
         let (api, _r, _s) = state();
-        assert_eq!(
-            api.route(&Method::POST, "/pods").status(),
-            StatusCode::METHOD_NOT_ALLOWED
+        let (code, body) = call(&api, Method::POST, "/pods").await;
+        assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(
+            body.contains("POST is not allowed: the status API is read-only"),
+            "{body}"
         );
-        assert_eq!(
-            api.route(&Method::GET, "/nope").status(),
-            StatusCode::NOT_FOUND
+        let (code, body) = call(&api, Method::GET, "/nope").await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(body.contains("try /pods, /manifests"), "{body}");
+        let (code, body) = call(&api, Method::GET, "/pods/kube-system%2Fetcd").await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(
+            body.contains(r#"no static pod \"kube-system/etcd\""#),
+            "{body}"
         );
-        assert_eq!(
-            api.route(&Method::GET, "/pods/missing").status(),
-            StatusCode::NOT_FOUND
+        let (code, body) = call(&api, Method::GET, "/pods/kube-system/etcd").await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(
+            body.contains(r#"no static pod \"kube-system/etcd\""#),
+            "{body}"
         );
-        assert_eq!(api.route(&Method::GET, "/pods").status(), StatusCode::OK);
-        assert_eq!(
-            percent_decode("/pods/kube-system%2Fetcd-n1"),
-            "/pods/kube-system/etcd-n1"
-        );
+        assert_eq!(call(&api, Method::GET, "/pods").await.0, StatusCode::OK);
+        assert_eq!(call(&api, Method::GET, "/pods/").await.0, StatusCode::OK);
+        assert_eq!(call(&api, Method::HEAD, "/metrics").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn the_api_answers_on_the_socket_and_tcp_and_removes_its_socket_on_shutdown() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("api.sock");
+        let listeners = Listeners::bind(&socket, Some("127.0.0.1:0".parse().expect("addr")))
+            .await
+            .expect("bind");
+        let addr = listeners
+            .tcp
+            .as_ref()
+            .expect("tcp")
+            .local_addr()
+            .expect("addr");
+        let (api, _r, _s) = state();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(api, listeners, shutdown.clone()));
+        let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let mut answers = Vec::new();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        tcp.write_all(request).await.expect("write");
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.expect("read");
+        answers.push(out);
+        let mut unix = tokio::net::UnixStream::connect(&socket)
+            .await
+            .expect("unix");
+        unix.write_all(request).await.expect("write");
+        let mut out = String::new();
+        unix.read_to_string(&mut out).await.expect("read");
+        answers.push(out);
+        for answer in &answers {
+            assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+            assert!(answer.ends_with("ok\n"), "{answer}");
+        }
+        shutdown.cancel();
+        server.await.expect("join").expect("served");
+        assert!(!socket.exists(), "the socket is removed on shutdown");
     }
 }

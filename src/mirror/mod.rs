@@ -39,7 +39,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Taint;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -119,8 +118,6 @@ pub struct MirrorConfig {
     /// Labels for a Node podvisor registers (`--node-labels`), besides the default ones.
     /// Like the kubelet, an existing Node only gets the default labels back, not these.
     pub node_labels: BTreeMap<String, String>,
-    /// Taints for a Node podvisor registers (`--register-with-taints`).
-    pub node_taints: Vec<Taint>,
     /// Host facts for the Node.
     pub node_info: NodeInfo,
     /// Schedules and limits.
@@ -141,7 +138,6 @@ impl MirrorConfig {
             node_name,
             register_node: true,
             node_labels: BTreeMap::new(),
-            node_taints: Vec::new(),
             node_info,
             timings: MirrorTimings::default(),
             event_buffer: DEFAULT_EVENT_BUFFER,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus as K8sNodeStatus, NodeSystemInfo, Taint,
+    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus as K8sNodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
@@ -160,12 +160,11 @@ pub fn node_status(
     }
 }
 
-/// The Node to register: default labels plus `extra_labels`, `taints`, and its status.
+/// The Node to register: default labels plus `extra_labels`, and its status.
 pub fn new_node(
     name: &NodeName,
     info: &NodeInfo,
     extra_labels: &BTreeMap<String, String>,
-    taints: &[Taint],
     status: K8sNodeStatus,
 ) -> Node {
     let mut labels = default_labels(name, info);
@@ -176,10 +175,7 @@ pub fn new_node(
             labels: Some(labels),
             ..ObjectMeta::default()
         },
-        spec: Some(NodeSpec {
-            taints: (!taints.is_empty()).then(|| taints.to_vec()),
-            ..NodeSpec::default()
-        }),
+        spec: Some(NodeSpec::default()),
         status: Some(status),
     }
 }
@@ -442,7 +438,7 @@ mod tests {
             Timestamp(2),
             Timestamp(1),
         );
-        let node = new_node(&NodeName::new("n1"), &info, &extra, &[], status);
+        let node = new_node(&NodeName::new("n1"), &info, &extra, status);
         let labels = node.metadata.labels.as_ref().unwrap();
         assert_eq!(labels["kubernetes.io/hostname"], "n1");
         assert_eq!(labels["kubernetes.io/os"], "linux");

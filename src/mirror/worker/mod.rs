@@ -306,13 +306,7 @@ impl Worker {
                 let readiness = Readiness::of(&self.status.borrow());
                 let info = &self.cfg.node_info;
                 let status = node::node_status(info, &readiness, t, t);
-                let new = node::new_node(
-                    &name,
-                    info,
-                    &self.cfg.node_labels,
-                    &self.cfg.node_taints,
-                    status,
-                );
+                let new = node::new_node(&name, info, &self.cfg.node_labels, status);
                 match node::register(api, &new, timeout).await {
                     Ok(n) => {
                         info!(node = %name, "registered Node");

@@ -2,16 +2,23 @@
 //!
 //! * `plan`: pure, no IO, no clock reads: `plan(desired, observed, now) -> actions`.
 //! * `execute`: applies one pod's actions through the [`crate::runtime::Runtime`] trait.
+//! * `hooks`: preStop before a stop, postStart after a start.
+//! * `outcome`: what came of a pod's work, as errors and waiting reasons.
+//! * `wording`: the kubelet's phrasing of events.
 //! * `messages`: exited containers' termination messages, read from the host once.
 //! * `run`: the loop that observes, plans and dispatches, one task per pod.
 
 mod execute;
+mod hooks;
 mod messages;
+mod outcome;
 mod plan;
 mod recheck;
 mod run;
+mod wording;
 
-pub use execute::{ExecContext, Outcome, StepError, WorkError, execute};
+pub use execute::{ExecContext, execute};
+pub use outcome::{Outcome, StepError, WorkError};
 pub use plan::{
     Action, BackingOff, Hook, MIN_GRACE, Plan, PlanInput, PodWork, RestartKey, SandboxRef,
     StopReason, StopTarget, grace, plan,

@@ -16,8 +16,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::execute::{ExecContext, Outcome, StepError, WorkError, execute};
+use super::execute::{ExecContext, execute};
 use super::messages::TerminationMessages;
+use super::outcome::{Outcome, StepError, WorkError};
 use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};
 use super::recheck::Rechecks;
 use crate::backoff::{Backoff, Delays, Policy};

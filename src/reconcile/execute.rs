@@ -7,48 +7,16 @@ use std::sync::Arc;
 use futures::future::join_all;
 use tracing::{debug, info};
 
+use super::context::ExecContext;
 use super::hooks;
 use super::outcome::{Outcome, StepError, WorkError};
 use super::plan::{Action, PodWork, SandboxRef};
 use super::wording;
-use crate::clock::Clock;
-use crate::event::{EventSink, EventType, PodEvent, container_field};
+use crate::event::{EventType, container_field};
 use crate::host::{Host, Ready};
 use crate::pod::environment::Addresses;
 use crate::pod::{ContainerKind, PodKey, StaticPod, WaitingReason};
 use crate::runtime::{ContainerStart, Runtime, RuntimeError, SandboxId, Started};
-
-/// What the executor needs besides the runtime.
-#[derive(Clone, Debug)]
-pub struct ExecContext {
-    /// Where events go.
-    pub events: EventSink,
-    /// The node's address, which host-network pods' hooks use.
-    pub host_ip: Option<String>,
-    /// Time for event stamps.
-    pub clock: Clock,
-}
-
-impl ExecContext {
-    /// Posts a pod event stamped now.
-    pub(super) fn emit(
-        &self,
-        key: &PodKey,
-        type_: EventType,
-        reason: &str,
-        message: String,
-        field_path: Option<String>,
-    ) {
-        self.events.emit(PodEvent {
-            key: key.clone(),
-            type_,
-            reason: reason.to_owned(),
-            message,
-            field_path,
-            at: self.clock.now(),
-        });
-    }
-}
 
 /// What earlier steps of one pod's work left for later ones.
 #[derive(Default)]

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::clock::Timestamp;
-use crate::event::channel;
+use crate::clock::{Clock, Timestamp};
+use crate::event::{PodEvent, channel};
 use crate::host::FakeHost;
 use crate::reconcile::plan::{Hook, MIN_GRACE, StopReason, StopTarget};
 use crate::runtime::{ContainerId, ExecOutput, FakeCall, FakeRuntime};

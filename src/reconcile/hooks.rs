@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::execute::ExecContext;
+use super::context::ExecContext;
 use super::plan::{MIN_GRACE, StopTarget, grace};
 use crate::action::{HookError, run_handler};
 use crate::chain::chain;

@@ -8,6 +8,7 @@
 //! * `messages`: exited containers' termination messages, read from the host once.
 //! * `run`: the loop that observes, plans and dispatches, one task per pod.
 
+mod context;
 mod execute;
 mod hooks;
 mod messages;
@@ -17,7 +18,8 @@ mod recheck;
 mod run;
 mod wording;
 
-pub use execute::{ExecContext, execute};
+pub use context::ExecContext;
+pub use execute::execute;
 pub use outcome::{Outcome, StepError, WorkError};
 pub use plan::{
     Action, BackingOff, Hook, MIN_GRACE, Plan, PlanInput, PodWork, RestartKey, SandboxRef,

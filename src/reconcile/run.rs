@@ -16,7 +16,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::execute::{ExecContext, execute};
+use super::context::ExecContext;
+use super::execute::execute;
 use super::messages::TerminationMessages;
 use super::outcome::{Outcome, StepError, WorkError};
 use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};

@@ -4,4 +4,5 @@
 //! else of the crate's internals is opened up for tests.
 
 pub use crate::host::fake::{FakeHost, HostCall};
+pub use crate::mirror::testing::{node_info, static_pod};
 pub use crate::runtime::fake::{FakeCall, FakeRuntime, termination_source};

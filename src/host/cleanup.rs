@@ -121,20 +121,14 @@ mod tests {
         remove_tree(&pod).expect("a missing tree is already removed");
     }
 
-    /// Needs root (mount): a bind mount of host data that cannot be unmounted (a process
-    /// has its working directory in it) over a directory of the pod.
-    #[test]
-    fn a_busy_bind_mount_keeps_the_whole_pod_directory_and_its_data_issue_11() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to mount");
-            return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let host_data = dir.path().join("host-data");
+    /// A pod directory at `dir/pod` with a file of its own, and host data (one precious
+    /// file) bind-mounted at `dir/pod/<at>`. Needs root.
+    fn pod_with_host_data_at(dir: &Path, at: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let host_data = dir.join("host-data");
         fs::create_dir(&host_data).expect("host data");
         fs::write(host_data.join("precious"), "do not delete").expect("precious");
-        let pod = dir.path().join("pod");
-        let target = pod.join("volumes/leftover");
+        let pod = dir.join("pod");
+        let target = pod.join(at);
         fs::create_dir_all(&target).expect("target");
         fs::write(pod.join("own-file"), "pod's").expect("own");
         nix::mount::mount(
@@ -145,6 +139,16 @@ mod tests {
             None::<&str>,
         )
         .expect("bind mount");
+        (host_data, pod, target)
+    }
+
+    /// A bind mount of host data that cannot be unmounted (a process has its working
+    /// directory in it) over a directory of the pod.
+    #[test]
+    #[ignore = "needs root to mount: run with --include-ignored"]
+    fn a_busy_bind_mount_keeps_the_whole_pod_directory_and_its_data_issue_11() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (host_data, pod, target) = pod_with_host_data_at(dir.path(), "volumes/leftover");
         // Keep it busy: a child process sits in it.
         let mut busy = std::process::Command::new("sleep")
             .arg("30")
@@ -169,29 +173,13 @@ mod tests {
         assert!(host_data.join("precious").exists());
     }
 
-    /// Needs root: a bind mount of host data at a path the kernel escapes in mountinfo (a
-    /// tab, `\011`). Missing it would have let the removal walk into the host data.
+    /// A bind mount of host data at a path the kernel escapes in mountinfo (a tab, `\011`).
+    /// Missing it would have let the removal walk into the host data.
     #[test]
+    #[ignore = "needs root to mount: run with --include-ignored"]
     fn a_mount_at_an_escaped_path_is_unmounted_not_walked_into_issue_11() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to mount");
-            return;
-        }
         let dir = tempfile::tempdir().expect("tempdir");
-        let host_data = dir.path().join("host-data");
-        fs::create_dir(&host_data).expect("host data");
-        fs::write(host_data.join("precious"), "do not delete").expect("precious");
-        let pod = dir.path().join("pod");
-        let target = pod.join("volumes/with\ttab");
-        fs::create_dir_all(&target).expect("target");
-        nix::mount::mount(
-            Some(&host_data),
-            &target,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .expect("bind mount");
+        let (host_data, pod, _) = pod_with_host_data_at(dir.path(), "volumes/with\ttab");
         remove_tree(&pod).expect("removed");
         assert!(!pod.exists());
         assert_eq!(

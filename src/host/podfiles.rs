@@ -289,66 +289,21 @@ mod tests {
         let log = dir.path().join("0.log");
         std::fs::write(&log, "2024-01-01T00:00:00.000000000Z stdout F starting\n2024-01-01T00:00:01.000000000Z stderr P part one \n2024-01-01T00:00:01.000000001Z stderr F and two\n").expect("write");
         std::fs::write(&msg, "").expect("write");
-        assert_eq!(
-            termination_message(
-                &TerminationSource {
-                    file: Some(msg.clone()),
-                    log: Some(log.clone()),
-                    fallback_to_logs: true
-                },
-                1
-            ),
-            "starting\npart one and two"
-        );
-        assert_eq!(
-            termination_message(
-                &TerminationSource {
-                    file: Some(msg.clone()),
-                    log: Some(log.clone()),
-                    fallback_to_logs: true
-                },
-                0
-            ),
-            "",
-            "no fallback after success"
-        );
-        assert_eq!(
-            termination_message(
-                &TerminationSource {
-                    file: Some(msg.clone()),
-                    log: Some(log.clone()),
-                    fallback_to_logs: false
-                },
-                1
-            ),
-            "",
-            "File policy never reads logs"
-        );
+        let read = |fallback_to_logs, exit_code| {
+            let source = TerminationSource {
+                file: Some(msg.clone()),
+                log: Some(log.clone()),
+                fallback_to_logs,
+            };
+            termination_message(&source, exit_code)
+        };
+        assert_eq!(read(true, 1), "starting\npart one and two");
+        assert_eq!(read(true, 0), "", "no fallback after success");
+        assert_eq!(read(false, 1), "", "File policy never reads logs");
         std::fs::write(&msg, "disk full").expect("write");
-        assert_eq!(
-            termination_message(
-                &TerminationSource {
-                    file: Some(msg.clone()),
-                    log: Some(log.clone()),
-                    fallback_to_logs: true
-                },
-                1
-            ),
-            "disk full"
-        );
+        assert_eq!(read(true, 1), "disk full");
         std::fs::write(&msg, "x".repeat(5000)).expect("write");
-        assert_eq!(
-            termination_message(
-                &TerminationSource {
-                    file: Some(msg.clone()),
-                    log: None,
-                    fallback_to_logs: false
-                },
-                1
-            )
-            .len(),
-            4096
-        );
+        assert_eq!(read(false, 1).len(), 4096);
     }
 
     #[test]

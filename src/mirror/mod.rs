@@ -31,8 +31,8 @@ mod state;
 mod status;
 mod worker;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

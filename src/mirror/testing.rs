@@ -1,5 +1,5 @@
-//! Fixtures for the mirror's unit tests: a kubeadm-style static pod and a node's host facts.
-//! The mirror task's own tests, against the fake API server, are `tests/mirror/`.
+//! Fixtures for the mirror's tests: a kubeadm-style static pod and a node's host facts. Its
+//! unit tests use them here; `tests/mirror/` reaches them through [`crate::testing`].
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use crate::pod::{ManifestRef, NodeName, StaticPod};
 
 /// A static pod `name` in `kube-system` on node `n1`, with one container running `image`
 /// and kubeadm-style labels and annotations.
-pub(crate) fn static_pod(name: &str, image: &str) -> StaticPod {
+pub fn static_pod(name: &str, image: &str) -> StaticPod {
     let yaml = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: kube-system\n  labels:\n    component: {name}\n    tier: control-plane\n  annotations:\n    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://10.0.0.1:2379\nspec:\n  hostNetwork: true\n  containers:\n  - name: {name}\n    image: {image}\n"
     );
@@ -31,7 +31,7 @@ pub(crate) fn static_pod(name: &str, image: &str) -> StaticPod {
 }
 
 /// Host facts of a made-up node `n1`.
-pub(crate) fn node_info() -> NodeInfo {
+pub fn node_info() -> NodeInfo {
     NodeInfo {
         hostname: "n1".into(),
         internal_ip: Some("10.0.0.1".into()),

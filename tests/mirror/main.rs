@@ -8,7 +8,6 @@ mod reporting;
 mod tls;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,58 +17,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use podvisor::backoff::Policy;
 use podvisor::clock::Timestamp;
 use podvisor::event::{EventType, PodEvent};
-use podvisor::manifest::{Format, Snapshot, parse_manifest};
-use podvisor::mirror::{
-    KUBELET_VERSION, MirrorConfig, MirrorPhase, MirrorState, MirrorTimings, NodeInfo, PodMirror,
-};
-use podvisor::pod::{ManifestRef, NodeName, PodKey, StaticPod};
+use podvisor::manifest::Snapshot;
+use podvisor::mirror::{MirrorConfig, MirrorPhase, MirrorState, MirrorTimings, PodMirror};
+use podvisor::pod::{NodeName, PodKey, StaticPod};
 use podvisor::status::{NodeStatus, PodReport};
+pub use podvisor::testing::{node_info, static_pod};
 use tempfile::TempDir;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// A static pod `name` in `kube-system` on node `n1`, with one container running `image`
-/// and kubeadm-style labels and annotations.
-fn static_pod(name: &str, image: &str) -> StaticPod {
-    let yaml = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: kube-system\n  labels:\n    component: {name}\n    tier: control-plane\n  annotations:\n    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://10.0.0.1:2379\nspec:\n  hostNetwork: true\n  containers:\n  - name: {name}\n    image: {image}\n"
-    );
-    let path = Path::new("/etc/kubernetes/manifests/pod.yaml");
-    let parsed = parse_manifest(path, Format::Yaml, yaml.as_bytes())
-        .expect("valid manifest")
-        .remove(0);
-    StaticPod::build(
-        parsed.metadata,
-        parsed.spec,
-        &NodeName::new("n1"),
-        ManifestRef {
-            path: path.to_owned(),
-            at: parsed.at,
-        },
-        |_| Timestamp(1_700_000_000_000_000_000),
-    )
-}
-
-/// Host facts of a made-up node `n1`.
-fn node_info() -> NodeInfo {
-    NodeInfo {
-        hostname: "n1".into(),
-        internal_ip: Some("10.0.0.1".into()),
-        cpus: 4,
-        memory_bytes: 8 * 1024 * 1024 * 1024,
-        max_pods: 110,
-        os: "linux".into(),
-        arch: "amd64".into(),
-        kernel_version: "6.1.0".into(),
-        os_image: "Debian GNU/Linux 12 (bookworm)".into(),
-        machine_id: "m".into(),
-        system_uuid: "s".into(),
-        boot_id: "b".into(),
-        kubelet_version: KUBELET_VERSION.into(),
-    }
-}
 
 const NS: &str = "kube-system";
 

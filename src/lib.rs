@@ -8,12 +8,13 @@
 //! runtime (CRI) ──► Observed ──┐                                          ▼
 //!                              └──► reconcile::plan(desired, observed, now) ──► Vec<PodWork>
 //!                                                                          │
-//!                                   reconcile::executor ──► runtime (CRI) ◄┘
+//!              runtime (CRI) ◄── reconcile::execute ──► host (files, mounts)◄┘
 //! ```
 //!
 //! `manifest` turns files into [`pod::StaticPod`]s, `reconcile` decides (pure) and applies
-//! (through the [`runtime::Runtime`] trait), and `app` wires the tasks together. Nothing in
-//! `manifest` or `reconcile::plan` performs container IO.
+//! (through the [`runtime::Runtime`] and [`host::Host`] traits), `status` and `mirror` report,
+//! and `app` wires the tasks together. Nothing in `manifest` or `reconcile::plan` performs IO.
+//! Shared words sit low (`pod`, `backoff`, `clock`, `metrics`); nothing imports upwards.
 
 pub mod action;
 pub mod api;

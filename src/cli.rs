@@ -99,7 +99,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub relist_period: Option<String>,
 
-    /// podvisor's state directory; pod directories live in <DIR>/pods/<uid> [default: /var/lib/podvisor]
+    /// podvisor's state directory; pod directories live in `DIR/pods/UID` [default: /var/lib/podvisor]
     #[arg(long, value_name = "DIR")]
     pub root_dir: Option<PathBuf>,
 

@@ -7,7 +7,7 @@
 //! * [`ProbeWorker`] is pure (no IO, no clock reads): fed outcomes and the times they were
 //!   taken, it says when the next probe is due and which [`ProbeResult`] to publish, after
 //!   the thresholds. The [`Prober`] task owns one worker per (container instance,
-//!   [`ProbeKind`]) and publishes the results.
+//!   [`ProbeKind`](crate::pod::ProbeKind)) and publishes the results.
 //!
 //! Nothing here restarts containers or writes status.
 

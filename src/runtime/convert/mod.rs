@@ -1,7 +1,7 @@
 //! Pure translation of a [`StaticPod`](crate::pod::StaticPod) into CRI sandbox and container
 //! configs, as the kubelet's `kuberuntime` builds them (labels, annotations, paths,
 //! namespaces, resources, security). No IO: everything about the host comes in through
-//! [`NodeContext`](super::NodeContext).
+//! [`NodeContext`](crate::host::NodeContext).
 //!
 //! * `sandbox`: the pod sandbox (namespaces, DNS, hostname, ports, cgroup parent).
 //! * `env`: the environment and downward-API values.

@@ -12,21 +12,18 @@ use super::meta::text;
 use super::resource::Resource;
 use super::status::{ApiError, FieldError};
 
-/// Decodes the object as its typed form and encodes it again, as the server's codec does:
-/// unknown fields are dropped and a malformed field is a 400.
-pub(super) fn normalize(resource: Resource, mut obj: Value) -> Result<Value, ApiError> {
-    fn via<K: Serialize + DeserializeOwned>(obj: Value) -> Result<Value, serde_json::Error> {
-        serde_json::to_value(serde_json::from_value::<K>(obj)?)
-    }
+/// Decodes a request body as `K`, as the server's codec does: `apiVersion` and `kind` may be
+/// left out (the URL names them) but must match when given, unknown fields are dropped, and a
+/// malformed field is a 400.
+pub(super) fn decode<K: k8s_openapi::Resource + DeserializeOwned>(
+    mut obj: Value,
+) -> Result<K, ApiError> {
     let Some(map) = obj.as_object_mut() else {
         return Err(ApiError::bad_request(
             "the body of the request was not a JSON object",
         ));
     };
-    for (field, expected) in [
-        ("apiVersion", resource.api_version()),
-        ("kind", resource.kind()),
-    ] {
+    for (field, expected) in [("apiVersion", K::API_VERSION), ("kind", K::KIND)] {
         match map.get(field).and_then(Value::as_str) {
             None | Some("") => {
                 map.insert(field.into(), json!(expected));
@@ -44,19 +41,31 @@ pub(super) fn normalize(resource: Resource, mut obj: Value) -> Result<Value, Api
             Some(_) => {}
         }
     }
-    let result = match resource {
+    serde_json::from_value(obj).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
+            kind = K::KIND,
+            version = K::VERSION,
+        ))
+    })
+}
+
+/// Decodes the object as its typed form and encodes it again (see [`decode`]): what is stored
+/// is what the typed form keeps.
+pub(super) fn normalize(resource: Resource, obj: Value) -> Result<Value, ApiError> {
+    fn via<K: k8s_openapi::Resource + Serialize + DeserializeOwned>(
+        obj: Value,
+    ) -> Result<Value, ApiError> {
+        serde_json::to_value(decode::<K>(obj)?)
+            .map_err(|e| ApiError::internal(&format!("encoding {}: {e}", K::KIND)))
+    }
+    match resource {
         Resource::Pods => via::<Pod>(obj),
         Resource::Nodes => via::<Node>(obj),
         Resource::Events => via::<Event>(obj),
         Resource::EventsV1 => via::<EventV1>(obj),
         Resource::Leases => via::<Lease>(obj),
-    };
-    result.map_err(|e| {
-        ApiError::bad_request(format!(
-            "{kind} in version \"v1\" cannot be handled as a {kind}: {e}",
-            kind = resource.kind()
-        ))
-    })
+    }
 }
 
 fn object_at<'a>(obj: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::patch::{self, ACCEPTED, PatchKind};
 use super::resource::Route;
+use super::review::{self, Endpoint};
 use super::selector::Selector;
 use super::shared::{Body, Shared, State};
 use super::status::{self, ApiError};
@@ -132,6 +133,25 @@ fn version() -> Value {
         "compiler": "gc",
         "platform": "linux/amd64"
     })
+}
+
+/// Answers a TokenReview or SubjectAccessReview: 201 with the review and its status. The
+/// policy deciding a SubjectAccessReview runs with the state unlocked.
+fn serve_review(shared: &Shared, endpoint: Endpoint, call: &Call<'_>) -> Reply {
+    if *call.method != Method::POST {
+        return ApiError::generic(StatusCode::METHOD_NOT_ALLOWED).into();
+    }
+    let answered = parse_body(call.body).and_then(|body| match endpoint {
+        Endpoint::TokenReviews => review::token_review(&mut shared.lock().reviews, body),
+        Endpoint::SubjectAccessReviews => {
+            let pending = review::receive_access_review(&mut shared.lock().reviews, body)?;
+            pending.decide()
+        }
+    });
+    match answered {
+        Ok(review) => Reply::Json(StatusCode::CREATED, review),
+        Err(err) => err.into(),
+    }
 }
 
 /// Serves one call against the state.
@@ -362,8 +382,10 @@ pub(super) async fn handle(
                 content_type: content_type.as_deref().unwrap_or_default(),
                 body: &body,
             };
-            let mut state = shared.lock();
-            dispatch(&mut state, &call)
+            match Endpoint::from_path(call.path) {
+                Some(endpoint) => serve_review(&shared, endpoint, &call),
+                None => dispatch(&mut shared.lock(), &call),
+            }
         }
         Err(e) => ApiError::bad_request(format!("error reading request body: {e}")).into(),
     };

@@ -13,11 +13,15 @@
 //! [`FakeApiServer::inject_error`], and read the stored objects and the request log back,
 //! counted by verb with [`FakeApiServer::request_count`].
 //!
-//! Not served: discovery, authorization beyond NodeRestriction, the garbage collector, and
-//! the other resources. Known differences from the real server are listed on
-//! [`FakeApiServer`]. It is podvisor's dev-dependency only (`tests/mirror`, `tests/it`): the
-//! shipped daemon never contains it. It names request verbs with [`podvisor::mirror::verb`],
-//! so its request counts and podvisor's request metrics cannot disagree.
+//! It also answers the TokenReviews and SubjectAccessReviews a kubelet's node API sends to
+//! delegate its authentication and authorization (see "Reviews" on [`FakeApiServer`]).
+//!
+//! Not served: discovery, authorization of its own clients beyond NodeRestriction, the
+//! garbage collector, and the other resources. Known differences from the real server are
+//! listed on [`FakeApiServer`]. It is podvisor's dev-dependency only (`tests/mirror`,
+//! `tests/it`): the shipped daemon never contains it. It names request verbs with
+//! [`podvisor::mirror::verb`], so its request counts and podvisor's request metrics cannot
+//! disagree.
 
 mod admission;
 mod handler;
@@ -25,6 +29,7 @@ mod history;
 mod meta;
 mod patch;
 mod resource;
+mod review;
 mod selector;
 mod shared;
 mod status;
@@ -42,6 +47,8 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use k8s_openapi::api::authentication::v1::TokenReviewSpec;
+use k8s_openapi::api::authorization::v1::SubjectAccessReviewSpec;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::api::events::v1::Event as EventV1;
@@ -53,6 +60,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use self::resource::Resource;
+pub use self::review::system_masters_policy;
 use self::shared::{Injection, Shared, State};
 use self::status::ApiError;
 use self::store::{Caller, DeleteOptions};
@@ -126,6 +134,28 @@ struct Serving {
 ///   [`Mode`] and [`FakeApiServer::inject_error`] apply to a watch request as to any other,
 ///   and under [`Mode::Hang`] a live stream goes silent, under [`Mode::Fail`] it ends.
 ///
+/// # Reviews
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews` and
+/// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews` answer `201` with the review
+/// and its `status`, as the API server answers a kubelet's webhook authenticator and
+/// authorizer. Nothing is stored; other methods are `405`.
+/// * TokenReview: a token given to [`FakeApiServer::register_token`] is
+///   `{"authenticated":true,"user":{..},"audiences":[..]}`, the groups with
+///   `system:authenticated` added and the audiences those of the review (or, when it names
+///   none, the server's, `https://kubernetes.default.svc.cluster.local`). Any other token is
+///   `{"user":{},"error":"invalid bearer token"}`: like Go, the fake leaves `authenticated`
+///   out when false. An empty `spec.token` is a `400`.
+/// * SubjectAccessReview: the policy of [`FakeApiServer::set_authorization_policy`]
+///   (by default [`system_masters_policy`]) decides `allowed` and `reason` (left out when
+///   empty); a refusal is "no opinion", `denied` left out, as RBAC refuses. A review without
+///   `spec.user` or `spec.groups` is a `422`.
+/// * Both are recorded ([`FakeApiServer::token_reviews`],
+///   [`FakeApiServer::subject_access_reviews`]) and counted when answered with a status, so
+///   a test can see what a cache saved. [`Mode`], [`FakeApiServer::inject_error`] and
+///   [`FakeApiServer::require_token`] apply to them as to any request; NodeRestriction does
+///   not, so any client, a node included, may create them (the real server lets nodes
+///   through its Node authorizer, other callers with `system:auth-delegator`).
+///
 /// # Differences
 /// Known differences from a real kube-apiserver:
 /// * no discovery, no `dryRun` (a 400 rather than a real write), no `managedFields`, no
@@ -148,6 +178,10 @@ struct Serving {
 /// * core v1 and events.k8s.io/v1 events are stored apart (the real server shares them);
 /// * the ServiceAccount plugin only enforces its mirror-pod rule; other pods get no
 ///   service account or token volume;
+/// * reviews: a registered token is good for every audience; the tokens the fake itself
+///   accepts ([`FakeApiServer::require_token`]) are not the ones its TokenReviews know; a
+///   SubjectAccessReview is not checked for exactly one of `resourceAttributes` and
+///   `nonResourceAttributes`, and never has an `evaluationError`;
 /// * a DELETE that loses a race is impossible here, so the storage-level precondition
 ///   message (`Precondition failed: UID in precondition: ..`) only appears for PUT and PATCH
 ///   bodies that carry a different `metadata.uid`.
@@ -332,6 +366,72 @@ impl FakeApiServer {
     /// default, accepts any request.
     pub fn require_token(&self, token: Option<&str>) {
         self.shared.lock().token = token.map(str::to_owned);
+    }
+
+    /// Makes TokenReviews of `token` authenticate it as this user (see "Reviews" above);
+    /// `uid` empty for none. Registering a token again replaces its user.
+    pub fn register_token(&self, token: &str, username: &str, uid: &str, groups: &[&str]) {
+        let user = review::user_info(username, uid, groups);
+        self.shared
+            .lock()
+            .reviews
+            .tokens
+            .insert(token.to_owned(), user);
+    }
+
+    /// Forgets a registered token, as a deleted service account's token is no longer
+    /// accepted: later TokenReviews of it are unauthenticated. Returns whether it was known.
+    pub fn revoke_token(&self, token: &str) -> bool {
+        self.shared.lock().reviews.tokens.remove(token).is_some()
+    }
+
+    /// Every TokenReview answered with a status so far, oldest first: the token and the
+    /// audiences asked about.
+    pub fn token_reviews(&self) -> Vec<TokenReviewSpec> {
+        self.shared.lock().reviews.token_reviews.clone()
+    }
+
+    /// How many TokenReviews were answered with a status so far.
+    pub fn token_review_count(&self) -> usize {
+        self.shared.lock().reviews.token_reviews.len()
+    }
+
+    /// Decides SubjectAccessReviews from now on: `policy` gets each review's spec (user,
+    /// groups, uid, and the resource or non-resource attributes) and returns whether it is
+    /// allowed and the reason to answer (empty for none). It replaces the default,
+    /// [`system_masters_policy`], and may fall back to it. It runs without the fake's lock.
+    ///
+    /// ```no_run
+    /// # async fn example() {
+    /// use fake_apiserver::{FakeApiServer, system_masters_policy};
+    ///
+    /// let fake = FakeApiServer::start().await;
+    /// fake.set_authorization_policy(|spec| {
+    ///     let attrs = spec.resource_attributes.clone().unwrap_or_default();
+    ///     match (spec.user.as_deref(), attrs.resource.as_deref(), attrs.subresource.as_deref()) {
+    ///         (Some("prometheus"), Some("nodes"), Some("metrics")) => (true, "scraper".into()),
+    ///         (Some("prometheus"), _, _) => (false, "metrics only".into()),
+    ///         _ => system_masters_policy(spec),
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn set_authorization_policy(
+        &self,
+        policy: impl Fn(&SubjectAccessReviewSpec) -> (bool, String) + Send + Sync + 'static,
+    ) {
+        self.shared.lock().reviews.policy = Arc::new(policy);
+    }
+
+    /// Every SubjectAccessReview answered with a status so far, oldest first: what a node
+    /// API asked to authorize.
+    pub fn subject_access_reviews(&self) -> Vec<SubjectAccessReviewSpec> {
+        self.shared.lock().reviews.access_reviews.clone()
+    }
+
+    /// How many SubjectAccessReviews were answered with a status so far.
+    pub fn subject_access_review_count(&self) -> usize {
+        self.shared.lock().reviews.access_reviews.len()
     }
 
     /// Fails the next `times` requests whose method matches and whose path starts with

@@ -12,6 +12,7 @@ use http::{Method, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 
 use super::admission::NodeIdentity;
+use super::review::Reviews;
 use super::store::Store;
 use super::{Mode, RequestRecord};
 
@@ -39,6 +40,8 @@ pub(super) struct State {
     pub(super) log: Vec<RequestRecord>,
     /// How often watches that allow bookmarks get one; `None` for the API server's minute.
     pub(super) bookmark_interval: Option<Duration>,
+    /// Tokens, authorization policy and the reviews received, for the review APIs.
+    pub(super) reviews: Reviews,
 }
 
 /// What live watches react to: a new revision, a compaction, a mode change.

@@ -23,6 +23,7 @@ mod admission;
 mod availability;
 mod pods;
 mod resources;
+mod reviews;
 mod watch;
 
 const NS: &str = "kube-system";

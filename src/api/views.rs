@@ -10,7 +10,7 @@ use crate::clock::Timestamp;
 use crate::manifest::{FileStatus, Snapshot};
 use crate::pod::ContainerKind;
 use crate::reconcile::ReconcileState;
-use crate::runtime::ContainerState;
+use crate::runtime::Instances;
 use crate::status::{NodeStatus, PodReport};
 
 /// A container's last exit.
@@ -121,7 +121,7 @@ fn container_view(
     kind: ContainerKind,
     report: &PodReport,
     state: &ReconcileState,
-    log_dir: &Path,
+    pod_log_dir: &Path,
 ) -> ContainerView {
     let st = status.state.clone().unwrap_or_default();
     let (state_name, reason) = if st.running.is_some() {
@@ -146,21 +146,11 @@ fn container_view(
             .and_then(|l| l.terminated.as_ref())
             .map(exit)
     });
-    let pod = &report.pod;
-    let (_, containers) = state.observed.of_version(pod);
-    let instances: Vec<_> = containers
-        .into_iter()
-        .filter(|c| c.name == status.name)
-        .collect();
-    let current = instances.iter().max_by_key(|c| (c.attempt, c.created_at));
-    let previous = instances
-        .iter()
-        .filter(|c| c.state == ContainerState::Exited && Some(&c.id) != current.map(|x| &x.id))
-        .max_by_key(|c| (c.attempt, c.created_at));
+    let Instances { current, previous } = state.observed.instances(&report.pod, &status.name);
     let path = |attempt: u32| {
-        log_dir
-            .join(&status.name)
-            .join(format!("{attempt}.log"))
+        report
+            .pod
+            .log_file(pod_log_dir, &status.name, attempt)
             .display()
             .to_string()
     };
@@ -183,20 +173,16 @@ fn container_view(
 pub fn pod_view(report: &PodReport, state: &ReconcileState, pod_log_dir: &Path) -> PodView {
     let pod = &report.pod;
     let s = &report.status;
-    let log_dir = pod_log_dir.join(format!(
-        "{}_{}_{}",
-        pod.key.namespace, pod.key.name, pod.uid
-    ));
     let containers: Vec<ContainerView> = s
         .init_container_statuses
         .iter()
         .flatten()
-        .map(|c| container_view(c, ContainerKind::Init, report, state, &log_dir))
+        .map(|c| container_view(c, ContainerKind::Init, report, state, pod_log_dir))
         .chain(
             s.container_statuses
                 .iter()
                 .flatten()
-                .map(|c| container_view(c, ContainerKind::App, report, state, &log_dir)),
+                .map(|c| container_view(c, ContainerKind::App, report, state, pod_log_dir)),
         )
         .collect();
     let apps: Vec<&ContainerView> = containers.iter().filter(|c| c.kind == "app").collect();

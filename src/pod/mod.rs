@@ -185,6 +185,23 @@ pub struct StaticPod {
 }
 
 impl StaticPod {
+    /// The CRI log file of one instance of a container, as the runtime writes it:
+    /// `<pod-log-dir>/<namespace>_<name>_<uid>/<container>/<attempt>.log`.
+    pub fn log_file(
+        &self,
+        pod_log_dir: &std::path::Path,
+        container: &str,
+        attempt: u32,
+    ) -> std::path::PathBuf {
+        pod_log_dir
+            .join(format!(
+                "{}_{}_{}",
+                self.key.namespace, self.key.name, self.uid
+            ))
+            .join(container)
+            .join(format!("{attempt}.log"))
+    }
+
     /// Builds the static pod from validated, defaulted metadata and spec, as the kubelet's
     /// `applyDefaults` does: hash first, then the node suffix, `nodeName` and annotations.
     /// `seen` gives the first-seen time for the pod UID (the kubelet records it per UID, so a

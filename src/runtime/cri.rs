@@ -757,6 +757,9 @@ impl Runtime for CriRuntime {
     }
 }
 
+#[path = "cri_streams.rs"]
+mod streaming;
+
 #[cfg(test)]
 #[path = "cri_tests.rs"]
 mod tests;

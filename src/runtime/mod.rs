@@ -11,6 +11,7 @@ mod events;
 pub(crate) mod fake;
 mod grpc;
 mod metered;
+mod streams;
 #[cfg(test)]
 mod test_cri;
 
@@ -35,11 +36,14 @@ pub use cri::{CriRuntime, container_configs, sandbox_config};
 pub use events::{EventSource, ExitStream};
 #[cfg(test)]
 pub(crate) use fake::{FakeCall, FakeRuntime};
+pub use streams::{
+    ContainerUse, CpuUse, FsUse, InterfaceUse, MemoryUse, NetworkUse, PodUse, Stdio, Streaming,
+};
 
 macro_rules! id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub String);
 
         impl fmt::Display for $name {
@@ -187,6 +191,35 @@ impl Observed {
             )
             .collect();
         (sandboxes, containers)
+    }
+}
+
+/// A container's newest instance and the one before it that exited, as `kubectl logs` and
+/// `--previous` mean them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Instances<'a> {
+    /// The newest instance (highest attempt, then newest).
+    pub current: Option<&'a ObservedContainer>,
+    /// The newest exited instance other than the current one.
+    pub previous: Option<&'a ObservedContainer>,
+}
+
+impl Observed {
+    /// The instances of container `name` of `pod` at its sandbox version.
+    pub fn instances<'a>(&'a self, pod: &StaticPod, name: &str) -> Instances<'a> {
+        let (_, containers) = self.of_version(pod);
+        let mine: Vec<&ObservedContainer> =
+            containers.into_iter().filter(|c| c.name == name).collect();
+        let current = mine
+            .iter()
+            .copied()
+            .max_by_key(|c| (c.attempt, c.created_at));
+        let previous = mine
+            .iter()
+            .copied()
+            .filter(|c| c.state == ContainerState::Exited && Some(&c.id) != current.map(|x| &x.id))
+            .max_by_key(|c| (c.attempt, c.created_at));
+        Instances { current, previous }
     }
 }
 

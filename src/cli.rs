@@ -140,6 +140,71 @@ pub struct RunArgs {
     /// Labels for the Node object: key=value,key2=value2
     #[arg(long, value_name = "LABELS")]
     pub node_labels: Option<String>,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node_api: NodeApiArgs,
+}
+
+/// The kubelet's node API (HTTPS, for `kubectl logs/exec/port-forward/top`) and its healthz,
+/// with the kubelet's flag names.
+#[derive(Debug, Default, Args)]
+pub struct NodeApiArgs {
+    /// Serve the node API [default: true when --kubeconfig is set]
+    #[arg(long, value_name = "BOOL")]
+    pub node_api: Option<bool>,
+
+    /// Address the node API listens on [default: 0.0.0.0]
+    #[arg(long, value_name = "IP")]
+    pub address: Option<String>,
+
+    /// Port of the node API; 0 picks a free one [default: 10250]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// Serving certificate (PEM) [default: self-signed, kept in <root-dir>/pki]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Serving certificate's private key (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// CA that signs the client certificates to accept (kube-apiserver's kubelet client)
+    #[arg(long, value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// Serve requests without credentials as system:anonymous [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub anonymous_auth: Option<bool>,
+
+    /// Check bearer tokens with the API server's TokenReview [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub authentication_token_webhook: Option<bool>,
+
+    /// How long a token review is reused [default: 2m]
+    #[arg(long, value_name = "DURATION")]
+    pub authentication_token_webhook_cache_ttl: Option<String>,
+
+    /// Webhook (a SubjectAccessReview per request) or AlwaysAllow [default: Webhook]
+    #[arg(long, value_name = "MODE")]
+    pub authorization_mode: Option<String>,
+
+    /// How long an allowed review is reused [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub authorization_webhook_cache_authorized_ttl: Option<String>,
+
+    /// How long a denied review is reused [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub authorization_webhook_cache_unauthorized_ttl: Option<String>,
+
+    /// Address of the plain-HTTP healthz [default: 127.0.0.1]
+    #[arg(long, value_name = "IP")]
+    pub healthz_bind_address: Option<String>,
+
+    /// Port of the plain-HTTP healthz; 0 turns it off [default: 10248]
+    #[arg(long, value_name = "PORT")]
+    pub healthz_port: Option<u16>,
 }
 
 /// Where to find a running daemon.

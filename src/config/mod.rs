@@ -1,0 +1,776 @@
+//! The validated configuration, from three sources: the config file (`--config`, in the spirit
+//! of KubeletConfiguration), `PODVISOR_*` environment variables, and flags — each overriding
+//! the one before. Defaults live here and only here; everything is checked before any socket
+//! is opened.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::cli::{LogFormat, RunArgs};
+use crate::pod::NodeName;
+
+mod node_api;
+
+pub use node_api::{
+    AuthenticationFile, AuthorizationFile, AuthorizationMode, DEFAULT_HEALTHZ_PORT, DEFAULT_PORT,
+    NodeApiFile, NodeApiSettings,
+};
+
+/// Default manifest directory, as kubeadm uses.
+pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
+/// Default CRI endpoint.
+pub const DEFAULT_RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
+/// Default state directory.
+pub const DEFAULT_ROOT_DIR: &str = "/var/lib/podvisor";
+/// Default pod log directory, where kubelet-aware log shippers look.
+pub const DEFAULT_POD_LOG_DIR: &str = "/var/log/pods";
+/// Default status API socket.
+pub const DEFAULT_STATUS_SOCKET: &str = "/run/podvisor/podvisor.sock";
+/// Default full rescan period.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(10);
+/// Default runtime relist period (the kubelet's PLEG period).
+pub const DEFAULT_RELIST: Duration = Duration::from_secs(1);
+
+/// A configuration value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// The config file cannot be read or parsed (unknown keys included).
+    #[error("config file {}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable that does not parse.
+    #[error("{var}: {value:?} is not valid: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A duration that does not parse.
+    #[error("{key}: {value:?} is not a duration (use e.g. 500ms, 10s, 1m30s)")]
+    Duration {
+        /// The setting.
+        key: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// A duration that parses but cannot work.
+    #[error("{key}: must be between {min:?} and {max:?}")]
+    Range {
+        /// The setting.
+        key: &'static str,
+        /// Smallest allowed.
+        min: Duration,
+        /// Largest allowed.
+        max: Duration,
+    },
+    /// The node name is not usable in pod names.
+    #[error("node name {0:?} must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')")]
+    NodeName(String),
+    /// No node name given and the hostname cannot be read.
+    #[error("cannot read the hostname for the node name: {0}; pass --node-name")]
+    Hostname(String),
+    /// The runtime endpoint is not a unix socket.
+    #[error("runtime endpoint {0:?} must be unix:///path/to/socket")]
+    Endpoint(String),
+    /// The status TCP address does not parse, or is not loopback without permission.
+    #[error("status address {0:?}: {1}")]
+    StatusAddress(String, &'static str),
+    /// Node labels that do not parse.
+    #[error("node labels {0:?} must be key=value pairs separated by commas")]
+    Labels(String),
+    /// A node label in the kubernetes.io or k8s.io namespaces that a node may not set itself
+    /// (NodeRestriction would refuse the Node).
+    #[error(
+        "node label {0:?}: a node may set only kubelet.kubernetes.io/ and node.kubernetes.io/ labels, and the well-known topology, os, arch and hostname ones, in the kubernetes.io and k8s.io namespaces"
+    )]
+    RestrictedLabel(String),
+    /// A node API or healthz setting that cannot be used.
+    #[error("node API: {0}")]
+    NodeApi(String),
+}
+
+/// The config file, as written: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    /// Manifest directory.
+    pub static_pod_path: Option<PathBuf>,
+    /// CRI endpoint.
+    pub runtime_endpoint: Option<String>,
+    /// Node name.
+    pub node_name: Option<String>,
+    /// Full manifest rescan period.
+    pub resync_period: Option<String>,
+    /// Runtime relist period.
+    pub relist_period: Option<String>,
+    /// State directory.
+    pub root_dir: Option<PathBuf>,
+    /// Pod log directory.
+    pub pod_log_dir: Option<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: Option<LogFormat>,
+    /// Status API socket.
+    pub status_socket: Option<PathBuf>,
+    /// Status API TCP address.
+    pub status_address: Option<String>,
+    /// Allow a non-loopback status address.
+    pub status_allow_remote: Option<bool>,
+    /// Run manifests that fail the ownership and mode checks.
+    pub allow_insecure_manifests: Option<bool>,
+    /// Kubeconfig for mirror pods.
+    pub kubeconfig: Option<PathBuf>,
+    /// Create the Node object.
+    pub register_node: Option<bool>,
+    /// Node labels.
+    pub node_labels: Option<BTreeMap<String, String>>,
+    /// Serve the node API (default: when a kubeconfig is set).
+    pub serve_node_api: Option<bool>,
+    /// Node API address.
+    pub address: Option<String>,
+    /// Node API port.
+    pub port: Option<u16>,
+    /// Node API serving certificate.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its key.
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Node API authentication, as KubeletConfiguration's.
+    pub authentication: Option<AuthenticationFile>,
+    /// Node API authorization, as KubeletConfiguration's.
+    pub authorization: Option<AuthorizationFile>,
+    /// Plain-HTTP healthz address.
+    pub healthz_bind_address: Option<String>,
+    /// Plain-HTTP healthz port (0: off).
+    pub healthz_port: Option<u16>,
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file, strictly.
+    pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let err = |message: String| ConfigError::File {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        if text.trim().is_empty() {
+            return Ok(ConfigFile::default());
+        }
+        serde_saphyr::from_str(&text).map_err(|e| err(e.without_snippet().to_string()))
+    }
+}
+
+/// Mirror-pod settings, present when a kubeconfig is configured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MirrorSettings {
+    /// The kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// Create (or adopt) the Node object.
+    pub register_node: bool,
+    /// Extra Node labels.
+    pub node_labels: BTreeMap<String, String>,
+}
+
+/// Everything `podvisor run` needs, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Manifest directory.
+    pub manifest_dir: PathBuf,
+    /// CRI endpoint.
+    pub runtime_endpoint: String,
+    /// Node name.
+    pub node_name: NodeName,
+    /// Full manifest rescan period.
+    pub resync_period: Duration,
+    /// Runtime relist period.
+    pub relist_period: Duration,
+    /// State directory.
+    pub root_dir: PathBuf,
+    /// Pod log directory.
+    pub pod_log_dir: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Status API unix socket.
+    pub status_socket: PathBuf,
+    /// Status API TCP address, if any.
+    pub status_address: Option<SocketAddr>,
+    /// Whether manifests failing the ownership and mode checks still run.
+    pub allow_insecure_manifests: bool,
+    /// Mirror pods, if configured.
+    pub mirror: Option<MirrorSettings>,
+    /// The kubelet's node API, when served.
+    pub node_api: Option<NodeApiSettings>,
+    /// The plain-HTTP healthz address, when served.
+    pub healthz: Option<SocketAddr>,
+}
+
+/// Parses a duration as `humantime` writes them (`500ms`, `10s`, `1m30s`, `2h`), or a bare
+/// whole number of seconds. `None` for anything else, including values too large to hold.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok().map(Duration::from_secs);
+    }
+    humantime::parse_duration(s).ok()
+}
+
+fn duration(
+    key: &'static str,
+    value: Option<String>,
+    default: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = match value {
+        None => default,
+        Some(v) => parse_duration(&v).ok_or(ConfigError::Duration { key, value: v })?,
+    };
+    if d < min || d > max {
+        return Err(ConfigError::Range { key, min, max });
+    }
+    Ok(d)
+}
+
+fn valid_node_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// Labels a node may set on itself in the `kubernetes.io`/`k8s.io` namespaces, as the
+/// kubelet's `--node-labels` check allows.
+const ALLOWED_NODE_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+];
+
+fn check_node_label(key: &str) -> Result<(), ConfigError> {
+    let Some((prefix, _)) = key.split_once('/') else {
+        return Ok(());
+    };
+    let in_k8s = |ns: &str| prefix == ns || prefix.ends_with(&format!(".{ns}"));
+    if !(in_k8s("kubernetes.io") || in_k8s("k8s.io")) {
+        return Ok(());
+    }
+    let allowed_ns = ["kubelet.kubernetes.io", "node.kubernetes.io"]
+        .iter()
+        .any(|ns| prefix == *ns || prefix.ends_with(&format!(".{ns}")));
+    if allowed_ns || ALLOWED_NODE_LABELS.contains(&key) {
+        Ok(())
+    } else {
+        Err(ConfigError::RestrictedLabel(key.to_owned()))
+    }
+}
+
+/// Parses `key=value,key2=value2`.
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| ConfigError::Labels(s.to_owned()))?;
+        if k.is_empty() {
+            return Err(ConfigError::Labels(s.to_owned()));
+        }
+        out.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+fn env_bool(var: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<bool>, ConfigError> {
+    match env(var) {
+        None => Ok(None),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => Ok(Some(true)),
+            "0" | "false" | "no" => Ok(Some(false)),
+            _ => Err(ConfigError::Env {
+                var: var.to_owned(),
+                value: v,
+                message: "expected true or false".into(),
+            }),
+        },
+    }
+}
+
+impl Config {
+    /// Merges the sources (file < environment < flags), applies defaults and validates.
+    /// `env` reads a variable; `hostname` is consulted only when no node name is given.
+    pub fn from_sources(
+        args: &RunArgs,
+        file: ConfigFile,
+        env: &dyn Fn(&str) -> Option<String>,
+        hostname: impl FnOnce() -> Result<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let pick = |flag: Option<String>, var: &str, file: Option<String>| {
+            flag.or_else(|| env(var)).or(file)
+        };
+        let pick_path = |flag: &Option<PathBuf>, var: &str, file: Option<PathBuf>| {
+            flag.clone()
+                .or_else(|| env(var).map(PathBuf::from))
+                .or(file)
+        };
+
+        let node = match pick(args.node_name.clone(), "PODVISOR_NODE_NAME", file.node_name) {
+            Some(n) => n,
+            None => hostname().map_err(ConfigError::Hostname)?,
+        };
+        let node_name = NodeName::new(&node);
+        if !valid_node_name(node_name.as_str()) {
+            return Err(ConfigError::NodeName(node));
+        }
+        let runtime_endpoint = pick(
+            args.runtime_endpoint.clone(),
+            "PODVISOR_RUNTIME_ENDPOINT",
+            file.runtime_endpoint,
+        )
+        .unwrap_or_else(|| DEFAULT_RUNTIME_ENDPOINT.to_owned());
+        let socket = runtime_endpoint
+            .strip_prefix("unix://")
+            .unwrap_or(&runtime_endpoint);
+        if !socket.starts_with('/') {
+            return Err(ConfigError::Endpoint(runtime_endpoint));
+        }
+        let log_format = match (args.log_format, env("PODVISOR_LOG_FORMAT"), file.log_format) {
+            (Some(f), _, _) => f,
+            (None, Some(v), _) => match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "PODVISOR_LOG_FORMAT".into(),
+                        value: v,
+                        message: "expected text or json".into(),
+                    });
+                }
+            },
+            (None, None, f) => f.unwrap_or(LogFormat::Text),
+        };
+        let allow_remote = args.status_allow_remote
+            || env_bool("PODVISOR_STATUS_ALLOW_REMOTE", env)?
+                .or(file.status_allow_remote)
+                .unwrap_or(false);
+        let status_address = match pick(
+            args.status_address.clone(),
+            "PODVISOR_STATUS_ADDRESS",
+            file.status_address,
+        )
+        .filter(|a| !a.is_empty())
+        {
+            None => None,
+            Some(a) => {
+                let addr: SocketAddr = a
+                    .parse()
+                    .map_err(|_| ConfigError::StatusAddress(a.clone(), "not an IP:port address"))?;
+                if !addr.ip().is_loopback() && !allow_remote {
+                    return Err(ConfigError::StatusAddress(
+                        a,
+                        "not a loopback address; add --status-allow-remote to serve it anyway",
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        let allow_insecure_manifests = args.allow_insecure_manifests
+            || env_bool("PODVISOR_ALLOW_INSECURE_MANIFESTS", env)?
+                .or(file.allow_insecure_manifests)
+                .unwrap_or(false);
+        let mirror = match pick_path(&args.kubeconfig, "PODVISOR_KUBECONFIG", file.kubeconfig) {
+            None => None,
+            Some(kubeconfig) => {
+                let register_node = match args.register_node {
+                    Some(b) => b,
+                    None => env_bool("PODVISOR_REGISTER_NODE", env)?
+                        .or(file.register_node)
+                        .unwrap_or(true),
+                };
+                let node_labels = match args
+                    .node_labels
+                    .clone()
+                    .or_else(|| env("PODVISOR_NODE_LABELS"))
+                {
+                    Some(s) => parse_labels(&s)?,
+                    None => file.node_labels.unwrap_or_default(),
+                };
+                for key in node_labels.keys() {
+                    check_node_label(key)?;
+                }
+                Some(MirrorSettings {
+                    kubeconfig,
+                    register_node,
+                    node_labels,
+                })
+            }
+        };
+        let node_api_file = NodeApiFile {
+            serve: file.serve_node_api,
+            address: file.address,
+            port: file.port,
+            tls_cert_file: file.tls_cert_file,
+            tls_private_key_file: file.tls_private_key_file,
+            authentication: file.authentication,
+            authorization: file.authorization,
+            healthz_bind_address: file.healthz_bind_address,
+            healthz_port: file.healthz_port,
+        };
+        let healthz = node_api::healthz(&args.node_api, &node_api_file)?;
+        let node_api = node_api::node_api(&args.node_api, node_api_file, env, mirror.is_some())?;
+        Ok(Config {
+            manifest_dir: pick_path(
+                &args.manifest_dir,
+                "PODVISOR_MANIFEST_DIR",
+                file.static_pod_path,
+            )
+            .unwrap_or_else(|| DEFAULT_MANIFEST_DIR.into()),
+            runtime_endpoint,
+            node_name,
+            resync_period: duration(
+                "resyncPeriod",
+                pick(
+                    args.resync_period.clone(),
+                    "PODVISOR_RESYNC_PERIOD",
+                    file.resync_period,
+                ),
+                DEFAULT_RESYNC,
+                Duration::from_millis(100),
+                Duration::from_secs(3600),
+            )?,
+            relist_period: duration(
+                "relistPeriod",
+                pick(
+                    args.relist_period.clone(),
+                    "PODVISOR_RELIST_PERIOD",
+                    file.relist_period,
+                ),
+                DEFAULT_RELIST,
+                Duration::from_millis(50),
+                Duration::from_secs(300),
+            )?,
+            root_dir: pick_path(&args.root_dir, "PODVISOR_ROOT_DIR", file.root_dir)
+                .unwrap_or_else(|| DEFAULT_ROOT_DIR.into()),
+            pod_log_dir: pick_path(&args.pod_log_dir, "PODVISOR_POD_LOG_DIR", file.pod_log_dir)
+                .unwrap_or_else(|| DEFAULT_POD_LOG_DIR.into()),
+            log_format,
+            status_socket: pick_path(
+                &args.status_socket,
+                "PODVISOR_STATUS_SOCKET",
+                file.status_socket,
+            )
+            .unwrap_or_else(|| DEFAULT_STATUS_SOCKET.into()),
+            status_address,
+            allow_insecure_manifests,
+            mirror,
+            node_api,
+            healthz,
+        })
+    }
+
+    /// The config file named by `--config` or `PODVISOR_CONFIG`, if any.
+    pub fn file_path(args: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+        args.config
+            .clone()
+            .or_else(|| env("PODVISOR_CONFIG").map(PathBuf::from))
+    }
+}
+
+/// A complete config file with every setting at its default, each explained.
+pub fn default_config_file() -> String {
+    format!(
+        "# podvisor configuration (podvisor run --config FILE).
+# Every key is optional; unknown keys are errors. Precedence: this file < PODVISOR_* environment
+# variables (PODVISOR_MANIFEST_DIR, PODVISOR_NODE_NAME, ...) < command-line flags.
+
+# Directory of static pod manifests (*.yaml, *.yml, *.json).
+staticPodPath: {DEFAULT_MANIFEST_DIR}
+# CRI endpoint of the container runtime.
+runtimeEndpoint: {DEFAULT_RUNTIME_ENDPOINT}
+# Node name appended to pod names (<name>-<node>); empty means the hostname, lowercased.
+# nodeName: node1
+# Full rescan of the manifest directory, whatever inotify reports.
+resyncPeriod: 10s
+# How often the runtime is listed to notice container exits (events make it faster).
+relistPeriod: 1s
+# podvisor's state directory: pod directories live in <rootDir>/pods/<uid>.
+rootDir: {DEFAULT_ROOT_DIR}
+# Where pod log directories are created.
+podLogDir: {DEFAULT_POD_LOG_DIR}
+# Log format: text or json. RUST_LOG sets levels (default info).
+logFormat: text
+# Unix socket of the local status API (mode 0600).
+statusSocket: {DEFAULT_STATUS_SOCKET}
+# Also serve the status API over TCP at this address (loopback only unless statusAllowRemote).
+statusAddress: \"\"
+statusAllowRemote: false
+# Run manifests owned by a non-root user or writable by group or others (refused when root).
+allowInsecureManifests: false
+# Kubeconfig of an API server to mirror static pods into; empty: fully standalone.
+# kubeconfig: /etc/kubernetes/kubelet.conf
+# With a kubeconfig: create (or adopt) the Node object, with these extra labels.
+registerNode: true
+nodeLabels: {{}}
+
+# The kubelet's node API (HTTPS: kubectl logs, exec, attach, port-forward, top), on by default
+# with a kubeconfig. Keys as KubeletConfiguration's.
+# serveNodeApi: true
+address: 0.0.0.0
+port: {DEFAULT_PORT}
+# Serving certificate; without one, a self-signed one is made in <rootDir>/pki.
+# tlsCertFile: /var/lib/podvisor/pki/podvisor.crt
+# tlsPrivateKeyFile: /var/lib/podvisor/pki/podvisor.key
+authentication:
+  # The CA of kube-apiserver's kubelet client certificate (kubeadm: /etc/kubernetes/pki/ca.crt).
+  x509: {{}}
+  # Bearer tokens checked with the API server's TokenReview.
+  webhook:
+    enabled: false
+    cacheTTL: 2m
+  # Requests without credentials: refused (401) unless enabled.
+  anonymous:
+    enabled: false
+authorization:
+  # Webhook: a SubjectAccessReview per request; AlwaysAllow: anyone authenticated.
+  mode: Webhook
+  webhook:
+    cacheAuthorizedTTL: 5m
+    cacheUnauthorizedTTL: 30s
+# Plain-HTTP healthz, as the kubelet's (kubeadm's wait-control-plane polls it); port 0: off.
+healthzBindAddress: 127.0.0.1
+healthzPort: {DEFAULT_HEALTHZ_PORT}
+"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Result<String, String> {
+        Ok("My-Host".to_owned())
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn config(
+        args: &RunArgs,
+        file: ConfigFile,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Config::from_sources(args, file, env, host)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = config(&RunArgs::default(), ConfigFile::default(), &no_env).expect("valid");
+        assert_eq!(c.manifest_dir, PathBuf::from("/etc/kubernetes/manifests"));
+        assert_eq!(c.runtime_endpoint, "unix:///run/containerd/containerd.sock");
+        assert_eq!(c.node_name.as_str(), "my-host");
+        assert_eq!(c.resync_period, Duration::from_secs(10));
+        assert_eq!(c.relist_period, Duration::from_secs(1));
+        assert_eq!(c.pod_log_dir, PathBuf::from("/var/log/pods"));
+        assert_eq!(c.root_dir, PathBuf::from("/var/lib/podvisor"));
+        assert_eq!(
+            c.status_socket,
+            PathBuf::from("/run/podvisor/podvisor.sock")
+        );
+        assert_eq!(
+            (
+                c.status_address,
+                c.allow_insecure_manifests,
+                c.mirror.clone()
+            ),
+            (None, false, None)
+        );
+    }
+
+    #[test]
+    fn the_printed_default_file_parses_strictly_to_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("podvisor.yaml");
+        std::fs::write(&path, default_config_file()).expect("write");
+        let file = ConfigFile::read(&path).expect("the default file is valid");
+        assert_eq!(
+            config(&RunArgs::default(), file, &no_env),
+            config(&RunArgs::default(), ConfigFile::default(), &no_env)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "staticPodPath: /m\nresyncPeriodd: 5s\n").expect("write");
+        let err = ConfigFile::read(&path).unwrap_err();
+        assert!(err.to_string().contains("resyncPeriodd"), "{err}");
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        let file = ConfigFile {
+            static_pod_path: Some("/from-file".into()),
+            resync_period: Some("3s".into()),
+            node_name: Some("file-node".into()),
+            relist_period: Some("2s".into()),
+            ..Default::default()
+        };
+        let env = |k: &str| match k {
+            "PODVISOR_RESYNC_PERIOD" => Some("4s".to_owned()),
+            "PODVISOR_NODE_NAME" => Some("env-node".to_owned()),
+            _ => None,
+        };
+        let args = RunArgs {
+            node_name: Some("flag-node".into()),
+            ..Default::default()
+        };
+        let c = config(&args, file, &env).expect("valid");
+        assert_eq!(c.manifest_dir, PathBuf::from("/from-file"), "file only");
+        assert_eq!(c.relist_period, Duration::from_secs(2), "file only");
+        assert_eq!(c.resync_period, Duration::from_secs(4), "env beats file");
+        assert_eq!(c.node_name.as_str(), "flag-node", "flag beats env and file");
+    }
+
+    #[test]
+    fn mirror_settings_come_with_a_kubeconfig() {
+        let args = RunArgs {
+            kubeconfig: Some("/etc/kubernetes/kubelet.conf".into()),
+            node_labels: Some("role=edge, zone=a".into()),
+            ..Default::default()
+        };
+        let c = config(&args, ConfigFile::default(), &|k| {
+            (k == "PODVISOR_REGISTER_NODE").then(|| "false".to_owned())
+        })
+        .expect("valid");
+        let m = c.mirror.expect("mirror");
+        assert_eq!(m.kubeconfig, PathBuf::from("/etc/kubernetes/kubelet.conf"));
+        assert!(!m.register_node);
+        assert_eq!(
+            m.node_labels,
+            [
+                ("role".to_owned(), "edge".to_owned()),
+                ("zone".to_owned(), "a".to_owned())
+            ]
+            .into()
+        );
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("ten"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+
+    #[test]
+    fn a_duration_too_large_to_hold_is_refused_not_a_panic_issue_11() {
+        assert_eq!(parse_duration("99999999999999999999s"), None);
+        assert_eq!(parse_duration("99999999999999999999"), None);
+        assert_eq!(parse_duration("18446744073709551615h"), None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_setting_named() {
+        let args = RunArgs {
+            resync_period: Some("soon".into()),
+            ..Default::default()
+        };
+        let err = config(&args, ConfigFile::default(), &no_env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resyncPeriod: \"soon\" is not a duration (use e.g. 500ms, 10s, 1m30s)"
+        );
+        let args = RunArgs {
+            relist_period: Some("1ms".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            config(&args, ConfigFile::default(), &no_env),
+            Err(ConfigError::Range { .. })
+        ));
+        let args = RunArgs {
+            node_name: Some("bad_name".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            config(&args, ConfigFile::default(), &no_env),
+            Err(ConfigError::NodeName(_))
+        ));
+        let args = RunArgs {
+            runtime_endpoint: Some("tcp://1.2.3.4:1".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            config(&args, ConfigFile::default(), &no_env),
+            Err(ConfigError::Endpoint(_))
+        ));
+        let args = RunArgs {
+            status_address: Some("0.0.0.0:10256".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            config(&args, ConfigFile::default(), &no_env),
+            Err(ConfigError::StatusAddress(..))
+        ));
+        let args = RunArgs {
+            status_address: Some("0.0.0.0:10256".into()),
+            status_allow_remote: true,
+            ..Default::default()
+        };
+        assert!(config(&args, ConfigFile::default(), &no_env).is_ok());
+        let bad_env =
+            |k: &str| (k == "PODVISOR_ALLOW_INSECURE_MANIFESTS").then(|| "maybe".to_owned());
+        assert!(matches!(
+            config(&RunArgs::default(), ConfigFile::default(), &bad_env),
+            Err(ConfigError::Env { .. })
+        ));
+        assert!(matches!(parse_labels("a=1,b"), Err(ConfigError::Labels(_))));
+        for (labels, ok) in [
+            ("node-role.kubernetes.io/control-plane=", false),
+            ("kubernetes.io/role=master", false),
+            ("example.k8s.io/x=1", false),
+            ("node.kubernetes.io/edge=true", true),
+            ("topology.kubernetes.io/zone=a", true),
+            ("example.com/team=blue", true),
+        ] {
+            let args = RunArgs {
+                kubeconfig: Some("/k".into()),
+                node_labels: Some(labels.into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                config(&args, ConfigFile::default(), &no_env).is_ok(),
+                ok,
+                "{labels}"
+            );
+        }
+    }
+}

@@ -2,6 +2,8 @@
 //! reconciler, prober, status, status API, systemd notifications), and owns shutdown. No
 //! decisions are made here.
 
+mod node_api;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use crate::instance::InstanceLock;
 use crate::manifest::{self, Snapshot, TrustPolicy, WatchConfig};
 use crate::metrics::Metrics;
 use crate::mirror::{self, MirrorConfig, MirrorState, NodeInfo};
+use crate::nodeapi;
 use crate::notify;
 use crate::probe::{ProbeResults, Prober};
 use crate::reconcile::{ExecContext, ReconcileState, Reconciler, ReconcilerConfig};
@@ -127,9 +130,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         policy,
     };
+    let mut node_info = node_info;
+    let node_api = match &config.node_api {
+        Some(settings) => {
+            let (server, client_ca) = node_api::bind(&config, settings, runtime.context()).await?;
+            node_info.kubelet_port = Some(server.local_addr()?.port());
+            Some((server, client_ca))
+        }
+        None => None,
+    };
     let host = Arc::new(RealHost::new(runtime.context().clone()));
-    let (channels, loops) =
-        supervise_until(&config, runtime, host, parts.clone(), shutdown.clone());
+    let (channels, loops) = supervise_until(
+        &config,
+        runtime.clone(),
+        host,
+        parts.clone(),
+        shutdown.clone(),
+    );
     let (mirror_tx, mirror_rx) = watch::channel(MirrorState::default());
 
     let token = shutdown.graceful.clone();
@@ -146,8 +163,30 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         scan_stall: (config.resync_period * 3).max(Duration::from_secs(30)),
         clock: parts.clock,
     };
+    let shared_state = Arc::new(api_state.clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(loops);
+    if let (Some((server, client_ca)), Some(settings)) = (node_api, &config.node_api) {
+        let api = node_api::assemble(
+            &config,
+            settings,
+            client_ca,
+            runtime.clone(),
+            shared_state.clone(),
+        );
+        let token = token.clone();
+        tasks.spawn(async move {
+            server.serve(Arc::new(api), token).await;
+            Ok(())
+        });
+    }
+    if let Some(addr) = config.healthz {
+        let (state, token) = (shared_state.clone(), token.clone());
+        tasks.spawn(async move {
+            nodeapi::serve_healthz(addr, state, token).await;
+            Ok(())
+        });
+    }
     let socket = config.status_socket.clone();
     let api_token = token.clone();
     tasks.spawn(async move {

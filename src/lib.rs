@@ -32,6 +32,7 @@ pub mod labels;
 pub mod manifest;
 pub mod metrics;
 pub mod mirror;
+pub mod nodeapi;
 pub mod notify;
 pub mod pod;
 pub mod probe;

@@ -47,9 +47,7 @@ pub fn init(format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Text => registry.with(layer).try_init(),
-        LogFormat::Json => registry
-            .with(layer.json().flatten_event(true))
-            .try_init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
     };
 }
 
@@ -62,7 +60,11 @@ mod tests {
         let off = "kube_client::client::builder=off";
         assert!(filter(None).to_string().contains(off), "{}", filter(None));
         assert!(filter(Some("podvisor=debug")).to_string().contains(off));
-        assert!(!filter(Some("kube_client=debug")).to_string().contains("=off"));
+        assert!(
+            !filter(Some("kube_client=debug"))
+                .to_string()
+                .contains("=off")
+        );
     }
 
     #[test]

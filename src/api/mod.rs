@@ -13,4 +13,4 @@ mod server;
 pub mod views;
 
 pub use listen::{ListenError, Listeners, ensure_socket_dir};
-pub use server::{ApiState, Heartbeat, serve};
+pub use server::{ApiState, Heartbeat, METRICS_CONTENT_TYPE, serve};

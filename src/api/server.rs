@@ -82,7 +82,7 @@ fn error(code: StatusCode, message: String) -> Response {
 
 impl ApiState {
     /// `Err(reason)` when a loop looks stuck.
-    fn health(&self) -> Result<(), String> {
+    pub fn health(&self) -> Result<(), String> {
         let now = self.clock.now();
         let state = self.reconcile.borrow().clone();
         if state.passes > 0 && now.since(state.last_pass) > self.reconcile_stall {
@@ -159,19 +159,25 @@ async fn mirror(State(api): Api) -> Response {
     }
 }
 
+impl ApiState {
+    /// `/metrics` as Prometheus (OpenMetrics) text: the counters and this moment's gauges.
+    pub fn metrics_text(&self) -> String {
+        let status = self.status.borrow().clone();
+        let snapshot = self.snapshots.borrow().clone();
+        let mirror = self.mirror.as_ref().map(|m| m.borrow().clone());
+        self.metrics
+            .render(&gauges(&status, snapshot.as_deref(), mirror.as_ref()))
+    }
+}
+
+/// The content type of [`ApiState::metrics_text`].
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 async fn metrics(State(api): Api) -> Response {
-    let status = api.status.borrow().clone();
-    let snapshot = api.snapshots.borrow().clone();
-    let mirror = api.mirror.as_ref().map(|m| m.borrow().clone());
-    let body = api
-        .metrics
-        .render(&gauges(&status, snapshot.as_deref(), mirror.as_ref()));
+    let body = api.metrics_text();
     (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         body,
     )
         .into_response()

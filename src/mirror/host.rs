@@ -42,6 +42,9 @@ pub struct NodeInfo {
     pub boot_id: String,
     /// See [`KUBELET_VERSION`].
     pub kubelet_version: String,
+    /// The node API's port (`status.daemonEndpoints.kubeletEndpoint.port`, where the API
+    /// server reaches `logs`, `exec` and stats), when it is served.
+    pub kubelet_port: Option<u16>,
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -97,6 +100,7 @@ impl NodeInfo {
             system_uuid: read_trimmed("/sys/class/dmi/id/product_uuid"),
             boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
             kubelet_version: KUBELET_VERSION.to_owned(),
+            kubelet_port: None,
         }
     }
 }

@@ -46,5 +46,6 @@ pub fn node_info() -> NodeInfo {
         system_uuid: "s".into(),
         boot_id: "b".into(),
         kubelet_version: KUBELET_VERSION.into(),
+        kubelet_port: Some(10250),
     }
 }

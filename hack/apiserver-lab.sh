@@ -9,7 +9,8 @@
 #   hack/apiserver-lab.sh stop DIR           stops both (by pid)
 #
 # The API server runs as kubeadm sets it up where it matters to a node: authorization Node,RBAC,
-# admission NodeRestriction, X.509 client certificates from one CA. Certificates are X.509 v3
+# admission NodeRestriction, X.509 client certificates from one CA, a kubelet client certificate
+# (kube-apiserver-kubelet-client, system:masters) and nodes reached at their InternalIP first. Certificates are X.509 v3
 # (rustls refuses v1). Ports are chosen free at random; DIR/env records them.
 set -euo pipefail
 
@@ -96,6 +97,7 @@ start)
 		--tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
 		--client-ca-file="$pki/ca.crt" \
 		--kubelet-client-certificate="$pki/kubelet-client.crt" --kubelet-client-key="$pki/kubelet-client.key" \
+		--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname \
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
 		--service-cluster-ip-range=10.96.0.0/12 --authorization-mode=Node,RBAC \

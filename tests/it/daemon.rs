@@ -84,6 +84,7 @@ impl Daemon {
             .arg("2s")
             .arg("--status-socket")
             .arg(&self.socket)
+            .args(self.port_defaults())
             .args(&self.extra)
             .env("RUST_LOG", "podvisor=debug")
             .env("NO_COLOR", "1")
@@ -93,6 +94,24 @@ impl Daemon {
             .spawn()
             .expect("spawn podvisor");
         self.child = Some(child);
+    }
+
+    /// Tests run side by side: the node API on any free port and the healthz off, unless
+    /// a test names them.
+    fn port_defaults(&self) -> Vec<&'static str> {
+        let named = |flag: &str| {
+            self.extra
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        let mut args = Vec::new();
+        if !named("--port") {
+            args.extend(["--port", "0"]);
+        }
+        if !named("--healthz-port") {
+            args.extend(["--healthz-port", "0"]);
+        }
+        args
     }
 
     /// Writes a manifest atomically (temp file + rename), as tools should.

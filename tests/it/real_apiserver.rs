@@ -72,6 +72,21 @@ impl ApiLab {
         Some(lab)
     }
 
+    /// Where the binaries are.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The admin kubeconfig.
+    pub fn admin_path(&self) -> &Path {
+        &self.admin
+    }
+
+    /// The cluster CA (it signs kube-apiserver's kubelet client certificate).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("pki/ca.crt")
+    }
+
     /// A kubeconfig for node `name`.
     pub fn node_kubeconfig(&self, name: &str) -> PathBuf {
         let path = self.dir.path().display().to_string();

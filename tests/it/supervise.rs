@@ -32,6 +32,8 @@ fn config(dir: &Path) -> Config {
         status_address: None,
         allow_insecure_manifests: false,
         mirror: None,
+        node_api: None,
+        healthz: None,
     }
 }
 

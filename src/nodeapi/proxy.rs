@@ -108,9 +108,18 @@ pub async fn upgrade(
     });
 
     let client_side = hyper::upgrade::on(&mut req);
-    let mut upstream = Request::builder()
-        .method(req.method().clone())
-        .uri(target.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    // The runtime's URL names the session; a WebSocket port-forward also names its ports in
+    // the query, which the runtime reads from its own URL. The kubelet drops the caller's
+    // query here (so only SPDY port-forward works through it); podvisor passes it on when
+    // the runtime's URL has none.
+    let path = match (target.query(), req.uri().query()) {
+        (None, Some(q)) => format!("{}?{q}", target.path()),
+        _ => target
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned()),
+    };
+    let mut upstream = Request::builder().method(req.method().clone()).uri(path);
     for (name, value) in req.headers() {
         // The caller's credentials are for podvisor, not for the runtime.
         if name == header::AUTHORIZATION || name == header::HOST {

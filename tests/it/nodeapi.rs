@@ -583,3 +583,65 @@ async fn a_connection_flood_and_silent_clients_do_not_stop_reconciling_issue_12(
         .expect("closed by the server within 20 s");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn port_forward_reaches_a_server_in_the_pod_issue_12() {
+    let n = node(&[]).await;
+    n.daemon.write(
+        "web.yaml",
+        &counter_pod(
+            "web",
+            "mkdir -p /www; echo hello-from-pod > /www/index.html; httpd -f -p 8080 -h /www",
+            "Always",
+        ),
+    );
+    let pod = until_running(&n, "web").await;
+    let deadline = Instant::now() + T;
+    let page = loop {
+        let mut s = n
+            .client
+            .websocket(
+                &format!("/portForward/kube-system/{pod}?port=8080"),
+                &n.admin,
+            )
+            .await;
+        s.send(0, b"GET /index.html HTTP/1.0\r\n\r\n").await;
+        // each channel first carries the port (2 bytes, little endian), then the data
+        let mut page = Vec::new();
+        let reading = async {
+            while let Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(data))) =
+                futures::StreamExt::next(s.ws()).await
+            {
+                if data.first() == Some(&0) {
+                    page.extend_from_slice(&data[1..]);
+                    if String::from_utf8_lossy(&page).contains("hello-from-pod") {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), reading).await;
+        let text = String::from_utf8_lossy(&page).into_owned();
+        if text.contains("hello-from-pod") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no page through port-forward: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // the port (8080 = 0x1f90, little endian) comes first on the data channel
+    assert!(page.contains("\u{1f}HTTP/1.1 200 OK"), "{page:?}");
+    let (code, _) = n
+        .client
+        .request(
+            "GET",
+            "/portForward/kube-system/nope?port=80",
+            Some(&n.admin),
+            None,
+        )
+        .await;
+    assert_eq!(code, 404);
+}

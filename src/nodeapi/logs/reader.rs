@@ -477,7 +477,7 @@ mod tests {
             assert_eq!(find_byte(b'\n', &hay), Some(at));
             hay.fill(b'a');
         }
-        // A byte just above the needle must not confuse the word test.
+        // A byte just above the needle is not a match.
         assert_eq!(
             find_byte(b'\n', b"\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\n"),
             Some(9)

@@ -144,6 +144,16 @@ impl<'a> Bench<'a> {
     /// Replaces podvisor: `kill -9` if `hard`, else SIGTERM; then starts it with `resync`.
     /// Returns the instant just before the spawn.
     pub fn respawn(&mut self, hard: bool, resync: Option<&str>) -> Result<Instant> {
+        self.respawn_with(hard, resync, &[])
+    }
+
+    /// [`Bench::respawn`] with `extra` flags after the default ones.
+    pub fn respawn_with(
+        &mut self,
+        hard: bool,
+        resync: Option<&str>,
+        extra: &[String],
+    ) -> Result<Instant> {
         if hard {
             self.daemon.kill9();
         } else {
@@ -151,6 +161,7 @@ impl<'a> Bench<'a> {
         }
         let mut cfg = self.daemon_cfg.clone();
         cfg.resync = resync.map(str::to_owned);
+        cfg.extra.extend_from_slice(extra);
         let (daemon, t0) = Daemon::spawn(&cfg, self.spawns)?;
         self.spawns += 1;
         self.daemon = daemon;

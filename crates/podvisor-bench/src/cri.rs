@@ -116,6 +116,44 @@ impl Cri {
             _ => bail!("no pid in the verbose status of {id}"),
         }
     }
+
+    /// CRI `Exec` of `cmd` in container `id` with stdout only (as `kubectl exec` without
+    /// `-i`/`-t` asks for it, minus stderr): the runtime's streaming URL for the session.
+    pub async fn exec_url(&self, id: &str, cmd: Vec<String>) -> Result<String> {
+        Ok(self
+            .client()
+            .exec(cri::ExecRequest {
+                container_id: id.to_owned(),
+                cmd,
+                tty: false,
+                stdin: false,
+                stdout: true,
+                stderr: false,
+            })
+            .await
+            .context("Exec")?
+            .into_inner()
+            .url)
+    }
+
+    /// The path of container `id`'s CRI log file, as the runtime reports it.
+    pub async fn log_path(&self, id: &str) -> Result<PathBuf> {
+        let status = self
+            .client()
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .context("ContainerStatus")?
+            .into_inner()
+            .status
+            .ok_or_else(|| anyhow!("ContainerStatus of {id} has no status"))?;
+        if status.log_path.is_empty() {
+            bail!("container {id} has no log path");
+        }
+        Ok(PathBuf::from(status.log_path))
+    }
 }
 
 /// How the observer polls, and what its polls cost.

@@ -4,6 +4,7 @@
 use anyhow::{Result, bail};
 
 use crate::Settings;
+use crate::daemon::USER_HZ;
 use crate::report::{Figure, Stat, Target, Unit};
 
 /// The figures of one run.
@@ -224,6 +225,102 @@ impl Figures {
                 MiB,
             ),
             Figure::new(
+                "nodeapi.log.file",
+                format!(
+                    "nodeapi: the CRI log file of {} MiB written to stdout",
+                    s.log_mib
+                ),
+                MiB,
+            ),
+            Figure::new(
+                "nodeapi.log.body",
+                "nodeapi: the containerLogs body (the lines without their CRI prefixes)",
+                MiB,
+            ),
+            Figure::new(
+                "floor.log.read",
+                "floor: read that log file from the page cache (128 KiB reads)",
+                MiBps,
+            ),
+            Figure::new(
+                "nodeapi.logs",
+                "containerLogs over HTTPS, whole log, no follow (log-file MiB per second)",
+                MiBps,
+            )
+            .vs("floor.log.read")
+            .target(Target::FloorTimesAtLeast {
+                stat: Stat::Median,
+                factor: 0.8,
+            }),
+            Figure::new(
+                "nodeapi.logs.cpu",
+                "containerLogs: podvisor's CPU time per request",
+                CpuMs,
+            ),
+            Figure::new(
+                "nodeapi.logs.client_cpu",
+                "containerLogs: the bench client's CPU time per request (TLS, HTTP)",
+                CpuMs,
+            ),
+            Figure::new(
+                "floor.exec",
+                "floor: CRI Exec `true` + WebSocket to containerd's URL → session closed",
+                Ms,
+            ),
+            Figure::new(
+                "nodeapi.exec",
+                "exec `true` through the node API: TLS + WebSocket upgrade → session closed",
+                Ms,
+            )
+            .vs("floor.exec")
+            .target(floor_plus(5.0)),
+            Figure::new(
+                "nodeapi.exec.cpu",
+                "exec: podvisor's CPU time per session (mean over the rounds)",
+                CpuMs,
+            ),
+            Figure::new(
+                "nodeapi.rss_after",
+                "RSS of the node-API daemon after the containerLogs and exec rounds",
+                MiB,
+            ),
+            Figure::new(
+                "nodeapi.idle.rss",
+                format!(
+                    "idle, {} pods, node API on: podvisor RSS (1 s samples)",
+                    s.idle_pods
+                ),
+                MiB,
+            )
+            .vs("idle.rss")
+            .target(floor_plus(1.0)),
+            Figure::new(
+                "nodeapi.idle.cpu",
+                format!(
+                    "idle, {} pods, node API on: podvisor CPU over {} s",
+                    s.idle_pods, s.idle_secs
+                ),
+                PercentCore,
+            )
+            .vs("idle.cpu")
+            // Within the measurement's resolution: each CPU reading is whole 10 ms ticks, so
+            // two windows' difference is only known to ±2 ticks.
+            .target(floor_plus(
+                2.0 / USER_HZ / s.idle_secs.max(1) as f64 * 100.0,
+            )),
+            Figure::new(
+                "nodeapi.idle.rss_anon",
+                "idle, node API on: of that RSS at the end, anonymous",
+                MiB,
+            )
+            .vs("idle.rss_anon"),
+            Figure::new(
+                "nodeapi.idle.rss_file",
+                "idle, node API on: of that RSS at the end, file-backed",
+                MiB,
+            )
+            .vs("idle.rss_file"),
+            Figure::new(
                 "observer.rtt",
                 "observer: one poll round trip (ListContainers or ListPodSandbox)",
                 Ms,
@@ -246,6 +343,13 @@ impl Figures {
             }
             None => bail!("no figure {id}"),
         }
+    }
+
+    /// Whether figure `id` has samples yet.
+    pub fn has(&self, id: &str) -> bool {
+        self.list
+            .iter()
+            .any(|f| f.id == id && !f.samples.is_empty())
     }
 
     /// The figures that have samples, in table order.

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Scenarios, in order: `lifecycle` (floor, create, edit, crash, delete), `burst`, `resync`,
-//! `adopt`, `idle`. BENCHMARKS.md says what each figure means.
+//! `adopt`, `idle`, `nodeapi`. BENCHMARKS.md says what each figure means.
 
 mod bench;
 mod cri;
@@ -16,6 +16,7 @@ mod floor;
 mod lab;
 mod lifecycle;
 mod machine;
+mod nodeapi;
 mod pods;
 mod report;
 mod scale;
@@ -48,6 +49,9 @@ pub enum Scenario {
     Adopt,
     /// RSS and CPU with N pods.
     Idle,
+    /// The kubelet's node API: containerLogs and exec against their floors, idle cost.
+    #[value(name = "nodeapi")]
+    NodeApi,
 }
 
 /// Measure podvisor against a private containerd and the raw-CRI floor (run as root).
@@ -84,6 +88,15 @@ struct Args {
     /// Idle window, seconds [default: 60, quick 5]
     #[arg(long)]
     idle_secs: Option<u64>,
+    /// MiB the nodeapi scenario's container writes to stdout for containerLogs
+    #[arg(long, default_value_t = 100)]
+    log_mib: u64,
+    /// containerLogs rounds (API and floor each) [default: 7, quick 3]
+    #[arg(long)]
+    log_reps: Option<usize>,
+    /// exec rounds (API and floor each) [default: 20, quick 5]
+    #[arg(long)]
+    exec_reps: Option<usize>,
     /// Sleep between two observer polls, ms
     #[arg(long, default_value_t = 1)]
     poll_ms: u64,
@@ -134,6 +147,12 @@ pub struct Settings {
     pub idle_pods: usize,
     /// Idle window, seconds.
     pub idle_secs: u64,
+    /// MiB written to stdout for the containerLogs figure.
+    pub log_mib: u64,
+    /// Rounds of containerLogs.
+    pub log_reps: usize,
+    /// Rounds of exec.
+    pub exec_reps: usize,
     /// Sleep between observer polls, ms.
     pub poll_ms: u64,
     /// Scenarios run.
@@ -170,6 +189,7 @@ impl Settings {
                 Scenario::Resync,
                 Scenario::Adopt,
                 Scenario::Idle,
+                Scenario::NodeApi,
             ]
         } else {
             a.only.clone()
@@ -184,6 +204,9 @@ impl Settings {
             resync_window_secs: a.resync_window.unwrap_or(if q { 5 } else { 30 }),
             idle_pods: pick(a.idle_pods, 30, 5),
             idle_secs: a.idle_secs.unwrap_or(if q { 5 } else { 60 }),
+            log_mib: a.log_mib,
+            log_reps: pick(a.log_reps, 7, 3),
+            exec_reps: pick(a.exec_reps, 20, 5),
             poll_ms: a.poll_ms,
             scenarios,
             node: "bench".to_owned(),
@@ -231,6 +254,7 @@ async fn scenarios(lab: &Lab, s: &Settings, figures: &mut Figures) -> Result<()>
             Scenario::Resync => scale::resync(&mut b).await?,
             Scenario::Adopt => scale::adopt(&mut b).await?,
             Scenario::Idle => scale::idle(&mut b, lab.containerd_pid()).await?,
+            Scenario::NodeApi => nodeapi::run(&mut b).await?,
         }
     }
     b.record_round_trips()?;

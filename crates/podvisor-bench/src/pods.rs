@@ -24,6 +24,11 @@ pub const COMMAND: [&str; 3] = [
 /// A bench pod's manifest. `generation` goes into the environment, so changing it is a
 /// container-only edit.
 pub fn manifest(name: &str, host_network: bool, generation: u32) -> String {
+    manifest_running(name, host_network, generation, COMMAND[2])
+}
+
+/// A bench pod's manifest whose container runs `sh -c script`.
+pub fn manifest_running(name: &str, host_network: bool, generation: u32, script: &str) -> String {
     let network = if host_network {
         "  hostNetwork: true\n"
     } else {
@@ -41,12 +46,11 @@ spec:
   containers:
   - name: main
     image: {IMAGE}
-    command: [{c0}, {c1}, {c2:?}]
+    command: [{c0}, {c1}, {script:?}]
     env: [{{name: GEN, value: '{generation}'}}]
 ",
         c0 = COMMAND[0],
         c1 = COMMAND[1],
-        c2 = COMMAND[2],
     )
 }
 

@@ -18,6 +18,8 @@ pub enum Unit {
     MiB,
     /// Percent of one core.
     PercentCore,
+    /// Mebibytes per second.
+    MiBps,
     /// A plain count.
     Count,
 }
@@ -29,13 +31,14 @@ impl Unit {
             Unit::CpuMs => "CPU ms",
             Unit::MiB => "MiB",
             Unit::PercentCore => "% core",
+            Unit::MiBps => "MiB/s",
             Unit::Count => "count",
         }
     }
 
     fn format(self, v: f64) -> String {
         match self {
-            Unit::Ms | Unit::CpuMs | Unit::MiB => format!("{v:.1}"),
+            Unit::Ms | Unit::CpuMs | Unit::MiB | Unit::MiBps => format!("{v:.1}"),
             Unit::PercentCore => format!("{v:.3}"),
             Unit::Count => format!("{v:.0}"),
         }
@@ -70,6 +73,13 @@ pub enum Target {
         /// The allowed overhead, in the figure's unit.
         slack: f64,
     },
+    /// `stat ≥ factor × floor median`: for rates, where more is better.
+    FloorTimesAtLeast {
+        /// Which statistic.
+        stat: Stat,
+        /// The fraction of the floor's rate to reach.
+        factor: f64,
+    },
 }
 
 impl Target {
@@ -79,6 +89,7 @@ impl Target {
             Target::FloorPlus { stat, slack } => {
                 (stat, format!("≤ floor + {}", unit.format(slack)))
             }
+            Target::FloorTimesAtLeast { stat, factor } => (stat, format!("≥ {factor:.2} × floor")),
         };
         match stat {
             Stat::Median => format!("{text} (median)"),
@@ -221,6 +232,9 @@ pub fn evaluate(figures: &[Figure]) -> Vec<FigureOut> {
                 match t {
                     Target::AtMost { stat, bound } => Some(pick(stat) <= bound),
                     Target::FloorPlus { stat, slack } => Some(pick(stat) <= floor_median? + slack),
+                    Target::FloorTimesAtLeast { stat, factor } => {
+                        Some(pick(stat) >= floor_median? * factor)
+                    }
                 }
             });
             FigureOut {
@@ -305,5 +319,28 @@ mod tests {
         assert_eq!(out[1].floor_median, Some(100.0));
         assert_eq!(out[1].difference, Some(11.0));
         assert_eq!(out[1].met, Some(false));
+    }
+
+    #[test]
+    fn a_rate_target_is_a_fraction_of_the_floor() {
+        let mut floor = Figure::new("floor.read", "floor", Unit::MiBps);
+        floor.samples = vec![1000.0, 1200.0, 800.0];
+        let mut api = Figure::new("api", "api", Unit::MiBps)
+            .vs("floor.read")
+            .target(Target::FloorTimesAtLeast {
+                stat: Stat::Median,
+                factor: 0.8,
+            });
+        api.samples = vec![790.0, 810.0, 805.0];
+        let out = evaluate(&[floor, api.clone()]);
+        assert_eq!(out[1].met, Some(true));
+        assert_eq!(
+            out[1].target_text.as_deref(),
+            Some("≥ 0.80 × floor (median)")
+        );
+        api.samples = vec![790.0, 795.0, 805.0];
+        let mut floor = Figure::new("floor.read", "floor", Unit::MiBps);
+        floor.samples = vec![1000.0];
+        assert_eq!(evaluate(&[floor, api])[1].met, Some(false));
     }
 }

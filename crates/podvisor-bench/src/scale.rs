@@ -152,6 +152,57 @@ pub async fn adopt(b: &mut Bench<'_>) -> Result<()> {
     Ok(())
 }
 
+/// What one idle window showed.
+pub struct IdleSample {
+    /// VmRSS every second, MiB.
+    pub rss: Vec<f64>,
+    /// CPU over the window, % of one core.
+    pub cpu: f64,
+    /// RssAnon at the end, MiB.
+    pub rss_anon: f64,
+    /// RssFile at the end, MiB.
+    pub rss_file: f64,
+}
+
+/// A freshly started podvisor (default periods, `extra` flags), once it has adopted
+/// everything and settled: RSS every second and CPU over `settings.idle_secs`.
+pub async fn idle_window(b: &mut Bench<'_>, extra: &[String]) -> Result<IdleSample> {
+    b.respawn_with(false, None, extra)?;
+    b.daemon
+        .wait_log(FIRST_RECONCILE, Duration::from_millis(10), STEP_TIMEOUT)
+        .await?;
+    b.settle(Duration::from_secs(5)).await;
+    let pid = b.daemon.pid()?;
+    let secs = b.settings.idle_secs;
+    let mut rss = Vec::new();
+    let start = Instant::now();
+    let before = cpu_ticks(pid)?;
+    for s in 1..=secs {
+        tokio::time::sleep_until((start + Duration::from_secs(s)).into()).await;
+        rss.push(status_kib(pid, "VmRSS:")? as f64 / 1024.0);
+    }
+    let after = cpu_ticks(pid)?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let sample = IdleSample {
+        rss,
+        cpu: (after - before) as f64 / USER_HZ / elapsed * 100.0,
+        rss_anon: status_kib(pid, "RssAnon:")? as f64 / 1024.0,
+        rss_file: status_kib(pid, "RssFile:")? as f64 / 1024.0,
+    };
+    b.daemon.check_alive()?;
+    Ok(sample)
+}
+
+/// Records an idle window as the figures `<prefix>.rss`, `.cpu`, `.rss_anon`, `.rss_file`.
+pub fn record_idle(b: &mut Bench<'_>, prefix: &str, s: &IdleSample) -> Result<()> {
+    for &r in &s.rss {
+        b.record(&format!("{prefix}.rss"), r)?;
+    }
+    b.record(&format!("{prefix}.cpu"), s.cpu)?;
+    b.record(&format!("{prefix}.rss_anon"), s.rss_anon)?;
+    b.record(&format!("{prefix}.rss_file"), s.rss_file)
+}
+
 /// With N pods running and a freshly started podvisor (default periods): RSS every second
 /// and CPU over the whole window.
 pub async fn idle(b: &mut Bench<'_>, containerd_pid: Option<i32>) -> Result<()> {
@@ -159,34 +210,8 @@ pub async fn idle(b: &mut Bench<'_>, containerd_pid: Option<i32>) -> Result<()> 
     ensure_pods(b, n).await?;
     let long_lived = status_kib(b.daemon.pid()?, "VmRSS:")?;
     b.record("idle.rss_long_lived", long_lived as f64 / 1024.0)?;
-    b.respawn(false, None)?;
-    b.daemon
-        .wait_log(FIRST_RECONCILE, Duration::from_millis(10), STEP_TIMEOUT)
-        .await?;
-    b.settle(Duration::from_secs(5)).await;
-    let pid = b.daemon.pid()?;
-    let secs = b.settings.idle_secs;
-    let start = Instant::now();
-    let before = cpu_ticks(pid)?;
-    for s in 1..=secs {
-        tokio::time::sleep_until((start + Duration::from_secs(s)).into()).await;
-        b.record("idle.rss", status_kib(pid, "VmRSS:")? as f64 / 1024.0)?;
-    }
-    let after = cpu_ticks(pid)?;
-    let elapsed = start.elapsed().as_secs_f64();
-    b.record(
-        "idle.rss_anon",
-        status_kib(pid, "RssAnon:")? as f64 / 1024.0,
-    )?;
-    b.record(
-        "idle.rss_file",
-        status_kib(pid, "RssFile:")? as f64 / 1024.0,
-    )?;
-    b.daemon.check_alive()?;
-    b.record(
-        "idle.cpu",
-        (after - before) as f64 / USER_HZ / elapsed * 100.0,
-    )?;
+    let sample = idle_window(b, &[]).await?;
+    record_idle(b, "idle", &sample)?;
     if let Some(cpid) = containerd_pid {
         b.record(
             "idle.containerd_rss",

@@ -118,6 +118,9 @@ pub struct MirrorConfig {
     /// Labels for a Node podvisor registers (`--node-labels`), besides the default ones.
     /// Like the kubelet, an existing Node only gets the default labels back, not these.
     pub node_labels: BTreeMap<String, String>,
+    /// Taints for a Node podvisor registers (`--register-with-taints`); like the kubelet,
+    /// only at registration: an existing Node's taints are the cluster's.
+    pub register_taints: Vec<k8s_openapi::api::core::v1::Taint>,
     /// Host facts for the Node.
     pub node_info: NodeInfo,
     /// Schedules and limits.
@@ -138,6 +141,7 @@ impl MirrorConfig {
             node_name,
             register_node: true,
             node_labels: BTreeMap::new(),
+            register_taints: Vec::new(),
             node_info,
             timings: MirrorTimings::default(),
             event_buffer: DEFAULT_EVENT_BUFFER,

@@ -306,7 +306,13 @@ impl Worker {
                 let readiness = Readiness::of(&self.status.borrow());
                 let info = &self.cfg.node_info;
                 let status = node::node_status(info, &readiness, t, t);
-                let new = node::new_node(&name, info, &self.cfg.node_labels, status);
+                let new = node::new_node(
+                    &name,
+                    info,
+                    &self.cfg.node_labels,
+                    &self.cfg.register_taints,
+                    status,
+                );
                 match node::register(api, &new, timeout).await {
                     Ok(n) => {
                         info!(node = %name, "registered Node");

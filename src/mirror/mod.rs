@@ -15,12 +15,15 @@
 //! * `status`: status patches, only on change, onto the mirror pod's current UID.
 //! * `retry`: when a rejected mirror pod may be posted again.
 //! * `events`: pod events, bounded buffer, repeats folded into counts.
+//! * `foreign` (pure): pods bound here that are not mirror pods, failed at once; the taint
+//!   that keeps the scheduler away.
 //! * `state`: [`MirrorState`], for logs and the status API.
 //! * `worker`: the loop that drives them.
 
 mod client;
 mod correlator;
 mod events;
+pub mod foreign;
 mod host;
 mod metering;
 mod node;

@@ -180,7 +180,11 @@ pub fn new_node(
             ..ObjectMeta::default()
         },
         spec: Some(NodeSpec {
-            taints: (!taints.is_empty()).then(|| taints.to_vec()),
+            taints: Some(
+                std::iter::once(super::foreign::taint())
+                    .chain(taints.iter().cloned())
+                    .collect(),
+            ),
             ..NodeSpec::default()
         }),
         status: Some(status),
@@ -470,7 +474,11 @@ mod tests {
             ("Ready", "True")
         );
         assert_eq!(ready.reason.as_deref(), Some("KubeletReady"));
-        assert!(node.spec.as_ref().unwrap().taints.is_none());
+        assert_eq!(
+            node.spec.as_ref().unwrap().taints,
+            Some(vec![crate::mirror::foreign::taint()]),
+            "only the static-pods-only taint"
+        );
     }
 
     #[test]
@@ -498,7 +506,10 @@ mod tests {
         );
         let labels = node.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels["kubernetes.io/hostname"], "edge-1");
-        assert_eq!(node.spec.and_then(|s| s.taints), Some(vec![taint]));
+        assert_eq!(
+            node.spec.and_then(|s| s.taints),
+            Some(vec![crate::mirror::foreign::taint(), taint])
+        );
     }
 
     #[test]

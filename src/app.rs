@@ -203,6 +203,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         mc.register_node = settings.register_node;
         mc.metrics = Some(parts.metrics.clone());
         mc.node_labels = settings.node_labels.clone();
+        mc.register_taints = settings
+            .register_taints
+            .iter()
+            .map(|t| k8s_openapi::api::core::v1::Taint {
+                key: t.key.clone(),
+                value: (!t.value.is_empty()).then(|| t.value.clone()),
+                effect: t.effect.clone(),
+                time_added: None,
+            })
+            .collect();
         info!(kubeconfig = %settings.kubeconfig.display(), register_node = mc.register_node, "mirroring static pods to an API server");
         let (desired, status, token) = (
             channels.snapshots.clone(),

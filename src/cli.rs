@@ -141,6 +141,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "LABELS")]
     pub node_labels: Option<String>,
 
+    /// Taints for the Node podvisor registers: key=value:Effect,key2:Effect
+    /// (Effect: NoSchedule, PreferNoSchedule, NoExecute)
+    #[arg(long, value_name = "TAINTS")]
+    pub register_with_taints: Option<String>,
+
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node_api: NodeApiArgs,

@@ -171,6 +171,7 @@ pub(crate) fn running_container(rt: &FakeRuntime) -> ContainerId {
         uid: crate::pod::PodUid("uid".to_owned()),
         name: "web".to_owned(),
         attempt: 0,
+        restarts: 0,
         kind: ContainerKind::App,
         state: ContainerState::Running,
         hash: None,

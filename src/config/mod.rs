@@ -96,6 +96,9 @@ pub enum ConfigError {
         "node label {0:?}: a node may set only kubelet.kubernetes.io/ and node.kubernetes.io/ labels, and the well-known topology, os, arch and hostname ones, in the kubernetes.io and k8s.io namespaces"
     )]
     RestrictedLabel(String),
+    /// A taint that does not parse or is not valid.
+    #[error("taint {0:?}: {1}")]
+    Taint(String, &'static str),
     /// A node API or healthz setting that cannot be used.
     #[error("node API: {0}")]
     NodeApi(String),
@@ -135,6 +138,8 @@ pub struct ConfigFile {
     pub register_node: Option<bool>,
     /// Node labels.
     pub node_labels: Option<BTreeMap<String, String>>,
+    /// Taints for a Node podvisor registers, as KubeletConfiguration's `registerWithTaints`.
+    pub register_with_taints: Option<Vec<TaintFile>>,
     /// Serve the node API (default: when a kubeconfig is set).
     pub serve_node_api: Option<bool>,
     /// Node API address.
@@ -170,6 +175,92 @@ impl ConfigFile {
     }
 }
 
+/// A taint as the config file writes it (`{key, value, effect}`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TaintFile {
+    /// Key.
+    pub key: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+/// A Node taint, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeTaint {
+    /// Key.
+    pub key: String,
+    /// Value (may be empty).
+    pub value: String,
+    /// Effect.
+    pub effect: String,
+}
+
+/// Parses and checks `key=value:Effect,key2:Effect`, as `--register-with-taints` takes them.
+pub fn parse_taints(s: &str) -> Result<Vec<NodeTaint>, ConfigError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let (kv, effect) = t
+                .rsplit_once(':')
+                .ok_or_else(|| ConfigError::Taint(t.to_owned(), "no :Effect"))?;
+            let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+            check_taint(TaintFile {
+                key: key.to_owned(),
+                value: value.to_owned(),
+                effect: effect.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn check_taint(t: TaintFile) -> Result<NodeTaint, ConfigError> {
+    let text = format!("{}={}:{}", t.key, t.value, t.effect);
+    if !matches!(
+        t.effect.as_str(),
+        "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+    ) {
+        return Err(ConfigError::Taint(
+            text,
+            "effect must be NoSchedule, PreferNoSchedule or NoExecute",
+        ));
+    }
+    let (prefix, name) = t.key.rsplit_once('/').unwrap_or(("", &t.key));
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if !name_ok || (t.key.contains('/') && (prefix.is_empty() || !valid_node_name(prefix))) {
+        return Err(ConfigError::Taint(text, "key must be a qualified name"));
+    }
+    if t.value.len() > 63
+        || !t
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(ConfigError::Taint(text, "value must be a label value"));
+    }
+    Ok(NodeTaint {
+        key: t.key,
+        value: t.value,
+        effect: t.effect,
+    })
+}
+
 /// Mirror-pod settings, present when a kubeconfig is configured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MirrorSettings {
@@ -179,6 +270,8 @@ pub struct MirrorSettings {
     pub register_node: bool,
     /// Extra Node labels.
     pub node_labels: BTreeMap<String, String>,
+    /// Taints for a Node podvisor registers.
+    pub register_taints: Vec<NodeTaint>,
 }
 
 /// Everything `podvisor run` needs, validated.
@@ -420,10 +513,25 @@ impl Config {
                 for key in node_labels.keys() {
                     check_node_label(key)?;
                 }
+                let register_taints = match args
+                    .register_with_taints
+                    .clone()
+                    .or_else(|| env("PODVISOR_REGISTER_WITH_TAINTS"))
+                {
+                    Some(s) => parse_taints(&s)?,
+                    None => file
+                        .register_with_taints
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(check_taint)
+                        .collect::<Result<_, _>>()?,
+                };
                 Some(MirrorSettings {
                     kubeconfig,
                     register_node,
                     node_labels,
+                    register_taints,
                 })
             }
         };
@@ -533,6 +641,9 @@ allowInsecureManifests: false
 # With a kubeconfig: create (or adopt) the Node object, with these extra labels.
 registerNode: true
 nodeLabels: {{}}
+# Taints for a Node podvisor registers (only at registration), e.g.
+# [{{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}}].
+registerWithTaints: []
 
 # The kubelet's node API (HTTPS: kubectl logs, exec, attach, port-forward, top), on by default
 # with a kubeconfig. Keys as KubeletConfiguration's.
@@ -771,6 +882,33 @@ mod tests {
                 ok,
                 "{labels}"
             );
+        }
+    }
+
+    #[test]
+    fn taints_parse_as_the_kubelet_takes_them_and_bad_ones_name_the_taint_issue_13() {
+        let t = parse_taints(
+            "node-role.kubernetes.io/control-plane:NoSchedule, dedicated=edge:NoExecute",
+        )
+        .expect("valid");
+        assert_eq!(
+            t,
+            [
+                NodeTaint {
+                    key: "node-role.kubernetes.io/control-plane".into(),
+                    value: String::new(),
+                    effect: "NoSchedule".into()
+                },
+                NodeTaint {
+                    key: "dedicated".into(),
+                    value: "edge".into(),
+                    effect: "NoExecute".into()
+                },
+            ]
+        );
+        for bad in ["a=b", "a=b:Sometimes", "/x:NoSchedule", "a=b c:NoSchedule"] {
+            let err = parse_taints(bad).expect_err(bad);
+            assert!(err.to_string().starts_with("taint "), "{err}");
         }
     }
 }

@@ -16,7 +16,7 @@ pub const KUBELET_VERSION: &str = concat!("v1.34.0+podvisor-", env!("CARGO_PKG_V
 /// Host facts for the Node object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeInfo {
-    /// The host name, lowercased (`kubernetes.io/hostname`, the `Hostname` address).
+    /// The host name, lowercased (the `Hostname` address).
     pub hostname: String,
     /// The `InternalIP` address, if known.
     pub internal_ip: Option<String>,

@@ -15,12 +15,15 @@
 //! * `status`: status patches, only on change, onto the mirror pod's current UID.
 //! * `retry`: when a rejected mirror pod may be posted again.
 //! * `events`: pod events, bounded buffer, repeats folded into counts.
+//! * `foreign` (pure): pods bound here that are not mirror pods, failed at once; the taint
+//!   that keeps the scheduler away.
 //! * `state`: [`MirrorState`], for logs and the status API.
 //! * `worker`: the loop that drives them.
 
 mod client;
 mod correlator;
 mod events;
+pub mod foreign;
 mod host;
 mod metering;
 mod node;
@@ -118,6 +121,9 @@ pub struct MirrorConfig {
     /// Labels for a Node podvisor registers (`--node-labels`), besides the default ones.
     /// Like the kubelet, an existing Node only gets the default labels back, not these.
     pub node_labels: BTreeMap<String, String>,
+    /// Taints for a Node podvisor registers (`--register-with-taints`); like the kubelet,
+    /// only at registration: an existing Node's taints are the cluster's.
+    pub register_taints: Vec<k8s_openapi::api::core::v1::Taint>,
     /// Host facts for the Node.
     pub node_info: NodeInfo,
     /// Schedules and limits.
@@ -138,6 +144,7 @@ impl MirrorConfig {
             node_name,
             register_node: true,
             node_labels: BTreeMap::new(),
+            register_taints: Vec::new(),
             node_info,
             timings: MirrorTimings::default(),
             event_buffer: DEFAULT_EVENT_BUFFER,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec,
-    NodeStatus as K8sNodeStatus, NodeSystemInfo,
+    NodeStatus as K8sNodeStatus, NodeSystemInfo, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
@@ -30,13 +30,10 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// The labels the kubelet puts on its Node and keeps there.
 pub fn default_labels(node: &NodeName, info: &NodeInfo) -> BTreeMap<String, String> {
-    let hostname = if info.hostname.is_empty() {
-        node.as_str()
-    } else {
-        &info.hostname
-    };
     [
-        ("kubernetes.io/hostname", hostname),
+        // the name the node registers under, as the kubelet labels it with --hostname-override
+        // (kubeadm's --node-name), not the machine's own name
+        ("kubernetes.io/hostname", node.as_str()),
         ("kubernetes.io/os", info.os.as_str()),
         ("kubernetes.io/arch", info.arch.as_str()),
         ("beta.kubernetes.io/os", info.os.as_str()),
@@ -171,6 +168,7 @@ pub fn new_node(
     name: &NodeName,
     info: &NodeInfo,
     extra_labels: &BTreeMap<String, String>,
+    taints: &[Taint],
     status: K8sNodeStatus,
 ) -> Node {
     let mut labels = default_labels(name, info);
@@ -181,7 +179,14 @@ pub fn new_node(
             labels: Some(labels),
             ..ObjectMeta::default()
         },
-        spec: Some(NodeSpec::default()),
+        spec: Some(NodeSpec {
+            taints: Some(
+                std::iter::once(super::foreign::taint())
+                    .chain(taints.iter().cloned())
+                    .collect(),
+            ),
+            ..NodeSpec::default()
+        }),
         status: Some(status),
     }
 }
@@ -444,7 +449,7 @@ mod tests {
             Timestamp(2),
             Timestamp(1),
         );
-        let node = new_node(&NodeName::new("n1"), &info, &extra, status);
+        let node = new_node(&NodeName::new("n1"), &info, &extra, &[], status);
         let labels = node.metadata.labels.as_ref().unwrap();
         assert_eq!(labels["kubernetes.io/hostname"], "n1");
         assert_eq!(labels["kubernetes.io/os"], "linux");
@@ -469,7 +474,42 @@ mod tests {
             ("Ready", "True")
         );
         assert_eq!(ready.reason.as_deref(), Some("KubeletReady"));
-        assert!(node.spec.as_ref().unwrap().taints.is_none());
+        assert_eq!(
+            node.spec.as_ref().unwrap().taints,
+            Some(vec![crate::mirror::foreign::taint()]),
+            "only the static-pods-only taint"
+        );
+    }
+
+    #[test]
+    fn a_registered_node_is_labelled_with_its_node_name_and_carries_its_taints_issue_13() {
+        let mut info = node_info();
+        info.hostname = "machine-7".into();
+        let taint = Taint {
+            key: "node-role.kubernetes.io/control-plane".into(),
+            value: None,
+            effect: "NoSchedule".into(),
+            time_added: None,
+        };
+        let status = node_status(
+            &info,
+            &Readiness::new(None, None),
+            Timestamp(2),
+            Timestamp(1),
+        );
+        let node = new_node(
+            &NodeName::new("edge-1"),
+            &info,
+            &BTreeMap::new(),
+            std::slice::from_ref(&taint),
+            status,
+        );
+        let labels = node.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels["kubernetes.io/hostname"], "edge-1");
+        assert_eq!(
+            node.spec.and_then(|s| s.taints),
+            Some(vec![crate::mirror::foreign::taint(), taint])
+        );
     }
 
     #[test]

@@ -129,6 +129,7 @@ async fn apply<R: Runtime, H: Host>(
             sandbox,
             name,
             attempt,
+            restarts,
             restart,
         } => {
             let sandbox_id = match sandbox {
@@ -140,7 +141,8 @@ async fn apply<R: Runtime, H: Host>(
             };
             let init = matches!(pod.container(&name), Some((ContainerKind::Init, _)));
             let field = container_field(init, &name);
-            let started = match start(rt, host, cx, &pod, &sandbox_id, &name, attempt).await {
+            let instance = (attempt, restarts);
+            let started = match start(rt, host, cx, &pod, &sandbox_id, &name, instance).await {
                 Ok(started) => started,
                 Err(e) => {
                     let reason = match e.waiting_reason() {
@@ -170,7 +172,7 @@ async fn apply<R: Runtime, H: Host>(
                 "Container created".to_owned(),
                 Some(field.clone()),
             );
-            let restart_count = attempt;
+            let restart_count = restarts;
             if restart.is_some() {
                 info!(pod = %key, container = %name, id = %id, restart_count, "container restarted");
             } else {
@@ -222,7 +224,7 @@ async fn start<R: Runtime, H: Host>(
     pod: &Arc<StaticPod>,
     sandbox: &SandboxId,
     name: &str,
-    attempt: u32,
+    (attempt, restarts): (u32, u32),
 ) -> Result<Started, StepError> {
     let addrs = addresses(rt, cx, pod, sandbox).await?;
     let ready = host
@@ -233,6 +235,7 @@ async fn start<R: Runtime, H: Host>(
         sandbox,
         name,
         attempt,
+        restarts,
         addrs: &addrs,
         host: ready,
     };

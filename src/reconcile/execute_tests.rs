@@ -64,6 +64,7 @@ fn start_app(p: &Arc<StaticPod>) -> Vec<Action> {
             sandbox: SandboxRef::New,
             name: "app".into(),
             attempt: 0,
+            restarts: 0,
             restart: None,
         },
     ]

@@ -67,6 +67,7 @@ mod tests {
             uid: PodUid("u".into()),
             name: "c".into(),
             attempt: 0,
+            restarts: 0,
             kind: ContainerKind::App,
             state: ContainerState::Exited,
             hash: None,

@@ -87,12 +87,12 @@ pub fn sandbox_config(
 }
 
 /// The `CreateContainer` config of container `name` and the sandbox config that goes with it,
-/// without logs when its host side has no usable log directory. The benchmark's floor sends
-/// exactly these.
+/// without logs when its host side has no usable log directory; `instance` is the metadata
+/// attempt and the restart count. The benchmark's floor sends exactly these.
 pub fn container_configs(
     pod: &StaticPod,
     name: &str,
-    attempt: u32,
+    instance: (u32, u32),
     addrs: &Addresses,
     host: Ready,
     ctx: &NodeContext,
@@ -100,7 +100,7 @@ pub fn container_configs(
     let (kind, container) = pod
         .container(name)
         .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_owned()))?;
-    let mut config = convert::container_config(pod, container, kind, attempt, addrs, ctx);
+    let mut config = convert::container_config(pod, container, kind, instance, addrs, ctx);
     if !host.logs {
         // containerd logs nothing when either is empty (and fails the container when it
         // cannot create the log file).
@@ -528,6 +528,12 @@ impl Runtime for CriRuntime {
                 key,
                 uid,
                 name: meta.name,
+                // containers created before podvisor counted restarts carry the attempt here
+                restarts: c
+                    .annotations
+                    .get(labels::CONTAINER_RESTART_COUNT)
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(meta.attempt),
                 attempt: meta.attempt,
                 kind: match c
                     .annotations
@@ -598,6 +604,7 @@ impl Runtime for CriRuntime {
             sandbox,
             name,
             attempt,
+            restarts,
             addrs,
             host,
         } = *start;
@@ -612,7 +619,7 @@ impl Runtime for CriRuntime {
         let (found, source) = self.ensure_image(&image, &policy).await?;
         check_run_as_non_root(pod, container, &found)?;
         let (config, sandbox_config) =
-            container_configs(pod, name, attempt, addrs, host, &self.ctx)?;
+            container_configs(pod, name, (attempt, restarts), addrs, host, &self.ctx)?;
         let req = timeout_of(
             tonic::Request::new(cri::CreateContainerRequest {
                 pod_sandbox_id: sandbox.0.clone(),

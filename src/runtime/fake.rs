@@ -154,6 +154,7 @@ impl FakeRuntime {
             sandbox,
             name,
             attempt,
+            restarts: attempt,
             addrs: &addrs,
             host: Ready { logs: true },
         };
@@ -306,6 +307,7 @@ impl Runtime for FakeRuntime {
                 uid: pod.uid.clone(),
                 name: name.to_owned(),
                 attempt,
+                restarts: start.restarts,
                 kind,
                 state: ContainerState::Running,
                 hash: pod.container_hash(name).cloned(),

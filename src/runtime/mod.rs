@@ -123,8 +123,12 @@ pub struct ObservedContainer {
     pub uid: PodUid,
     /// The container name.
     pub name: String,
-    /// The metadata attempt, which is also its restart count.
+    /// The metadata attempt: unique per name in a sandbox, it only ever increases.
     pub attempt: u32,
+    /// Its restart count: restarts of this spec version by the restart policy
+    /// (`io.kubernetes.container.restartCount`; 0 again after an edit, as under the kubelet,
+    /// where an edited static pod is a new pod).
+    pub restarts: u32,
     /// Init or app container.
     pub kind: ContainerKind,
     /// State.
@@ -346,8 +350,10 @@ pub struct ContainerStart<'a> {
     pub sandbox: &'a SandboxId,
     /// The container's name.
     pub name: &'a str,
-    /// Metadata attempt: the restart count.
+    /// Metadata attempt.
     pub attempt: u32,
+    /// Restart count of this spec version.
+    pub restarts: u32,
     /// The addresses its environment may refer to.
     pub addrs: &'a Addresses,
     /// Its host side, as the host layer prepared it.

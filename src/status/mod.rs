@@ -234,7 +234,7 @@ fn container_status(
             ready,
             resources: latest.map(|_| running_resources(spec)),
             started: Some(started),
-            restart_count: latest.map_or(0, |c| c.attempt as i32),
+            restart_count: latest.map_or(0, |c| i32::try_from(c.restarts).unwrap_or(i32::MAX)),
             image: image.to_owned(),
             image_id: latest.map(|c| c.image_ref.clone()).unwrap_or_default(),
             container_id: latest.map(|c| format!("{}://{}", input.runtime_name, c.id.0)),

@@ -39,6 +39,7 @@ fn container(
         uid: p.uid.clone(),
         name: name.into(),
         attempt,
+        restarts: attempt,
         kind: ContainerKind::App,
         state,
         hash: None,

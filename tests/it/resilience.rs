@@ -28,9 +28,24 @@ async fn killed_container_is_restarted_with_a_higher_restart_count() {
     .await;
     eprintln!("crash to running again: {:?}", killed.elapsed());
     assert_eq!(running(&o, &pod)[0].attempt, 1);
+    assert_eq!(running(&o, &pod)[0].restarts, 1, "a crash is a restart");
     let dead: Vec<_> = o.containers.iter().filter(|c| c.id == id).collect();
     assert_eq!(dead.len(), 1, "the dead instance is kept for logs");
     assert_eq!(dead[0].exit_code, Some(137));
+
+    // an edit is not a crash: the new version starts at restart count 0 (issue 13), while
+    // the CRI attempt still goes up
+    let restarted = running(&o, &pod)[0].id.clone();
+    d.write("web.yaml", &sleeper("web", "2"));
+    let o = wait_for(&cri, T, "edited version running", |o| {
+        running(o, &pod).iter().any(|c| c.id != restarted)
+    })
+    .await;
+    let edited = running(&o, &pod)[0];
+    assert_eq!((edited.attempt, edited.restarts), (2, 0));
+    let (code, ps, _) = d.cli(&["ps", "-o", "json"]);
+    assert_eq!(code, 0);
+    assert!(ps.contains("\"restarts\": 0"), "{ps}");
 }
 
 #[tokio::test]

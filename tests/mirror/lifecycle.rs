@@ -400,3 +400,66 @@ async fn a_node_ready_condition_someone_else_changed_is_written_back_within_a_ch
     assert!(back.last_transition_time >= since);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn pods_bound_here_from_the_api_server_are_failed_and_the_node_is_tainted_issue_13() {
+    let etcd = static_pod("etcd", "registry.k8s.io/etcd:3.5.9-0");
+    let mut h = Harness::start(Harness::fake().await, &[&etcd]).await;
+    h.mirrored(&etcd).await;
+    let taints = h
+        .fake
+        .node("n1")
+        .and_then(|n| n.spec)
+        .and_then(|s| s.taints)
+        .unwrap_or_default();
+    assert!(
+        taints
+            .iter()
+            .any(|t| t.key == "podvisor.dev/static-pods-only" && t.effect == "NoSchedule"),
+        "{taints:?}"
+    );
+    // a DaemonSet pod (it tolerates every taint) bound straight to this node
+    let bound = Pod {
+        metadata: ObjectMeta {
+            name: Some("kube-proxy-x".into()),
+            namespace: Some(NS.into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: Some("n1".into()),
+            containers: vec![k8s_openapi::api::core::v1::Container {
+                name: "kube-proxy".into(),
+                image: Some("registry.k8s.io/kube-proxy:v1.35.0".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Pending".into()),
+            ..PodStatus::default()
+        }),
+    };
+    h.fake.set_pod(&bound).expect("bind a pod");
+    let failed = eventually("the bound pod failed", || {
+        h.fake
+            .pod(NS, "kube-proxy-x")
+            .and_then(|p| p.status)
+            .filter(|s| s.phase.as_deref() == Some("Failed"))
+    })
+    .await;
+    assert_eq!(failed.reason.as_deref(), Some("StaticPodsOnly"));
+    assert!(
+        failed
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("only the static pods"),
+        "{failed:?}"
+    );
+    // the mirror pod is left alone
+    let mirror = h.fake.pod(NS, "etcd-n1").expect("mirror");
+    assert_eq!(
+        mirror.status.and_then(|s| s.phase).as_deref(),
+        Some("Running")
+    );
+}

@@ -13,7 +13,7 @@ use tracing::debug;
 
 use super::{End, Session, Worker};
 use crate::mirror::client::{MirrorError, call};
-use crate::mirror::pod;
+use crate::mirror::{foreign, pod};
 
 /// A live watch of this node's pods.
 pub(super) type PodStream =
@@ -52,6 +52,12 @@ impl Worker {
             .iter()
             .filter_map(pod::observe)
             .map(|m| (m.key.clone(), m))
+            .collect();
+        s.foreign = listed
+            .items
+            .iter()
+            .filter_map(foreign::foreign)
+            .map(|f| (f.uid.clone(), f))
             .collect();
         s.version = listed.metadata.resource_version.unwrap_or_default();
         s.need_list = false;
@@ -93,6 +99,16 @@ impl Worker {
         match event {
             Some(Ok(WatchEvent::Added(p) | WatchEvent::Modified(p))) => {
                 self.seen_version(s, &p);
+                match foreign::foreign(&p) {
+                    Some(f) => {
+                        s.foreign.insert(f.uid.clone(), f);
+                    }
+                    None => {
+                        if let Some(uid) = &p.metadata.uid {
+                            s.foreign.remove(uid);
+                        }
+                    }
+                }
                 if let Some(m) = pod::observe(&p)
                     && !s.mirrors.get(&m.key).is_some_and(|held| m.older_than(held))
                 {
@@ -102,6 +118,9 @@ impl Worker {
             }
             Some(Ok(WatchEvent::Deleted(p))) => {
                 self.seen_version(s, &p);
+                if let Some(uid) = &p.metadata.uid {
+                    s.foreign.remove(uid);
+                }
                 if let Some(m) = pod::observe(&p)
                     && s.mirrors.get(&m.key).is_some_and(|old| old.uid == m.uid)
                 {

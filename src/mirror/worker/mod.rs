@@ -8,6 +8,7 @@
 //! happens and never retried faster than its backoff.
 
 mod informer;
+mod reject;
 mod sync;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use super::MirrorConfig;
 use super::client::{self, MirrorError};
 use super::correlator::{Aggregator, SpamFilter};
 use super::events::{EventBuffer, EventPoster};
+use super::foreign;
 use super::node::{self, Heartbeat, LEASE_NAMESPACE, LeaseKeeper, Readiness};
 use super::pod::{NodeRef, ObservedMirror};
 use super::retry::RetryGate;
@@ -120,6 +122,8 @@ struct Session {
     version: String,
     /// The pods must be listed (anew): at the start, and when the watch's version expired.
     need_list: bool,
+    /// Pods bound here that are not mirror pods, to fail.
+    foreign: BTreeMap<String, foreign::Foreign>,
 }
 
 /// The mirror task.
@@ -263,6 +267,7 @@ impl Worker {
             watch: None,
             version: String::new(),
             need_list: true,
+            foreign: BTreeMap::new(),
         };
         match self.sync_loop(&mut s, backoff).await {
             End::NodeChanged => Ok(()),
@@ -306,7 +311,13 @@ impl Worker {
                 let readiness = Readiness::of(&self.status.borrow());
                 let info = &self.cfg.node_info;
                 let status = node::node_status(info, &readiness, t, t);
-                let new = node::new_node(&name, info, &self.cfg.node_labels, status);
+                let new = node::new_node(
+                    &name,
+                    info,
+                    &self.cfg.node_labels,
+                    &self.cfg.register_taints,
+                    status,
+                );
                 match node::register(api, &new, timeout).await {
                     Ok(n) => {
                         info!(node = %name, "registered Node");
@@ -404,6 +415,7 @@ impl Worker {
             self.sync_mirrors(s).await?;
         }
         self.sync_statuses(s).await?;
+        self.reject_foreign(s).await?;
         self.post_events(s).await?;
         Ok(())
     }

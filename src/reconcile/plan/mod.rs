@@ -145,8 +145,11 @@ pub enum Action {
         sandbox: SandboxRef,
         /// Container name.
         name: String,
-        /// Restart count.
+        /// Metadata attempt (one more than any before it in the sandbox's history).
         attempt: u32,
+        /// Restart count: the predecessor's plus one when it ran the same spec version,
+        /// else 0.
+        restarts: u32,
         /// For a restart after an exit: the backoff key and when it exited.
         restart: Option<(RestartKey, Timestamp)>,
     },

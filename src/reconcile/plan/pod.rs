@@ -219,11 +219,11 @@ fn plan_version(
     if !apps_started {
         for c in pod.init_containers() {
             let sidecar = c.restart_policy.as_deref() == Some("Always");
-            let current = latest.get(c.name.as_str()).copied().filter(|o| in_live(o));
-            let next_attempt = latest.get(c.name.as_str()).map_or(0, |o| o.attempt + 1);
+            let newest = latest.get(c.name.as_str()).copied();
+            let current = newest.filter(|o| in_live(o));
             match current {
                 None => {
-                    actions.push(start(pod, &sandbox, &c.name, next_attempt, None));
+                    actions.push(start(pod, &sandbox, &c.name, newest, None));
                     starts += 1;
                     init_done = false;
                     break;
@@ -281,17 +281,16 @@ fn plan_version(
         for c in pod.containers() {
             let name = c.name.as_str();
             let newest = latest.get(name).copied();
-            let next_attempt = newest.map_or(0, |o| o.attempt + 1);
             let desired_hash = pod.container_hash(name);
             match newest {
                 None => {
-                    actions.push(start(pod, &sandbox, name, 0, None));
+                    actions.push(start(pod, &sandbox, name, None, None));
                     starts += 1;
                 }
                 Some(o) if !in_live(o) => {
                     // From a sandbox that is gone: run again if the policy says so.
                     if wants_run(pod, name, Some(o), policy) {
-                        actions.push(start(pod, &sandbox, name, next_attempt, None));
+                        actions.push(start(pod, &sandbox, name, Some(o), None));
                         starts += 1;
                     }
                 }
@@ -302,7 +301,7 @@ fn plan_version(
                             reason: StopReason::SpecChanged,
                         });
                     }
-                    actions.push(start(pod, &sandbox, name, next_attempt, None));
+                    actions.push(start(pod, &sandbox, name, Some(o), None));
                     starts += 1;
                 }
                 Some(o) => match o.state {
@@ -321,7 +320,7 @@ fn plan_version(
                             reason: StopReason::Unknown,
                         });
                         if policy != RestartPolicy::Never {
-                            actions.push(start(pod, &sandbox, name, next_attempt, None));
+                            actions.push(start(pod, &sandbox, name, Some(o), None));
                             starts += 1;
                         }
                     }
@@ -379,18 +378,23 @@ fn plan_version(
     }
 }
 
+/// Starts container `name` after `previous` (its newest instance, if any): the next
+/// attempt, and a restart count that goes on from `previous` only when it ran the same spec
+/// version. An edit starts again from 0, as the kubelet's new pod for an edited file does.
 fn start(
     pod: &Arc<StaticPod>,
     sandbox: &SandboxRef,
     name: &str,
-    attempt: u32,
+    previous: Option<&ObservedContainer>,
     restart: Option<(RestartKey, crate::clock::Timestamp)>,
 ) -> Action {
+    let same_spec = |o: &&ObservedContainer| o.hash.as_ref() == pod.container_hash(name);
     Action::StartContainer {
         pod: pod.clone(),
         sandbox: sandbox.clone(),
         name: name.to_owned(),
-        attempt,
+        attempt: previous.map_or(0, |o| o.attempt + 1),
+        restarts: previous.filter(same_spec).map_or(0, |o| o.restarts + 1),
         restart,
     }
 }
@@ -420,12 +424,6 @@ fn restart_after_backoff(
         });
         return 0;
     }
-    actions.push(start(
-        pod,
-        sandbox,
-        &o.name,
-        o.attempt + 1,
-        Some((key, finished)),
-    ));
+    actions.push(start(pod, sandbox, &o.name, Some(o), Some((key, finished))));
     1
 }

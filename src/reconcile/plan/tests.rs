@@ -788,3 +788,39 @@ async fn a_stopped_sidecar_is_restarted_next_to_running_app_containers() {
         matches!(&p.work[0].actions[..], [Action::StartContainer { name, attempt: 1, .. }] if name == "proxy")
     );
 }
+
+#[tokio::test]
+async fn crashes_count_as_restarts_and_an_edit_starts_the_count_again_issue_13() {
+    let mut w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    w.converge(&desired).await;
+    let first = w.containers("app")[0].clone();
+    assert_eq!((first.attempt, first.restarts), (0, 0));
+    // a crash: restarted by the policy, one restart
+    w.rt.exit_container(&first.id, 1);
+    w.converge(&desired).await;
+    let crashed = w.containers("app").last().cloned().expect("restarted");
+    assert_eq!((crashed.attempt, crashed.restarts), (1, 1));
+    // an edit: a new version of the container, whose count starts at 0; the attempt goes on
+    let edited = snapshot(&[(
+        "a.yaml",
+        &pod_yaml("a", "", &ONE.replace("'3600'", "'7200'")),
+    )]);
+    let p = w.plan(&edited);
+    assert!(matches!(
+        &p.work[0].actions[1],
+        Action::StartContainer {
+            attempt: 2,
+            restarts: 0,
+            ..
+        }
+    ));
+    w.converge(&edited).await;
+    let new = w.containers("app").last().cloned().expect("edited");
+    assert_eq!((new.attempt, new.restarts), (2, 0));
+    // the status reports restarts, not attempts
+    w.rt.exit_container(&new.id, 1);
+    w.now = w.now.plus(std::time::Duration::from_secs(60));
+    w.converge(&edited).await;
+    assert_eq!(w.containers("app").last().map(|c| c.restarts), Some(1));
+}

@@ -276,12 +276,14 @@ fn mounts(
     out
 }
 
-/// The container config for container `c` of `pod`, at restart count `attempt`.
+/// The container config for container `c` of `pod`: metadata attempt `attempt`, restart
+/// count `restarts` (the `io.kubernetes.container.restartCount` annotation crictl and the
+/// status read).
 pub fn container_config(
     pod: &StaticPod,
     c: &Container,
     kind: ContainerKind,
-    attempt: u32,
+    (attempt, restarts): (u32, u32),
     addrs: &Addresses,
     ctx: &NodeContext,
 ) -> cri::ContainerConfig {
@@ -312,7 +314,7 @@ pub fn container_config(
             .map(|h| h.0.clone())
             .unwrap_or_default(),
     );
-    annotate(labels::CONTAINER_RESTART_COUNT, attempt.to_string());
+    annotate(labels::CONTAINER_RESTART_COUNT, restarts.to_string());
     annotate(
         labels::CONTAINER_TERMINATION_MESSAGE_PATH,
         c.termination_message_path.clone().unwrap_or_default(),

@@ -120,7 +120,7 @@ fn container_carries_exactly_the_kubelet_labels_and_annotations() {
         &p,
         &p.containers()[0],
         ContainerKind::App,
-        3,
+        (3, 3),
         &Addresses::default(),
         &ctx(),
     );
@@ -169,7 +169,7 @@ fn env_and_command_are_expanded_like_the_kubelet() {
         &p,
         &p.containers()[0],
         ContainerKind::App,
-        0,
+        (0, 0),
         &Addresses::default(),
         &ctx(),
     );
@@ -200,7 +200,7 @@ fn resources_become_cgroup_settings() {
         &p,
         &p.containers()[0],
         ContainerKind::App,
-        0,
+        (0, 0),
         &Addresses::default(),
         &ctx(),
     );
@@ -221,7 +221,7 @@ fn best_effort_gets_minimum_shares_and_highest_oom_score() {
         &p,
         &p.containers()[0],
         ContainerKind::App,
-        0,
+        (0, 0),
         &Addresses::default(),
         &ctx(),
     );
@@ -250,7 +250,7 @@ fn host_path_and_empty_dir_mounts_resolve_to_host_paths() {
         &p,
         &p.containers()[0],
         ContainerKind::App,
-        0,
+        (0, 0),
         &Addresses::default(),
         &ctx(),
     );
@@ -313,7 +313,7 @@ fn privileged_container_gets_no_masked_paths_and_makes_the_sandbox_privileged() 
         &p,
         &p.containers()[0],
         ContainerKind::App,
-        0,
+        (0, 0),
         &Addresses::default(),
         &ctx(),
     );
@@ -333,7 +333,7 @@ fn privileged_container_gets_no_masked_paths_and_makes_the_sandbox_privileged() 
         &q,
         &q.containers()[0],
         ContainerKind::App,
-        0,
+        (0, 0),
         &Addresses::default(),
         &ctx(),
     );
@@ -398,7 +398,7 @@ fn kubeadm_control_plane_manifests_become_host_network_node_critical_containers(
             pod_ip: Some("192.168.1.10".into()),
             host_ip: Some("192.168.1.10".into()),
         };
-        let c = container_config(&pod, spec, ContainerKind::App, 0, &addrs, &ctx());
+        let c = container_config(&pod, spec, ContainerKind::App, (0, 0), &addrs, &ctx());
         assert_eq!(
             Some(&c.command),
             spec.command.as_ref(),
@@ -596,7 +596,7 @@ fn sysctls_and_localhost_seccomp_profiles_are_passed_on() {
         &p,
         &p.containers()[0],
         ContainerKind::App,
-        0,
+        (0, 0),
         &Addresses::default(),
         &ctx(),
     );

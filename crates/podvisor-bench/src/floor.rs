@@ -131,7 +131,8 @@ pub async fn once(
         let mut containers = Vec::new();
         for attempt in 0..3 {
             let ready = prepare::container(pod, "main", attempt, &addrs, &env.ctx)?;
-            let (mut c, _) = container_configs(pod, "main", (attempt, attempt), &addrs, ready, &env.ctx)?;
+            let (mut c, _) =
+                container_configs(pod, "main", (attempt, attempt), &addrs, ready, &env.ctx)?;
             c.labels = unmanaged(std::mem::take(&mut c.labels));
             containers.push(c);
         }

@@ -256,3 +256,41 @@ async fn kubectl_logs_exec_port_forward_and_node_stats_reach_static_pods_issue_1
     );
     drop(d);
 }
+
+#[tokio::test]
+#[ignore = "needs root, containerd and PODVISOR_K8S_BIN: run with --include-ignored"]
+async fn a_pod_the_api_server_binds_here_is_failed_and_the_node_is_tainted_issue_13() {
+    let Some(api) = ApiLab::start() else { return };
+    let lab = Lab::start();
+    let kubeconfig = api.node_kubeconfig("n1").display().to_string();
+    let _d = Daemon::start_named(&lab, "n1", &["--kubeconfig", &kubeconfig], &[]);
+    let taints = eventually("the Node registered with its taint", || {
+        let (ok, out) = api.kubectl(&["get", "node", "n1", "-o", "jsonpath={.spec.taints}"], "");
+        (ok && out.contains("podvisor.dev/static-pods-only")).then_some(out)
+    });
+    assert!(taints.contains("NoSchedule"), "{taints}");
+    // a DaemonSet-style pod bound straight to the node: NodeRestriction lets the node fail it
+    let bound = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: proxy-x, namespace: kube-system}}\nspec:\n  nodeName: n1\n  containers: [{{name: c, image: '{BUSYBOX}'}}]\n"
+    );
+    // no controller-manager here to make the namespace's default service account
+    let _ = api.kubectl(&["create", "serviceaccount", "default", "-n", "kube-system"], "");
+    let (ok, out) = api.kubectl(&["apply", "-f", "-"], &bound);
+    assert!(ok, "{out}");
+    let reason = eventually("the bound pod failed", || {
+        let (ok, out) = api.kubectl(
+            &[
+                "get",
+                "pod",
+                "-n",
+                "kube-system",
+                "proxy-x",
+                "-o",
+                "jsonpath={.status.phase}/{.status.reason}",
+            ],
+            "",
+        );
+        (ok && out.starts_with("Failed/")).then_some(out)
+    });
+    assert_eq!(reason, "Failed/StaticPodsOnly");
+}

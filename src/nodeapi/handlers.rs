@@ -90,6 +90,24 @@ fn allowed(method: &Method, route: &Route) -> bool {
     }
 }
 
+/// 429: every streaming session slot is taken.
+fn too_many_sessions() -> Response<Body> {
+    text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many streaming sessions\n",
+    )
+}
+
+/// Looks something up in the latest published status and observation.
+fn find<R, T>(
+    api: &NodeApi<R>,
+    f: impl FnOnce(&crate::status::NodeStatus, &crate::runtime::Observed) -> Result<T, LookupError>,
+) -> Result<T, LookupError> {
+    let status = api.state.status.borrow().clone();
+    let state = api.state.reconcile.borrow().clone();
+    f(&status, &state.observed)
+}
+
 /// Answers one authorized request.
 pub async fn dispatch<R: Runtime + Streaming>(
     api: Arc<NodeApi<R>>,
@@ -313,18 +331,13 @@ async fn stream<R: Runtime + Streaming>(
         return text(StatusCode::BAD_REQUEST, "you must specify a command\n");
     }
     let Ok(permit) = api.streams.clone().try_acquire_owned() else {
-        return text(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many streaming sessions\n",
-        );
+        return too_many_sessions();
     };
-    let id = {
-        let status = api.state.status.borrow().clone();
-        let state = api.state.reconcile.borrow().clone();
-        match lookup::running(&status, &state.observed, c) {
-            Ok(x) => x.id.clone(),
-            Err(e) => return not_found(e),
-        }
+    let id = match find(api, |status, observed| {
+        lookup::running(status, observed, c).map(|x| x.id.clone())
+    }) {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
     };
     let url = match kind {
         Stream::Exec => api.runtime.exec_url(&id, command, io).await,
@@ -356,18 +369,13 @@ async fn port_forward<R: Runtime + Streaming>(
         }
     }
     let Ok(permit) = api.streams.clone().try_acquire_owned() else {
-        return text(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many streaming sessions\n",
-        );
+        return too_many_sessions();
     };
-    let sandbox = {
-        let status = api.state.status.borrow().clone();
-        let state = api.state.reconcile.borrow().clone();
-        match lookup::sandbox(&status, &state.observed, p) {
-            Ok(s) => s.id.clone(),
-            Err(e) => return not_found(e),
-        }
+    let sandbox = match find(api, |status, observed| {
+        lookup::sandbox(status, observed, p).map(|s| s.id.clone())
+    }) {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
     };
     match api.runtime.port_forward_url(&sandbox, ports).await {
         Ok(url) => proxy::upgrade(req, &url, permit).await,
@@ -387,13 +395,11 @@ async fn run<R: Runtime + Streaming>(
     if cmd.is_empty() {
         return text(StatusCode::BAD_REQUEST, "you must specify a cmd\n");
     }
-    let id = {
-        let status = api.state.status.borrow().clone();
-        let state = api.state.reconcile.borrow().clone();
-        match lookup::running(&status, &state.observed, c) {
-            Ok(x) => x.id.clone(),
-            Err(e) => return not_found(e),
-        }
+    let id = match find(api, |status, observed| {
+        lookup::running(status, observed, c).map(|x| x.id.clone())
+    }) {
+        Ok(id) => id,
+        Err(e) => return not_found(e),
     };
     match api.runtime.exec_sync(&id, cmd, RUN_TIMEOUT).await {
         Ok(out) => {

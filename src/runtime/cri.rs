@@ -196,6 +196,26 @@ impl CriRuntime {
         ImageServiceClient::new(self.channel.clone())
     }
 
+    /// Every sandbox podvisor created (those with its label).
+    async fn managed_sandboxes(&self) -> Result<Vec<cri::PodSandbox>, RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: managed_filter(),
+                    ..Default::default()
+                }),
+            }),
+            READ_TIMEOUT,
+        );
+        Ok(self
+            .rt()
+            .list_pod_sandbox(req)
+            .await
+            .map_err(|s| to_error("ListPodSandbox", s, READ_TIMEOUT))?
+            .into_inner()
+            .items)
+    }
+
     async fn container_details(
         &self,
         id: String,
@@ -385,22 +405,7 @@ impl Runtime for CriRuntime {
     }
 
     async fn observe(&self) -> Result<Observed, RuntimeError> {
-        let req = timeout_of(
-            tonic::Request::new(cri::ListPodSandboxRequest {
-                filter: Some(cri::PodSandboxFilter {
-                    label_selector: managed_filter(),
-                    ..Default::default()
-                }),
-            }),
-            READ_TIMEOUT,
-        );
-        let sandboxes = self
-            .rt()
-            .list_pod_sandbox(req)
-            .await
-            .map_err(|s| to_error("ListPodSandbox", s, READ_TIMEOUT))?
-            .into_inner()
-            .items;
+        let sandboxes = self.managed_sandboxes().await?;
         let req = timeout_of(
             tonic::Request::new(cri::ListContainersRequest {
                 filter: Some(cri::ContainerFilter {

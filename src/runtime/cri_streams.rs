@@ -87,22 +87,7 @@ impl CriRuntime {
     /// Pod use assembled from `ListContainerStats` and `ListPodSandbox`, for runtimes without
     /// `ListPodSandboxStats`: no pod-level CPU, memory or network.
     async fn usage_by_container(&self) -> Result<Vec<PodUse>, RuntimeError> {
-        let req = timeout_of(
-            tonic::Request::new(cri::ListPodSandboxRequest {
-                filter: Some(cri::PodSandboxFilter {
-                    label_selector: managed_filter(),
-                    ..Default::default()
-                }),
-            }),
-            READ_TIMEOUT,
-        );
-        let sandboxes = self
-            .rt()
-            .list_pod_sandbox(req)
-            .await
-            .map_err(|s| to_error("ListPodSandbox", s, READ_TIMEOUT))?
-            .into_inner()
-            .items;
+        let sandboxes = self.managed_sandboxes().await?;
         let req = timeout_of(
             tonic::Request::new(cri::ListContainerStatsRequest {
                 filter: Some(cri::ContainerStatsFilter {

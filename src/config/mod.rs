@@ -18,7 +18,7 @@ mod node_api;
 
 pub use node_api::{
     AuthenticationFile, AuthorizationFile, AuthorizationMode, DEFAULT_HEALTHZ_PORT, DEFAULT_PORT,
-    NodeApiFile, NodeApiSettings,
+    NodeApiSettings,
 };
 
 /// Default manifest directory, as kubeadm uses.
@@ -429,6 +429,14 @@ impl Config {
                 .or(file)
         };
 
+        // before the file's values are taken apart below
+        let kubeconfig = pick_path(
+            &args.kubeconfig,
+            "PODVISOR_KUBECONFIG",
+            file.kubeconfig.clone(),
+        );
+        let healthz = node_api::healthz(&args.node_api, &file)?;
+        let node_api = node_api::node_api(&args.node_api, &file, env, kubeconfig.is_some())?;
         let node = match pick(args.node_name.clone(), "PODVISOR_NODE_NAME", file.node_name) {
             Some(n) => n,
             None => hostname().map_err(ConfigError::Hostname)?,
@@ -493,7 +501,7 @@ impl Config {
             || env_bool("PODVISOR_ALLOW_INSECURE_MANIFESTS", env)?
                 .or(file.allow_insecure_manifests)
                 .unwrap_or(false);
-        let mirror = match pick_path(&args.kubeconfig, "PODVISOR_KUBECONFIG", file.kubeconfig) {
+        let mirror = match kubeconfig {
             None => None,
             Some(kubeconfig) => {
                 let register_node = match args.register_node {
@@ -535,19 +543,6 @@ impl Config {
                 })
             }
         };
-        let node_api_file = NodeApiFile {
-            serve: file.serve_node_api,
-            address: file.address,
-            port: file.port,
-            tls_cert_file: file.tls_cert_file,
-            tls_private_key_file: file.tls_private_key_file,
-            authentication: file.authentication,
-            authorization: file.authorization,
-            healthz_bind_address: file.healthz_bind_address,
-            healthz_port: file.healthz_port,
-        };
-        let healthz = node_api::healthz(&args.node_api, &node_api_file)?;
-        let node_api = node_api::node_api(&args.node_api, node_api_file, env, mirror.is_some())?;
         Ok(Config {
             manifest_dir: pick_path(
                 &args.manifest_dir,

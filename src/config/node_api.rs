@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, duration, env_bool};
+use super::{ConfigError, ConfigFile, duration, env_bool};
 use crate::cli::NodeApiArgs;
 
 /// The kubelet's port.
@@ -78,29 +78,6 @@ pub struct AuthorizationWebhookFile {
     pub cache_unauthorized_ttl: Option<String>,
 }
 
-/// The node API's part of the config file.
-#[derive(Debug, Default, PartialEq)]
-pub struct NodeApiFile {
-    /// `serveNodeApi`.
-    pub serve: Option<bool>,
-    /// `address`.
-    pub address: Option<String>,
-    /// `port`.
-    pub port: Option<u16>,
-    /// `tlsCertFile`.
-    pub tls_cert_file: Option<PathBuf>,
-    /// `tlsPrivateKeyFile`.
-    pub tls_private_key_file: Option<PathBuf>,
-    /// `authentication`.
-    pub authentication: Option<AuthenticationFile>,
-    /// `authorization`.
-    pub authorization: Option<AuthorizationFile>,
-    /// `healthzBindAddress`.
-    pub healthz_bind_address: Option<String>,
-    /// `healthzPort`.
-    pub healthz_port: Option<u16>,
-}
-
 /// How node API requests are authorized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthorizationMode {
@@ -143,32 +120,32 @@ fn ip(key: &'static str, value: &str) -> Result<IpAddr, ConfigError> {
 /// by default and is what the webhooks ask.
 pub fn node_api(
     args: &NodeApiArgs,
-    file: NodeApiFile,
+    file: &ConfigFile,
     env: &dyn Fn(&str) -> Option<String>,
     mirroring: bool,
 ) -> Result<Option<NodeApiSettings>, ConfigError> {
     let serve = match args.node_api {
         Some(b) => b,
         None => env_bool("PODVISOR_NODE_API", env)?
-            .or(file.serve)
+            .or(file.serve_node_api)
             .unwrap_or(mirroring),
     };
     if !serve {
         return Ok(None);
     }
-    let authn = file.authentication.unwrap_or_default();
-    let authz = file.authorization.unwrap_or_default();
+    let authn = file.authentication.as_ref();
+    let authz = file.authorization.as_ref();
     let address = args
         .address
         .clone()
-        .or(file.address)
+        .or_else(|| file.address.clone())
         .unwrap_or_else(|| "0.0.0.0".to_owned());
     let port = args.port.or(file.port).unwrap_or(DEFAULT_PORT);
-    let cert = args.tls_cert_file.clone().or(file.tls_cert_file);
+    let cert = args.tls_cert_file.clone().or(file.tls_cert_file.clone());
     let key = args
         .tls_private_key_file
         .clone()
-        .or(file.tls_private_key_file);
+        .or(file.tls_private_key_file.clone());
     let tls = match (cert, key) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
@@ -178,15 +155,15 @@ pub fn node_api(
             ));
         }
     };
-    let webhook = authn.webhook.unwrap_or_default();
+    let webhook = authn.and_then(|a| a.webhook.as_ref());
     let token_webhook = args
         .authentication_token_webhook
-        .or(webhook.enabled)
+        .or(webhook.and_then(|w| w.enabled))
         .unwrap_or(false);
     let mode = match args
         .authorization_mode
         .clone()
-        .or(authz.mode)
+        .or_else(|| authz.and_then(|a| a.mode.clone()))
         .as_deref()
         .unwrap_or("Webhook")
     {
@@ -208,7 +185,7 @@ pub fn node_api(
             "--authentication-token-webhook asks the API server: set --kubeconfig".into(),
         ));
     }
-    let authz_webhook = authz.webhook.unwrap_or_default();
+    let authz_webhook = authz.and_then(|a| a.webhook.as_ref());
     let ttl = |key, flag: &Option<String>, file: Option<String>, default| {
         duration(
             key,
@@ -221,39 +198,42 @@ pub fn node_api(
     Ok(Some(NodeApiSettings {
         listen: SocketAddr::new(ip("address", &address)?, port),
         tls,
-        client_ca: args
-            .client_ca_file
-            .clone()
-            .or(authn.x509.and_then(|x| x.client_ca_file)),
+        client_ca: args.client_ca_file.clone().or_else(|| {
+            authn
+                .and_then(|a| a.x509.as_ref())
+                .and_then(|x| x.client_ca_file.clone())
+        }),
         anonymous: args
             .anonymous_auth
-            .or(authn.anonymous.and_then(|a| a.enabled))
+            .or(authn
+                .and_then(|a| a.anonymous.as_ref())
+                .and_then(|a| a.enabled))
             .unwrap_or(false),
         token_webhook,
         token_ttl: ttl(
             "authentication.webhook.cacheTTL",
             &args.authentication_token_webhook_cache_ttl,
-            webhook.cache_ttl,
+            webhook.and_then(|w| w.cache_ttl.clone()),
             Duration::from_secs(120),
         )?,
         mode,
         allowed_ttl: ttl(
             "authorization.webhook.cacheAuthorizedTTL",
             &args.authorization_webhook_cache_authorized_ttl,
-            authz_webhook.cache_authorized_ttl,
+            authz_webhook.and_then(|w| w.cache_authorized_ttl.clone()),
             Duration::from_secs(300),
         )?,
         denied_ttl: ttl(
             "authorization.webhook.cacheUnauthorizedTTL",
             &args.authorization_webhook_cache_unauthorized_ttl,
-            authz_webhook.cache_unauthorized_ttl,
+            authz_webhook.and_then(|w| w.cache_unauthorized_ttl.clone()),
             Duration::from_secs(30),
         )?,
     }))
 }
 
 /// The plain-HTTP healthz address; `None` when its port is 0.
-pub fn healthz(args: &NodeApiArgs, file: &NodeApiFile) -> Result<Option<SocketAddr>, ConfigError> {
+pub fn healthz(args: &NodeApiArgs, file: &ConfigFile) -> Result<Option<SocketAddr>, ConfigError> {
     let port = args
         .healthz_port
         .or(file.healthz_port)
@@ -284,7 +264,7 @@ mod tests {
     fn the_node_api_is_on_with_mirroring_with_the_kubelets_defaults() {
         let s = node_api(
             &NodeApiArgs::default(),
-            NodeApiFile::default(),
+            &ConfigFile::default(),
             &no_env,
             true,
         )
@@ -304,7 +284,7 @@ mod tests {
         assert_eq!(
             node_api(
                 &NodeApiArgs::default(),
-                NodeApiFile::default(),
+                &ConfigFile::default(),
                 &no_env,
                 false
             )
@@ -320,7 +300,7 @@ mod tests {
             node_api: Some(true),
             ..NodeApiArgs::default()
         };
-        let err = node_api(&asked, NodeApiFile::default(), &no_env, false).expect_err("webhook");
+        let err = node_api(&asked, &ConfigFile::default(), &no_env, false).expect_err("webhook");
         assert!(err.to_string().contains("--kubeconfig"), "{err}");
         let allow = NodeApiArgs {
             node_api: Some(true),
@@ -328,7 +308,7 @@ mod tests {
             port: Some(0),
             ..NodeApiArgs::default()
         };
-        let s = node_api(&allow, NodeApiFile::default(), &no_env, false)
+        let s = node_api(&allow, &ConfigFile::default(), &no_env, false)
             .expect("valid")
             .expect("on");
         assert_eq!(s.mode, AuthorizationMode::AlwaysAllow);
@@ -338,13 +318,13 @@ mod tests {
     #[test]
     fn healthz_defaults_to_loopback_10248_and_port_zero_turns_it_off() {
         assert_eq!(
-            healthz(&NodeApiArgs::default(), &NodeApiFile::default()).expect("valid"),
+            healthz(&NodeApiArgs::default(), &ConfigFile::default()).expect("valid"),
             Some("127.0.0.1:10248".parse().expect("addr"))
         );
         let off = NodeApiArgs {
             healthz_port: Some(0),
             ..NodeApiArgs::default()
         };
-        assert_eq!(healthz(&off, &NodeApiFile::default()).expect("valid"), None);
+        assert_eq!(healthz(&off, &ConfigFile::default()).expect("valid"), None);
     }
 }

@@ -274,7 +274,10 @@ async fn a_pod_the_api_server_binds_here_is_failed_and_the_node_is_tainted_issue
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: proxy-x, namespace: kube-system}}\nspec:\n  nodeName: n1\n  containers: [{{name: c, image: '{BUSYBOX}'}}]\n"
     );
     // no controller-manager here to make the namespace's default service account
-    let _ = api.kubectl(&["create", "serviceaccount", "default", "-n", "kube-system"], "");
+    let _ = api.kubectl(
+        &["create", "serviceaccount", "default", "-n", "kube-system"],
+        "",
+    );
     let (ok, out) = api.kubectl(&["apply", "-f", "-"], &bound);
     assert!(ok, "{out}");
     let reason = eventually("the bound pod failed", || {

@@ -167,7 +167,7 @@ pub struct NodeApiArgs {
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
 
-    /// Serving certificate (PEM) [default: self-signed, kept in <root-dir>/pki]
+    /// Serving certificate (PEM) [default: self-signed, kept in `ROOT_DIR/pki`]
     #[arg(long, value_name = "FILE")]
     pub tls_cert_file: Option<PathBuf>,
 

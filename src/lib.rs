@@ -13,7 +13,8 @@
 //!
 //! `manifest` turns files into [`pod::StaticPod`]s, `reconcile` decides (pure) and applies
 //! (through the [`runtime::Runtime`] and [`host::Host`] traits), `status` and `mirror` report,
-//! and `app` wires the tasks together. Nothing in `manifest` or `reconcile::plan` performs IO.
+//! `api` (the local status API) and `nodeapi` (the kubelet's node API: logs, exec,
+//! port-forward, stats) serve what the loops publish, and `app` wires the tasks together. Nothing in `manifest` or `reconcile::plan` performs IO.
 //! Shared words sit low (`pod`, `backoff`, `clock`, `metrics`); nothing imports upwards.
 
 pub mod action;

@@ -296,4 +296,21 @@ async fn a_pod_the_api_server_binds_here_is_failed_and_the_node_is_tainted_issue
         (ok && out.starts_with("Failed/")).then_some(out)
     });
     assert_eq!(reason, "Failed/StaticPodsOnly");
+    let event = eventually("the rejection event", || {
+        let (ok, out) = api.kubectl(
+            &[
+                "get",
+                "events",
+                "-n",
+                "kube-system",
+                "--field-selector",
+                "involvedObject.name=proxy-x",
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ],
+            "",
+        );
+        (ok && out.contains("StaticPodsOnly")).then_some(out)
+    });
+    assert!(event.contains("StaticPodsOnly"));
 }

@@ -456,6 +456,20 @@ async fn pods_bound_here_from_the_api_server_are_failed_and_the_node_is_tainted_
             .contains("only the static pods"),
         "{failed:?}"
     );
+    // and a Warning event says why, about that pod
+    let event = eventually("the rejection event", || {
+        h.fake
+            .events()
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("StaticPodsOnly"))
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.involved_object.name.as_deref(), Some("kube-proxy-x"));
+    assert_eq!(
+        event.involved_object.uid,
+        h.fake.pod(NS, "kube-proxy-x").and_then(|p| p.metadata.uid)
+    );
     // the mirror pod is left alone
     let mirror = h.fake.pod(NS, "etcd-n1").expect("mirror");
     assert_eq!(

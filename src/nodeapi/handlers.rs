@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 
 use super::NodeApi;
+use super::answer::{json, syncloop, text};
 use super::lookup::{self, LookupError};
 use super::proxy;
 use super::route::{Check, ContainerRef, PodRef, Route, Stream};
@@ -23,31 +24,6 @@ use crate::runtime::{ContainerState, Runtime, RuntimeError, Stdio, Streaming};
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest a usage query may take.
 const USAGE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A plain-text answer.
-pub fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
-    let mut resp = Response::new(Body::from(body.into()));
-    *resp.status_mut() = code;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-fn json_answer(value: &impl serde::Serialize) -> Response<Body> {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => {
-            let mut resp = Response::new(Body::from(bytes));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            resp
-        }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
 
 fn not_found(e: LookupError) -> Response<Body> {
     let code = match e {
@@ -143,13 +119,7 @@ pub async fn dispatch<R: Runtime + Streaming>(
 pub fn healthz<R>(api: &NodeApi<R>, check: Check) -> Response<Body> {
     match check {
         Check::Ping | Check::Log => text(StatusCode::OK, "ok"),
-        Check::SyncLoop | Check::All => match api.state.health() {
-            Ok(()) => text(StatusCode::OK, "ok"),
-            Err(e) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("[-]syncloop failed: {e}\nhealthz check failed\n"),
-            ),
-        },
+        Check::SyncLoop | Check::All => syncloop(&api.state),
     }
 }
 
@@ -164,7 +134,7 @@ fn pods<R>(api: &NodeApi<R>) -> Response<Body> {
             status: Some(r.status.clone()),
         })
         .collect();
-    json_answer(&json!({
+    json(&json!({
         "kind": "PodList",
         "apiVersion": "v1",
         "metadata": {},
@@ -210,7 +180,7 @@ fn running_pods<R>(api: &NodeApi<R>) -> Response<Body> {
             }),
         }
     }
-    json_answer(&json!({
+    json(&json!({
         "kind": "PodList",
         "apiVersion": "v1",
         "metadata": {},
@@ -447,7 +417,7 @@ async fn summary<R: Runtime + Streaming>(api: &NodeApi<R>) -> Response<Body> {
     };
     let status = api.state.status.borrow().clone();
     let state = api.state.reconcile.borrow().clone();
-    json_answer(&stats::summary(
+    json(&stats::summary(
         &api.node,
         &node,
         &pods,

@@ -7,25 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
 use axum::routing::get;
-use http::StatusCode;
+use http::Response;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::answer::syncloop;
 use crate::api::ApiState;
 
 /// How long to wait before binding again.
 const RETRY: Duration = Duration::from_secs(5);
 
-async fn healthz(State(api): State<Arc<ApiState>>) -> (StatusCode, String) {
-    match api.health() {
-        Ok(()) => (StatusCode::OK, "ok".to_owned()),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("[-]syncloop failed: {e}\nhealthz check failed\n"),
-        ),
-    }
+async fn healthz(State(api): State<Arc<ApiState>>) -> Response<Body> {
+    syncloop(&api)
 }
 
 /// Serves `/healthz` at `addr` until `token` is cancelled.

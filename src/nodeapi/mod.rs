@@ -7,7 +7,8 @@
 //!   authorization with the kubelet's caches. `review`: the reviews, through the API server.
 //! * `tls`: serving certificate (given or self-signed), client CA.
 //! * `lookup` (pure): the pod or container a path names, from the published status.
-//! * `handlers`: one per endpoint. `logs`: `/containerLogs` over the CRI log files.
+//! * `handlers`: one per endpoint, answering through `answer` (text, JSON, the syncloop
+//!   check the plain healthz shares). `logs`: `/containerLogs` over the CRI log files.
 //!   `proxy`: exec, attach and port-forward joined to the runtime's streaming server.
 //!   `stats` (pure) and `node_usage`: `/stats/summary` and `/metrics/resource`.
 //! * `server`: the HTTPS listener, bounded in connections, streams, header size and time.
@@ -16,6 +17,7 @@
 //! It only reads what the loops publish and asks the runtime; the reconcile loop never waits
 //! on it.
 
+mod answer;
 mod auth;
 mod handlers;
 mod healthz;

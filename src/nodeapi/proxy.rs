@@ -17,16 +17,12 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
+use super::answer::text;
+
 /// How long connecting to the runtime's streaming server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most of a refusal's body passed back (the runtime's error text).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
-
-fn plain(code: StatusCode, message: String) -> Response<Body> {
-    let mut resp = Response::new(Body::from(message));
-    *resp.status_mut() = code;
-    resp
-}
 
 /// Whether a request asks to switch protocols.
 pub fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -48,22 +44,22 @@ pub async fn upgrade(
     permit: OwnedSemaphorePermit,
 ) -> Response<Body> {
     if !is_upgrade(&req) {
-        return plain(
+        return text(
             StatusCode::BAD_REQUEST,
-            "Upgrade request required (SPDY/3.1 or WebSocket)".into(),
+            "Upgrade request required (SPDY/3.1 or WebSocket)",
         );
     }
     let target: Uri = match url.parse() {
         Ok(u) => u,
         Err(e) => {
-            return plain(
+            return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("runtime streaming URL {url:?}: {e}"),
             );
         }
     };
     let Some(authority) = target.authority().cloned() else {
-        return plain(
+        return text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("runtime streaming URL {url:?} has no host"),
         );
@@ -77,13 +73,13 @@ pub async fn upgrade(
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return plain(
+            return text(
                 StatusCode::BAD_GATEWAY,
                 format!("runtime streaming server {authority}: {e}"),
             );
         }
         Err(_) => {
-            return plain(
+            return text(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
                     "runtime streaming server {authority}: no connection within {CONNECT_TIMEOUT:?}"
@@ -95,7 +91,7 @@ pub async fn upgrade(
     {
         Ok(x) => x,
         Err(e) => {
-            return plain(
+            return text(
                 StatusCode::BAD_GATEWAY,
                 format!("runtime streaming server: {e}"),
             );
@@ -136,12 +132,12 @@ pub async fn upgrade(
         .body(Empty::<Bytes>::new())
     {
         Ok(r) => r,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let mut answer = match sender.send_request(upstream).await {
         Ok(a) => a,
         Err(e) => {
-            return plain(
+            return text(
                 StatusCode::BAD_GATEWAY,
                 format!("runtime streaming server: {e}"),
             );

@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::NodeApi;
+use super::answer::text;
 use super::auth::{Credential, Identity};
-use super::handlers::{dispatch, text};
+use super::handlers::dispatch;
 use super::route::{attributes, route};
 use crate::runtime::{Runtime, Streaming};
 

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::api::ApiState;
-use crate::config::{AuthorizationMode, Config, NodeApiSettings};
+use crate::config::{Config, NodeApiSettings};
 use crate::host::NodeContext;
 use crate::nodeapi::{
-    Auth, AuthSettings, ClientCa, KubeReviewer, Limits, Mode, NodeApi, NodeApiServer, Reviewer,
-    self_signed, server_config,
+    Auth, ClientCa, KubeReviewer, Limits, NodeApi, NodeApiServer, Reviewer, self_signed,
+    server_config,
 };
 use crate::runtime::CriRuntime;
 
@@ -29,8 +29,8 @@ pub async fn bind(
             &ctx.host_ip.into_iter().collect::<Vec<_>>(),
         )?,
     };
-    let tls = server_config(&cert, &key, settings.client_ca.as_deref())?;
     let client_ca = ClientCa::load(settings.client_ca.as_deref())?;
+    let tls = server_config(&cert, &key, &client_ca)?;
     let server = NodeApiServer::bind(settings.listen, tls, Limits::default())
         .await
         .with_context(|| format!("node API: cannot listen on {}", settings.listen))?;
@@ -49,21 +49,7 @@ pub fn assemble(
         .mirror
         .as_ref()
         .map(|m| Arc::new(KubeReviewer::new(m.kubeconfig.clone())) as Arc<dyn Reviewer>);
-    let auth = Auth::new(
-        AuthSettings {
-            anonymous: settings.anonymous,
-            token_webhook: settings.token_webhook,
-            token_ttl: settings.token_ttl,
-            mode: match settings.mode {
-                AuthorizationMode::Webhook => Mode::Webhook,
-                AuthorizationMode::AlwaysAllow => Mode::AlwaysAllow,
-            },
-            allowed_ttl: settings.allowed_ttl,
-            denied_ttl: settings.denied_ttl,
-        },
-        config.node_name.as_str(),
-        reviewer,
-    );
+    let auth = Auth::new(settings.auth.clone(), config.node_name.as_str(), reviewer);
     NodeApi::new(
         runtime,
         state,

@@ -17,8 +17,7 @@ use crate::pod::NodeName;
 mod node_api;
 
 pub use node_api::{
-    AuthenticationFile, AuthorizationFile, AuthorizationMode, DEFAULT_HEALTHZ_PORT, DEFAULT_PORT,
-    NodeApiSettings,
+    AuthenticationFile, AuthorizationFile, DEFAULT_HEALTHZ_PORT, DEFAULT_PORT, NodeApiSettings,
 };
 
 /// Default manifest directory, as kubeadm uses.

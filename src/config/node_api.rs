@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, ConfigFile, duration, env_bool};
 use crate::cli::NodeApiArgs;
+use crate::nodeapi::{AuthSettings, Mode};
 
 /// The kubelet's port.
 pub const DEFAULT_PORT: u16 = 10250;
@@ -78,15 +79,6 @@ pub struct AuthorizationWebhookFile {
     pub cache_unauthorized_ttl: Option<String>,
 }
 
-/// How node API requests are authorized.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthorizationMode {
-    /// A SubjectAccessReview per request.
-    Webhook,
-    /// Everything authenticated is allowed.
-    AlwaysAllow,
-}
-
 /// The node API, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeApiSettings {
@@ -96,18 +88,8 @@ pub struct NodeApiSettings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Client CA, for certificate authentication.
     pub client_ca: Option<PathBuf>,
-    /// Anonymous requests allowed.
-    pub anonymous: bool,
-    /// Token reviews on.
-    pub token_webhook: bool,
-    /// Token review cache lifetime.
-    pub token_ttl: Duration,
-    /// Authorization mode.
-    pub mode: AuthorizationMode,
-    /// Allow cache lifetime.
-    pub allowed_ttl: Duration,
-    /// Deny cache lifetime.
-    pub denied_ttl: Duration,
+    /// Authentication and authorization.
+    pub auth: AuthSettings,
 }
 
 fn ip(key: &'static str, value: &str) -> Result<IpAddr, ConfigError> {
@@ -167,15 +149,15 @@ pub fn node_api(
         .as_deref()
         .unwrap_or("Webhook")
     {
-        "Webhook" => AuthorizationMode::Webhook,
-        "AlwaysAllow" => AuthorizationMode::AlwaysAllow,
+        "Webhook" => Mode::Webhook,
+        "AlwaysAllow" => Mode::AlwaysAllow,
         other => {
             return Err(ConfigError::NodeApi(format!(
                 "authorization mode {other:?}: use Webhook or AlwaysAllow"
             )));
         }
     };
-    if !mirroring && mode == AuthorizationMode::Webhook {
+    if !mirroring && mode == Mode::Webhook {
         return Err(ConfigError::NodeApi(
             "Webhook authorization asks the API server: set --kubeconfig, or --authorization-mode AlwaysAllow".into(),
         ));
@@ -186,6 +168,8 @@ pub fn node_api(
         ));
     }
     let authz_webhook = authz.and_then(|a| a.webhook.as_ref());
+    // the kubelet's cache lifetimes
+    let defaults = AuthSettings::default();
     let ttl = |key, flag: &Option<String>, file: Option<String>, default| {
         duration(
             key,
@@ -203,32 +187,34 @@ pub fn node_api(
                 .and_then(|a| a.x509.as_ref())
                 .and_then(|x| x.client_ca_file.clone())
         }),
-        anonymous: args
-            .anonymous_auth
-            .or(authn
-                .and_then(|a| a.anonymous.as_ref())
-                .and_then(|a| a.enabled))
-            .unwrap_or(false),
-        token_webhook,
-        token_ttl: ttl(
-            "authentication.webhook.cacheTTL",
-            &args.authentication_token_webhook_cache_ttl,
-            webhook.and_then(|w| w.cache_ttl.clone()),
-            Duration::from_secs(120),
-        )?,
-        mode,
-        allowed_ttl: ttl(
-            "authorization.webhook.cacheAuthorizedTTL",
-            &args.authorization_webhook_cache_authorized_ttl,
-            authz_webhook.and_then(|w| w.cache_authorized_ttl.clone()),
-            Duration::from_secs(300),
-        )?,
-        denied_ttl: ttl(
-            "authorization.webhook.cacheUnauthorizedTTL",
-            &args.authorization_webhook_cache_unauthorized_ttl,
-            authz_webhook.and_then(|w| w.cache_unauthorized_ttl.clone()),
-            Duration::from_secs(30),
-        )?,
+        auth: AuthSettings {
+            anonymous: args
+                .anonymous_auth
+                .or(authn
+                    .and_then(|a| a.anonymous.as_ref())
+                    .and_then(|a| a.enabled))
+                .unwrap_or(false),
+            token_webhook,
+            token_ttl: ttl(
+                "authentication.webhook.cacheTTL",
+                &args.authentication_token_webhook_cache_ttl,
+                webhook.and_then(|w| w.cache_ttl.clone()),
+                defaults.token_ttl,
+            )?,
+            mode,
+            allowed_ttl: ttl(
+                "authorization.webhook.cacheAuthorizedTTL",
+                &args.authorization_webhook_cache_authorized_ttl,
+                authz_webhook.and_then(|w| w.cache_authorized_ttl.clone()),
+                defaults.allowed_ttl,
+            )?,
+            denied_ttl: ttl(
+                "authorization.webhook.cacheUnauthorizedTTL",
+                &args.authorization_webhook_cache_unauthorized_ttl,
+                authz_webhook.and_then(|w| w.cache_unauthorized_ttl.clone()),
+                defaults.denied_ttl,
+            )?,
+        },
     }))
 }
 
@@ -271,10 +257,10 @@ mod tests {
         .expect("valid")
         .expect("on");
         assert_eq!(s.listen, "0.0.0.0:10250".parse().expect("addr"));
-        assert_eq!(s.mode, AuthorizationMode::Webhook);
-        assert!(!s.anonymous && !s.token_webhook);
+        assert_eq!(s.auth.mode, Mode::Webhook);
+        assert!(!s.auth.anonymous && !s.auth.token_webhook);
         assert_eq!(
-            (s.token_ttl, s.allowed_ttl, s.denied_ttl),
+            (s.auth.token_ttl, s.auth.allowed_ttl, s.auth.denied_ttl),
             (
                 Duration::from_secs(120),
                 Duration::from_secs(300),
@@ -311,7 +297,7 @@ mod tests {
         let s = node_api(&allow, &ConfigFile::default(), &no_env, false)
             .expect("valid")
             .expect("on");
-        assert_eq!(s.mode, AuthorizationMode::AlwaysAllow);
+        assert_eq!(s.auth.mode, Mode::AlwaysAllow);
         assert_eq!(s.listen.port(), 0);
     }
 

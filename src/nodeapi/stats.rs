@@ -212,11 +212,7 @@ pub fn resource_metrics(
     };
     let scrape_error = usize::from(pods.is_err());
     let pods = pods.unwrap_or_default();
-    let started: BTreeMap<&str, Option<Timestamp>> = observed
-        .containers
-        .iter()
-        .map(|c| (c.id.0.as_str(), c.started_at))
-        .collect();
+    let started = start_times(observed);
     let each_container = |f: &dyn Fn(&crate::runtime::ContainerUse) -> Option<String>| {
         pods.iter()
             .flat_map(|p| {
@@ -256,7 +252,7 @@ pub fn resource_metrics(
         "gauge",
         "Start time of the container since unix epoch in seconds",
         each_container(&|c| {
-            let t = started.get(c.id.0.as_str()).copied().flatten()?;
+            let t = started.get(&c.id.0).copied().flatten()?;
             Some(format!("{}", t.0 as f64 / 1e9))
         }),
     );

@@ -109,22 +109,23 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-/// The server's TLS configuration: its certificate, and client certificates verified
-/// against `client_ca` when given (optional: tokens and anonymous requests come without one).
+/// The server's TLS configuration: its certificate, and a client certificate asked for
+/// when there is a client CA (optional: tokens and anonymous requests come without one; the
+/// chain is checked against `client_ca` after the handshake).
 pub fn server_config(
     cert: &Path,
     key: &Path,
-    client_ca: Option<&Path>,
+    client_ca: &ClientCa,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone())
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = match client_ca {
+    let builder = match &client_ca.0 {
         None => builder.with_no_client_auth(),
-        Some(ca) => builder.with_client_cert_verifier(Arc::new(RequestCertificate(
-            client_verifier(ca, provider)?,
-        ))),
+        Some(verifier) => {
+            builder.with_client_cert_verifier(Arc::new(RequestCertificate(verifier.clone())))
+        }
     };
     let mut config = builder
         .with_single_cert(read_certs(cert)?, read_key(key)?)
@@ -294,15 +295,12 @@ mod tests {
             .collect();
         assert_eq!(dns, ["node1"]);
         assert_eq!(ips, [&[192u8, 0, 2, 7][..]]);
-        server_config(&cert, &key, None).expect("usable");
+        server_config(&cert, &key, &ClientCa::load(None).expect("no CA")).expect("usable");
     }
 
     #[test]
     fn a_missing_client_ca_is_an_error_naming_the_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cert, key) = self_signed(dir.path(), "n", &[]).expect("made");
-        let err = server_config(&cert, &key, Some(Path::new("/nonexistent/ca.crt")))
-            .expect_err("missing CA");
+        let err = ClientCa::load(Some(Path::new("/nonexistent/ca.crt"))).expect_err("missing CA");
         assert!(
             err.to_string().starts_with("/nonexistent/ca.crt: "),
             "{err}"

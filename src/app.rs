@@ -1,5 +1,5 @@
 //! Wiring: builds the runtime client, starts the loops as tasks (manifest watcher,
-//! reconciler, prober, status, status API, systemd notifications), and owns shutdown. No
+//! reconciler, prober, node health, status, status API, systemd notifications), and owns shutdown. No
 //! decisions are made here.
 
 mod node_api;
@@ -16,6 +16,7 @@ use crate::api::{self, ApiState, Listeners};
 use crate::clock::{Clock, Timestamp};
 use crate::config::Config;
 use crate::event::{self, EventSink};
+use crate::health::{self, MonitorConfig, NodeHealth};
 use crate::host::{Host, NodeContext, RealHost};
 use crate::instance::InstanceLock;
 use crate::manifest::{self, Snapshot, TrustPolicy, WatchConfig};
@@ -98,11 +99,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let _lock = InstanceLock::acquire(&config.root_dir, &config.status_socket)?;
     let listeners = Listeners::bind(&config.status_socket, config.status_address).await?;
     let metrics = Arc::new(Metrics::new());
-    let ctx = Arc::new(NodeContext::detect(
-        config.node_name.clone(),
-        config.root_dir.clone(),
-        config.pod_log_dir.clone(),
-    ));
+    let ctx = Arc::new(
+        NodeContext::detect(
+            config.node_name.clone(),
+            config.root_dir.clone(),
+            config.pod_log_dir.clone(),
+        )
+        .with_node_ips(&config.node_status.node_ips)?,
+    );
     let host_ip = ctx.host_ip.map(|ip| ip.to_string());
     let runtime = Arc::new(CriRuntime::new(
         &config.runtime_endpoint,
@@ -281,6 +285,13 @@ pub fn supervise_until<R: Runtime, H: Host>(
     );
     let reconciler = reconciler.with_metrics(parts.metrics.clone());
     let observed = reconciler.observed();
+    let monitor_config = MonitorConfig {
+        root_dir: config.root_dir.clone(),
+        thresholds: config.node_status.eviction_hard.clone(),
+        transition: config.node_status.pressure_transition,
+    };
+    let (health_tx, health_rx) = watch::channel(NodeHealth::default());
+    let health_runtime = runtime.clone();
     let (prober, probes) = Prober::new(
         runtime,
         parts.clock,
@@ -315,10 +326,18 @@ pub fn supervise_until<R: Runtime, H: Host>(
             tasks.spawn(manifest::watch(watch_config, clock, snap_tx, token.clone()));
             tasks.spawn(reconciler.run(snap_rx, channels.probes.clone(), token.clone()));
             tasks.spawn(prober.run(channels.snapshots.clone(), observed, token.clone()));
+            tasks.spawn(health::monitor(
+                health_runtime,
+                monitor_config,
+                parts.clock,
+                health_tx,
+                token.clone(),
+            ));
             tasks.spawn(status::publish(
                 channels.snapshots.clone(),
                 channels.state.clone(),
                 channels.probes.clone(),
+                health_rx,
                 parts.host_ip,
                 parts.clock,
                 status_tx,

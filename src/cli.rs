@@ -149,6 +149,29 @@ pub struct RunArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node_api: NodeApiArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node_status: NodeStatusArgs,
+}
+
+/// What the Node's status is computed with, with the kubelet's flag names.
+#[derive(Debug, Default, Args)]
+pub struct NodeStatusArgs {
+    /// The node's InternalIP (one, or one IPv4 and one IPv6); `::` prefers IPv6
+    /// [default: the node name's address if local, else the default route's]
+    #[arg(long, value_name = "IP[,IP]")]
+    pub node_ip: Option<String>,
+
+    /// Pressure thresholds: signal<amount,... (memory.available, nodefs.available,
+    /// nodefs.inodesFree, imagefs.available, imagefs.inodesFree, pid.available)
+    /// [default: memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%,imagefs.inodesFree<5%]
+    #[arg(long, value_name = "THRESHOLDS")]
+    pub eviction_hard: Option<String>,
+
+    /// How long a pressure condition stays after its threshold was last met [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub eviction_pressure_transition_period: Option<String>,
 }
 
 /// The kubelet's node API (HTTPS, for `kubectl logs/exec/port-forward/top`) and its healthz,

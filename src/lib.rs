@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `manifest` turns files into [`pod::StaticPod`]s, `reconcile` decides (pure) and applies
-//! (through the [`runtime::Runtime`] and [`host::Host`] traits), `status` and `mirror` report,
+//! (through the [`runtime::Runtime`] and [`host::Host`] traits), `health` watches the runtime's
+//! conditions and the node's pressure, `status` and `mirror` report,
 //! `api` (the local status API) and `nodeapi` (the kubelet's node API: logs, exec,
 //! port-forward, stats) serve what the loops publish, and `app` wires the tasks together. Nothing in `manifest` or `reconcile::plan` performs IO.
 //! Shared words sit low (`pod`, `backoff`, `clock`, `metrics`); nothing imports upwards.
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod event;
+pub mod health;
 pub mod host;
 pub mod instance;
 pub mod labels;

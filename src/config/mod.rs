@@ -15,10 +15,12 @@ use crate::cli::{LogFormat, RunArgs};
 use crate::pod::NodeName;
 
 mod node_api;
+mod node_status;
 
 pub use node_api::{
     AuthenticationFile, AuthorizationFile, DEFAULT_HEALTHZ_PORT, DEFAULT_PORT, NodeApiSettings,
 };
+pub use node_status::{NodeStatusSettings, parse_node_ips};
 
 /// Default manifest directory, as kubeadm uses.
 pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
@@ -98,6 +100,12 @@ pub enum ConfigError {
     /// A taint that does not parse or is not valid.
     #[error("taint {0:?}: {1}")]
     Taint(String, &'static str),
+    /// A `--node-ip` that cannot be used.
+    #[error("--node-ip {0:?}: {1}")]
+    NodeIp(String, String),
+    /// An eviction threshold that cannot be read.
+    #[error("{0}")]
+    Eviction(String),
     /// A node API or healthz setting that cannot be used.
     #[error("node API: {0}")]
     NodeApi(String),
@@ -157,6 +165,10 @@ pub struct ConfigFile {
     pub healthz_bind_address: Option<String>,
     /// Plain-HTTP healthz port (0: off).
     pub healthz_port: Option<u16>,
+    /// `evictionHard`: signal → amount (`memory.available: 100Mi`), the pressure conditions.
+    pub eviction_hard: Option<BTreeMap<String, String>>,
+    /// `evictionPressureTransitionPeriod`.
+    pub eviction_pressure_transition_period: Option<String>,
 }
 
 impl ConfigFile {
@@ -304,6 +316,8 @@ pub struct Config {
     pub node_api: Option<NodeApiSettings>,
     /// The plain-HTTP healthz address, when served.
     pub healthz: Option<SocketAddr>,
+    /// Node addresses and the pressure thresholds.
+    pub node_status: NodeStatusSettings,
 }
 
 /// Parses a duration as `humantime` writes them (`500ms`, `10s`, `1m30s`, `2h`), or a bare
@@ -435,6 +449,7 @@ impl Config {
             file.kubeconfig.clone(),
         );
         let healthz = node_api::healthz(&args.node_api, &file)?;
+        let node_status = node_status::node_status(&args.node_status, &file, env)?;
         let node_api = node_api::node_api(&args.node_api, &file, env, kubeconfig.is_some())?;
         let node = match pick(args.node_name.clone(), "PODVISOR_NODE_NAME", file.node_name) {
             Some(n) => n,
@@ -589,6 +604,7 @@ impl Config {
             mirror,
             node_api,
             healthz,
+            node_status,
         })
     }
 
@@ -666,6 +682,18 @@ authorization:
 # Plain-HTTP healthz, as the kubelet's (kubeadm's wait-control-plane polls it); port 0: off.
 healthzBindAddress: 127.0.0.1
 healthzPort: {DEFAULT_HEALTHZ_PORT}
+
+# The Node's MemoryPressure, DiskPressure and PIDPressure conditions: on while a figure is
+# below its threshold, and for evictionPressureTransitionPeriod after. podvisor evicts nothing
+# (static pods are never evicted). A map given here replaces these defaults as a whole, as
+# under the kubelet; pid.available (e.g. 10%) has no default threshold.
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 10%
+  nodefs.inodesFree: 5%
+  imagefs.available: 15%
+  imagefs.inodesFree: 5%
+evictionPressureTransitionPeriod: 5m
 "
     )
 }

@@ -3,14 +3,17 @@
 //! files the kubelet manages for a pod (`/etc/hosts`, termination messages), log
 //! directories, the pod's cgroup at removal; and the node facts those depend on.
 //!
-//! * `node`: [`NodeContext`], the node's paths, DNS, addresses and capacity.
+//! * `node`: [`NodeContext`], the node's paths, DNS, addresses and capacity; `addresses`:
+//!   its InternalIPs, picked as the kubelet picks them.
 //! * `podfiles`: `/etc/hosts`, termination-message files, log directories.
 //! * `volumes`: hostPath checks, emptyDir and downwardAPI volumes, subPaths, unmounting.
 //! * `prepare`: a pod's or a container's host side made ready, before the runtime is asked.
 //! * `cleanup`: a pod version's host side removed once no sandbox uses it.
+//! * `usage`: the node's own CPU and memory use, from `/proc`.
 //! * [`Host`]: what the executor asks of the host, as planned actions; [`RealHost`] does it
 //!   on blocking threads, `FakeHost` in memory for tests.
 
+pub mod addresses;
 mod cleanup;
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) mod fake;
@@ -19,6 +22,7 @@ mod node;
 pub mod podfiles;
 pub mod prepare;
 mod real;
+pub mod usage;
 pub mod volumes;
 
 use std::future::Future;

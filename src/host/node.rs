@@ -4,6 +4,7 @@
 use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 
+use super::addresses::{self, AddressError, Lookup};
 use crate::pod::NodeName;
 use crate::pod::environment::Capacity;
 
@@ -58,8 +59,10 @@ pub struct NodeContext {
     pub cgroup_root: String,
     /// The host's DNS configuration.
     pub resolv_conf: ResolvConf,
-    /// The node's primary address (the pod's `status.hostIP`).
+    /// The node's primary address (the pod's `status.hostIP`): the first of `node_ips`.
     pub host_ip: Option<IpAddr>,
+    /// The node's `InternalIP` addresses, primary first (see `addresses`).
+    pub node_ips: Vec<IpAddr>,
     /// Total memory in bytes.
     pub memory_bytes: i64,
     /// Online CPUs.
@@ -67,20 +70,34 @@ pub struct NodeContext {
 }
 
 impl NodeContext {
-    /// Detects the host facts.
+    /// Detects the host facts, picking the node's addresses as the kubelet does without
+    /// `--node-ip`.
     pub fn detect(node: NodeName, root_dir: PathBuf, pod_log_dir: PathBuf) -> NodeContext {
+        let node_ips = host_addresses(&[], node.as_str()).unwrap_or_default();
         NodeContext {
             node,
             root_dir,
             pod_log_dir,
             cgroup_root: "/kubepods".to_owned(),
             resolv_conf: ResolvConf::read(Path::new("/etc/resolv.conf")),
-            host_ip: primary_ip(),
+            host_ip: node_ips.first().copied(),
+            node_ips,
             memory_bytes: mem_total().unwrap_or(0),
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as i64)
                 .unwrap_or(1),
         }
+    }
+
+    /// The same node with the addresses `--node-ip` names (each checked to be one of the
+    /// host's); an empty list or an unspecified address (`::`: prefer IPv6) picks them as
+    /// the kubelet does.
+    pub fn with_node_ips(mut self, node_ips: &[IpAddr]) -> Result<NodeContext, AddressError> {
+        if !node_ips.is_empty() {
+            self.node_ips = host_addresses(node_ips, self.node.as_str())?;
+            self.host_ip = self.node_ips.first().copied();
+        }
+        Ok(self)
     }
 
     /// The log directory of a pod: `<pod-log-dir>/<namespace>_<name>_<uid>`.
@@ -102,23 +119,31 @@ impl NodeContext {
     }
 }
 
-/// The source address the kernel picks for reaching the outside: no packet is sent.
-fn primary_ip() -> Option<IpAddr> {
-    for target in ["192.0.2.1:9", "[2001:db8::1]:9"] {
-        let bind = if target.starts_with('[') {
-            "[::]:0"
-        } else {
-            "0.0.0.0:0"
-        };
-        if let Ok(sock) = UdpSocket::bind(bind)
-            && sock.connect(target).is_ok()
-            && let Ok(addr) = sock.local_addr()
-            && !addr.ip().is_unspecified()
-        {
-            return Some(addr.ip());
-        }
-    }
-    None
+fn host_addresses(node_ips: &[IpAddr], node: &str) -> Result<Vec<IpAddr>, AddressError> {
+    let local = addresses::local_addresses();
+    addresses::choose(
+        node_ips,
+        node,
+        &Lookup {
+            local: &local,
+            resolve: &addresses::resolve,
+            default_route: &|v6| default_route_ip(v6).or_else(|| default_route_ip(!v6)),
+        },
+    )
+}
+
+/// The source address the kernel picks for reaching the outside in one family: no packet
+/// is sent.
+fn default_route_ip(v6: bool) -> Option<IpAddr> {
+    let (bind, target) = if v6 {
+        ("[::]:0", "[2001:db8::1]:9")
+    } else {
+        ("0.0.0.0:0", "192.0.2.1:9")
+    };
+    let sock = UdpSocket::bind(bind).ok()?;
+    sock.connect(target).ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 fn mem_total() -> Option<i64> {

@@ -297,6 +297,7 @@ mod tests {
             cgroup_root: "/kubepods".into(),
             resolv_conf: ResolvConf::default(),
             host_ip: None,
+            node_ips: Vec::new(),
             memory_bytes: 1 << 30,
             cpus: 2,
         };

@@ -16,10 +16,12 @@ pub const KUBELET_VERSION: &str = concat!("v1.34.0+podvisor-", env!("CARGO_PKG_V
 /// Host facts for the Node object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeInfo {
-    /// The host name, lowercased (the `Hostname` address).
+    /// The `Hostname` address: the node name, as the kubelet reports its hostname override
+    /// (kubeadm's `--node-name`) and otherwise the machine's name.
     pub hostname: String,
-    /// The `InternalIP` address, if known.
-    pub internal_ip: Option<String>,
+    /// The `InternalIP` addresses, primary first (`--node-ip`, or picked as the kubelet
+    /// picks them).
+    pub internal_ips: Vec<String>,
     /// Online CPUs.
     pub cpus: i64,
     /// Total memory in bytes.
@@ -76,19 +78,14 @@ pub fn go_arch(rust_arch: &str) -> &str {
 impl NodeInfo {
     /// Reads the host, taking address and capacity from the runtime's node context.
     pub fn from_context(ctx: &NodeContext) -> NodeInfo {
-        let hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .map(|h| h.trim().to_lowercase())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| ctx.node.as_str().to_owned());
+        let hostname = ctx.node.as_str().to_owned();
         let os_image = std::fs::read_to_string("/etc/os-release")
             .ok()
             .and_then(|t| pretty_name(&t))
             .unwrap_or_default();
         NodeInfo {
             hostname,
-            internal_ip: ctx.host_ip.map(|ip| ip.to_string()),
+            internal_ips: ctx.node_ips.iter().map(|ip| ip.to_string()).collect(),
             cpus: ctx.cpus,
             memory_bytes: ctx.memory_bytes,
             max_pods: DEFAULT_MAX_PODS,
@@ -134,7 +131,11 @@ mod tests {
             "/tmp/podvisor-test/logs".into(),
         );
         let info = NodeInfo::from_context(&ctx);
-        assert!(!info.hostname.is_empty());
+        assert_eq!(
+            info.hostname, "n1",
+            "the node name, as the kubelet's hostname override"
+        );
+        assert_eq!(info.internal_ips.len(), ctx.node_ips.len());
         assert_eq!(info.os, "linux");
         assert_eq!(info.cpus, ctx.cpus);
         assert!(info.kubelet_version.starts_with("v1."));

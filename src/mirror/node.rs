@@ -1,6 +1,6 @@
 //! The Node object and its Lease, as the kubelet keeps them: registered (or adopted) with
-//! the host's addresses, capacity and default labels; the Ready condition written when it
-//! changes and at least every report period; the Lease in `kube-node-lease` renewed on a
+//! the host's addresses, capacity and default labels; the conditions written when they
+//! change and at least every report period; the Lease in `kube-node-lease` renewed on a
 //! fixed schedule. Object builders are pure; the `async fn`s are one API call each (or two).
 
 use std::collections::BTreeMap;
@@ -21,6 +21,7 @@ use super::client::{MirrorError, call};
 use super::host::NodeInfo;
 use super::pod::NodeRef;
 use crate::clock::Timestamp;
+use crate::health::{self, ConditionState, NodeHealth};
 use crate::pod::NodeName;
 use crate::runtime::RuntimeVersion;
 use crate::status::{NodeStatus, api_time};
@@ -44,42 +45,41 @@ pub fn default_labels(node: &NodeName, info: &NodeInfo) -> BTreeMap<String, Stri
     .collect()
 }
 
-/// Whether the node can run pods (it can while the container runtime answers), and on what
-/// runtime: the parts of the Node status that change while podvisor runs.
+/// The parts of the Node status that change while podvisor runs: its conditions (Ready
+/// from the runtime's own conditions, the three pressures from the node's figures) and the
+/// runtime it runs on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Readiness {
-    /// The Ready condition's status.
-    pub ready: bool,
-    /// Why not, when not.
-    pub message: String,
+    /// The conditions, in the kubelet's order, Ready last.
+    pub conditions: Vec<ConditionState>,
     /// `nodeInfo.containerRuntimeVersion`: `containerd://1.6.20`; empty until the runtime
     /// has said.
     pub runtime_version: String,
 }
 
 impl Readiness {
-    /// From the reconciler's runtime error and what the runtime last said it is.
-    pub fn new(runtime_error: Option<&str>, runtime: Option<&RuntimeVersion>) -> Readiness {
-        let runtime_version = runtime
-            .map(|v| format!("{}://{}", v.name, v.version))
-            .unwrap_or_default();
-        match runtime_error {
-            None => Readiness {
-                ready: true,
-                message: "podvisor is posting ready status".to_owned(),
-                runtime_version,
-            },
-            Some(e) => Readiness {
-                ready: false,
-                message: format!("container runtime is down: {e}"),
-                runtime_version,
-            },
+    /// From the reconciler's runtime error, what the runtime last said it is, and the node's
+    /// health.
+    pub fn new(
+        runtime_error: Option<&str>,
+        runtime: Option<&RuntimeVersion>,
+        health: &NodeHealth,
+    ) -> Readiness {
+        Readiness {
+            conditions: health::conditions(runtime_error, health),
+            runtime_version: runtime
+                .map(|v| format!("{}://{}", v.name, v.version))
+                .unwrap_or_default(),
         }
     }
 
     /// From the node's published status.
     pub fn of(status: &NodeStatus) -> Readiness {
-        Readiness::new(status.runtime_error.as_deref(), status.runtime.as_ref())
+        Readiness::new(
+            status.runtime_error.as_deref(),
+            status.runtime.as_ref(),
+            &status.health,
+        )
     }
 }
 
@@ -95,12 +95,13 @@ fn memory(bytes: i64) -> Quantity {
     }
 }
 
-/// The node status to write: capacity, addresses, system info and the Ready condition.
+/// The node status to write: capacity, addresses, system info and the conditions, each
+/// condition's `lastTransitionTime` from `since`.
 pub fn node_status(
     info: &NodeInfo,
     readiness: &Readiness,
     heartbeat: Timestamp,
-    since: Timestamp,
+    since: &dyn Fn(&ConditionState) -> Timestamp,
 ) -> K8sNodeStatus {
     let resources: BTreeMap<String, Quantity> = [
         ("cpu".to_owned(), quantity(info.cpus)),
@@ -108,39 +109,37 @@ pub fn node_status(
         ("pods".to_owned(), quantity(info.max_pods)),
     ]
     .into();
-    let mut addresses = Vec::new();
-    if let Some(ip) = &info.internal_ip {
-        addresses.push(NodeAddress {
+    let mut addresses: Vec<NodeAddress> = info
+        .internal_ips
+        .iter()
+        .map(|ip| NodeAddress {
             type_: "InternalIP".to_owned(),
             address: ip.clone(),
-        });
-    }
+        })
+        .collect();
     if !info.hostname.is_empty() {
         addresses.push(NodeAddress {
             type_: "Hostname".to_owned(),
             address: info.hostname.clone(),
         });
     }
-    let ready = NodeCondition {
-        type_: "Ready".to_owned(),
-        status: if readiness.ready { "True" } else { "False" }.to_owned(),
-        reason: Some(
-            if readiness.ready {
-                "KubeletReady"
-            } else {
-                "KubeletNotReady"
-            }
-            .to_owned(),
-        ),
-        message: Some(readiness.message.clone()),
-        last_heartbeat_time: Some(api_time(heartbeat)),
-        last_transition_time: Some(api_time(since)),
-    };
+    let conditions = readiness
+        .conditions
+        .iter()
+        .map(|c| NodeCondition {
+            type_: c.kind.to_owned(),
+            status: if c.status { "True" } else { "False" }.to_owned(),
+            reason: Some(c.reason.to_owned()),
+            message: Some(c.message.clone()),
+            last_heartbeat_time: Some(api_time(heartbeat)),
+            last_transition_time: Some(api_time(since(c))),
+        })
+        .collect();
     K8sNodeStatus {
         addresses: Some(addresses),
         allocatable: Some(resources.clone()),
         capacity: Some(resources),
-        conditions: Some(vec![ready]),
+        conditions: Some(conditions),
         daemon_endpoints: info.kubelet_port.map(|port| NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
                 port: i32::from(port),
@@ -201,12 +200,12 @@ pub fn missing_labels(node: &Node, wanted: &BTreeMap<String, String>) -> BTreeMa
         .collect()
 }
 
-/// Decides when the node status is written: after every (re)connection, when readiness
-/// changed, and at least every report period. Tracks the Ready transition time.
+/// Decides when the node status is written: after every (re)connection, when a condition
+/// changed, and at least every report period. Tracks each condition's transition time.
 #[derive(Debug, Default)]
 pub struct Heartbeat {
     written: Option<(Readiness, Instant)>,
-    transition: Option<(bool, Timestamp)>,
+    transitions: BTreeMap<String, (bool, Timestamp)>,
 }
 
 impl Heartbeat {
@@ -223,15 +222,24 @@ impl Heartbeat {
         self.written.as_ref().map(|(_, at)| *at + report)
     }
 
-    /// The Ready condition's `lastTransitionTime` for `ready` at `now`.
-    pub fn since(&mut self, ready: bool, now: Timestamp) -> Timestamp {
-        match self.transition {
-            Some((was, since)) if was == ready => since,
-            _ => {
-                self.transition = Some((ready, now));
-                now
+    /// Records each condition's status at `now`: a condition whose status changed (or is
+    /// new) transitions at `now`.
+    pub fn observe(&mut self, readiness: &Readiness, now: Timestamp) {
+        for c in &readiness.conditions {
+            match self.transitions.get(c.kind) {
+                Some((was, _)) if *was == c.status => {}
+                _ => {
+                    self.transitions.insert(c.kind.to_owned(), (c.status, now));
+                }
             }
         }
+    }
+
+    /// A condition's `lastTransitionTime` (after [`Heartbeat::observe`]).
+    pub fn since(&self, c: &ConditionState) -> Timestamp {
+        self.transitions
+            .get(c.kind)
+            .map_or(Timestamp(0), |(_, at)| *at)
     }
 
     /// Records a successful write.
@@ -239,55 +247,57 @@ impl Heartbeat {
         self.written = Some((readiness, at));
     }
 
-    /// Takes the Ready transition time the API server holds when podvisor has none of its
-    /// own yet (after a restart) and the server's Ready status is the one podvisor reports,
-    /// so that restarting podvisor does not move `lastTransitionTime`.
-    pub fn adopt(&mut self, server: Option<(bool, Timestamp)>, ready: bool) {
-        if self.transition.is_none()
-            && let Some((was, since)) = server
-            && was == ready
-        {
-            self.transition = Some((was, since));
+    /// Takes the transition times the API server holds for conditions podvisor has none of
+    /// its own for yet (after a restart) and whose status on the server is the one podvisor
+    /// reports, so that restarting podvisor does not move `lastTransitionTime`.
+    pub fn adopt(&mut self, server: &BTreeMap<String, (bool, Timestamp)>, readiness: &Readiness) {
+        for c in &readiness.conditions {
+            if !self.transitions.contains_key(c.kind)
+                && let Some((was, since)) = server.get(c.kind)
+                && *was == c.status
+            {
+                self.transitions.insert(c.kind.to_owned(), (*was, *since));
+            }
         }
     }
 
-    /// Forgets the last write (not the transition time), so that the next check writes.
+    /// Forgets the last write (not the transition times), so that the next check writes.
     pub fn forget(&mut self) {
         self.written = None;
     }
 }
 
-/// The Node's Ready condition as the API server holds it: (ready, lastTransitionTime).
-pub fn server_ready(node: &Node) -> Option<(bool, Timestamp)> {
-    let c = node
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")?;
-    let since = c
-        .last_transition_time
-        .as_ref()
-        .map(|t| Timestamp(i64::try_from(t.0.as_nanosecond()).unwrap_or(0)))?;
-    Some((c.status == "True", since))
+/// The Node's conditions as the API server holds them: type → (true, lastTransitionTime).
+pub fn server_conditions(node: &Node) -> BTreeMap<String, (bool, Timestamp)> {
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let since = c.last_transition_time.as_ref()?;
+            let since = Timestamp(i64::try_from(since.0.as_nanosecond()).unwrap_or(0));
+            Some((c.type_.clone(), (c.status == "True", since)))
+        })
+        .collect()
 }
 
-/// Whether the Node's Ready condition on the server says something else than `readiness`
-/// (someone else wrote it): then it is written again at once, not at the next report.
-pub fn ready_drifted(node: &Node, readiness: &Readiness) -> bool {
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    match ready {
-        None => true,
-        Some(c) => {
-            let want = if readiness.ready { "True" } else { "False" };
-            c.status != want || c.message.as_deref() != Some(readiness.message.as_str())
+/// Whether the Node's conditions on the server say something else than `readiness` (someone
+/// else wrote them): then they are written again at once, not at the next report.
+pub fn conditions_drifted(node: &Node, readiness: &Readiness) -> bool {
+    let on_server = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+    readiness.conditions.iter().any(|want| {
+        let have = on_server
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == want.kind);
+        match have {
+            None => true,
+            Some(c) => {
+                c.status != if want.status { "True" } else { "False" }
+                    || c.message.as_deref() != Some(want.message.as_str())
+            }
         }
-    }
+    })
 }
 
 /// Reads the Node; `None` when it does not exist.
@@ -445,9 +455,9 @@ mod tests {
         )]);
         let status = node_status(
             &info,
-            &Readiness::new(None, None),
+            &Readiness::new(None, None, &NodeHealth::ready()),
             Timestamp(2),
-            Timestamp(1),
+            &|_| Timestamp(1),
         );
         let node = new_node(&NodeName::new("n1"), &info, &extra, &[], status);
         let labels = node.metadata.labels.as_ref().unwrap();
@@ -468,12 +478,21 @@ mod tests {
             .map(|a| (a.type_.as_str(), a.address.as_str()))
             .collect();
         assert_eq!(addresses, [("InternalIP", "10.0.0.1"), ("Hostname", "n1")]);
-        let ready = &status.conditions.as_ref().unwrap()[0];
+        let conditions: Vec<_> = status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
         assert_eq!(
-            (ready.type_.as_str(), ready.status.as_str()),
-            ("Ready", "True")
+            conditions,
+            [
+                ("MemoryPressure", "False"),
+                ("DiskPressure", "False"),
+                ("PIDPressure", "False"),
+                ("Ready", "True")
+            ]
         );
-        assert_eq!(ready.reason.as_deref(), Some("KubeletReady"));
         assert_eq!(
             node.spec.as_ref().unwrap().taints,
             Some(vec![crate::mirror::foreign::taint()]),
@@ -493,9 +512,9 @@ mod tests {
         };
         let status = node_status(
             &info,
-            &Readiness::new(None, None),
+            &Readiness::new(None, None, &NodeHealth::ready()),
             Timestamp(2),
-            Timestamp(1),
+            &|_| Timestamp(1),
         );
         let node = new_node(
             &NodeName::new("edge-1"),
@@ -514,10 +533,11 @@ mod tests {
 
     #[test]
     fn a_down_runtime_makes_the_node_not_ready() {
-        let not_ready = Readiness::new(Some("connection refused"), None);
-        assert!(!not_ready.ready);
-        let status = node_status(&node_info(), &not_ready, Timestamp(2), Timestamp(1));
-        let ready = &status.conditions.unwrap()[0];
+        let not_ready = Readiness::new(Some("connection refused"), None, &NodeHealth::ready());
+        assert!(!not_ready.conditions.last().expect("Ready").status);
+        let status = node_status(&node_info(), &not_ready, Timestamp(2), &|_| Timestamp(1));
+        let conditions = status.conditions.unwrap();
+        let ready = conditions.last().expect("Ready last");
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason.as_deref(), Some("KubeletNotReady"));
         assert_eq!(
@@ -530,14 +550,18 @@ mod tests {
     fn status_is_written_on_change_or_after_the_report_period() {
         let report = Duration::from_secs(300);
         let t0 = Instant::now();
-        let ready = Readiness::new(None, None);
+        let ready = Readiness::new(None, None, &NodeHealth::ready());
         let mut hb = Heartbeat::default();
         assert!(hb.due(&ready, t0, report), "first write");
         hb.written(ready.clone(), t0);
         assert!(!hb.due(&ready, t0 + Duration::from_secs(10), report));
         assert!(hb.due(&ready, t0 + report, report), "periodic report");
         assert!(
-            hb.due(&Readiness::new(Some("down"), None), t0, report),
+            hb.due(
+                &Readiness::new(Some("down"), None, &NodeHealth::ready()),
+                t0,
+                report
+            ),
             "change"
         );
         hb.forget();
@@ -545,11 +569,67 @@ mod tests {
     }
 
     #[test]
-    fn transition_time_moves_only_when_readiness_flips() {
+    fn each_conditions_transition_time_moves_only_when_it_flips() {
         let mut hb = Heartbeat::default();
-        assert_eq!(hb.since(true, Timestamp(1)), Timestamp(1));
-        assert_eq!(hb.since(true, Timestamp(5)), Timestamp(1));
-        assert_eq!(hb.since(false, Timestamp(7)), Timestamp(7));
+        let ready = Readiness::new(None, None, &NodeHealth::ready());
+        let disk = Readiness::new(
+            None,
+            None,
+            &NodeHealth {
+                pressure: [health::Pressure::Disk].into(),
+                ..NodeHealth::ready()
+            },
+        );
+        let since = |hb: &Heartbeat, r: &Readiness, kind: &str| {
+            hb.since(r.conditions.iter().find(|c| c.kind == kind).expect(kind))
+        };
+        hb.observe(&ready, Timestamp(1));
+        hb.observe(&ready, Timestamp(5));
+        assert_eq!(since(&hb, &ready, "Ready"), Timestamp(1));
+        hb.observe(&disk, Timestamp(7));
+        assert_eq!(since(&hb, &disk, "DiskPressure"), Timestamp(7));
+        assert_eq!(
+            since(&hb, &disk, "Ready"),
+            Timestamp(1),
+            "Ready did not flip"
+        );
+        assert_eq!(since(&hb, &disk, "MemoryPressure"), Timestamp(1));
+    }
+
+    #[test]
+    fn a_restart_keeps_the_servers_transition_times_for_unchanged_conditions() {
+        let mut node = Node::default();
+        let ready = Readiness::new(None, None, &NodeHealth::ready());
+        node.status = Some(node_status(&node_info(), &ready, Timestamp(9), &|c| {
+            Timestamp(if c.kind == "Ready" {
+                3_000_000_000
+            } else {
+                1_000_000_000
+            })
+        }));
+        let server = server_conditions(&node);
+        let mut hb = Heartbeat::default();
+        let disk = Readiness::new(
+            None,
+            None,
+            &NodeHealth {
+                pressure: [health::Pressure::Disk].into(),
+                ..NodeHealth::ready()
+            },
+        );
+        hb.adopt(&server, &disk);
+        hb.observe(&disk, Timestamp(10_000_000_000));
+        let since =
+            |kind: &str| hb.since(disk.conditions.iter().find(|c| c.kind == kind).expect(kind));
+        assert_eq!(since("Ready"), Timestamp(3_000_000_000));
+        assert_eq!(since("MemoryPressure"), Timestamp(1_000_000_000));
+        assert_eq!(
+            since("DiskPressure"),
+            Timestamp(10_000_000_000),
+            "it flipped"
+        );
+        assert!(conditions_drifted(&node, &disk));
+        assert!(!conditions_drifted(&node, &ready));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub fn static_pod(name: &str, image: &str) -> StaticPod {
 pub fn node_info() -> NodeInfo {
     NodeInfo {
         hostname: "n1".into(),
-        internal_ip: Some("10.0.0.1".into()),
+        internal_ips: vec!["10.0.0.1".into()],
         cpus: 4,
         memory_bytes: 8 * 1024 * 1024 * 1024,
         max_pods: 110,

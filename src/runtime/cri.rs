@@ -21,8 +21,8 @@ use super::grpc::{done_if_gone, to_error};
 use super::metered::Metered;
 use super::{
     ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
-    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, RuntimeVersion, SandboxId,
-    SandboxState, Started, convert, events,
+    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeCondition, RuntimeError,
+    RuntimeStatus, RuntimeVersion, SandboxId, SandboxState, Started, convert, events,
 };
 use crate::clock::Timestamp;
 use crate::host::{NodeContext, Ready, TerminationSource};
@@ -402,6 +402,52 @@ impl Runtime for CriRuntime {
             version: v.runtime_version,
             api: v.runtime_api_version,
         })
+    }
+
+    async fn status(&self) -> Result<RuntimeStatus, RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::StatusRequest { verbose: false }),
+            READ_TIMEOUT,
+        );
+        let answer = self
+            .rt()
+            .status(req)
+            .await
+            .map_err(|s| to_error("Status", s, READ_TIMEOUT))?
+            .into_inner();
+        let conditions = answer
+            .status
+            .map(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| RuntimeCondition {
+                kind: c.r#type,
+                status: c.status,
+                reason: c.reason,
+                message: c.message,
+            })
+            .collect();
+        Ok(RuntimeStatus { conditions })
+    }
+
+    async fn image_filesystems(&self) -> Result<Vec<PathBuf>, RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::ImageFsInfoRequest {}),
+            READ_TIMEOUT,
+        );
+        let answer = self
+            .images()
+            .image_fs_info(req)
+            .await
+            .map_err(|s| to_error("ImageFsInfo", s, READ_TIMEOUT))?
+            .into_inner();
+        Ok(answer
+            .image_filesystems
+            .into_iter()
+            .filter_map(|f| f.fs_id)
+            .map(|id| PathBuf::from(id.mountpoint))
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect())
     }
 
     async fn observe(&self) -> Result<Observed, RuntimeError> {

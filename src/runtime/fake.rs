@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{
     ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
-    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, RuntimeVersion, SandboxId,
-    SandboxState, Started,
+    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, RuntimeStatus,
+    RuntimeVersion, SandboxId, SandboxState, Started,
 };
 use crate::clock::Clock;
 use crate::host::{Ready, TerminationSource};
@@ -51,6 +51,8 @@ struct State {
     stop_exit_code: i32,
     /// What `version` answers (`fake 0.0.0` until set).
     version: Option<String>,
+    /// What `status` answers (both conditions holding until set).
+    status: Option<RuntimeStatus>,
     /// Scripted results for exec, by the command's first word; default exit 0.
     exec_results: BTreeMap<String, ExecOutput>,
     /// How long exec of a command (by its first word) takes to answer, whatever its timeout.
@@ -94,6 +96,11 @@ impl FakeRuntime {
     /// Makes `version` answer `version` from now on, as an upgraded runtime would.
     pub fn set_version(&self, version: &str) {
         self.lock().version = Some(version.to_owned());
+    }
+
+    /// Makes `status` answer `status` from now on.
+    pub fn set_status(&self, status: RuntimeStatus) {
+        self.lock().status = Some(status);
     }
 
     /// Makes the next call of `method` (e.g. `"run_sandbox"`) fail with `error`.
@@ -228,6 +235,22 @@ impl Runtime for FakeRuntime {
             version: s.version.clone().unwrap_or_else(|| "0.0.0".to_owned()),
             api: "v1".to_owned(),
         })
+    }
+
+    /// Not recorded as a call; fails as `fail_next("status", ..)` says.
+    async fn status(&self) -> Result<RuntimeStatus, RuntimeError> {
+        let mut s = self.lock();
+        if let Some(list) = s.failures.get_mut("status")
+            && !list.is_empty()
+        {
+            return Err(list.remove(0));
+        }
+        Ok(s.status.clone().unwrap_or_else(RuntimeStatus::ready))
+    }
+
+    /// The fake keeps no images on disk.
+    async fn image_filesystems(&self) -> Result<Vec<PathBuf>, RuntimeError> {
+        Ok(Vec::new())
     }
 
     async fn observe(&self) -> Result<Observed, RuntimeError> {

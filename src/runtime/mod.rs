@@ -245,6 +245,59 @@ impl RuntimeVersion {
     }
 }
 
+/// One condition of the runtime's CRI `Status`: `RuntimeReady`, `NetworkReady`, or another
+/// the runtime adds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeCondition {
+    /// Its type, e.g. `NetworkReady`.
+    pub kind: String,
+    /// Whether it holds.
+    pub status: bool,
+    /// Why, in a word.
+    pub reason: String,
+    /// Why, in a sentence.
+    pub message: String,
+}
+
+impl fmt::Display for RuntimeCondition {
+    /// As the kubelet prints a runtime condition in the Ready condition's message:
+    /// `NetworkReady=false reason:NetworkPluginNotReady message:...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={} reason:{} message:{}",
+            self.kind, self.status, self.reason, self.message
+        )
+    }
+}
+
+/// The runtime's answer to CRI `Status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStatus {
+    /// Its conditions, as the runtime listed them.
+    pub conditions: Vec<RuntimeCondition>,
+}
+
+impl RuntimeStatus {
+    /// The condition of type `kind`, if the runtime reports it.
+    pub fn condition(&self, kind: &str) -> Option<&RuntimeCondition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+
+    /// Both conditions the kubelet requires, holding.
+    pub fn ready() -> RuntimeStatus {
+        let holds = |kind: &str| RuntimeCondition {
+            kind: kind.to_owned(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        };
+        RuntimeStatus {
+            conditions: vec![holds("RuntimeReady"), holds("NetworkReady")],
+        }
+    }
+}
+
 /// A failed runtime operation.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RuntimeError {
@@ -399,6 +452,13 @@ pub struct ExecOutput {
 pub trait Runtime: Send + Sync + 'static {
     /// The runtime's name and version (CRI `Version`).
     fn version(&self) -> impl Future<Output = Result<RuntimeVersion, RuntimeError>> + Send;
+
+    /// The runtime's conditions (CRI `Status`).
+    fn status(&self) -> impl Future<Output = Result<RuntimeStatus, RuntimeError>> + Send;
+
+    /// Where the runtime keeps its images: the mount points of its image filesystems (CRI
+    /// `ImageFsInfo`).
+    fn image_filesystems(&self) -> impl Future<Output = Result<Vec<PathBuf>, RuntimeError>> + Send;
 
     /// Lists every sandbox and container podvisor created (those with its label).
     fn observe(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;

@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 pub use publish::{compute, publish};
 
 use crate::clock::Timestamp;
+use crate::health::NodeHealth;
 use crate::pod::{PodKey, RestartPolicy, StaticPod, TerminationReason};
 use crate::probe::ContainerProbes;
 use crate::reconcile::{BackingOff, StartError};
@@ -46,6 +47,8 @@ pub struct NodeStatus {
     pub runtime_error: Option<String>,
     /// What the runtime says it is, once it has said.
     pub runtime: Option<RuntimeVersion>,
+    /// The runtime's conditions and the node's pressure.
+    pub health: NodeHealth,
 }
 
 /// Everything a pod's status is computed from.

@@ -1,5 +1,5 @@
-//! The status task: whenever the manifests, the runtime or a probe result change, recompute
-//! every static pod's status and publish the whole [`NodeStatus`] if it changed.
+//! The status task: whenever the manifests, the runtime, a probe result or the node's health
+//! change, recompute every static pod's status and publish the whole [`NodeStatus`] if it changed.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{NodeStatus, PodReport, StatusInput, conditions, pod_status};
 use crate::clock::{Clock, Timestamp};
+use crate::health::NodeHealth;
 use crate::manifest::Snapshot;
 use crate::probe::ProbeResults;
 use crate::reconcile::ReconcileState;
@@ -57,6 +58,7 @@ pub fn compute(
         synced: state.synced,
         runtime_error: state.runtime_error.clone(),
         runtime: state.runtime.clone(),
+        health: NodeHealth::default(),
     }
 }
 
@@ -76,6 +78,7 @@ pub async fn publish(
     mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     mut state: watch::Receiver<Arc<ReconcileState>>,
     mut probes: watch::Receiver<Arc<ProbeResults>>,
+    mut health: watch::Receiver<NodeHealth>,
     host_ip: Option<String>,
     clock: Clock,
     tx: watch::Sender<Arc<NodeStatus>>,
@@ -86,6 +89,7 @@ pub async fn publish(
         let current = state.borrow_and_update().clone();
         let results = probes.borrow_and_update().clone();
         let mut status = compute(snapshot.as_deref(), &current, &results, host_ip.as_deref());
+        status.health = health.borrow_and_update().clone();
         stamp(&mut status, &tx.borrow(), clock.now());
         tx.send_if_modified(|old| {
             if **old == status {
@@ -100,6 +104,7 @@ pub async fn publish(
             r = snapshots.changed() => if r.is_err() { return },
             r = state.changed() => if r.is_err() { return },
             r = probes.changed() => if r.is_err() { return },
+            r = health.changed() => if r.is_err() { return },
         }
     }
 }

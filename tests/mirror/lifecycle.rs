@@ -32,10 +32,20 @@ async fn api_server_absent_at_start_is_unreachable_until_it_appears_then_all_is_
     assert_eq!(labels["kubernetes.io/hostname"], "n1");
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert!(labels.contains_key("kubernetes.io/arch"));
-    let ready = &node.status.unwrap().conditions.unwrap()[0];
+    let conditions = node.status.unwrap().conditions.unwrap();
+    let kinds: Vec<_> = conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str()))
+        .collect();
     assert_eq!(
-        (ready.type_.as_str(), ready.status.as_str()),
-        ("Ready", "True")
+        kinds,
+        [
+            ("MemoryPressure", "False"),
+            ("DiskPressure", "False"),
+            ("PIDPressure", "False"),
+            ("Ready", "True")
+        ],
+        "the kubelet's four conditions, Ready last"
     );
 
     let lease = eventually("lease", || h.fake.lease("kube-node-lease", "n1")).await;
@@ -295,8 +305,8 @@ async fn node_ready_follows_the_container_runtime() {
             .and_then(|s| s.conditions)
             .map(|c| {
                 (
-                    c[0].status.clone(),
-                    c[0].message.clone().unwrap_or_default(),
+                    c[3].status.clone(),
+                    c[3].message.clone().unwrap_or_default(),
                 )
             })
     };
@@ -315,6 +325,7 @@ async fn node_ready_follows_the_container_runtime() {
             version: "2.1.0".into(),
             api: "v1".into(),
         }),
+        health: NodeHealth::ready(),
         ..NodeStatus::default()
     }));
     eventually("ready again", || {
@@ -330,6 +341,48 @@ async fn node_ready_follows_the_container_runtime() {
     })
     .await;
     assert_eq!(runtime, "containerd://2.1.0");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_runtimes_network_and_the_nodes_pressure_reach_the_node_conditions_issue_13() {
+    let fake = Harness::fake().await;
+    let mut h = Harness::start(fake, &[]).await;
+    h.synced().await;
+    let mut status = podvisor::runtime::RuntimeStatus::ready();
+    status.conditions[1] = podvisor::runtime::RuntimeCondition {
+        kind: "NetworkReady".into(),
+        status: false,
+        reason: "NetworkPluginNotReady".into(),
+        message: "cni plugin not initialized".into(),
+    };
+    h.status.send_replace(Arc::new(NodeStatus {
+        health: NodeHealth {
+            runtime: Some(Ok(status)),
+            pressure: [podvisor::health::Pressure::Disk].into(),
+            ..NodeHealth::default()
+        },
+        ..NodeStatus::default()
+    }));
+    let conditions = eventually("not ready, under disk pressure", || {
+        let c = h.fake.node("n1")?.status?.conditions?;
+        (c[3].status == "False").then_some(c)
+    })
+    .await;
+    let by_type = |t: &str| conditions.iter().find(|c| c.type_ == t).expect(t).clone();
+    assert_eq!(by_type("DiskPressure").status, "True");
+    assert_eq!(
+        by_type("DiskPressure").reason.as_deref(),
+        Some("KubeletHasDiskPressure")
+    );
+    assert_eq!(by_type("MemoryPressure").status, "False");
+    assert_eq!(
+        by_type("Ready").message.as_deref(),
+        Some(
+            "container runtime network not ready: NetworkReady=false \
+             reason:NetworkPluginNotReady message:cni plugin not initialized"
+        )
+    );
     h.stop().await;
 }
 

@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use podvisor::backoff::Policy;
 use podvisor::clock::Timestamp;
 use podvisor::event::{EventType, PodEvent};
+use podvisor::health::NodeHealth;
 use podvisor::manifest::Snapshot;
 use podvisor::mirror::{MirrorConfig, MirrorPhase, MirrorState, MirrorTimings, PodMirror};
 use podvisor::pod::{NodeName, PodKey, StaticPod};
@@ -93,6 +94,7 @@ fn node_status(pods: &[(&StaticPod, &str)]) -> Arc<NodeStatus> {
         synced: true,
         runtime_error: None,
         runtime: None,
+        health: NodeHealth::ready(),
     })
 }
 

@@ -299,7 +299,7 @@ impl Worker {
                 }
                 let readiness = Readiness::of(&self.status.borrow());
                 self.heartbeat
-                    .adopt(node::server_ready(&n), readiness.ready);
+                    .adopt(&node::server_conditions(&n), &readiness);
                 n
             }
             None if !self.cfg.register_node => {
@@ -310,7 +310,7 @@ impl Worker {
                 let t = self.cfg.clock.now();
                 let readiness = Readiness::of(&self.status.borrow());
                 let info = &self.cfg.node_info;
-                let status = node::node_status(info, &readiness, t, t);
+                let status = node::node_status(info, &readiness, t, &|_| t);
                 let new = node::new_node(
                     &name,
                     info,
@@ -434,11 +434,11 @@ impl Worker {
                         && n.metadata.deletion_timestamp.is_none() =>
                 {
                     // Compared with what the server holds, as the kubelet does every 10 s:
-                    // a Ready condition someone else changed is written back at once.
+                    // a condition someone else changed is written back at once.
                     let readiness = Readiness::of(&self.status.borrow());
                     self.heartbeat
-                        .adopt(node::server_ready(&n), readiness.ready);
-                    if node::ready_drifted(&n, &readiness) {
+                        .adopt(&node::server_conditions(&n), &readiness);
+                    if node::conditions_drifted(&n, &readiness) {
                         self.heartbeat.forget();
                     }
                 }
@@ -451,8 +451,10 @@ impl Worker {
         let readiness = Readiness::of(&self.status.borrow());
         if self.heartbeat.due(&readiness, now, t.node_status_report) {
             let ts = self.cfg.clock.now();
-            let since = self.heartbeat.since(readiness.ready, ts);
-            let status = node::node_status(&self.cfg.node_info, &readiness, ts, since);
+            self.heartbeat.observe(&readiness, ts);
+            let heartbeat = &self.heartbeat;
+            let status =
+                node::node_status(&self.cfg.node_info, &readiness, ts, &|c| heartbeat.since(c));
             match node::write_status(&nodes, &name, &status, t.request_timeout).await {
                 Ok(n) if n.metadata.uid.as_deref() != Some(s.node.uid.as_str()) => {
                     return Err(End::NodeChanged);

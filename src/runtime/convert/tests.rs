@@ -23,6 +23,7 @@ fn ctx() -> NodeContext {
             options: vec!["ndots:1".into()],
         },
         host_ip: Some("192.168.1.10".parse().expect("ip")),
+        node_ips: vec!["192.168.1.10".parse().expect("ip")],
         memory_bytes: 8 << 30,
         cpus: 4,
     }

@@ -1,6 +1,6 @@
 //! Wiring: builds the runtime client, starts the loops as tasks (manifest watcher,
-//! reconciler, prober, node health, status, status API, systemd notifications), and owns shutdown. No
-//! decisions are made here.
+//! reconciler, prober, node health, status, status API, systemd notifications), and owns
+//! shutdown. No decisions are made here.
 
 mod node_api;
 

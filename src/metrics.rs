@@ -47,6 +47,11 @@ struct StateLabel {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabel {
+    condition: String,
+}
+
 /// What the mirror task reports, for metrics: its phase name and whether the API server
 /// answered lately. `None` when mirroring is off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,6 +86,8 @@ pub struct Gauges {
     pub manifest_errors: Vec<(String, i64)>,
     /// The mirror task's state, when mirroring is on.
     pub mirror: Option<MirrorSummary>,
+    /// The Node's conditions (`Ready`, `MemoryPressure`, ...) and whether each holds.
+    pub node_conditions: Vec<(String, bool)>,
 }
 
 /// podvisor's metrics.
@@ -96,6 +103,7 @@ pub struct Metrics {
     mirror_state: Family<StateLabel, Gauge>,
     apiserver_reachable: Gauge,
     apiserver_requests: Family<VerbLabel, Counter>,
+    node_condition: Family<ConditionLabel, Gauge>,
     scrape: Mutex<()>,
 }
 
@@ -127,6 +135,13 @@ impl Metrics {
         let mirror_state = Family::<StateLabel, Gauge>::default();
         let apiserver_reachable = Gauge::default();
         let apiserver_requests = Family::<VerbLabel, Counter>::default();
+        let node_condition = Family::<ConditionLabel, Gauge>::default();
+        registry.register(
+            "node_condition",
+            "1 while the node condition holds (Ready, MemoryPressure, DiskPressure, PIDPressure), \
+             as the Node object reports it",
+            node_condition.clone(),
+        );
         registry.register(
             "apiserver_requests",
             "Requests sent to the API server, by Kubernetes verb",
@@ -185,6 +200,7 @@ impl Metrics {
             mirror_state,
             apiserver_reachable,
             apiserver_requests,
+            node_condition,
             scrape: Mutex::new(()),
         }
     }
@@ -264,6 +280,14 @@ impl Metrics {
                 .set(1);
             self.apiserver_reachable.set(i64::from(m.reachable));
         }
+        for (condition, holds) in &gauges.node_conditions {
+            let label = ConditionLabel {
+                condition: condition.clone(),
+            };
+            self.node_condition
+                .get_or_create(&label)
+                .set(i64::from(*holds));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -287,6 +311,7 @@ mod tests {
                 state: "Unreachable".into(),
                 reachable: false,
             }),
+            node_conditions: vec![("DiskPressure".into(), true), ("Ready".into(), false)],
             ..Gauges::default()
         });
         assert!(
@@ -314,6 +339,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("podvisor_apiserver_reachable 0"), "{text}");
+        assert!(
+            text.contains("podvisor_node_condition{condition=\"DiskPressure\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podvisor_node_condition{condition=\"Ready\"} 0"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

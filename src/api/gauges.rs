@@ -1,7 +1,8 @@
 //! The state gauges of `/metrics`, read off the latest published state at scrape time: pods
-//! by phase and restart counts from the node status, manifest errors from the snapshot, the
-//! mirror task's phase.
+//! by phase, restart counts and the node's conditions from the node status, manifest errors
+//! from the snapshot, the mirror task's phase.
 
+use crate::health;
 use crate::manifest::{FileStatus, Snapshot};
 use crate::metrics::{Gauges, MirrorSummary, Restarts};
 use crate::mirror::MirrorState;
@@ -43,6 +44,10 @@ pub fn gauges(
                 .push((path.display().to_string(), file.errors.len() as i64));
         }
     }
+    g.node_conditions = health::conditions(status.runtime_error.as_deref(), &status.health)
+        .into_iter()
+        .map(|c| (c.kind.to_owned(), c.status))
+        .collect();
     g.mirror = mirror.map(|m| MirrorSummary {
         state: m.phase.name().to_owned(),
         reachable: m.phase.reachable(),

@@ -149,6 +149,21 @@ impl Daemon {
         }
     }
 
+    /// Waits for it to exit on its own (as on a start-up error); `None` if it is still
+    /// running after `timeout`.
+    pub fn exited_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut().expect("started");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = c.try_wait().expect("wait") {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Starts it again with the same flags and directories.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "still running");

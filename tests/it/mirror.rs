@@ -161,3 +161,101 @@ async fn a_hanging_api_server_delays_no_pod_start_or_stop() {
         "{body}"
     );
 }
+
+/// An address of this host that the kubelet would take as a node IP.
+fn local_node_ip() -> String {
+    podvisor::host::addresses::local_addresses()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() && podvisor::host::addresses::usable(ip))
+        .expect("a non-loopback IPv4 address on this host")
+        .to_string()
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn the_node_reports_the_runtimes_readiness_its_pressure_and_the_given_node_ip_issue_13() {
+    let api = FakeApiServer::start().await;
+    let lab = Lab::start();
+    let kc = kubeconfig(&lab, &api);
+    let ip = local_node_ip();
+    // memory.available<100% is met on any machine: MemoryPressure from the real figures
+    let _d = Daemon::start_with(
+        &lab,
+        &[
+            "--kubeconfig",
+            &kc,
+            "--node-ip",
+            &ip,
+            "--eviction-hard",
+            "memory.available<100%",
+            "--eviction-pressure-transition-period",
+            "0s",
+        ],
+    );
+    let conditions = |api: &FakeApiServer| {
+        api.node("itnode")
+            .and_then(|n| n.status)
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+    };
+    until("MemoryPressure and Ready reported", || {
+        let c = conditions(&api);
+        c.iter()
+            .any(|c| c.type_ == "MemoryPressure" && c.status == "True")
+            && c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+    .await;
+    let c = conditions(&api);
+    let kinds: Vec<_> = c.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+    );
+    let reason = |t: &str| {
+        c.iter()
+            .find(|c| c.type_ == t)
+            .and_then(|c| c.reason.clone())
+    };
+    assert_eq!(
+        reason("MemoryPressure").as_deref(),
+        Some("KubeletHasInsufficientMemory")
+    );
+    assert_eq!(
+        reason("DiskPressure").as_deref(),
+        Some("KubeletHasNoDiskPressure")
+    );
+    // containerd's own RuntimeReady and NetworkReady (the lab has a CNI config) hold
+    assert_eq!(reason("Ready").as_deref(), Some("KubeletReady"));
+    let addresses: Vec<_> = api
+        .node("itnode")
+        .and_then(|n| n.status?.addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.type_, a.address))
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            ("InternalIP".to_owned(), ip.clone()),
+            ("Hostname".to_owned(), "itnode".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn a_node_ip_this_host_does_not_have_stops_podvisor_at_start_naming_it_issue_13() {
+    let lab = Lab::start();
+    // TEST-NET-3: documentation addresses, never on a real interface
+    let mut d = Daemon::start_with(&lab, &["--node-ip", "203.0.113.77"]);
+    let status = d
+        .exited_within(Duration::from_secs(20))
+        .expect("podvisor exits");
+    assert!(!status.success());
+    assert!(
+        d.log()
+            .contains("--node-ip 203.0.113.77: not an address of this host's network interfaces"),
+        "{}",
+        d.log()
+    );
+}

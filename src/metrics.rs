@@ -104,6 +104,7 @@ pub struct Metrics {
     apiserver_reachable: Gauge,
     apiserver_requests: Family<VerbLabel, Counter>,
     node_condition: Family<ConditionLabel, Gauge>,
+    review_errors: Counter,
     scrape: Mutex<()>,
 }
 
@@ -136,6 +137,13 @@ impl Metrics {
         let apiserver_reachable = Gauge::default();
         let apiserver_requests = Family::<VerbLabel, Counter>::default();
         let node_condition = Family::<ConditionLabel, Gauge>::default();
+        let review_errors = Counter::default();
+        registry.register(
+            "node_api_authorization_errors",
+            "Node API requests answered 500 because the SubjectAccessReview failed \
+             (API server away, slow or refusing)",
+            review_errors.clone(),
+        );
         registry.register(
             "node_condition",
             "1 while the node condition holds (Ready, MemoryPressure, DiskPressure, PIDPressure), \
@@ -201,6 +209,7 @@ impl Metrics {
             apiserver_reachable,
             apiserver_requests,
             node_condition,
+            review_errors,
             scrape: Mutex::new(()),
         }
     }
@@ -236,6 +245,11 @@ impl Metrics {
     /// Records a successful manifest directory scan at `unix_seconds`.
     pub fn resynced(&self, unix_seconds: f64) {
         self.last_resync.set(unix_seconds);
+    }
+
+    /// Records a node API request refused because its authorization review failed.
+    pub fn authorization_error(&self) {
+        self.review_errors.inc();
     }
 
     /// Renders the text exposition format, with the state gauges set from `gauges`.
@@ -306,6 +320,7 @@ mod tests {
         m.cri_call("RunPodSandbox", Duration::from_millis(50), false);
         m.reconcile_pass(Duration::from_micros(300));
         m.resynced(1_700_000_000.0);
+        m.authorization_error();
         let text = m.render(&Gauges {
             mirror: Some(MirrorSummary {
                 state: "Unreachable".into(),
@@ -339,6 +354,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("podvisor_apiserver_reachable 0"), "{text}");
+        assert!(
+            text.contains("podvisor_node_api_authorization_errors_total 1"),
+            "{text}"
+        );
         assert!(
             text.contains("podvisor_node_condition{condition=\"DiskPressure\"} 1"),
             "{text}"

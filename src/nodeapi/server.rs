@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::NodeApi;
 use super::answer::text;
-use super::auth::{Credential, Identity};
+use super::auth::{Credential, Identity, Refusal};
 use super::handlers::dispatch;
 use super::route::{attributes, route};
 use crate::runtime::{Runtime, Streaming};
@@ -191,7 +191,14 @@ async fn handle<R: Runtime + Streaming>(
     let path = req.uri().path().to_owned();
     let checks = attributes(req.method(), &path);
     if let Err(refusal) = api.auth.authorize(&who, &checks).await {
-        debug!(user = %who.user, %path, "node API: refused");
+        if let Refusal::ReviewFailed(why) = &refusal {
+            // the API server is away, slow or refusing: no pod is touched, the caller gets
+            // the kubelet's 500, and the operator a line and a count
+            warn!(user = %who.user, %path, error = %why, "node API: authorization review failed");
+            api.state.metrics.authorization_error();
+        } else {
+            debug!(user = %who.user, %path, "node API: refused");
+        }
         return text(refusal.status(), format!("{refusal}\n"));
     }
     match route(&path) {

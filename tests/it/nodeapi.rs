@@ -543,6 +543,29 @@ async fn requests_are_authenticated_and_authorized_as_the_kubelet_does_issue_12(
         .request("GET", "/stats/summary", Some(&carol), None)
         .await;
     assert_eq!(code, 403);
+    // a SubjectAccessReview that times out: the kubelet's 500, a log line and a count
+    n.api.inject_error(
+        http::Method::POST,
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        http::StatusCode::GATEWAY_TIMEOUT,
+        1,
+    );
+    let dave = n.ca.client("dave", &[]);
+    let (code, body) = n.client.request("GET", "/pods", Some(&dave), None).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("Authorization error (user=dave"), "{body}");
+    n.daemon
+        .wait_log(
+            "node API: authorization review failed",
+            Duration::from_secs(5),
+        )
+        .await;
+    n.api.set_authorization_policy(|_| (true, String::new()));
+    let metrics = until_body(&n, "/metrics", |b| {
+        b.contains("podvisor_node_api_authorization_errors_total 1")
+    })
+    .await;
+    assert!(metrics.contains("podvisor_node_api_authorization_errors_total 1"));
 }
 
 #[tokio::test]

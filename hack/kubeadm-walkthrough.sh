@@ -73,6 +73,8 @@ inner() {
 		exit "$rc"
 	}
 	trap inner_cleanup EXIT
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
 
 	# ---- containerd with kubeadm's images ---------------------------------------------------
 	local pause
@@ -331,8 +333,18 @@ outer() {
 		if ((rc == 0)); then log "PASSED"; else log "FAILED (exit $rc)"; fi
 		exit "$rc"
 	}
+	inner_pid=""
 	trap outer_cleanup EXIT
-	trap 'exit 130' INT TERM
+	# A signal stops the inner side first (its own trap stops what it started), then cleans up.
+	stop_inner() {
+		if [[ -n $inner_pid ]]; then
+			kill -TERM "$inner_pid" 2>/dev/null
+			wait "$inner_pid" 2>/dev/null
+		fi
+		exit "$1"
+	}
+	trap 'stop_inner 130' INT
+	trap 'stop_inner 143' TERM
 
 	for d in "${SHADOWED[@]}"; do
 		if [[ ! -e $d ]]; then
@@ -352,8 +364,12 @@ outer() {
 	log "network namespace $ns, address $addr; work dir $dir"
 
 	local rc=0
+	# nsenter and unshare exec (no --fork): $inner_pid is the inner bash itself.
 	nsenter --net="/var/run/netns/$ns" unshare --mount --propagation private -- \
-		"$SELF" __inner "$dir" "$addr" || rc=$?
+		"$SELF" __inner "$dir" "$addr" &
+	inner_pid=$!
+	wait "$inner_pid" || rc=$?
+	inner_pid=""
 	if [[ -f $dir/summary.txt ]]; then
 		echo "===== summary ($dir/summary.txt)"
 		cat "$dir/summary.txt"

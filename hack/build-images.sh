@@ -8,6 +8,17 @@
 # Import them with:  hack/containerd-lab.sh import DIR OUTDIR/pause.tar OUTDIR/busybox.tar
 # (or: ctr -n k8s.io images import --snapshotter overlayfs FILE).
 #
+# With --kubernetes BINDIR, it writes instead the images kubeadm's manifests name, from
+# binaries built from public source (../shared/RUNTIME-LAB.md, "Real Kubernetes binaries"):
+#
+#   OUTDIR/kube-apiserver.tar ...  registry.k8s.io/kube-apiserver:VERSION, and the controller
+#                                  manager and scheduler: BINDIR/<name> in /usr/local/bin + busybox
+#   OUTDIR/etcd.tar                registry.k8s.io/etcd:<kubeadm's tag>, BINDIR/etcd likewise
+#   OUTDIR/pause.tar               registry.k8s.io/pause:<kubeadm's tag> (hack/pause.c)
+#
+# The names are what `BINDIR/kubeadm config images list` prints for VERSION (BINDIR/kubeadm
+# version); an image is rebuilt only when its binary or this script is newer than its tarball.
+#
 # Needs only bash, coreutils, GNU tar, gzip, gcc with static libc, and /bin/busybox
 # (apt-get install busybox-static gcc libc6-dev). Running it twice gives identical tarballs.
 set -euo pipefail
@@ -20,9 +31,11 @@ CC="${CC:-gcc}"
 usage() {
 	cat >&2 <<EOF
 usage: $0 OUTDIR
+       $0 --kubernetes BINDIR OUTDIR
 
 Writes OUTDIR/pause.tar ($PAUSE_IMAGE) and OUTDIR/busybox.tar ($BUSYBOX_IMAGE),
 OCI image layouts that 'ctr -n k8s.io images import' accepts. Byte-reproducible.
+With --kubernetes: kubeadm's control-plane, etcd and pause images from BINDIR's binaries.
 Environment: CC (default gcc), BUSYBOX_BIN (default /bin/busybox).
 EOF
 	exit 2
@@ -33,6 +46,11 @@ die() {
 	exit 1
 }
 
+K8S_BIN=""
+if [[ $# -eq 3 && $1 == --kubernetes ]]; then
+	K8S_BIN=$(cd "$2" && pwd) || die "no directory $2"
+	shift 2
+fi
 [[ $# -eq 1 && $1 != -* ]] || usage
 OUTDIR=$1
 
@@ -103,7 +121,7 @@ make_image() {
 	diff_id=$(sha256_of "$w/layer.tar")
 
 	# 2. Compressed layer (gzip -n: no name, no timestamp); its sha256 is the layer digest.
-	gzip -n -9 -c "$w/layer.tar" >"$w/layer.tar.gz"
+	gzip -n "-${GZIP_LEVEL:-9}" -c "$w/layer.tar" >"$w/layer.tar.gz"
 	local layer_hex layer_size
 	layer_hex=$(put_blob "$w/layer.tar.gz" "$layout")
 	layer_size=$(size_of "$w/layer.tar.gz")
@@ -177,5 +195,56 @@ EOF
 		"\"Cmd\":[\"sh\"],\"Env\":[\"PATH=/usr/sbin:/usr/bin:/sbin:/bin\"]"
 }
 
+# ---- kubeadm's images, from real binaries ----------------------------------
+# kube_image NAME BINARY OUTFILE: BINARY as /usr/local/bin/<its name>, beside a busybox.
+kube_image() {
+	local name=$1 bin=$2 out=$3 root
+	if [[ -f $out && $out -nt $bin && $out -nt ${BASH_SOURCE[0]} ]]; then
+		echo "build-images: $out is up to date ($name)" >&2
+		return 0
+	fi
+	root="$WORK/$(basename "$out" .tar)-rootfs"
+	mkdir -p "$root"/{bin,etc,tmp,usr/local/bin}
+	cp "$BUSYBOX_BIN" "$root/bin/busybox"
+	ln -sfn busybox "$root/bin/sh"
+	cp "$bin" "$root/usr/local/bin/${bin##*/}"
+	chmod 0755 "$root/bin/busybox" "$root/usr/local/bin/${bin##*/}"
+	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+	chmod 0644 "$root/etc/passwd" "$root/etc/group"
+	chmod 1777 "$root/tmp"
+	# The binaries are ~100 MB: fast compression, the image is only ever imported locally.
+	GZIP_LEVEL=1 make_image "$name" "$root" "$out" \
+		"\"Env\":[\"PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"]"
+}
+
+build_kubernetes() {
+	local version name component
+	[[ -x $K8S_BIN/kubeadm ]] || die "$K8S_BIN/kubeadm missing"
+	version=$("$K8S_BIN/kubeadm" version -o short)
+	while read -r name; do
+		component=${name##*/}
+		component=${component%%:*}
+		case $component in
+		kube-apiserver | kube-controller-manager | kube-scheduler | etcd)
+			[[ -x $K8S_BIN/$component ]] || die "$K8S_BIN/$component missing"
+			kube_image "$name" "$K8S_BIN/$component" "$OUTDIR/$component.tar"
+			;;
+		pause)
+			if [[ -f $OUTDIR/pause.tar && $OUTDIR/pause.tar -nt $PAUSE_SRC && $OUTDIR/pause.tar -nt ${BASH_SOURCE[0]} ]]; then
+				echo "build-images: $OUTDIR/pause.tar is up to date ($name)" >&2
+			else
+				PAUSE_IMAGE=$name build_pause
+			fi
+			;;
+		*) echo "build-images: skipping $name (it never runs on a podvisor node)" >&2 ;;
+		esac
+	done < <("$K8S_BIN/kubeadm" config images list --kubernetes-version "$version" 2>/dev/null)
+}
+
+if [[ -n $K8S_BIN ]]; then
+	build_kubernetes
+	exit 0
+fi
 build_pause
 build_busybox

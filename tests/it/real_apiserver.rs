@@ -18,7 +18,7 @@ use crate::lab::{BUSYBOX, Lab};
 const T: Duration = Duration::from_secs(60);
 
 /// The binaries, or `None` (the suite is skipped) when the variable is unset.
-fn k8s_bin() -> Option<PathBuf> {
+pub fn k8s_bin() -> Option<PathBuf> {
     match std::env::var_os("PODVISOR_K8S_BIN") {
         Some(dir) if Path::new(&dir).join("kube-apiserver").exists() => Some(dir.into()),
         Some(dir) => panic!("PODVISOR_K8S_BIN={dir:?} has no kube-apiserver"),

@@ -358,11 +358,15 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         .min()
         .or(Some(pod.seen));
 
+    // Only instances of this spec version's container: after a container-only edit the
+    // sandbox stays and the old container runs on until it is stopped, but it is the old
+    // version's, as under the kubelet, where the edited pod is a new pod.
     let of = |name: &str| -> Vec<&ObservedContainer> {
+        let want = pod.container_hash(name);
         containers
             .iter()
             .copied()
-            .filter(|c| c.name == name)
+            .filter(|c| c.name == name && (c.hash.is_none() || c.hash.as_ref() == want))
             .collect()
     };
     let init: Vec<ContainerStatus> = pod

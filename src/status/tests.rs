@@ -322,6 +322,38 @@ fn host_network_pods_report_the_host_ip_as_pod_ip() {
 }
 
 #[test]
+fn after_a_container_only_edit_the_old_container_is_not_the_new_versions_status() {
+    // The edit keeps the sandbox; the old container still runs until it is stopped. The new
+    // version (a new config.hash) must not be reported Running and Ready on the old one:
+    // `kubeadm upgrade` waits for the new hash to be Ready.
+    let mut c = Case::new(WEB);
+    c.observed.sandboxes.push(sandbox(&c.pod, None));
+    let mut old = container(&c.pod, "app", 0, ContainerState::Running, None);
+    old.hash = Some(crate::pod::ContainerHash("of-the-old-spec".into()));
+    c.observed.containers.push(old.clone());
+    let s = c.status();
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+    let app = &s.container_statuses.as_ref().expect("statuses")[0];
+    assert_eq!(waiting_reason(app).as_deref(), Some("ContainerCreating"));
+    assert!(!app.ready);
+    assert_eq!(app.container_id, None);
+    assert_eq!(cond(&s, "Ready"), "False");
+    // once the new container runs, it alone is reported; the old one is no lastState
+    let mut new = container(&c.pod, "app", 1, ContainerState::Running, None);
+    new.hash = c.pod.container_hash("app").cloned();
+    new.restarts = 0;
+    old.state = ContainerState::Exited;
+    old.exit_code = Some(0);
+    c.observed.containers = vec![old, new];
+    let s = c.status();
+    let app = &s.container_statuses.as_ref().expect("statuses")[0];
+    assert_eq!(app.container_id.as_deref(), Some("containerd://app-1"));
+    assert!(app.ready);
+    assert_eq!(app.last_state, None);
+    assert_eq!(app.restart_count, 0);
+}
+
+#[test]
 fn other_versions_of_the_pod_are_not_counted() {
     let mut c = Case::new(WEB);
     let mut old = container(&c.pod, "app", 0, ContainerState::Running, None);

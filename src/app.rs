@@ -2,6 +2,7 @@
 //! reconciler, prober, node health, status, status API, systemd notifications), and owns
 //! shutdown. No decisions are made here.
 
+mod cgroups;
 mod node_api;
 
 use std::sync::Arc;
@@ -99,18 +100,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let _lock = InstanceLock::acquire(&config.root_dir, &config.status_socket)?;
     let listeners = Listeners::bind(&config.status_socket, config.status_address).await?;
     let metrics = Arc::new(Metrics::new());
-    let ctx = Arc::new(
-        NodeContext::detect(
-            config.node_name.clone(),
-            config.root_dir.clone(),
-            config.pod_log_dir.clone(),
-        )
-        .with_node_ips(&config.node_status.node_ips)?,
-    );
+    let mut ctx = NodeContext::detect(
+        config.node_name.clone(),
+        config.root_dir.clone(),
+        config.pod_log_dir.clone(),
+    )
+    .with_node_ips(&config.node_status.node_ips)?;
+    let asking = CriRuntime::new(&config.runtime_endpoint, Arc::new(ctx.clone()), None)?;
+    ctx.cgroup_driver = cgroups::settle(&asking, config.cgroup_driver).await?;
     let host_ip = ctx.host_ip.map(|ip| ip.to_string());
     let runtime = Arc::new(CriRuntime::new(
         &config.runtime_endpoint,
-        ctx,
+        Arc::new(ctx),
         Some(metrics.clone()),
     )?);
     // The runtime's name and version are asked by the reconciler whenever it (re)connects.

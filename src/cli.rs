@@ -128,6 +128,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_insecure_manifests: bool,
 
+    /// cgroupfs or systemd; must match the runtime's. Unset: the runtime's own, when it says
+    /// it (CRI RuntimeConfig), else cgroupfs
+    #[arg(long, value_name = "DRIVER")]
+    pub cgroup_driver: Option<String>,
+
     /// Kubeconfig of an API server to mirror static pods into (kubeadm's kubelet.conf);
     /// without it podvisor is fully standalone
     #[arg(long, value_name = "FILE")]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::{LogFormat, RunArgs};
-use crate::pod::NodeName;
+use crate::pod::{CgroupDriver, NodeName};
 
 mod node_api;
 mod node_status;
@@ -100,6 +100,9 @@ pub enum ConfigError {
     /// A taint that does not parse or is not valid.
     #[error("taint {0:?}: {1}")]
     Taint(String, &'static str),
+    /// Not a cgroup driver.
+    #[error("cgroupDriver: {0}")]
+    CgroupDriver(String),
     /// A `--node-ip` that cannot be used.
     #[error("--node-ip {0:?}: {1}")]
     NodeIp(String, String),
@@ -139,6 +142,8 @@ pub struct ConfigFile {
     pub status_allow_remote: Option<bool>,
     /// Run manifests that fail the ownership and mode checks.
     pub allow_insecure_manifests: Option<bool>,
+    /// `cgroupfs` or `systemd`, as KubeletConfiguration's `cgroupDriver`.
+    pub cgroup_driver: Option<String>,
     /// Kubeconfig for mirror pods.
     pub kubeconfig: Option<PathBuf>,
     /// Create the Node object.
@@ -310,6 +315,8 @@ pub struct Config {
     pub status_address: Option<SocketAddr>,
     /// Whether manifests failing the ownership and mode checks still run.
     pub allow_insecure_manifests: bool,
+    /// The configured cgroup driver; `None`: follow the runtime.
+    pub cgroup_driver: Option<CgroupDriver>,
     /// Mirror pods, if configured.
     pub mirror: Option<MirrorSettings>,
     /// The kubelet's node API, when served.
@@ -449,6 +456,13 @@ impl Config {
             file.kubeconfig.clone(),
         );
         let healthz = node_api::healthz(&args.node_api, &file)?;
+        let cgroup_driver = pick(
+            args.cgroup_driver.clone(),
+            "PODVISOR_CGROUP_DRIVER",
+            file.cgroup_driver.clone(),
+        )
+        .map(|d| d.parse::<CgroupDriver>().map_err(ConfigError::CgroupDriver))
+        .transpose()?;
         let node_status = node_status::node_status(&args.node_status, &file, env)?;
         let node_api = node_api::node_api(&args.node_api, &file, env, kubeconfig.is_some())?;
         let node = match pick(args.node_name.clone(), "PODVISOR_NODE_NAME", file.node_name) {
@@ -601,6 +615,7 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_STATUS_SOCKET.into()),
             status_address,
             allow_insecure_manifests,
+            cgroup_driver,
             mirror,
             node_api,
             healthz,
@@ -646,6 +661,9 @@ statusAddress: \"\"
 statusAllowRemote: false
 # Run manifests owned by a non-root user or writable by group or others (refused when root).
 allowInsecureManifests: false
+# cgroupfs or systemd, as the runtime is configured (kubeadm: systemd). Unset: the runtime's
+# own when it says it (CRI RuntimeConfig: containerd 1.7+, CRI-O), else cgroupfs.
+# cgroupDriver: systemd
 # Kubeconfig of an API server to mirror static pods into; empty: fully standalone.
 # kubeconfig: /etc/kubernetes/kubelet.conf
 # With a kubeconfig: create (or adopt) the Node object, with these extra labels.

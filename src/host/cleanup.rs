@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use tracing::debug;
 
 use super::{HostError, NodeContext, mounts};
-use crate::pod::{PodKey, PodUid};
+use crate::pod::{PodKey, PodUid, cgroups};
 
 /// Removes pod `key` version `uid` from the host.
 pub fn pod(key: &PodKey, uid: &PodUid, ctx: &NodeContext) -> Result<(), HostError> {
     let log_dir = ctx.pod_log_dir(&key.namespace, &key.name, uid.as_str());
     remove_tree(&log_dir)?;
     remove_tree(&ctx.pod_dir(uid.as_str()))?;
-    remove_cgroups(&ctx.cgroup_root, uid.as_str());
+    remove_cgroups(ctx, uid.as_str());
     Ok(())
 }
 
@@ -77,18 +77,18 @@ fn remove_within(dir: &Path, dev: u64) -> Result<(), HostError> {
     }
 }
 
-/// Removes the pod's cgroup directories (`<root>/[<qos>/]pod<uid>`) in every hierarchy; the
-/// runtime does not remove parents it did not create.
-fn remove_cgroups(cgroup_root: &str, uid: &str) {
+/// Removes the pod's cgroup directories (named for the cgroup driver, under any QoS class)
+/// in every hierarchy; the runtime does not remove parents it did not create.
+fn remove_cgroups(ctx: &NodeContext, uid: &str) {
     let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
-    let root = cgroup_root.trim_matches('/');
     let mut bases: Vec<PathBuf> = hierarchies.flatten().map(|e| e.path()).collect();
     bases.push(PathBuf::from("/sys/fs/cgroup")); // cgroup v2: the unified tree itself
+    let names = cgroups::pod_cgroups_any_qos(ctx.cgroup_driver, &ctx.cgroup_root, uid);
     for base in bases {
-        for qos in ["", "burstable", "besteffort"] {
-            let dir = base.join(root).join(qos).join(format!("pod{uid}"));
+        for name in &names {
+            let dir = base.join(name.trim_start_matches('/'));
             match fs::remove_dir(&dir) {
                 Ok(()) => debug!(path = %dir.display(), "removed pod cgroup"),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -5,8 +5,8 @@ use std::net::{IpAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use super::addresses::{self, AddressError, Lookup};
-use crate::pod::NodeName;
 use crate::pod::environment::Capacity;
+use crate::pod::{CgroupDriver, NodeName};
 
 /// The host's resolver configuration, as `/etc/resolv.conf` holds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub struct NodeContext {
     pub pod_log_dir: PathBuf,
     /// The cgroup under which pod cgroups are created (`/kubepods`).
     pub cgroup_root: String,
+    /// How the runtime manages cgroups: pod cgroups are named for it.
+    pub cgroup_driver: CgroupDriver,
     /// The host's DNS configuration.
     pub resolv_conf: ResolvConf,
     /// The node's primary address (the pod's `status.hostIP`): the first of `node_ips`.
@@ -79,6 +81,7 @@ impl NodeContext {
             root_dir,
             pod_log_dir,
             cgroup_root: "/kubepods".to_owned(),
+            cgroup_driver: CgroupDriver::default(),
             resolv_conf: ResolvConf::read(Path::new("/etc/resolv.conf")),
             host_ip: node_ips.first().copied(),
             node_ips,

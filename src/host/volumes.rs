@@ -295,6 +295,7 @@ mod tests {
             root_dir: dir.path().to_owned(),
             pod_log_dir: dir.path().join("logs"),
             cgroup_root: "/kubepods".into(),
+            cgroup_driver: crate::pod::CgroupDriver::Cgroupfs,
             resolv_conf: ResolvConf::default(),
             host_ip: None,
             node_ips: Vec::new(),

@@ -9,8 +9,9 @@
 //!   the kubelet keeps it), else the sandbox version.
 //! * [`ContainerHash`]: one container's version (`io.kubernetes.container.hash`).
 //!
-//! Pure data and hashing; no IO.
+//! `cgroups` names a pod's cgroup for each cgroup driver. Pure data and hashing; no IO.
 
+pub mod cgroups;
 pub mod environment;
 mod expand;
 mod hash;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub use cgroups::CgroupDriver;
 pub use expand::expand;
 pub use hash::{canonical_json, container_hash, pod_hashes};
 pub use kinds::{ProbeKind, TerminationReason, WaitingReason};

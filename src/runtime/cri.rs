@@ -28,6 +28,7 @@ use crate::clock::Timestamp;
 use crate::host::{NodeContext, Ready, TerminationSource};
 use crate::labels;
 use crate::metrics::Metrics;
+use crate::pod::CgroupDriver;
 use crate::pod::environment::Addresses;
 use crate::pod::{
     ContainerHash, ContainerKind, PodKey, PodUid, SandboxHash, StaticPod, TerminationReason,
@@ -181,6 +182,27 @@ impl CriRuntime {
             ctx,
             cache: Mutex::new(Cache::default()),
         })
+    }
+
+    /// The cgroup driver the runtime says it uses (CRI `RuntimeConfig`); `None` when the
+    /// runtime does not implement the call (containerd before 1.7) or leaves it unsaid.
+    pub async fn cgroup_driver(&self) -> Result<Option<CgroupDriver>, RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::RuntimeConfigRequest {}),
+            READ_TIMEOUT,
+        );
+        let answer = match self.rt().runtime_config(req).await {
+            Ok(a) => a.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(None),
+            Err(s) => return Err(to_error("RuntimeConfig", s, READ_TIMEOUT)),
+        };
+        Ok(answer
+            .linux
+            .and_then(|l| match cri::CgroupDriver::try_from(l.cgroup_driver) {
+                Ok(cri::CgroupDriver::Systemd) => Some(CgroupDriver::Systemd),
+                Ok(cri::CgroupDriver::Cgroupfs) => Some(CgroupDriver::Cgroupfs),
+                Err(_) => None,
+            }))
     }
 
     /// The node facts used to build configs.

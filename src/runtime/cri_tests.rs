@@ -140,3 +140,28 @@ fn a_zero_or_go_zero_time_from_the_runtime_is_no_time_issue_17() {
     assert_eq!(cri_time(-6_795_364_578_871_345_152), None);
     assert_eq!(cri_time(7), Some(Timestamp(7)));
 }
+
+#[tokio::test]
+async fn the_runtimes_cgroup_driver_is_read_and_its_absence_is_no_error_issue_14() {
+    let (_d1, systemd) = serve(TestCri {
+        cgroup_driver: Some(cri::CgroupDriver::Systemd as i32),
+        ..TestCri::default()
+    })
+    .await;
+    assert_eq!(
+        runtime(&systemd).cgroup_driver().await,
+        Ok(Some(crate::pod::CgroupDriver::Systemd))
+    );
+    let (_d2, cgroupfs) = serve(TestCri {
+        cgroup_driver: Some(cri::CgroupDriver::Cgroupfs as i32),
+        ..TestCri::default()
+    })
+    .await;
+    assert_eq!(
+        runtime(&cgroupfs).cgroup_driver().await,
+        Ok(Some(crate::pod::CgroupDriver::Cgroupfs))
+    );
+    // containerd 1.6 does not implement RuntimeConfig: nothing said, no error
+    let (_d3, old) = serve(TestCri::default()).await;
+    assert_eq!(runtime(&old).cgroup_driver().await, Ok(None));
+}

@@ -28,6 +28,9 @@ pub struct TestCri {
     pub status_calls: Arc<AtomicUsize>,
     /// `StopContainer` and `RemoveContainer` fail with this; `None`: unimplemented.
     pub stop_error: Option<Status>,
+    /// `RuntimeConfig` answers this cgroup driver (a `cri::CgroupDriver` value); `None`:
+    /// unimplemented, as in containerd 1.6.
+    pub cgroup_driver: Option<i32>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
@@ -292,9 +295,14 @@ impl RuntimeService for TestCri {
         &self,
         _: Request<cri::RuntimeConfigRequest>,
     ) -> Result<Response<cri::RuntimeConfigResponse>, Status> {
-        Err(Status::unimplemented(
-            "method runtime_config not implemented",
-        ))
+        match self.cgroup_driver {
+            Some(d) => Ok(Response::new(cri::RuntimeConfigResponse {
+                linux: Some(cri::LinuxRuntimeConfiguration { cgroup_driver: d }),
+            })),
+            None => Err(Status::unimplemented(
+                "method runtime_config not implemented",
+            )),
+        }
     }
 
     type GetContainerEventsStream = EventStream;

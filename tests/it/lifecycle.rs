@@ -75,6 +75,23 @@ async fn dropped_manifest_runs_with_kubelet_names_and_labels() {
         "no log at {}",
         log_dir.display()
     );
+    // containerd 1.6 has no CRI RuntimeConfig: the driver is the default cgroupfs, and the
+    // pod's cgroup is the kubelet's cgroupfs path for its QoS class
+    d.wait_log(
+        "runtime does not say its cgroup driver (no CRI RuntimeConfig)",
+        T,
+    )
+    .await;
+    let cgroup = std::path::Path::new("/sys/fs/cgroup/memory/kubepods/besteffort")
+        .join(format!("pod{}", sandbox.uid));
+    let unified = std::path::Path::new("/sys/fs/cgroup/kubepods/besteffort")
+        .join(format!("pod{}", sandbox.uid));
+    assert!(
+        cgroup.is_dir() || unified.is_dir(),
+        "no pod cgroup at {} or {}",
+        cgroup.display(),
+        unified.display()
+    );
 }
 
 #[tokio::test]

@@ -34,6 +34,7 @@ fn config(dir: &Path) -> Config {
         mirror: None,
         node_api: None,
         healthz: None,
+        cgroup_driver: None,
         node_status: Default::default(),
     }
 }

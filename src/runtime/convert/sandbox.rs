@@ -6,18 +6,17 @@ use k8s_cri::v1 as cri;
 
 use crate::host::NodeContext;
 use crate::labels;
-use crate::pod::StaticPod;
+use crate::pod::{StaticPod, cgroups};
 
-/// The cgroup a pod's containers nest under: `/kubepods[/<qos>]/pod<uid>`.
+/// The cgroup a pod's containers nest under, named for the node's cgroup driver:
+/// `/kubepods[/<qos>]/pod<uid>` (cgroupfs) or the kubelet's nested slices (systemd).
 pub fn cgroup_parent(pod: &StaticPod, ctx: &NodeContext) -> String {
-    let mut path = ctx.cgroup_root.trim_end_matches('/').to_owned();
-    if let Some(dir) = pod.qos().cgroup_dir() {
-        path.push('/');
-        path.push_str(dir);
-    }
-    path.push_str("/pod");
-    path.push_str(pod.uid.as_str());
-    path
+    cgroups::pod_cgroup(
+        ctx.cgroup_driver,
+        &ctx.cgroup_root,
+        pod.qos(),
+        pod.uid.as_str(),
+    )
 }
 
 pub(super) fn namespace_options(pod: &StaticPod) -> cri::NamespaceOption {

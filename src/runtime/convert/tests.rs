@@ -17,6 +17,7 @@ fn ctx() -> NodeContext {
         root_dir: PathBuf::from("/var/lib/podvisor"),
         pod_log_dir: PathBuf::from("/var/log/pods"),
         cgroup_root: "/kubepods".into(),
+        cgroup_driver: crate::pod::CgroupDriver::Cgroupfs,
         resolv_conf: ResolvConf {
             servers: vec!["10.0.0.53".into()],
             searches: vec!["example.com".into()],

@@ -109,11 +109,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let asking = CriRuntime::new(&config.runtime_endpoint, Arc::new(ctx.clone()), None)?;
     ctx.cgroup_driver = cgroups::settle(&asking, config.cgroup_driver).await?;
     let host_ip = ctx.host_ip.map(|ip| ip.to_string());
-    let runtime = Arc::new(CriRuntime::new(
+    let mut runtime = CriRuntime::new(
         &config.runtime_endpoint,
         Arc::new(ctx),
         Some(metrics.clone()),
-    )?);
+    )?;
+    if let Some(images) = &config.image_service_endpoint {
+        runtime = runtime.with_image_endpoint(images, Some(metrics.clone()))?;
+    }
+    let runtime = Arc::new(runtime);
     // The runtime's name and version are asked by the reconciler whenever it (re)connects.
     let node_info = NodeInfo::from_context(runtime.context());
     let euid = nix::unistd::geteuid().as_raw();

@@ -87,6 +87,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "ENDPOINT")]
     pub runtime_endpoint: Option<String>,
 
+    /// CRI endpoint of the image service, when it is not the runtime's [default: the runtime
+    /// endpoint]
+    #[arg(long, value_name = "ENDPOINT")]
+    pub image_service_endpoint: Option<String>,
+
     /// Node name appended to pod names (`<name>-<node>`) [default: the hostname, lowercased]
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,

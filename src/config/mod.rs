@@ -83,7 +83,7 @@ pub enum ConfigError {
     #[error("cannot read the hostname for the node name: {0}; pass --node-name")]
     Hostname(String),
     /// The runtime endpoint is not a unix socket.
-    #[error("runtime endpoint {0:?} must be unix:///path/to/socket")]
+    #[error("CRI endpoint {0:?} must be unix:///path/to/socket")]
     Endpoint(String),
     /// The status TCP address does not parse, or is not loopback without permission.
     #[error("status address {0:?}: {1}")]
@@ -122,6 +122,8 @@ pub struct ConfigFile {
     pub static_pod_path: Option<PathBuf>,
     /// CRI endpoint.
     pub runtime_endpoint: Option<String>,
+    /// CRI image service endpoint, when not the runtime's.
+    pub image_service_endpoint: Option<String>,
     /// Node name.
     pub node_name: Option<String>,
     /// Full manifest rescan period.
@@ -297,6 +299,8 @@ pub struct Config {
     pub manifest_dir: PathBuf,
     /// CRI endpoint.
     pub runtime_endpoint: String,
+    /// The image service's endpoint, when it is not the runtime's.
+    pub image_service_endpoint: Option<String>,
     /// Node name.
     pub node_name: NodeName,
     /// Full manifest rescan period.
@@ -479,11 +483,18 @@ impl Config {
             file.runtime_endpoint,
         )
         .unwrap_or_else(|| DEFAULT_RUNTIME_ENDPOINT.to_owned());
-        let socket = runtime_endpoint
-            .strip_prefix("unix://")
-            .unwrap_or(&runtime_endpoint);
-        if !socket.starts_with('/') {
+        let unix = |e: &str| e.strip_prefix("unix://").unwrap_or(e).starts_with('/');
+        if !unix(&runtime_endpoint) {
             return Err(ConfigError::Endpoint(runtime_endpoint));
+        }
+        let image_service_endpoint = pick(
+            args.image_service_endpoint.clone(),
+            "PODVISOR_IMAGE_SERVICE_ENDPOINT",
+            file.image_service_endpoint.clone(),
+        )
+        .filter(|e| !e.is_empty());
+        if let Some(e) = image_service_endpoint.as_ref().filter(|e| !unix(e)) {
+            return Err(ConfigError::Endpoint(e.clone()));
         }
         let log_format = match (args.log_format, env("PODVISOR_LOG_FORMAT"), file.log_format) {
             (Some(f), _, _) => f,
@@ -579,6 +590,7 @@ impl Config {
             )
             .unwrap_or_else(|| DEFAULT_MANIFEST_DIR.into()),
             runtime_endpoint,
+            image_service_endpoint,
             node_name,
             resync_period: duration(
                 "resyncPeriod",
@@ -642,6 +654,9 @@ pub fn default_config_file() -> String {
 staticPodPath: {DEFAULT_MANIFEST_DIR}
 # CRI endpoint of the container runtime.
 runtimeEndpoint: {DEFAULT_RUNTIME_ENDPOINT}
+# CRI endpoint of the image service, when it is not the runtime's (the kubelet's
+# imageServiceEndpoint).
+# imageServiceEndpoint: unix:///run/images.sock
 # Node name appended to pod names (<name>-<node>); empty means the hostname, lowercased.
 # nodeName: node1
 # Full rescan of the manifest directory, whatever inotify reports.

@@ -15,7 +15,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::UnixStream;
-use tonic::transport::{Endpoint, Uri};
+use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::grpc::{done_if_gone, to_error};
 use super::metered::Metered;
@@ -62,6 +62,9 @@ struct Cache {
 /// A CRI v1 runtime behind a unix socket.
 pub struct CriRuntime {
     channel: Metered,
+    /// The image service: the runtime's own socket unless `--image-service-endpoint` names
+    /// another.
+    image_channel: Metered,
     ctx: Arc<NodeContext>,
     cache: Mutex<Cache>,
 }
@@ -155,6 +158,22 @@ fn details_of(status: cri::ContainerStatus) -> ContainerDetails {
     }
 }
 
+/// A channel to a CRI socket that connects at the first call and again after the runtime
+/// restarts.
+fn unix_channel(endpoint: &str) -> Result<Channel, RuntimeError> {
+    let path = socket_path(endpoint);
+    Ok(Endpoint::try_from("http://[::]:50051")
+        .map_err(|e| RuntimeError::Unavailable {
+            method: "connect",
+            message: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(2))
+        .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        })))
+}
+
 impl CriRuntime {
     /// A runtime at `endpoint` (`unix:///run/containerd/containerd.sock` or a bare path). Does
     /// not connect yet: the first call does, and calls reconnect after the runtime restarts.
@@ -163,25 +182,24 @@ impl CriRuntime {
         ctx: Arc<NodeContext>,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<CriRuntime, RuntimeError> {
-        let path = socket_path(endpoint);
-        let channel =
-            Endpoint::try_from("http://[::]:50051")
-                .map_err(|e| RuntimeError::Unavailable {
-                    method: "connect",
-                    message: e.to_string(),
-                })?
-                .connect_timeout(Duration::from_secs(2))
-                .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
-                    }
-                }));
+        let channel = Metered::new(unix_channel(endpoint)?, metrics);
         Ok(CriRuntime {
-            channel: Metered::new(channel, metrics),
+            image_channel: channel.clone(),
+            channel,
             ctx,
             cache: Mutex::new(Cache::default()),
         })
+    }
+
+    /// The same runtime with its image service at another socket, as the kubelet's
+    /// `--image-service-endpoint`.
+    pub fn with_image_endpoint(
+        mut self,
+        endpoint: &str,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<CriRuntime, RuntimeError> {
+        self.image_channel = Metered::new(unix_channel(endpoint)?, metrics);
+        Ok(self)
     }
 
     /// The cgroup driver the runtime says it uses (CRI `RuntimeConfig`); `None` when the
@@ -215,7 +233,7 @@ impl CriRuntime {
     }
 
     fn images(&self) -> ImageServiceClient<Metered> {
-        ImageServiceClient::new(self.channel.clone())
+        ImageServiceClient::new(self.image_channel.clone())
     }
 
     /// Every sandbox podvisor created (those with its label).

@@ -420,3 +420,35 @@ async fn host_path_volumes_are_created_and_mounted() {
         d.pod("vol")
     );
 }
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn image_calls_go_to_the_image_service_endpoint_issue_14() {
+    let lab = Lab::start();
+    // The image service at a socket of its own, not there yet: the runtime service answers,
+    // but no image can be checked, so the pod waits with the image service's error.
+    let images = lab.dir.path().join("images.sock");
+    let images_endpoint = format!("unix://{}", images.display());
+    let d = Daemon::start_with(&lab, &["--image-service-endpoint", &images_endpoint]);
+    let cri = lab.cri();
+    d.write("web.yaml", &sleeper("web", "1"));
+    let web = d.pod("web");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let (_, ps, _) = d.cli(&["ps"]);
+        if ps.contains("ImageStatus") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no image service error in ps:\n{ps}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let o = cri.observe().await.expect("observe");
+    assert!(running(&o, &web).is_empty());
+    // the image service comes up (here: a second path to the same containerd): the pod runs
+    let runtime_socket = lab.endpoint.trim_start_matches("unix://").to_owned();
+    std::os::unix::fs::symlink(&runtime_socket, &images).expect("image socket");
+    wait_for(&cri, T, "web running", |o| running(o, &web).len() == 1).await;
+}

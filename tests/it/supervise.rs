@@ -22,6 +22,7 @@ fn config(dir: &Path) -> Config {
     Config {
         manifest_dir: dir.to_owned(),
         runtime_endpoint: "unix:///unused".into(),
+        image_service_endpoint: None,
         node_name: NodeName::new("n1"),
         resync_period: Duration::from_secs(10),
         relist_period: Duration::from_secs(1),

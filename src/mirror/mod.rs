@@ -45,7 +45,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use client::{MirrorError, call, connect};
+pub use client::{MirrorError, call, connect, connect_as};
 pub use host::{DEFAULT_MAX_PODS, KUBELET_VERSION, NodeInfo};
 // Public so that a stand-in API server in tests names and reads requests exactly as the
 // request metrics do.

@@ -154,7 +154,7 @@ pub struct Manager<C> {
 
 /// The serving certificate's names: the node's host names and addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServingCert {
+pub struct ServingNames {
     /// DNS names.
     pub hostnames: Vec<String>,
     /// IP addresses.
@@ -200,7 +200,7 @@ impl<C: Csrs> Manager<C> {
     /// `None` when the node has no IP address to request it for.
     pub fn serving(
         node: &str,
-        names: &ServingCert,
+        names: &ServingNames,
         cert_dir: &std::path::Path,
         csrs: C,
     ) -> Option<Manager<C>> {

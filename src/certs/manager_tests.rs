@@ -272,7 +272,7 @@ async fn a_serving_certificate_is_requested_for_the_node_names_and_reused_after_
     let clock = Clock::tokio(BASE);
     let csrs = FakeCsrs::new(clock, 10 * HOUR, Answer::Sign);
     let ip: std::net::IpAddr = "192.0.2.7".parse().expect("ip");
-    let names = ServingCert {
+    let names = ServingNames {
         hostnames: vec!["n1".into()],
         ips: vec![ip],
     };
@@ -303,6 +303,6 @@ async fn a_serving_certificate_is_requested_for_the_node_names_and_reused_after_
         .expect("open");
     assert_eq!(again, facts, "the stored certificate is served at once");
     assert_eq!(csrs.requests().len(), 1, "and not requested again");
-    assert!(Manager::serving("n1", &ServingCert::default(), dir.path(), csrs).is_none());
+    assert!(Manager::serving("n1", &ServingNames::default(), dir.path(), csrs).is_none());
     task.abort();
 }

@@ -38,7 +38,7 @@ use thiserror::Error;
 
 pub use csr::Template;
 pub use kubeconfig::{KubeconfigIdentity, client_identity, usable as kubeconfig_usable};
-pub use manager::{CertTimings, Csrs, KubeCsrs, Manager, Request, ServingCert};
+pub use manager::{CertTimings, Csrs, KubeCsrs, Manager, Request, ServingNames};
 pub use pair::{Facts, Pair};
 pub use rotation::Lifetime;
 pub use store::Store;

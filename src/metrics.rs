@@ -383,7 +383,7 @@ mod tests {
         let m = Metrics::new();
         let text = m.render(&Gauges::default());
         assert!(
-            text.contains("podvisor_certificate_manager_client_ttl_seconds +Inf"),
+            text.contains("podvisor_certificate_manager_client_ttl_seconds inf\n"),
             "{text}"
         );
         let now = SystemTime::now()

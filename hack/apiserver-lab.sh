@@ -6,7 +6,10 @@
 #
 #   hack/apiserver-lab.sh start DIR          etcd + kube-apiserver under DIR; prints DIR/admin.conf
 #   hack/apiserver-lab.sh node DIR NAME      a kubeconfig for node NAME (system:node:NAME), printed
-#   hack/apiserver-lab.sh stop DIR           stops both (by pid)
+#   hack/apiserver-lab.sh csr DIR            kube-controller-manager approving and signing node
+#                                            CSRs as kubeadm sets it up, and a bootstrap token;
+#                                            prints DIR/bootstrap-kubelet.conf
+#   hack/apiserver-lab.sh stop DIR           stops them all (by pid)
 #
 # The API server runs as kubeadm sets it up where it matters to a node: authorization Node,RBAC,
 # admission NodeRestriction, X.509 client certificates from one CA, a kubelet client certificate
@@ -102,7 +105,7 @@ start)
 		--service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
 		--service-cluster-ip-range=10.96.0.0/12 --authorization-mode=Node,RBAC \
 		--enable-admission-plugins=NodeRestriction --allow-privileged=true \
-		--endpoint-reconciler-type=none --profiling=false \
+		--endpoint-reconciler-type=none --profiling=false --enable-bootstrap-token-auth \
 		</dev/null >"$dir/logs/kube-apiserver.log" 2>&1 &
 	echo $! >"$dir/kube-apiserver.pid"
 	kubeconfig "$dir/admin.conf" admin
@@ -120,8 +123,79 @@ node)
 	kubeconfig "$dir/node-$name.conf" "node-$name"
 	echo "$dir/node-$name.conf"
 	;;
+csr)
+	# What kubeadm sets up for TLS bootstrap: the csrapproving and csrsigning controllers (the
+	# cluster CA signs, CSR_DURATION long), a bootstrap token in the
+	# system:bootstrappers:kubeadm:default-node-token group, and the bindings that let that
+	# group file node CSRs approved at once, and let nodes renew their own.
+	# shellcheck disable=SC1091
+	. "$dir/env"
+	KCM_PORT=$(free_port)
+	setsid "$bin/kube-controller-manager" --kubeconfig="$dir/admin.conf" \
+		--authentication-kubeconfig="$dir/admin.conf" --authorization-kubeconfig="$dir/admin.conf" \
+		--bind-address=127.0.0.1 --secure-port="$KCM_PORT" --leader-elect=false \
+		--controllers=csrapproving,csrsigning,csrcleaner,tokencleaner \
+		--cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
+		--cluster-signing-duration="${CSR_DURATION:-8760h}" --use-service-account-credentials=false \
+		</dev/null >"$dir/logs/kube-controller-manager.log" 2>&1 &
+	echo $! >"$dir/kube-controller-manager.pid"
+	id=$(head -c 512 /dev/urandom | tr -dc 'a-z0-9' | head -c 6)
+	secret=$(head -c 1024 /dev/urandom | tr -dc 'a-z0-9' | head -c 16)
+	"$bin/kubectl" --kubeconfig "$dir/admin.conf" apply -f - >/dev/null <<-YAML
+	apiVersion: v1
+	kind: Secret
+	metadata: {name: bootstrap-token-$id, namespace: kube-system}
+	type: bootstrap.kubernetes.io/token
+	stringData:
+	  token-id: "$id"
+	  token-secret: "$secret"
+	  usage-bootstrap-authentication: "true"
+	  usage-bootstrap-signing: "true"
+	  auth-extra-groups: system:bootstrappers:kubeadm:default-node-token
+	---
+	apiVersion: rbac.authorization.k8s.io/v1
+	kind: ClusterRoleBinding
+	metadata: {name: "kubeadm:kubelet-bootstrap"}
+	roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:node-bootstrapper"}
+	subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:bootstrappers:kubeadm:default-node-token"}]
+	---
+	apiVersion: rbac.authorization.k8s.io/v1
+	kind: ClusterRoleBinding
+	metadata: {name: "kubeadm:node-autoapprove-bootstrap"}
+	roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:certificates.k8s.io:certificatesigningrequests:nodeclient"}
+	subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:bootstrappers:kubeadm:default-node-token"}]
+	---
+	apiVersion: rbac.authorization.k8s.io/v1
+	kind: ClusterRoleBinding
+	metadata: {name: "kubeadm:node-autoapprove-certificate-rotation"}
+	roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"}
+	subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes"}]
+	YAML
+	cat >"$dir/bootstrap-kubelet.conf" <<-YAML
+	apiVersion: v1
+	kind: Config
+	clusters:
+	- name: lab
+	  cluster: {server: "https://127.0.0.1:$API_PORT", certificate-authority-data: $(base64 -w0 <"$pki/ca.crt")}
+	users:
+	- name: tls-bootstrap-token-user
+	  user: {token: $id.$secret}
+	contexts:
+	- name: tls-bootstrap-token-user@lab
+	  context: {cluster: lab, user: tls-bootstrap-token-user}
+	current-context: tls-bootstrap-token-user@lab
+	YAML
+	chmod 600 "$dir/bootstrap-kubelet.conf"
+	for i in $(seq 120); do
+		curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz" 2>/dev/null | grep -q ok && break
+		kill -0 "$(cat "$dir/kube-controller-manager.pid")" 2>/dev/null || { tail -30 "$dir/logs/kube-controller-manager.log" >&2; die "kube-controller-manager exited"; }
+		[ "$i" = 120 ] && die "kube-controller-manager not healthy after 60 s"
+		sleep 0.5
+	done
+	echo "$dir/bootstrap-kubelet.conf"
+	;;
 stop)
-	for p in kube-apiserver etcd; do
+	for p in kube-controller-manager kube-apiserver etcd; do
 		[ -f "$dir/$p.pid" ] || continue
 		pid=$(cat "$dir/$p.pid")
 		kill -TERM "$pid" 2>/dev/null || true

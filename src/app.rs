@@ -2,6 +2,7 @@
 //! reconciler, prober, node health, status, status API, systemd notifications), and owns
 //! shutdown. No decisions are made here.
 
+mod certs;
 mod cgroups;
 mod node_api;
 
@@ -142,9 +143,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut node_info = node_info;
     let node_api = match &config.node_api {
         Some(settings) => {
-            let (server, client_ca) = node_api::bind(&config, settings, runtime.context()).await?;
+            let (server, client_ca, serving) =
+                node_api::bind(&config, settings, runtime.context()).await?;
             node_info.kubelet_port = Some(server.local_addr()?.port());
-            Some((server, client_ca))
+            Some((server, client_ca, serving))
         }
         None => None,
     };
@@ -175,7 +177,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let shared_state = Arc::new(api_state.clone());
     let mut tasks = JoinSet::new();
     tasks.spawn(loops);
-    if let (Some((server, client_ca)), Some(settings)) = (node_api, &config.node_api) {
+    let serving = node_api.as_ref().map(|(_, _, serving)| serving.clone());
+    if let (Some((server, client_ca, _)), Some(settings)) = (node_api, &config.node_api) {
         let api = node_api::assemble(
             &config,
             settings,
@@ -209,6 +212,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             config.node_name.clone(),
             node_info,
         );
+        let identity = certs::start(
+            &config,
+            settings,
+            &mc.node_info,
+            serving,
+            &parts.metrics,
+            &mut tasks,
+            &token,
+        );
+        mc.identity = identity.identity;
+        mc.credentials = identity.credentials;
         mc.register_node = settings.register_node;
         mc.metrics = Some(parts.metrics.clone());
         mc.node_labels = settings.node_labels.clone();

@@ -163,6 +163,10 @@ pub struct RunArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node_status: NodeStatusArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub certs: CertArgs,
 }
 
 /// What the Node's status is computed with, with the kubelet's flag names.
@@ -182,6 +186,28 @@ pub struct NodeStatusArgs {
     /// How long a pressure condition stays after its threshold was last met [default: 5m]
     #[arg(long, value_name = "DURATION")]
     pub eviction_pressure_transition_period: Option<String>,
+}
+
+/// The node's certificates, with the kubelet's flag names (see [`crate::certs`]).
+#[derive(Debug, Default, Args)]
+pub struct CertArgs {
+    /// Kubeconfig with bootstrap credentials (a token): while --kubeconfig is missing or has
+    /// no valid client certificate, request one with these and write --kubeconfig
+    #[arg(long, value_name = "FILE")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+
+    /// Renew the client certificate through the API server before it expires [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub rotate_certificates: Option<bool>,
+
+    /// Request the node API's serving certificate from the API server (serverTLSBootstrap)
+    /// [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub rotate_server_certificates: Option<bool>,
+
+    /// Where the certificates are kept [default: ROOT_DIR/pki]
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
 }
 
 /// The kubelet's node API (HTTPS, for `kubectl logs/exec/port-forward/top`) and its healthz,

@@ -22,6 +22,7 @@ pub mod action;
 pub mod api;
 pub mod app;
 pub mod backoff;
+pub mod certs;
 pub mod chain;
 pub mod cli;
 pub mod clock;

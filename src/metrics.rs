@@ -5,8 +5,8 @@
 //! they can never drift from what `/pods` shows. A leaf: it knows none of podvisor's types.
 
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -105,8 +105,21 @@ pub struct Metrics {
     apiserver_requests: Family<VerbLabel, Counter>,
     node_condition: Family<ConditionLabel, Gauge>,
     review_errors: Counter,
+    certificates: [Certificate; 2],
     scrape: Mutex<()>,
 }
+
+/// One certificate's expiry (`notAfter` in Unix seconds, [`i64::MIN`] when none) and
+/// renewal failures, as the kubelet's certificate managers report them.
+#[derive(Debug, Default)]
+struct Certificate {
+    not_after: AtomicI64,
+    ttl: Gauge<f64, AtomicU64>,
+    renew_errors: Counter,
+}
+
+/// The certificates, by the kubelet's word for them in metric names.
+const CERTIFICATES: [&str; 2] = ["client", "server"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,6 +163,20 @@ impl Metrics {
              as the Node object reports it",
             node_condition.clone(),
         );
+        let certificates: [Certificate; 2] = Default::default();
+        for (name, c) in CERTIFICATES.iter().zip(&certificates) {
+            c.not_after.store(i64::MIN, Ordering::Relaxed);
+            registry.register(
+                format!("certificate_manager_{name}_ttl_seconds"),
+                format!("Seconds until the node's {name} certificate expires (negative once expired, +Inf when there is none)"),
+                c.ttl.clone(),
+            );
+            registry.register(
+                format!("certificate_manager_{name}_expiration_renew_errors"),
+                format!("Failed attempts to get a {name} certificate (bootstrap or renewal)"),
+                c.renew_errors.clone(),
+            );
+        }
         registry.register(
             "apiserver_requests",
             "Requests sent to the API server, by Kubernetes verb",
@@ -210,6 +237,7 @@ impl Metrics {
             apiserver_requests,
             node_condition,
             review_errors,
+            certificates,
             scrape: Mutex::new(()),
         }
     }
@@ -222,6 +250,29 @@ impl Metrics {
                 verb: verb.to_owned(),
             })
             .inc();
+    }
+
+    fn certificate(&self, name: &str) -> Option<&Certificate> {
+        CERTIFICATES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| &self.certificates[i])
+    }
+
+    /// Records the expiry of the `client` or `server` certificate in use (`notAfter` in Unix
+    /// seconds), `None` when there is none.
+    pub fn certificate_expiry(&self, name: &str, not_after_unix: Option<i64>) {
+        if let Some(c) = self.certificate(name) {
+            c.not_after
+                .store(not_after_unix.unwrap_or(i64::MIN), Ordering::Relaxed);
+        }
+    }
+
+    /// Records a failed attempt to get the `client` or `server` certificate.
+    pub fn certificate_renew_error(&self, name: &str) {
+        if let Some(c) = self.certificate(name) {
+            c.renew_errors.inc();
+        }
     }
 
     /// Records one CRI call.
@@ -302,6 +353,16 @@ impl Metrics {
                 .get_or_create(&label)
                 .set(i64::from(*holds));
         }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for c in &self.certificates {
+            let ttl = match c.not_after.load(Ordering::Relaxed) {
+                i64::MIN => f64::INFINITY,
+                not_after => (not_after - now) as f64,
+            };
+            c.ttl.set(ttl);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -367,5 +428,33 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn certificate_ttl_counts_down_to_the_expiry_and_is_infinite_without_one() {
+        let m = Metrics::new();
+        let text = m.render(&Gauges::default());
+        assert!(
+            text.contains("podvisor_certificate_manager_client_ttl_seconds inf\n"),
+            "{text}"
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64;
+        m.certificate_expiry("server", Some(now - 10));
+        m.certificate_renew_error("client");
+        m.certificate_renew_error("client");
+        let text = m.render(&Gauges::default());
+        let ttl = text
+            .lines()
+            .find_map(|l| l.strip_prefix("podvisor_certificate_manager_server_ttl_seconds "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("a server ttl");
+        assert!((-12.0..=-9.0).contains(&ttl), "{ttl}");
+        assert!(
+            text.contains("podvisor_certificate_manager_client_expiration_renew_errors_total 2"),
+            "{text}"
+        );
     }
 }

@@ -14,9 +14,11 @@ use thiserror::Error;
 use crate::cli::{LogFormat, RunArgs};
 use crate::pod::{CgroupDriver, NodeName};
 
+mod certs;
 mod node_api;
 mod node_status;
 
+pub use certs::CertSettings;
 pub use node_api::{
     AuthenticationFile, AuthorizationFile, DEFAULT_HEALTHZ_PORT, DEFAULT_PORT, NodeApiSettings,
 };
@@ -112,6 +114,9 @@ pub enum ConfigError {
     /// A node API or healthz setting that cannot be used.
     #[error("node API: {0}")]
     NodeApi(String),
+    /// Certificate settings that cannot be used together.
+    #[error("certificates: {0}")]
+    Certificates(&'static str),
 }
 
 /// The config file, as written: every key optional, unknown keys refused.
@@ -176,6 +181,15 @@ pub struct ConfigFile {
     pub eviction_hard: Option<BTreeMap<String, String>>,
     /// `evictionPressureTransitionPeriod`.
     pub eviction_pressure_transition_period: Option<String>,
+    /// Bootstrap kubeconfig (the kubelet's `--bootstrap-kubeconfig`).
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// Renew the client certificate, as KubeletConfiguration's.
+    pub rotate_certificates: Option<bool>,
+    /// Request the serving certificate, as KubeletConfiguration's.
+    #[serde(rename = "serverTLSBootstrap")]
+    pub server_tls_bootstrap: Option<bool>,
+    /// Certificate directory (the kubelet's `--cert-dir`).
+    pub cert_dir: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -290,6 +304,8 @@ pub struct MirrorSettings {
     pub node_labels: BTreeMap<String, String>,
     /// Taints for a Node podvisor registers.
     pub register_taints: Vec<NodeTaint>,
+    /// The node's certificates.
+    pub certs: CertSettings,
 }
 
 /// Everything `podvisor run` needs, validated.
@@ -469,6 +485,16 @@ impl Config {
         .transpose()?;
         let node_status = node_status::node_status(&args.node_status, &file, env)?;
         let node_api = node_api::node_api(&args.node_api, &file, env, kubeconfig.is_some())?;
+        let root_dir = pick_path(&args.root_dir, "PODVISOR_ROOT_DIR", file.root_dir.clone())
+            .unwrap_or_else(|| DEFAULT_ROOT_DIR.into());
+        let cert_settings = certs::certs(
+            &args.certs,
+            &file,
+            env,
+            &root_dir,
+            kubeconfig.is_some(),
+            node_api.is_some(),
+        )?;
         let node = match pick(args.node_name.clone(), "PODVISOR_NODE_NAME", file.node_name) {
             Some(n) => n,
             None => hostname().map_err(ConfigError::Hostname)?,
@@ -579,6 +605,7 @@ impl Config {
                     register_node,
                     node_labels,
                     register_taints,
+                    certs: cert_settings,
                 })
             }
         };
@@ -614,8 +641,7 @@ impl Config {
                 Duration::from_millis(50),
                 Duration::from_secs(300),
             )?,
-            root_dir: pick_path(&args.root_dir, "PODVISOR_ROOT_DIR", file.root_dir)
-                .unwrap_or_else(|| DEFAULT_ROOT_DIR.into()),
+            root_dir,
             pod_log_dir: pick_path(&args.pod_log_dir, "PODVISOR_POD_LOG_DIR", file.pod_log_dir)
                 .unwrap_or_else(|| DEFAULT_POD_LOG_DIR.into()),
             log_format,
@@ -687,6 +713,15 @@ nodeLabels: {{}}
 # Taints for a Node podvisor registers (only at registration), e.g.
 # [{{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}}].
 registerWithTaints: []
+# With a kubeconfig, the node's certificates, as the kubelet keeps them (in certDir, default
+# <rootDir>/pki): TLS bootstrap with a bootstrap token while the kubeconfig has no valid client
+# certificate (then the kubeconfig is written), renewal of the client certificate at 70-90 % of
+# its life, and a serving certificate for the node API from the kubernetes.io/kubelet-serving
+# signer (someone must approve those CSRs: kubectl certificate approve).
+# bootstrapKubeconfig: /etc/kubernetes/bootstrap-kubelet.conf
+rotateCertificates: false
+serverTLSBootstrap: false
+# certDir: /var/lib/podvisor/pki
 
 # The kubelet's node API (HTTPS: kubectl logs, exec, attach, port-forward, top), on by default
 # with a kubeconfig. Keys as KubeletConfiguration's.

@@ -105,6 +105,19 @@ pub async fn connect(
     timeout: Duration,
     metrics: Option<&Arc<Metrics>>,
 ) -> Result<kube::Client, MirrorError> {
+    connect_as(path, None, timeout, metrics).await
+}
+
+/// As [`connect`], but authenticated with the certificate and key in `identity` (one PEM
+/// file, the certificate manager's `kubelet-client-current.pem`) instead of the
+/// kubeconfig's user, when that file exists: as the kubelet's rotating transport presents
+/// the certificate manager's current pair whatever the kubeconfig says.
+pub async fn connect_as(
+    path: &Path,
+    identity: Option<&Path>,
+    timeout: Duration,
+    metrics: Option<&Arc<Metrics>>,
+) -> Result<kube::Client, MirrorError> {
     let kubeconfig_error = |source| MirrorError::Kubeconfig {
         path: path.to_owned(),
         source,
@@ -114,6 +127,14 @@ pub async fn connect(
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(kubeconfig_error)?;
+    if let Some(pem) = identity.filter(|p| p.exists()) {
+        let pem = pem.display().to_string();
+        config.auth_info = kube::config::AuthInfo {
+            client_certificate: Some(pem.clone()),
+            client_key: Some(pem),
+            ..kube::config::AuthInfo::default()
+        };
+    }
     config.connect_timeout = Some(timeout);
     // No read timeout: it would cut a quiet pod watch every `timeout`. Every other request
     // is bounded by `call`, and the watch by the server's timeoutSeconds and the worker's

@@ -45,7 +45,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use client::{MirrorError, call, connect};
+pub use client::{MirrorError, call, connect, connect_as};
 pub use host::{DEFAULT_MAX_PODS, KUBELET_VERSION, NodeInfo};
 // Public so that a stand-in API server in tests names and reads requests exactly as the
 // request metrics do.
@@ -134,6 +134,12 @@ pub struct MirrorConfig {
     pub clock: Clock,
     /// Where API requests are counted, by verb.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The client certificate to present instead of the kubeconfig's user, once that file
+    /// exists: the certificate manager's `kubelet-client-current.pem`.
+    pub identity: Option<PathBuf>,
+    /// Bumped by the certificate manager with every new client certificate: the session
+    /// ends and the client is made again with it, without a restart.
+    pub credentials: Option<watch::Receiver<u64>>,
 }
 
 impl MirrorConfig {
@@ -150,6 +156,8 @@ impl MirrorConfig {
             event_buffer: DEFAULT_EVENT_BUFFER,
             clock: Clock::System,
             metrics: None,
+            identity: None,
+            credentials: None,
         }
     }
 }

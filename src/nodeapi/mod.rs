@@ -41,7 +41,7 @@ pub use auth::{
 pub use healthz::serve_healthz;
 pub use review::KubeReviewer;
 pub use server::{Limits, NodeApiServer};
-pub use tls::{ClientCa, TlsError, self_signed, server_config};
+pub use tls::{ClientCa, ServingCert, TlsError, self_signed, server_config, serving_config};
 
 use crate::api::ApiState;
 use crate::clock::Timestamp;

@@ -24,7 +24,9 @@ const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reviews through the API server named by a kubeconfig.
 pub struct KubeReviewer {
     kubeconfig: PathBuf,
-    client: Mutex<Option<kube::Client>>,
+    identity: Option<PathBuf>,
+    /// The client, and the pair it presents (where `identity` pointed when it was made).
+    client: Mutex<Option<(kube::Client, Option<PathBuf>)>>,
 }
 
 impl KubeReviewer {
@@ -32,19 +34,34 @@ impl KubeReviewer {
     pub fn new(kubeconfig: PathBuf) -> KubeReviewer {
         KubeReviewer {
             kubeconfig,
+            identity: None,
             client: Mutex::new(None),
         }
     }
 
+    /// Presents the certificate manager's current pair (a symlink) rather than the
+    /// kubeconfig's user once it exists, and a new client once it points at a new pair.
+    pub fn with_identity(mut self, identity: Option<PathBuf>) -> KubeReviewer {
+        self.identity = identity;
+        self
+    }
+
     async fn client(&self) -> Result<kube::Client, ReviewError> {
         let mut slot = self.client.lock().await;
-        if let Some(c) = slot.as_ref() {
+        let presenting = self
+            .identity
+            .as_deref()
+            .and_then(|p| std::fs::read_link(p).ok());
+        if let Some((c, made_with)) = slot.as_ref()
+            && *made_with == presenting
+        {
             return Ok(c.clone());
         }
-        let c = mirror::connect(&self.kubeconfig, REVIEW_TIMEOUT, None)
+        let identity = self.identity.as_deref();
+        let c = mirror::connect_as(&self.kubeconfig, identity, REVIEW_TIMEOUT, None)
             .await
             .map_err(|e| ReviewError(e.reason()))?;
-        *slot = Some(c.clone());
+        *slot = Some((c.clone(), presenting));
         Ok(c)
     }
 

@@ -4,13 +4,14 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, ServerConfig, SignatureScheme};
 use thiserror::Error;
 
@@ -109,12 +110,54 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
+/// The serving certificate, which can be replaced while serving: the certificate manager
+/// puts the one the API server issued (`serverTLSBootstrap`) in place of the self-signed or
+/// given one, and new connections present it.
+#[derive(Debug)]
+pub struct ServingCert(RwLock<Arc<CertifiedKey>>);
+
+impl ServingCert {
+    /// The certificate and key in these files.
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServingCert>, TlsError> {
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = CertifiedKey::from_der(read_certs(cert)?, read_key(key)?, &provider)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", cert.display())))?;
+        Ok(Arc::new(ServingCert(RwLock::new(Arc::new(certified)))))
+    }
+
+    /// Serves `certified` from the next handshake on.
+    pub fn set(&self, certified: Arc<CertifiedKey>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = certified;
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
 /// The server's TLS configuration: its certificate, and a client certificate asked for
 /// when there is a client CA (optional: tokens and anonymous requests come without one; the
 /// chain is checked against `client_ca` after the handshake).
 pub fn server_config(
     cert: &Path,
     key: &Path,
+    client_ca: &ClientCa,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    serving_config(ServingCert::load(cert, key)?, client_ca)
+}
+
+/// As [`server_config`], presenting whatever `serving` holds at each handshake.
+pub fn serving_config(
+    serving: Arc<ServingCert>,
     client_ca: &ClientCa,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -127,9 +170,7 @@ pub fn server_config(
             builder.with_client_cert_verifier(Arc::new(RequestCertificate(verifier.clone())))
         }
     };
-    let mut config = builder
-        .with_single_cert(read_certs(cert)?, read_key(key)?)
-        .map_err(|e| TlsError::Config(format!("{}: {e}", cert.display())))?;
+    let mut config = builder.with_cert_resolver(serving);
     // HTTP/1.1 only: exec, attach and port-forward are connection upgrades.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))

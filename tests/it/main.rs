@@ -17,6 +17,7 @@ mod nodeapi_client;
 mod operate;
 mod podspec;
 mod real_apiserver;
+mod real_certs;
 mod real_kubeadm;
 mod real_nodeapi;
 mod reliability;

@@ -87,6 +87,18 @@ impl ApiLab {
         self.dir.path().join("pki/ca.crt")
     }
 
+    /// Starts kube-controller-manager approving and signing node CSRs as kubeadm sets it up,
+    /// with a bootstrap token; returns the bootstrap kubeconfig.
+    pub fn csr_controllers(&self) -> PathBuf {
+        let path = self.dir.path().display().to_string();
+        PathBuf::from(self.run(&["csr", &path]))
+    }
+
+    /// The cluster CA's key (the CSR signer's).
+    pub fn ca_key_file(&self) -> PathBuf {
+        self.dir.path().join("pki/ca.key")
+    }
+
     /// A kubeconfig for node `name`.
     pub fn node_kubeconfig(&self, name: &str) -> PathBuf {
         let path = self.dir.path().display().to_string();

@@ -2,6 +2,7 @@
 //! (`crates/fake-apiserver`) with the real kube client, through podvisor's public API only.
 //! No privileges or containerd needed.
 
+mod certs;
 mod lifecycle;
 mod pods;
 mod reporting;

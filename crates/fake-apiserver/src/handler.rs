@@ -13,8 +13,9 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::csr;
 use super::patch::{self, ACCEPTED, PatchKind};
-use super::resource::Route;
+use super::resource::{Resource, Route};
 use super::review::{self, Endpoint};
 use super::selector::Selector;
 use super::shared::{Body, Shared, State};
@@ -212,6 +213,9 @@ fn serve_route(state: &mut State, call: &Call<'_>, route: &Route) -> Result<Repl
             }
             Method::POST => {
                 let created = store.create(resource, ns, parse_body(call.body)?, caller)?;
+                if resource == Resource::Csrs {
+                    csr::on_create(store, &state.csr_signer, &created);
+                }
                 Ok(Reply::Json(StatusCode::CREATED, created))
             }
             Method::DELETE => {

@@ -16,6 +16,13 @@
 //! It also answers the TokenReviews and SubjectAccessReviews a kubelet's node API sends to
 //! delegate its authentication and authorization (see "Reviews" on [`FakeApiServer`]).
 //!
+//! CertificateSigningRequests (certificates.k8s.io/v1, cluster-scoped) are stored, listed and
+//! watched like the rest; what a cluster's approver and signer controllers do, the test does:
+//! by hand ([`FakeApiServer::approve_csr`], [`FakeApiServer::issue_csr`],
+//! [`FakeApiServer::deny_csr`]) or for every request as it is created
+//! ([`FakeApiServer::set_csr_signer`], e.g. with [`TestCa::signer`]). The request is not
+//! checked against its signer's rules.
+//!
 //! Not served: discovery, authorization of its own clients beyond NodeRestriction, the
 //! garbage collector, and the other resources. Known differences from the real server are
 //! listed on [`FakeApiServer`]. It is podvisor's dev-dependency only (`tests/mirror`,
@@ -24,6 +31,7 @@
 //! disagree.
 
 mod admission;
+mod csr;
 mod handler;
 mod history;
 mod meta;
@@ -49,6 +57,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use k8s_openapi::api::authentication::v1::TokenReviewSpec;
 use k8s_openapi::api::authorization::v1::SubjectAccessReviewSpec;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::api::events::v1::Event as EventV1;
@@ -59,6 +68,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+pub use self::csr::{CsrSigner, TestCa};
 use self::resource::Resource;
 pub use self::review::system_masters_policy;
 use self::shared::{Injection, Shared, State};
@@ -573,6 +583,52 @@ impl FakeApiServer {
     /// whether the pod existed.
     pub fn force_delete_pod(&self, namespace: &str, name: &str) -> bool {
         self.delete(Resource::Pods, namespace, name, Some(0))
+    }
+
+    /// Every CertificateSigningRequest, ordered by name.
+    pub fn csrs(&self) -> Vec<CertificateSigningRequest> {
+        self.all(Resource::Csrs)
+    }
+
+    /// Approves and signs every new CertificateSigningRequest as it is created, as a
+    /// cluster's csrapproving and csrsigning controllers do for kubelet client requests:
+    /// `signer` returns the certificate, or `None` to leave the request pending. `None` (the
+    /// default) leaves every request to the test.
+    pub fn set_csr_signer(
+        &self,
+        signer: Option<
+            impl Fn(&CertificateSigningRequest) -> Option<String> + Send + Sync + 'static,
+        >,
+    ) {
+        self.shared.lock().csr_signer = csr::Signer(signer.map(|s| Arc::new(s) as Arc<CsrSigner>));
+    }
+
+    /// Adds the `Approved` condition to a request, as `kubectl certificate approve`. Returns
+    /// whether it exists.
+    pub fn approve_csr(&self, name: &str) -> bool {
+        csr::decide(
+            &mut self.shared.lock().store,
+            name,
+            Some(csr::approved()),
+            None,
+        )
+    }
+
+    /// Adds the `Denied` condition, as `kubectl certificate deny`. Returns whether it exists.
+    pub fn deny_csr(&self, name: &str, reason: &str, message: &str) -> bool {
+        let denied = csr::denied(reason, message);
+        csr::decide(&mut self.shared.lock().store, name, Some(denied), None)
+    }
+
+    /// Sets the issued certificate (PEM), as a signer does once a request is approved.
+    /// Returns whether it exists.
+    pub fn issue_csr(&self, name: &str, certificate_pem: &str) -> bool {
+        csr::decide(
+            &mut self.shared.lock().store,
+            name,
+            None,
+            Some(certificate_pem),
+        )
     }
 
     /// Deletes a node. Its mirror pods stay: the fake has no garbage collector.

@@ -8,6 +8,8 @@ pub(super) enum Resource {
     Events,
     EventsV1,
     Leases,
+    /// certificates.k8s.io/v1 CertificateSigningRequests.
+    Csrs,
 }
 
 impl Resource {
@@ -18,6 +20,7 @@ impl Resource {
             ("", "v1", "events") => Some(Resource::Events),
             ("events.k8s.io", "v1", "events") => Some(Resource::EventsV1),
             ("coordination.k8s.io", "v1", "leases") => Some(Resource::Leases),
+            ("certificates.k8s.io", "v1", "certificatesigningrequests") => Some(Resource::Csrs),
             _ => None,
         }
     }
@@ -28,6 +31,7 @@ impl Resource {
             Resource::Pods | Resource::Nodes | Resource::Events => "",
             Resource::EventsV1 => "events.k8s.io",
             Resource::Leases => "coordination.k8s.io",
+            Resource::Csrs => "certificates.k8s.io",
         }
     }
 
@@ -37,6 +41,7 @@ impl Resource {
             Resource::Pods | Resource::Nodes | Resource::Events => "v1",
             Resource::EventsV1 => "events.k8s.io/v1",
             Resource::Leases => "coordination.k8s.io/v1",
+            Resource::Csrs => "certificates.k8s.io/v1",
         }
     }
 
@@ -47,6 +52,7 @@ impl Resource {
             Resource::Nodes => "Node",
             Resource::Events | Resource::EventsV1 => "Event",
             Resource::Leases => "Lease",
+            Resource::Csrs => "CertificateSigningRequest",
         }
     }
 
@@ -57,6 +63,7 @@ impl Resource {
             Resource::Nodes => "nodes",
             Resource::Events | Resource::EventsV1 => "events",
             Resource::Leases => "leases",
+            Resource::Csrs => "certificatesigningrequests",
         }
     }
 
@@ -69,13 +76,13 @@ impl Resource {
     }
 
     pub(super) fn namespaced(self) -> bool {
-        !matches!(self, Resource::Nodes)
+        !matches!(self, Resource::Nodes | Resource::Csrs)
     }
 
     /// Whether the resource has a `status` subresource (and so a main resource that
     /// ignores status writes).
     pub(super) fn has_status(self) -> bool {
-        matches!(self, Resource::Pods | Resource::Nodes)
+        matches!(self, Resource::Pods | Resource::Nodes | Resource::Csrs)
     }
 
     /// Pods answer DELETE with the object; the others with a `Status`.
@@ -100,6 +107,7 @@ impl Resource {
             Resource::Nodes => format!("/registry/minions/{name}"),
             Resource::Events | Resource::EventsV1 => format!("/registry/events/{namespace}/{name}"),
             Resource::Leases => format!("/registry/leases/{namespace}/{name}"),
+            Resource::Csrs => format!("/registry/certificatesigningrequests/{name}"),
         }
     }
 
@@ -135,6 +143,7 @@ impl Resource {
                 "type",
             ],
             Resource::EventsV1 | Resource::Leases => &["metadata.name", "metadata.namespace"],
+            Resource::Csrs => &["metadata.name", "spec.signerName"],
         }
     }
 }

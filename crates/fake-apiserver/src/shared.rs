@@ -12,6 +12,7 @@ use http::{Method, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 
 use super::admission::NodeIdentity;
+use super::csr::Signer;
 use super::review::Reviews;
 use super::store::Store;
 use super::{Mode, RequestRecord};
@@ -42,6 +43,8 @@ pub(super) struct State {
     pub(super) bookmark_interval: Option<Duration>,
     /// Tokens, authorization policy and the reviews received, for the review APIs.
     pub(super) reviews: Reviews,
+    /// Approves and signs new CertificateSigningRequests, when set.
+    pub(super) csr_signer: Signer,
 }
 
 /// What live watches react to: a new revision, a compaction, a mode change.

@@ -1,6 +1,7 @@
 //! What the registry does to an object on its way to storage: decoding through the
 //! k8s-openapi type (unknown fields dropped), defaulting, `PrepareForCreate` and validation.
 
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::api::events::v1::Event as EventV1;
@@ -65,6 +66,7 @@ pub(super) fn normalize(resource: Resource, obj: Value) -> Result<Value, ApiErro
         Resource::Events => via::<Event>(obj),
         Resource::EventsV1 => via::<EventV1>(obj),
         Resource::Leases => via::<Lease>(obj),
+        Resource::Csrs => via::<CertificateSigningRequest>(obj),
     }
 }
 
@@ -144,8 +146,13 @@ fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
-/// `PrepareForCreate`: a new pod's status is the server's, not the client's.
+/// `PrepareForCreate`: a new pod's or CSR's status is the server's, not the client's.
 pub(super) fn prepare_for_create(resource: Resource, obj: &mut Value) {
+    if resource == Resource::Csrs
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.remove("status");
+    }
     if resource == Resource::Pods {
         let qos = qos_class(obj);
         if let Some(map) = obj.as_object_mut() {
@@ -304,6 +311,23 @@ fn validate_event_v1(event: &Value, errors: &mut Vec<FieldError>) {
     }
 }
 
+/// A CSR's required fields (the real server also parses the request and checks the usages
+/// against its signer, which the fake leaves to the test signing it).
+fn validate_csr(obj: &Value, errors: &mut Vec<FieldError>) {
+    if text(obj, "/spec/request").is_empty() {
+        errors.push(FieldError::Required {
+            field: "spec.request".into(),
+            detail: String::new(),
+        });
+    }
+    if text(obj, "/spec/signerName").is_empty() {
+        errors.push(FieldError::Required {
+            field: "spec.signerName".into(),
+            detail: String::new(),
+        });
+    }
+}
+
 /// The resource's `Validate`: a 422 listing every field error.
 pub(super) fn validate(resource: Resource, obj: &Value) -> Result<(), ApiError> {
     let mut errors = Vec::new();
@@ -313,6 +337,16 @@ pub(super) fn validate(resource: Resource, obj: &Value) -> Result<(), ApiError> 
             field: "metadata.name".into(),
             detail: "name or generateName is required".into(),
         });
+    } else if resource == Resource::Csrs {
+        // CSR names are path segments only: the kubelet's `node-csr-<base64url>` has
+        // capitals and underscores.
+        if name == "." || name == ".." || name.contains(['/', '%']) {
+            errors.push(FieldError::Invalid {
+                field: "metadata.name".into(),
+                value: name.into(),
+                detail: "may not contain '/' or '%', nor be '.' or '..'".into(),
+            });
+        }
     } else {
         check_subdomain("metadata.name", name, &mut errors);
     }
@@ -320,6 +354,7 @@ pub(super) fn validate(resource: Resource, obj: &Value) -> Result<(), ApiError> 
         Resource::Pods => validate_pod(obj, &mut errors),
         Resource::Events => validate_core_event(obj, &mut errors),
         Resource::EventsV1 => validate_event_v1(obj, &mut errors),
+        Resource::Csrs => validate_csr(obj, &mut errors),
         Resource::Nodes | Resource::Leases => {}
     }
     if errors.is_empty() {

@@ -93,6 +93,8 @@ enum End {
     Lost(MirrorError),
     /// The Node is gone or was recreated: look it up again at once.
     NodeChanged,
+    /// The client certificate changed: connect again with it at once.
+    Rotated,
 }
 
 impl From<MirrorError> for End {
@@ -144,6 +146,16 @@ pub struct Worker {
     refusals: Refusals,
 }
 
+/// Resolves when the certificate manager has a new client certificate; never without one.
+async fn rotated(credentials: &mut Option<watch::Receiver<u64>>) {
+    if let Some(c) = credentials.as_mut()
+        && c.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
 fn earliest(a: Instant, b: Option<Instant>) -> Instant {
     b.map_or(a, |b| a.min(b))
 }
@@ -184,20 +196,28 @@ impl Worker {
         loop {
             self.note_desired();
             let metrics = self.cfg.metrics.as_ref();
-            let outcome =
-                match client::connect(&self.cfg.kubeconfig, t.request_timeout, metrics).await {
-                    Err(e) => {
-                        self.out.set_phase(MirrorPhase::Connecting {
-                            error: Some(e.reason()),
-                        });
-                        Err(())
-                    }
-                    Ok(client) => self.session(client, &mut backoff).await,
-                };
+            let (path, identity) = (&self.cfg.kubeconfig, self.cfg.identity.as_deref());
+            if let Some(c) = self.cfg.credentials.as_mut() {
+                c.mark_unchanged();
+            }
+            let outcome = match client::connect_as(path, identity, t.request_timeout, metrics).await
+            {
+                Err(e) => {
+                    self.out.set_phase(MirrorPhase::Connecting {
+                        error: Some(e.reason()),
+                    });
+                    Err(())
+                }
+                Ok(client) => self.session(client, &mut backoff).await,
+            };
             self.refresh_counters();
             self.out.flush();
             if outcome.is_err() {
-                sleep(backoff.next_drawn()).await;
+                // New credentials (a bootstrapped kubeconfig) end the wait.
+                tokio::select! {
+                    () = sleep(backoff.next_drawn()) => {}
+                    () = rotated(&mut self.cfg.credentials) => {}
+                }
             }
         }
     }
@@ -271,6 +291,10 @@ impl Worker {
         };
         match self.sync_loop(&mut s, backoff).await {
             End::NodeChanged => Ok(()),
+            End::Rotated => {
+                info!("client certificate changed; connecting with it");
+                Ok(())
+            }
             End::Lost(e) => {
                 self.unreachable(&e);
                 Err(())
@@ -388,6 +412,7 @@ impl Worker {
                 }
                 () = self.inbox.0.1.notified() => {}
                 () = sleep_until(wake) => {}
+                () = rotated(&mut self.cfg.credentials) => return End::Rotated,
             }
         }
     }

@@ -11,6 +11,7 @@
 //!
 //! Pure data and hashing; no IO.
 
+pub mod apparmor;
 pub mod environment;
 mod expand;
 mod hash;

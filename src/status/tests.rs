@@ -379,7 +379,7 @@ fn a_completed_init_container_is_ready_and_unready_containers_are_named_issue_17
 fn a_finished_pod_says_pod_completed_and_running_containers_report_their_resources_issue_17() {
     let mut c = Case::new(&WEB.replace(
         "containers:\n  - {name: app, image: 'busybox:1.35'}",
-        "restartPolicy: Never\n  containers:\n  - {name: app, image: 'busybox:1.35', resources: {limits: {cpu: 500m, memory: 64Mi, ephemeral-storage: 1Gi}}}",
+        "restartPolicy: Never\n  containers:\n  - {name: app, image: 'busybox:1.35', resources: {limits: {cpu: 500m, memory: 64Mi, hugepages-2Mi: 2Mi}, requests: {ephemeral-storage: 1Gi}}}",
     ));
     c.observed
         .containers
@@ -400,5 +400,6 @@ fn a_finished_pod_says_pod_completed_and_running_containers_report_their_resourc
     let limits = resources.limits.expect("limits");
     assert_eq!(limits.keys().collect::<Vec<_>>(), ["cpu", "memory"]);
     // Requests default to limits, as the API server defaults them.
-    assert!(resources.requests.is_some());
+    let requests = resources.requests.expect("requests");
+    assert_eq!(requests.keys().collect::<Vec<_>>(), ["cpu", "memory"]);
 }

@@ -101,6 +101,13 @@ fn protocol(p: Option<&str>) -> i32 {
         _ => cri::Protocol::Tcp as i32,
     }
 }
+/// The CRI runtime handler the sandbox runs under: `spec.runtimeClassName` itself. A static
+/// pod has no RuntimeClass object to look the handler up in, so the name is taken as a
+/// RuntimeClass whose handler equals its name; none (or empty) is the runtime's default.
+pub fn runtime_handler(pod: &StaticPod) -> String {
+    pod.spec.runtime_class_name.clone().unwrap_or_default()
+}
+
 /// The sandbox config for `pod` at metadata attempt `attempt`.
 pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::PodSandboxConfig {
     let meta = &pod.metadata;
@@ -201,6 +208,7 @@ pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::
                     profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
                     localhost_ref: String::new(),
                 }),
+                selinux_options: super::security::sandbox_selinux(pod_sc),
                 ..Default::default()
             }),
             sysctls,

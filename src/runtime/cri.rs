@@ -588,6 +588,9 @@ impl Runtime for CriRuntime {
         attempt: u32,
         host: Ready,
     ) -> Result<SandboxId, RuntimeError> {
+        if let Some(message) = convert::hostname_refusal(pod) {
+            return Err(RuntimeError::Refused { message });
+        }
         let config = sandbox_config(pod, attempt, host, &self.ctx);
         let req = timeout_of(
             tonic::Request::new(cri::RunPodSandboxRequest {

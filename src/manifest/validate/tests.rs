@@ -380,6 +380,21 @@ fn what_podvisor_cannot_carry_out_is_refused_on_its_field_issue_13_4() {
             &["spec.runtimeClassName"],
         ),
         (
+            container("    resources: {limits: {example.com/gpu: '1'}}\n"),
+            // defaulting copies the limit into requests
+            &[
+                "spec.containers[0].resources.limits[example.com/gpu]",
+                "spec.containers[0].resources.requests[example.com/gpu]",
+            ],
+        ),
+        (
+            container(
+                "    volumeMounts: [{name: v, mountPath: /v, readOnly: true, recursiveReadOnly: Enabled}]\n",
+            )
+            .replace("spec:\n", "spec:\n  volumes: [{name: v, emptyDir: {}}]\n"),
+            &["spec.containers[0].volumeMounts[0].recursiveReadOnly"],
+        ),
+        (
             container("    resources: {limits: {memory: 64Mi, hugepages-big: 1Gi}}\n"),
             // defaulting copies the limit into requests
             &[

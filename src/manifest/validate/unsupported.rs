@@ -81,6 +81,28 @@ fn unsupported_in_container(c: &Container, at: &str, v: &mut Issues) {
             "is not enforced for static pods: the kubelet enforces it by eviction, which never evicts a static pod, and podvisor evicts nothing; remove the limit",
         );
     }
+    let r = c.resources.as_ref();
+    for (kind, map) in [
+        ("limits", r.and_then(|r| r.limits.as_ref())),
+        ("requests", r.and_then(|r| r.requests.as_ref())),
+    ] {
+        for name in map.into_iter().flatten().map(|(k, _)| k) {
+            if name.contains('/') && !name.starts_with("kubernetes.io/") {
+                v.add(
+                    format!("{at}.resources.{kind}[{name}]"),
+                    "extended resources are not supported: they come from device plugins, and podvisor runs none",
+                );
+            }
+        }
+    }
+    for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
+        if m.recursive_read_only.as_deref() == Some("Enabled") {
+            v.add(
+                format!("{at}.volumeMounts[{j}].recursiveReadOnly"),
+                "Enabled is not supported: containerd 1.6 cannot make a mount read-only recursively; use IfPossible or Disabled",
+            );
+        }
+    }
     if c.restart_policy_rules
         .as_ref()
         .is_some_and(|r| !r.is_empty())

@@ -13,7 +13,7 @@ mod sandbox;
 mod security;
 
 pub use container::container_config;
-pub use sandbox::{runtime_handler, sandbox_config};
+pub use sandbox::{hostname_refusal, runtime_handler, sandbox_config};
 pub use security::apparmor_refusal;
 
 #[cfg(test)]

@@ -108,6 +108,18 @@ pub fn runtime_handler(pod: &StaticPod) -> String {
     pod.spec.runtime_class_name.clone().unwrap_or_default()
 }
 
+/// Why `pod`'s sandbox cannot be created, if its `setHostnameAsFQDN` hostname is longer
+/// than the kernel allows (the kubelet's words).
+pub fn hostname_refusal(pod: &StaticPod) -> Option<String> {
+    let fqdn = pod.fqdn_hostname()?;
+    (fqdn.len() > 64).then(|| {
+        format!(
+            "failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long (64 characters is the max, {} characters requested)",
+            fqdn.len()
+        )
+    })
+}
+
 /// The sandbox config for `pod` at metadata attempt `attempt`.
 pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::PodSandboxConfig {
     let meta = &pod.metadata;
@@ -183,7 +195,7 @@ pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::
             namespace: pod.key.namespace.clone(),
             attempt,
         }),
-        hostname: pod.hostname(),
+        hostname: pod.fqdn_hostname().unwrap_or_else(|| pod.hostname()),
         log_directory: ctx
             .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str())
             .to_string_lossy()

@@ -215,3 +215,26 @@ fn huge_page_limits_are_zero_for_every_host_size_but_the_ones_asked_for() {
         ]
     );
 }
+
+#[test]
+fn set_hostname_as_fqdn_names_the_sandbox_by_its_fqdn_and_one_too_long_is_refused() {
+    let yaml = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: edge}}\nspec:\n  setHostnameAsFQDN: true\n  subdomain: svc\n  containers: [{{name: c, image: 'i:1'}}]\n"
+        )
+    };
+    let p = pod(&yaml("web"));
+    assert_eq!(
+        sandbox_config(&p, 0, &ctx()).hostname,
+        "web-node1.svc.edge.svc.cluster.local"
+    );
+    assert_eq!(hostname_refusal(&p), None);
+    let long = pod(&yaml(&"a".repeat(40)));
+    let refusal = hostname_refusal(&long).expect("too long");
+    assert!(
+        refusal.ends_with("is too long (64 characters is the max, 73 characters requested)"),
+        "{refusal}"
+    );
+    let plain = pod(&yaml("web").replace("  setHostnameAsFQDN: true\n", ""));
+    assert_eq!(sandbox_config(&plain, 0, &ctx()).hostname, "web-node1");
+}

@@ -207,6 +207,16 @@ disabled_plugins = [
           # runc's state (--root), per instance: DIR/state/runc/<namespace>.
           Root = "$dir/state/runc"
 
+      # A second handler (runtimeClassName: runc-alt), the same runc with a state root of its
+      # own, so that tests can tell which handler a pod runs under.
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc-alt]
+        runtime_type = "io.containerd.runc.v2"
+
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc-alt.options]
+          BinaryName = "$RUNC_BIN"
+          SystemdCgroup = false
+          Root = "$dir/state/runc-alt"
+
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "$CNI_BIN_DIR"
       conf_dir = "$dir/cni/net.d"

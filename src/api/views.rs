@@ -319,6 +319,7 @@ mod tests {
             start_errors: &BTreeMap::new(),
             runtime_name: "containerd",
             host_ip: None,
+            now: Timestamp(0),
         });
         PodReport {
             pod,

@@ -69,6 +69,10 @@ pub struct NodeContext {
     pub memory_bytes: i64,
     /// Online CPUs.
     pub cpus: i64,
+    /// Whether the kernel enforces AppArmor (`/sys/module/apparmor/parameters/enabled`).
+    pub apparmor: bool,
+    /// The huge page sizes the kernel offers, in bytes (`/sys/kernel/mm/hugepages`).
+    pub hugepage_sizes: Vec<u64>,
 }
 
 impl NodeContext {
@@ -89,6 +93,8 @@ impl NodeContext {
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as i64)
                 .unwrap_or(1),
+            apparmor: apparmor_enabled(),
+            hugepage_sizes: hugepage_sizes(Path::new("/sys/kernel/mm/hugepages")),
         }
     }
 
@@ -149,6 +155,31 @@ fn default_route_ip(v6: bool) -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
+/// runc's test: the module parameter reads `Y`.
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|t| t.starts_with('Y'))
+}
+
+/// The sizes named by `hugepages-<n>kB` directories in `dir`, in bytes, smallest first.
+fn hugepage_sizes(dir: &Path) -> Vec<u64> {
+    let mut sizes: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let kib = name
+                .to_str()?
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?;
+            kib.parse::<u64>().ok().map(|k| k * 1024)
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes
+}
+
 fn mem_total() -> Option<i64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
@@ -168,5 +199,18 @@ mod tests {
         assert_eq!(rc.servers, ["10.0.0.1", "10.0.0.2"]);
         assert_eq!(rc.searches, ["a.example", "b.example"]);
         assert_eq!(rc.options, ["ndots:2", "edns0"]);
+    }
+
+    #[test]
+    fn huge_page_sizes_are_read_from_the_kernels_directory_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["hugepages-1048576kB", "hugepages-2048kB", "not-a-size"] {
+            std::fs::create_dir(dir.path().join(name)).expect("mkdir");
+        }
+        assert_eq!(hugepage_sizes(dir.path()), [2 << 20, 1 << 30]);
+        assert_eq!(
+            hugepage_sizes(&dir.path().join("missing")),
+            Vec::<u64>::new()
+        );
     }
 }

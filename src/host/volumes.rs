@@ -301,6 +301,8 @@ mod tests {
             node_ips: Vec::new(),
             memory_bytes: 1 << 30,
             cpus: 2,
+            apparmor: false,
+            hugepage_sizes: vec![2 << 20, 1 << 30],
         };
         let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: d, labels: {b: '2', a: '1'}}\nspec:\n  containers:\n  - {name: c, image: 'i:1', resources: {limits: {memory: 64Mi}}}\n  volumes:\n  - name: info\n    downwardAPI:\n      items:\n      - {path: name, fieldRef: {fieldPath: metadata.name}}\n      - {path: sub/labels, fieldRef: {fieldPath: metadata.labels}, mode: 0600}\n      - {path: mem, resourceFieldRef: {containerName: c, resource: limits.memory, divisor: 1Mi}}\n  - name: proj\n    projected:\n      sources:\n      - downwardAPI: {items: [{path: ns, fieldRef: {fieldPath: metadata.namespace}}]}\n";
         let pod = crate::manifest::testing::static_pod_at("/m/d.yaml", "n1", yaml);

@@ -20,7 +20,6 @@ const NOT_SANDBOX_FIELDS: &[&str] = &[
     "containers",
     "restartPolicy",
     "terminationGracePeriodSeconds",
-    "activeDeadlineSeconds",
     "tolerations",
     "nodeSelector",
     "affinity",
@@ -119,6 +118,7 @@ fn digest(domain: &str, body: &Value, node: &NodeName, path: &Path) -> String {
 ///
 /// * hash: everything in the pod.
 /// * sandbox version: everything except container-only fields; see `NOT_SANDBOX_FIELDS`.
+///   For a pod with `activeDeadlineSeconds`, everything.
 pub fn pod_hashes(
     metadata: &ObjectMeta,
     spec: &PodSpec,
@@ -134,7 +134,11 @@ pub fn pod_hashes(
     let hash = SpecHash(digest("pod\n", &pod, node, path));
 
     let mut sandbox = pod;
-    if let Some(Value::Object(spec_map)) = sandbox.get_mut("spec") {
+    // A pod with `activeDeadlineSeconds` keeps the kubelet's rule that any edit is a new pod:
+    // its deadline counts from its sandbox, so an edit that kept the sandbox would inherit
+    // a deadline already spent (and a pod killed for it could never run again).
+    let whole = spec.active_deadline_seconds.is_some();
+    if let Some(Value::Object(spec_map)) = sandbox.get_mut("spec").filter(|_| !whole) {
         for field in NOT_SANDBOX_FIELDS {
             spec_map.remove(*field);
         }
@@ -260,6 +264,23 @@ mod tests {
             container_hash(&spec.containers[0]),
             container_hash(&edited.containers[0])
         );
+    }
+
+    /// Issue 13.4: with a deadline, any edit is a new pod, as under the kubelet, and so
+    /// starts a new deadline.
+    #[test]
+    fn with_an_active_deadline_any_edit_is_a_new_sandbox() {
+        let (meta, mut spec) = sample();
+        spec.active_deadline_seconds = Some(30);
+        let node = NodeName::new("n");
+        let path = Path::new("/m/web.yaml");
+        let before = pod_hashes(&meta, &spec, &node, path).1;
+        let mut edited = spec.clone();
+        edited.containers[0].command = Some(vec!["true".into()]);
+        assert_ne!(before, pod_hashes(&meta, &edited, &node, path).1);
+        let mut longer = spec.clone();
+        longer.active_deadline_seconds = Some(60);
+        assert_ne!(before, pod_hashes(&meta, &longer, &node, path).1);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!
 //! `cgroups` names a pod's cgroup for each cgroup driver. Pure data and hashing; no IO.
 
+pub mod apparmor;
 pub mod cgroups;
 pub mod environment;
 mod expand;
@@ -331,6 +332,22 @@ impl StaticPod {
             h.pop();
         }
         h
+    }
+
+    /// The sandbox hostname with `setHostnameAsFQDN`: `<hostname>.<subdomain>.<namespace>
+    /// .svc.cluster.local` when the pod names a subdomain, as the kubelet's
+    /// `GetNodenameForKernel` builds it (uncut; the kernel takes at most 64 characters).
+    /// `None` when the pod does not ask for it or cannot have it.
+    pub fn fqdn_hostname(&self) -> Option<String> {
+        if !self.spec.set_hostname_as_fqdn.unwrap_or(false) || self.host_network() {
+            return None;
+        }
+        let sub = self.spec.subdomain.as_deref().filter(|s| !s.is_empty())?;
+        Some(format!(
+            "{}.{sub}.{}.svc.cluster.local",
+            self.hostname(),
+            self.key.namespace
+        ))
     }
 
     /// The manifest's `metadata.name`, without the node suffix.

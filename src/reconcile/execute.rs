@@ -119,7 +119,21 @@ async fn apply<R: Runtime, H: Host>(
         }
         Action::RunSandbox { pod, attempt } => {
             let ready = carry.prepared.unwrap_or(Ready { logs: true });
-            let id = rt.run_sandbox(&pod, attempt, ready).await?;
+            let id = match rt.run_sandbox(&pod, attempt, ready).await {
+                Ok(id) => id,
+                Err(e) => {
+                    // The kubelet's event, so that a refused sandbox (an unknown runtime
+                    // handler, say) reads as such and not as a pod quietly pending.
+                    cx.emit(
+                        key,
+                        EventType::Warning,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {e}"),
+                        None,
+                    );
+                    return Err(e.into());
+                }
+            };
             info!(pod = %key, uid = %pod.uid, hash = %pod.hash, sandbox = %id, attempt, "pod sandbox started");
             carry.new_sandbox = Some(id);
             Ok(())

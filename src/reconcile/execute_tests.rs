@@ -414,3 +414,42 @@ async fn a_failed_start_names_the_container_and_ends_the_list() {
         ("ErrImageNeverPull", Some("spec.containers{app}"))
     );
 }
+
+/// Issue 13.4: a sandbox the runtime refuses (an unknown runtime handler, say) is said in the
+/// kubelet's event, not left as a pod quietly pending.
+#[tokio::test]
+async fn a_refused_sandbox_posts_failed_create_pod_sandbox_with_the_runtimes_reason() {
+    let rt = FakeRuntime::new(Clock::System);
+    let p = pod(POD);
+    rt.fail_next(
+        "run_sandbox",
+        RuntimeError::Call {
+            method: "RunPodSandbox",
+            code: tonic::Code::Unknown,
+            message: "no runtime for \"nope\" is configured".into(),
+        },
+    );
+    let (cx, mut rx) = context(Clock::System);
+    let work = PodWork {
+        key: p.key.clone(),
+        actions: start_app(&p),
+    };
+    let err = execute(&rt, &FakeHost::new(), &cx, work)
+        .await
+        .result
+        .expect_err("sandbox refused");
+    assert_eq!(err.container, None);
+    let e = rx.try_recv().expect("event");
+    assert_eq!(
+        (e.type_, e.reason.as_str(), e.message.as_str()),
+        (
+            EventType::Warning,
+            "FailedCreatePodSandBox",
+            "Failed to create pod sandbox: RunPodSandbox failed: no runtime for \"nope\" is configured"
+        )
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "no container event: none was started"
+    );
+}

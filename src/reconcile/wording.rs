@@ -42,6 +42,7 @@ pub(super) fn stop_reason(r: StopReason) -> &'static str {
         StopReason::Unknown => "state unknown",
         StopReason::LivenessProbe => "failed liveness probe",
         StopReason::StartupProbe => "failed startup probe",
+        StopReason::DeadlineExceeded => "active deadline exceeded",
     }
 }
 

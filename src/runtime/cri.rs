@@ -104,6 +104,9 @@ pub fn container_configs(
     let (kind, container) = pod
         .container(name)
         .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_owned()))?;
+    if let Some(message) = convert::apparmor_refusal(pod, container, ctx) {
+        return Err(RuntimeError::Refused { message });
+    }
     let mut config = convert::container_config(pod, container, kind, instance, addrs, ctx);
     if !host.logs {
         // containerd logs nothing when either is empty (and fails the container when it
@@ -671,11 +674,14 @@ impl Runtime for CriRuntime {
         attempt: u32,
         host: Ready,
     ) -> Result<SandboxId, RuntimeError> {
+        if let Some(message) = convert::hostname_refusal(pod) {
+            return Err(RuntimeError::Refused { message });
+        }
         let config = sandbox_config(pod, attempt, host, &self.ctx);
         let req = timeout_of(
             tonic::Request::new(cri::RunPodSandboxRequest {
                 config: Some(config),
-                runtime_handler: String::new(),
+                runtime_handler: convert::runtime_handler(pod),
             }),
             WRITE_TIMEOUT,
         );

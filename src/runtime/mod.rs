@@ -198,6 +198,24 @@ impl Observed {
     }
 }
 
+/// When `pod` started, as its status's `startTime` says: the creation of its first sandbox
+/// of this version (`sandboxes`), else — none yet, or the runtime gives no time — when
+/// podvisor first saw it, as the kubelet stamps `startTime` with its own clock.
+pub fn start_time(pod: &StaticPod, sandboxes: &[&ObservedSandbox]) -> Timestamp {
+    sandboxes
+        .iter()
+        .filter_map(|s| s.created_at)
+        .min()
+        .unwrap_or(pod.seen)
+}
+
+/// When `pod` has been active for its `activeDeadlineSeconds`, counted from its
+/// [`start_time`] as the kubelet counts from `startTime`; `None` without a deadline.
+pub fn active_deadline(pod: &StaticPod, sandboxes: &[&ObservedSandbox]) -> Option<Timestamp> {
+    let seconds = u64::try_from(pod.spec.active_deadline_seconds?).unwrap_or(0);
+    Some(start_time(pod, sandboxes).plus(Duration::from_secs(seconds)))
+}
+
 /// A container's newest instance and the one before it that exited, as `kubectl logs` and
 /// `--previous` mean them.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -23,7 +23,13 @@ use crate::probe::ContainerProbes;
 use crate::reconcile::{BackingOff, StartError};
 use crate::runtime::{
     ContainerId, ContainerState, Observed, ObservedContainer, RuntimeVersion, SandboxState,
+    active_deadline, start_time,
 };
+
+/// The pod's `status.reason` once it has been active longer than `activeDeadlineSeconds`.
+pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+/// The kubelet's `status.message` for it.
+pub const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
 
 /// One static pod as the node reports it.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,6 +73,8 @@ pub struct StatusInput<'a> {
     pub runtime_name: &'a str,
     /// The node's address.
     pub host_ip: Option<&'a str>,
+    /// Now, for `activeDeadlineSeconds`.
+    pub now: Timestamp,
 }
 
 /// Converts a CRI timestamp to an API time.
@@ -350,13 +358,7 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
         .iter()
         .filter(|s| s.state == SandboxState::Ready)
         .max_by_key(|s| (s.attempt, s.created_at));
-    // The sandbox's creation, else (no sandbox yet, or the runtime has no time for it) when
-    // podvisor first saw this pod, as the kubelet stamps startTime with its own clock.
-    let start_time = sandboxes
-        .iter()
-        .filter_map(|s| s.created_at)
-        .min()
-        .or(Some(pod.seen));
+    let start_time = Some(start_time(pod, &sandboxes));
 
     // Only instances of this spec version's container: after a container-only edit the
     // sandbox stays and the old container runs on until it is stopped, but it is the old
@@ -420,7 +422,14 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
     } else {
         live.and_then(|s| s.ip.clone())
     };
-    let phase = phase(pod, &init, &apps);
+    // The kubelet's activeDeadlineHandler: Failed from the deadline on, whatever the
+    // containers are doing while they are stopped.
+    let past_deadline = active_deadline(pod, &sandboxes).is_some_and(|d| input.now >= d);
+    let phase = if past_deadline {
+        "Failed"
+    } else {
+        phase(pod, &init, &apps)
+    };
     let containers_ready = conditions::containers_ready(pod, &init, &apps, phase);
     // Readiness gates are set by others in the API server; locally none is, so a pod with
     // gates is not ready here (the mirror task recomputes Ready with the server's).
@@ -428,6 +437,8 @@ pub fn pod_status(input: &StatusInput<'_>) -> PodStatus {
 
     PodStatus {
         phase: Some(phase.to_owned()),
+        reason: past_deadline.then(|| DEADLINE_EXCEEDED.to_owned()),
+        message: past_deadline.then(|| DEADLINE_MESSAGE.to_owned()),
         conditions: Some(vec![
             conditions::ready_to_start(sandbox_ready),
             conditions::initialized(pod, &init, &apps, phase),

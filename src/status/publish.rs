@@ -22,6 +22,7 @@ pub fn compute(
     state: &ReconcileState,
     probes: &ProbeResults,
     host_ip: Option<&str>,
+    now: Timestamp,
 ) -> NodeStatus {
     let probe_view = probes.for_status();
     // Until the runtime has said its name there are no containers to name by it.
@@ -42,6 +43,7 @@ pub fn compute(
                         start_errors: &state.start_errors,
                         runtime_name,
                         host_ip,
+                        now,
                     });
                     let report = PodReport {
                         pod: pod.clone(),
@@ -88,9 +90,16 @@ pub async fn publish(
         let snapshot = snapshots.borrow_and_update().clone();
         let current = state.borrow_and_update().clone();
         let results = probes.borrow_and_update().clone();
-        let mut status = compute(snapshot.as_deref(), &current, &results, host_ip.as_deref());
+        let now = clock.now();
+        let mut status = compute(
+            snapshot.as_deref(),
+            &current,
+            &results,
+            host_ip.as_deref(),
+            now,
+        );
         status.health = health.borrow_and_update().clone();
-        stamp(&mut status, &tx.borrow(), clock.now());
+        stamp(&mut status, &tx.borrow(), now);
         tx.send_if_modified(|old| {
             if **old == status {
                 false

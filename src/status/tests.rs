@@ -63,6 +63,7 @@ struct Case {
     probes: BTreeMap<ContainerId, ContainerProbes>,
     backing_off: Vec<BackingOff>,
     errors: BTreeMap<(PodKey, String), StartError>,
+    now: Timestamp,
 }
 
 impl Case {
@@ -73,6 +74,7 @@ impl Case {
             probes: BTreeMap::new(),
             backing_off: Vec::new(),
             errors: BTreeMap::new(),
+            now: T0,
         }
     }
 
@@ -85,6 +87,7 @@ impl Case {
             start_errors: &self.errors,
             runtime_name: "containerd",
             host_ip: Some("192.168.1.10"),
+            now: self.now,
         })
     }
 }
@@ -411,7 +414,7 @@ fn a_completed_init_container_is_ready_and_unready_containers_are_named_issue_17
 fn a_finished_pod_says_pod_completed_and_running_containers_report_their_resources_issue_17() {
     let mut c = Case::new(&WEB.replace(
         "containers:\n  - {name: app, image: 'busybox:1.35'}",
-        "restartPolicy: Never\n  containers:\n  - {name: app, image: 'busybox:1.35', resources: {limits: {cpu: 500m, memory: 64Mi, ephemeral-storage: 1Gi}}}",
+        "restartPolicy: Never\n  containers:\n  - {name: app, image: 'busybox:1.35', resources: {limits: {cpu: 500m, memory: 64Mi, hugepages-2Mi: 2Mi}, requests: {ephemeral-storage: 1Gi}}}",
     ));
     c.observed
         .containers
@@ -432,5 +435,31 @@ fn a_finished_pod_says_pod_completed_and_running_containers_report_their_resourc
     let limits = resources.limits.expect("limits");
     assert_eq!(limits.keys().collect::<Vec<_>>(), ["cpu", "memory"]);
     // Requests default to limits, as the API server defaults them.
-    assert!(resources.requests.is_some());
+    let requests = resources.requests.expect("requests");
+    assert_eq!(requests.keys().collect::<Vec<_>>(), ["cpu", "memory"]);
+}
+
+/// Issue 13.4: from its deadline on the pod is Failed with the kubelet's reason and message,
+/// counted from its sandbox's creation.
+#[test]
+fn a_pod_past_its_active_deadline_is_failed_with_deadline_exceeded() {
+    let mut c = Case::new(&WEB.replace("containers:", "activeDeadlineSeconds: 30\n  containers:"));
+    c.observed.sandboxes.push(sandbox(&c.pod, Some("10.0.0.5")));
+    c.observed
+        .containers
+        .push(container(&c.pod, "app", 0, ContainerState::Running, None));
+    c.now = T0.plus(Duration::from_secs(29));
+    let s = c.status();
+    assert_eq!(
+        (s.phase.as_deref(), s.reason.as_deref()),
+        (Some("Running"), None)
+    );
+    c.now = T0.plus(Duration::from_secs(30));
+    let s = c.status();
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("Pod was active on the node longer than the specified deadline")
+    );
 }

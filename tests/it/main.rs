@@ -6,6 +6,7 @@
 
 mod daemon;
 mod disk;
+mod fields;
 mod hostile;
 mod issue11;
 mod issue17;

@@ -344,6 +344,14 @@ pub(super) fn validate_resources(r: &ResourceRequirements, at: &str, v: &mut Iss
                     "unknown resource: expected cpu, memory, ephemeral-storage or hugepages-<size>",
                 );
             }
+            if let Some(size) = name.strip_prefix("hugepages-")
+                && !quantity::value(size).is_ok_and(|bytes| bytes > 0)
+            {
+                v.add(
+                    format!("{at}.{kind}[{name}]"),
+                    format!("{size:?} is not a page size (hugepages-2Mi, hugepages-1Gi)"),
+                );
+            }
             if let Err(e) = quantity::milli_value(&q.0) {
                 v.add(format!("{at}.{kind}[{name}]"), e.to_string());
             }

@@ -40,7 +40,10 @@ pub fn validate(pod: &Pod) -> Vec<FieldIssue> {
     let mut v = Issues::default();
     validate_metadata(pod, &mut v);
     match &pod.spec {
-        Some(spec) => validate_spec(spec, &mut v),
+        Some(spec) => {
+            validate_spec(spec, &mut v);
+            validate_apparmor_annotations(&pod.metadata, spec, &mut v);
+        }
         None => v.add("spec", "required"),
     }
     v.0
@@ -52,6 +55,7 @@ mod probe;
 mod references;
 mod scheduling;
 mod security;
+mod unsupported;
 mod volume;
 
 use container::validate_container;
@@ -64,7 +68,8 @@ pub fn pod_name_error(full_name: &str) -> Option<&'static str> {
 use names::*;
 use references::validate_api_references;
 use scheduling::validate_scheduling;
-use security::{validate_apparmor, validate_pod_security};
+use security::{validate_apparmor, validate_apparmor_annotations, validate_pod_security};
+use unsupported::validate_unsupported;
 use volume::validate_volume;
 
 // ---- metadata ----
@@ -251,6 +256,12 @@ fn validate_spec(spec: &PodSpec, v: &mut Issues) {
     {
         v.add("spec.activeDeadlineSeconds", "must be positive");
     }
+    // Taken as the CRI runtime handler of the same name (`runtime::convert::runtime_handler`).
+    if let Some(class) = spec.runtime_class_name.as_deref()
+        && let Some(why) = dns1123_subdomain_error(class)
+    {
+        v.add("spec.runtimeClassName", format!("{class:?}: {why}"));
+    }
     for (field, value) in [
         ("spec.hostname", &spec.hostname),
         ("spec.subdomain", &spec.subdomain),
@@ -304,6 +315,7 @@ fn validate_spec(spec: &PodSpec, v: &mut Issues) {
         validate_volume(vol, &at, v);
     }
     validate_api_references(spec, v);
+    validate_unsupported(spec, v);
 }
 
 fn validate_seccomp(kind: &str, localhost: Option<&str>, at: &str, v: &mut Issues) {

@@ -5,8 +5,10 @@
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{AppArmorProfile, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{Issues, validate_seccomp};
+use crate::pod::apparmor;
 
 /// Validates an AppArmor profile at `at`.
 pub(super) fn validate_apparmor(p: &AppArmorProfile, at: &str, v: &mut Issues) {
@@ -48,6 +50,74 @@ pub(super) fn validate_apparmor(p: &AppArmorProfile, at: &str, v: &mut Issues) {
                 "{other:?}: supported values: \"Localhost\", \"RuntimeDefault\", \"Unconfined\""
             ),
         ),
+    }
+}
+
+/// The legacy AppArmor annotations (`container.apparmor.security.beta.kubernetes.io/<name>`):
+/// each names a container and a profile (`ValidateAppArmorPodAnnotations`), and agrees with
+/// the container's profile field where both are set
+/// (`validateAppArmorAnnotationsAndFieldsMatchOnCreate`).
+pub(super) fn validate_apparmor_annotations(meta: &ObjectMeta, spec: &PodSpec, v: &mut Issues) {
+    let containers = || {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .map(|c| ("initContainers", c))
+            .enumerate()
+            .chain(
+                spec.containers
+                    .iter()
+                    .map(|c| ("containers", c))
+                    .enumerate(),
+            )
+    };
+    let annotations = meta.annotations.as_ref();
+    for (key, value) in annotations.into_iter().flatten() {
+        let Some(name) = key.strip_prefix(apparmor::ANNOTATION_PREFIX) else {
+            continue;
+        };
+        let at = format!("metadata.annotations[{key:?}]");
+        if !containers().any(|(_, (_, c))| c.name == name) {
+            v.add(&at, format!("container {name:?} not found"));
+        }
+        if apparmor::from_annotation(value).is_err() {
+            v.add(
+                &at,
+                format!("invalid AppArmor profile name: {value:?} (runtime/default, unconfined or localhost/<profile>)"),
+            );
+        }
+    }
+    if spec.os.as_ref().is_some_and(|os| os.name == "windows") {
+        return;
+    }
+    let pod_profile = spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.app_armor_profile.as_ref());
+    for (i, (kind, c)) in containers() {
+        let field = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.app_armor_profile.as_ref())
+            .or(pod_profile);
+        let annotation = annotations
+            .and_then(|a| a.get(&format!("{}{}", apparmor::ANNOTATION_PREFIX, c.name)))
+            .and_then(|value| apparmor::from_annotation(value).ok().flatten());
+        let (Some(field), Some(annotation)) = (field, annotation) else {
+            continue;
+        };
+        let at = format!("spec.{kind}[{i}].securityContext.appArmorProfile");
+        if field.type_ != annotation.type_ {
+            v.add(
+                format!("{at}.type"),
+                "apparmor type in annotation and field must match",
+            );
+        } else if field.localhost_profile != annotation.localhost_profile {
+            v.add(
+                format!("{at}.localhostProfile"),
+                "apparmor profile in annotation and field must match",
+            );
+        }
     }
 }
 

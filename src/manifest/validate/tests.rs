@@ -228,88 +228,92 @@ fn what_the_api_server_refuses_is_refused_locally_issue_17() {
             &format!("    image: busybox:1.35\n{extra}"),
         )
     };
-    let cases: Vec<(&str, String, &str)> = vec![
+    let cases: Vec<(&str, String, &[&str])> = vec![
         (
             "schedulingGates",
             spec("  schedulingGates: [{name: wait}]\n"),
-            "spec.schedulingGates",
+            &["spec.schedulingGates"],
         ),
         (
             "Exists toleration with a value",
             spec("  tolerations: [{key: k, operator: Exists, value: v}]\n"),
-            "spec.tolerations[0].operator",
+            &["spec.tolerations[0].operator"],
         ),
         (
             "hostUsers false with hostNetwork",
             spec("  hostUsers: false\n  hostNetwork: true\n"),
-            "spec.hostNetwork",
+            // refused in itself too since issue 13.4
+            &["spec.hostNetwork", "spec.hostUsers"],
         ),
         (
             "invalid nodeSelector key",
             spec("  nodeSelector: {'bad key!': x}\n"),
-            "spec.nodeSelector[\"bad key!\"]",
+            &["spec.nodeSelector[\"bad key!\"]"],
         ),
         (
             "hugepages without cpu or memory",
             container(
                 "    resources: {limits: {hugepages-2Mi: 2Mi}, requests: {hugepages-2Mi: 2Mi}}\n",
             ),
-            "spec.containers[0].resources",
+            &["spec.containers[0].resources"],
         ),
         (
             "invalid readinessGates condition type",
             spec("  readinessGates: [{conditionType: 'not valid!'}]\n"),
-            "spec.readinessGates[0].conditionType",
+            &["spec.readinessGates[0].conditionType"],
         ),
         (
             "os windows with runAsUser",
             spec("  os: {name: windows}\n  securityContext: {runAsUser: 1000}\n"),
-            "spec.securityContext.runAsUser",
+            // refused in itself too since issue 13.4
+            &["spec.securityContext.runAsUser", "spec.os.name"],
         ),
         (
             "duplicate sysctls",
             spec(
                 "  securityContext: {sysctls: [{name: kernel.shm_rmid_forced, value: '1'}, {name: kernel.shm_rmid_forced, value: '0'}]}\n",
             ),
-            "spec.securityContext.sysctls[1].name",
+            &["spec.securityContext.sysctls[1].name"],
         ),
         (
             "AppArmor Localhost without a profile",
             spec("  securityContext: {appArmorProfile: {type: Localhost}}\n"),
-            "spec.securityContext.appArmorProfile.localhostProfile",
+            &["spec.securityContext.appArmorProfile.localhostProfile"],
         ),
         (
             "resizePolicy Bogus",
             container("    resizePolicy: [{resourceName: cpu, restartPolicy: Bogus}]\n"),
-            "spec.containers[0].resizePolicy[0].restartPolicy",
+            &["spec.containers[0].resizePolicy[0].restartPolicy"],
         ),
         (
             "maxSkew 0",
             spec(
                 "  topologySpreadConstraints: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]\n",
             ),
-            "spec.topologySpreadConstraints[0].maxSkew",
+            &["spec.topologySpreadConstraints[0].maxSkew"],
         ),
         (
             "empty nodeSelectorTerms",
             spec(
                 "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: []}}}\n",
             ),
-            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms",
+            &[
+                "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms",
+            ],
         ),
         (
             "fsGroupChangePolicy Sometimes",
             spec("  securityContext: {fsGroupChangePolicy: Sometimes}\n"),
-            "spec.securityContext.fsGroupChangePolicy",
+            &["spec.securityContext.fsGroupChangePolicy"],
         ),
     ];
     for (case, yaml, field) in cases {
-        assert_eq!(fields(&yaml), [field], "{case}");
+        assert_eq!(fields(&yaml), field, "{case}");
     }
     // and their valid neighbours pass
     for ok in [
         spec("  tolerations: [{operator: Exists}]\n"),
-        spec("  hostUsers: false\n"),
+        spec("  hostUsers: true\n"),
         spec("  nodeSelector: {kubernetes.io/os: linux}\n"),
         container(
             "    resources: {limits: {hugepages-2Mi: 2Mi, memory: 64Mi}, requests: {hugepages-2Mi: 2Mi, memory: 64Mi}}\n",
@@ -327,4 +331,148 @@ fn what_the_api_server_refuses_is_refused_locally_issue_17() {
     ] {
         assert_eq!(fields(&ok), Vec::<String>::new(), "{ok}");
     }
+}
+
+/// Issue 13.4: what podvisor cannot carry out is refused on its field, never run without.
+#[test]
+fn what_podvisor_cannot_carry_out_is_refused_on_its_field_issue_13_4() {
+    let spec = |extra: &str| BASE.replace("spec:\n", &format!("spec:\n{extra}"));
+    let container = |extra: &str| {
+        BASE.replace(
+            "    image: busybox:1.35\n",
+            &format!("    image: busybox:1.35\n{extra}"),
+        )
+    };
+    let cases: Vec<(String, &[&str])> = vec![
+        (spec("  hostUsers: false\n"), &["spec.hostUsers"]),
+        (spec("  os: {name: windows}\n"), &["spec.os.name"]),
+        (spec("  overhead: {cpu: 100m}\n"), &["spec.overhead"]),
+        (
+            spec("  resources: {limits: {cpu: '1'}}\n"),
+            &["spec.resources"],
+        ),
+        (
+            spec("  hostnameOverride: other\n"),
+            &["spec.hostnameOverride"],
+        ),
+        (
+            spec("  securityContext: {supplementalGroupsPolicy: Strict}\n"),
+            &["spec.securityContext.supplementalGroupsPolicy"],
+        ),
+        (
+            spec("  securityContext: {windowsOptions: {runAsUserName: x}}\n"),
+            &["spec.securityContext.windowsOptions"],
+        ),
+        (
+            container("    resources: {limits: {ephemeral-storage: 1Gi}}\n"),
+            &["spec.containers[0].resources.limits[ephemeral-storage]"],
+        ),
+        (
+            container("    lifecycle: {stopSignal: SIGUSR1}\n"),
+            &["spec.containers[0].lifecycle.stopSignal"],
+        ),
+        (
+            container("    securityContext: {windowsOptions: {runAsUserName: x}}\n"),
+            &["spec.containers[0].securityContext.windowsOptions"],
+        ),
+        (
+            spec("  runtimeClassName: Not_A_Name\n"),
+            &["spec.runtimeClassName"],
+        ),
+        (
+            container("    resources: {limits: {example.com/gpu: '1'}}\n"),
+            // defaulting copies the limit into requests
+            &[
+                "spec.containers[0].resources.limits[example.com/gpu]",
+                "spec.containers[0].resources.requests[example.com/gpu]",
+            ],
+        ),
+        (
+            container(
+                "    volumeMounts: [{name: v, mountPath: /v, readOnly: true, recursiveReadOnly: Enabled}]\n",
+            )
+            .replace("spec:\n", "spec:\n  volumes: [{name: v, emptyDir: {}}]\n"),
+            &["spec.containers[0].volumeMounts[0].recursiveReadOnly"],
+        ),
+        (
+            container("    resources: {limits: {memory: 64Mi, hugepages-big: 1Gi}}\n"),
+            // defaulting copies the limit into requests
+            &[
+                "spec.containers[0].resources.limits[hugepages-big]",
+                "spec.containers[0].resources.requests[hugepages-big]",
+            ],
+        ),
+    ];
+    for (yaml, field) in &cases {
+        let issues = validate(&pod(yaml));
+        let got: Vec<&str> = issues.iter().map(|i| i.field.as_str()).collect();
+        assert_eq!(got, *field, "{yaml}");
+    }
+    let refusal = validate(&pod(&spec("  hostUsers: false\n")));
+    assert!(
+        refusal[0].to_string().starts_with(
+            "spec.hostUsers: false is not supported: podvisor runs no pod in a user namespace"
+        ),
+        "{}",
+        refusal[0]
+    );
+    // What podvisor does carry out passes.
+    for ok in [
+        spec("  runtimeClassName: runc-alt\n  activeDeadlineSeconds: 30\n  hostUsers: true\n"),
+        spec(
+            "  securityContext: {seLinuxOptions: {type: spc_t}, supplementalGroupsPolicy: Merge}\n",
+        ),
+        spec("  os: {name: linux}\n"),
+        container("    resources: {requests: {ephemeral-storage: 1Gi}}\n"),
+        container(
+            "    resources: {limits: {hugepages-2Mi: 4Mi, memory: 64Mi}, requests: {hugepages-2Mi: 4Mi, memory: 64Mi}}\n",
+        ),
+        container(
+            "    securityContext: {appArmorProfile: {type: RuntimeDefault}, seLinuxOptions: {level: 's0:c1'}}\n",
+        ),
+    ] {
+        assert_eq!(fields(&ok), Vec::<String>::new(), "{ok}");
+    }
+}
+
+#[test]
+fn legacy_apparmor_annotations_name_a_container_a_profile_and_agree_with_the_field() {
+    let annotated = |key: &str, value: &str, extra: &str| {
+        BASE.replace(
+            "  name: web\nspec:\n",
+            &format!("  name: web\n  annotations: {{'{key}': '{value}'}}\nspec:\n{extra}"),
+        )
+    };
+    let key = "container.apparmor.security.beta.kubernetes.io/web";
+    for ok in ["runtime/default", "unconfined", "localhost/k8s-nginx", ""] {
+        assert_eq!(
+            fields(&annotated(key, ok, "")),
+            Vec::<String>::new(),
+            "{ok}"
+        );
+    }
+    assert_eq!(
+        fields(&annotated(key, "enforce-everything", "")),
+        [format!("metadata.annotations[{key:?}]")]
+    );
+    let other = "container.apparmor.security.beta.kubernetes.io/nope";
+    assert_eq!(
+        fields(&annotated(other, "runtime/default", "")),
+        [format!("metadata.annotations[{other:?}]")]
+    );
+    let pod_field = "  securityContext: {appArmorProfile: {type: Unconfined}}\n";
+    assert_eq!(
+        fields(&annotated(key, "runtime/default", pod_field)),
+        ["spec.containers[0].securityContext.appArmorProfile.type"]
+    );
+    assert_eq!(
+        fields(&annotated(key, "unconfined", pod_field)),
+        Vec::<String>::new()
+    );
+    let localhost =
+        "  securityContext: {appArmorProfile: {type: Localhost, localhostProfile: a}}\n";
+    assert_eq!(
+        fields(&annotated(key, "localhost/b", localhost)),
+        ["spec.containers[0].securityContext.appArmorProfile.localhostProfile"]
+    );
 }

@@ -14,6 +14,8 @@
 //!   startup probe is stopped; an exited one is restarted per the restart policy, after
 //!   CrashLoopBackOff; at most one dead instance per name is kept.
 //! * A pod whose containers are all done for good has its sandbox stopped (not removed).
+//! * A pod active longer than its `activeDeadlineSeconds` has its containers and sandbox
+//!   stopped (not removed), and nothing of that version runs again.
 //!
 //! `pod` holds the rules for a pod with a manifest, `teardown` those for stopping things.
 
@@ -75,6 +77,8 @@ pub enum StopReason {
     LivenessProbe,
     /// It failed its startup probe.
     StartupProbe,
+    /// Its pod has been active longer than its `activeDeadlineSeconds`.
+    DeadlineExceeded,
 }
 
 /// A lifecycle hook to run, with what it needs to reach the container.

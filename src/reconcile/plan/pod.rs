@@ -5,13 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::teardown::{not_exited, remove_strays, stop_declared, tear_down};
+use super::teardown::{not_exited, remove_strays, stop_declared, stop_past_deadline, tear_down};
 use super::{
     Action, BackingOff, Plan, PlanInput, PodView, RestartKey, SandboxRef, StopReason, earliest,
 };
 use crate::pod::ProbeKind;
 use crate::pod::{PodUid, RestartPolicy, StaticPod};
-use crate::runtime::{ContainerState, ObservedContainer, ObservedSandbox, SandboxId, SandboxState};
+use crate::runtime::{
+    ContainerState, ObservedContainer, ObservedSandbox, SandboxId, SandboxState, active_deadline,
+};
 
 /// The newest instance of each container name among `containers`.
 fn latest_by_name<'a>(
@@ -148,7 +150,17 @@ fn plan_version(
     }
     remove_strays(view, input, actions);
 
-    // 2. One live sandbox of this version.
+    // 2. Past `activeDeadlineSeconds`, the version is stopped and never runs again (the
+    // kubelet's activeDeadlineHandler); until then, wake when it falls due.
+    if let Some(deadline) = active_deadline(pod, &current) {
+        if input.now >= deadline {
+            stop_past_deadline(pod, &current, &view.containers, input, actions);
+            return;
+        }
+        out.wake_at = earliest(out.wake_at, deadline);
+    }
+
+    // 3. One live sandbox of this version.
     let current_ids: BTreeSet<&SandboxId> = current.iter().map(|s| &s.id).collect();
     let containers: Vec<&ObservedContainer> = view
         .containers
@@ -210,7 +222,7 @@ fn plan_version(
     let policy = pod.restart_policy();
     let mut starts = 0usize;
 
-    // 3. Init containers, one at a time; sidecars keep running.
+    // 4. Init containers, one at a time; sidecars keep running.
     let apps_started = pod
         .containers()
         .iter()
@@ -276,7 +288,7 @@ fn plan_version(
         }
     }
 
-    // 4. App containers.
+    // 5. App containers.
     if init_done {
         for c in pod.containers() {
             let name = c.name.as_str();
@@ -334,7 +346,7 @@ fn plan_version(
         }
     }
 
-    // 5. Garbage: containers no longer declared, and all but the newest dead instance per name.
+    // 6. Garbage: containers no longer declared, and all but the newest dead instance per name.
     if let SandboxRef::Existing(live_id) = &sandbox {
         let in_sandbox: Vec<&ObservedContainer> = containers
             .iter()
@@ -367,7 +379,7 @@ fn plan_version(
             }
         }
 
-        // 6. Done for good: stop the sandbox, keep it for status.
+        // 7. Done for good: stop the sandbox, keep it for status.
         let any_running = in_sandbox
             .iter()
             .any(|c| not_exited(c) && pod.container(&c.name).is_some());

@@ -101,6 +101,37 @@ pub(super) fn tear_down(
     }
 }
 
+/// A pod past its active deadline: its containers still running stopped with its grace
+/// period and preStop hooks (app containers first), its sandboxes stopped. Nothing is
+/// removed: its status and logs stay, as a failed pod's do.
+pub(super) fn stop_past_deadline(
+    pod: &StaticPod,
+    sandboxes: &[&ObservedSandbox],
+    containers: &[&ObservedContainer],
+    input: &PlanInput<'_>,
+    actions: &mut Vec<Action>,
+) {
+    let ids: BTreeSet<&SandboxId> = sandboxes.iter().map(|s| &s.id).collect();
+    for kind in [ContainerKind::App, ContainerKind::Init] {
+        let targets: Vec<StopTarget> = containers
+            .iter()
+            .filter(|c| ids.contains(&c.sandbox) && not_exited(c) && c.kind == kind)
+            .map(|c| stop_declared(pod, c, hook_host(c, sandboxes, input.host_ip), None))
+            .collect();
+        if !targets.is_empty() {
+            actions.push(Action::StopContainers {
+                containers: targets,
+                reason: StopReason::DeadlineExceeded,
+            });
+        }
+    }
+    for s in sandboxes {
+        if s.state == SandboxState::Ready {
+            actions.push(Action::StopSandbox(s.id.clone()));
+        }
+    }
+}
+
 /// A pod with no manifest behind it: stopped with its recorded grace period, removed, and
 /// its host-side state forgotten — unless its manifest is unreadable since start-up.
 pub(super) fn plan_orphan(

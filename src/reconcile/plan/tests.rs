@@ -26,13 +26,18 @@ fn at(secs: u64) -> Timestamp {
 }
 
 fn snapshot(files: &[(&str, &str)]) -> Snapshot {
+    snapshot_at(files, T0)
+}
+
+/// The snapshot of `files` as first seen at `seen`.
+fn snapshot_at(files: &[(&str, &str)], seen: Timestamp) -> Snapshot {
     let mut scan = Scan::default();
     for (name, text) in files {
         let path = PathBuf::from(format!("/m/{name}"));
         let parsed = parse_manifest(&path, Format::Yaml, text.as_bytes()).map(Arc::new);
         scan.entries.insert(path, Entry::Parsed(parsed));
     }
-    Resolver::new(NodeName::new("n1")).resolve(&scan, T0)
+    Resolver::new(NodeName::new("n1")).resolve(&scan, seen)
 }
 
 fn pod_yaml(name: &str, extra_spec: &str, containers: &str) -> String {
@@ -823,4 +828,67 @@ async fn crashes_count_as_restarts_and_an_edit_starts_the_count_again_issue_13()
     w.now = w.now.plus(std::time::Duration::from_secs(60));
     w.converge(&edited).await;
     assert_eq!(w.containers("app").last().map(|c| c.restarts), Some(1));
+}
+
+/// Issue 13.4: `activeDeadlineSeconds` as the kubelet enforces it: once the pod has been
+/// active that long (from its sandbox's creation) its containers are stopped with its grace
+/// period, its sandbox too, and nothing restarts, whatever the restart policy; an edit is a
+/// new pod with a deadline of its own.
+#[tokio::test(start_paused = true)]
+async fn a_pod_past_its_active_deadline_is_stopped_and_not_restarted_until_edited() {
+    let mut w = World::new();
+    w.rt = FakeRuntime::new(Clock::tokio(T0));
+    let deadline = "  activeDeadlineSeconds: 30\n  terminationGracePeriodSeconds: 5\n";
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", deadline, ONE))]);
+    w.converge(&desired).await;
+    let p = w.plan(&desired);
+    assert!(p.work.is_empty());
+    assert_eq!(p.wake_at, Some(at(30)), "wakes when the deadline falls due");
+
+    w.now = at(30);
+    let p = w.plan(&desired);
+    assert_eq!(kinds(&p), ["stop-containers", "stop-sandbox"]);
+    match &p.work[0].actions[0] {
+        Action::StopContainers { containers, reason } => {
+            assert_eq!(*reason, StopReason::DeadlineExceeded);
+            assert_eq!(containers[0].grace, Duration::from_secs(5));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    w.converge(&desired).await;
+    w.now = at(3600);
+    let p = w.plan(&desired);
+    assert!(
+        p.work.is_empty(),
+        "restartPolicy Always, yet nothing runs: {p:?}"
+    );
+    assert_eq!(p.wake_at, None);
+    assert_eq!(w.containers("app").len(), 1, "kept for status and logs");
+
+    // Any edit is a new pod: the old one goes, the new one runs with a fresh deadline.
+    let edited = snapshot_at(
+        &[(
+            "a.yaml",
+            &pod_yaml("a", deadline, &ONE.replace("3600", "7200")),
+        )],
+        w.now,
+    );
+    let p = w.plan(&edited);
+    assert!(
+        kinds(&p).ends_with(&["prepare", "run-sandbox", "start", "cleanup"]),
+        "{:?}",
+        kinds(&p)
+    );
+}
+
+#[tokio::test]
+async fn a_pod_that_never_got_a_sandbox_counts_its_deadline_from_when_it_was_first_seen() {
+    let mut w = World::new();
+    let desired = snapshot(&[(
+        "a.yaml",
+        &pod_yaml("a", "  activeDeadlineSeconds: 10\n", ONE),
+    )]);
+    w.now = at(10);
+    let p = w.plan(&desired);
+    assert!(p.work.is_empty(), "never started: {p:?}");
 }

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use k8s_cri::v1 as cri;
-use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext};
+use k8s_openapi::api::core::v1::Container;
 
 use super::sandbox::namespace_options;
+use super::security::{apparmor, container_selinux, seccomp};
 use crate::host::{NodeContext, podfiles, volumes};
 use crate::labels;
 use crate::pod::environment::{Addresses, environment, lookup};
@@ -41,38 +42,6 @@ const CPU_PERIOD_US: i64 = 100_000;
 const MIN_SHARES: i64 = 2;
 const MAX_SHARES: i64 = 262_144;
 const MIN_QUOTA_US: i64 = 1_000;
-
-fn seccomp(
-    container: Option<&SecurityContext>,
-    pod: Option<&PodSecurityContext>,
-    ctx: &NodeContext,
-) -> cri::SecurityProfile {
-    use cri::security_profile::ProfileType;
-    let profile = container
-        .and_then(|s| s.seccomp_profile.as_ref())
-        .or_else(|| pod.and_then(|s| s.seccomp_profile.as_ref()));
-    match profile.map(|p| (p.type_.as_str(), p.localhost_profile.clone())) {
-        Some(("RuntimeDefault", _)) => cri::SecurityProfile {
-            profile_type: ProfileType::RuntimeDefault as i32,
-            localhost_ref: String::new(),
-        },
-        // Relative to `<root-dir>/seccomp`, as the kubelet's seccomp profile root.
-        Some(("Localhost", Some(path))) => cri::SecurityProfile {
-            profile_type: ProfileType::Localhost as i32,
-            localhost_ref: ctx
-                .root_dir
-                .join("seccomp")
-                .join(path)
-                .to_string_lossy()
-                .into_owned(),
-        },
-        // The kubelet's default without `seccompDefault`: Unconfined.
-        _ => cri::SecurityProfile {
-            profile_type: ProfileType::Unconfined as i32,
-            localhost_ref: String::new(),
-        },
-    }
-}
 
 /// OOM score adjustment (`pkg/kubelet/qos/policy.go`).
 pub fn oom_score_adj(pod: &StaticPod, c: &Container, ctx: &NodeContext) -> i64 {
@@ -151,10 +120,62 @@ fn linux_resources(
         cpu_shares,
         memory_limit_in_bytes: memory_limit,
         oom_score_adj: oom_score_adj(pod, c, ctx),
+        hugepage_limits: hugepage_limits(c, ctx),
         ..Default::default()
     }
 }
 
+/// A huge page size in the kubelet's unit (`HugePageUnitSizeFromByteSize`): `2MB`, `1GB`.
+pub(super) fn page_size_unit(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let (mut size, mut i) = (bytes, 0);
+    while size != 0 && size % 1024 == 0 && i < UNITS.len() - 1 {
+        size /= 1024;
+        i += 1;
+    }
+    format!("{size}{}", UNITS[i])
+}
+
+/// Huge page limits as the kubelet's `GetHugepageLimitsFromResources` sets them: 0 for every
+/// size the host offers, then each `hugepages-<size>` limit of the container. The runtime
+/// writes them to the hugetlb cgroup (containerd only with `disable_hugetlb_controller =
+/// false`).
+fn hugepage_limits(c: &Container, ctx: &NodeContext) -> Vec<cri::HugepageLimit> {
+    let mut limits: Vec<cri::HugepageLimit> = ctx
+        .hugepage_sizes
+        .iter()
+        .map(|&size| cri::HugepageLimit {
+            page_size: page_size_unit(size),
+            limit: 0,
+        })
+        .collect();
+    let asked = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .into_iter()
+        .flatten();
+    for (name, amount) in asked {
+        let Some(size) = name.strip_prefix("hugepages-") else {
+            continue;
+        };
+        // Validation guarantees both parse.
+        let (Ok(size), Ok(limit)) = (quantity::value(size), quantity::value(&amount.0)) else {
+            continue;
+        };
+        let page_size = page_size_unit(u64::try_from(size).unwrap_or(0));
+        let limit = u64::try_from(limit).unwrap_or(0);
+        match limits.iter_mut().find(|l| l.page_size == page_size) {
+            Some(l) => l.limit = limit,
+            None => limits.push(cri::HugepageLimit { page_size, limit }),
+        }
+    }
+    limits
+}
+
+// `apparmor_profile` is deprecated in CRI, but containerd 1.6 reads only it; the kubelet
+// still sets both.
+#[allow(deprecated)]
 fn container_security(
     pod: &StaticPod,
     c: &Container,
@@ -178,6 +199,7 @@ fn container_security(
             READONLY_PATHS.iter().map(|s| (*s).to_owned()).collect(),
         )
     };
+    let (apparmor_profile, apparmor_deprecated) = apparmor(pod, c);
     cri::LinuxContainerSecurityContext {
         capabilities: caps.map(|c| cri::Capability {
             add_capabilities: c.add.clone().unwrap_or_default(),
@@ -202,6 +224,9 @@ fn container_security(
         masked_paths: masked,
         readonly_paths: readonly,
         seccomp: Some(seccomp(sc, pod_sc, ctx)),
+        apparmor: apparmor_profile,
+        apparmor_profile: apparmor_deprecated,
+        selinux_options: container_selinux(sc, pod_sc),
         ..Default::default()
     }
 }

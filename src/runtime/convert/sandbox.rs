@@ -100,6 +100,25 @@ fn protocol(p: Option<&str>) -> i32 {
         _ => cri::Protocol::Tcp as i32,
     }
 }
+/// The CRI runtime handler the sandbox runs under: `spec.runtimeClassName` itself. A static
+/// pod has no RuntimeClass object to look the handler up in, so the name is taken as a
+/// RuntimeClass whose handler equals its name; none (or empty) is the runtime's default.
+pub fn runtime_handler(pod: &StaticPod) -> String {
+    pod.spec.runtime_class_name.clone().unwrap_or_default()
+}
+
+/// Why `pod`'s sandbox cannot be created, if its `setHostnameAsFQDN` hostname is longer
+/// than the kernel allows (the kubelet's words).
+pub fn hostname_refusal(pod: &StaticPod) -> Option<String> {
+    let fqdn = pod.fqdn_hostname()?;
+    (fqdn.len() > 64).then(|| {
+        format!(
+            "failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long (64 characters is the max, {} characters requested)",
+            fqdn.len()
+        )
+    })
+}
+
 /// The sandbox config for `pod` at metadata attempt `attempt`.
 pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::PodSandboxConfig {
     let meta = &pod.metadata;
@@ -175,7 +194,7 @@ pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::
             namespace: pod.key.namespace.clone(),
             attempt,
         }),
-        hostname: pod.hostname(),
+        hostname: pod.fqdn_hostname().unwrap_or_else(|| pod.hostname()),
         log_directory: ctx
             .pod_log_dir(&pod.key.namespace, &pod.key.name, pod.uid.as_str())
             .to_string_lossy()
@@ -200,6 +219,7 @@ pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::
                     profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
                     localhost_ref: String::new(),
                 }),
+                selinux_options: super::security::sandbox_selinux(pod_sc),
                 ..Default::default()
             }),
             sysctls,

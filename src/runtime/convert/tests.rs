@@ -11,7 +11,7 @@ use crate::pod::{ManifestRef, NodeName};
 use k8s_cri::v1 as cri;
 use std::path::PathBuf;
 
-fn ctx() -> NodeContext {
+pub(super) fn ctx() -> NodeContext {
     NodeContext {
         node: NodeName::new("node1"),
         root_dir: PathBuf::from("/var/lib/podvisor"),
@@ -27,10 +27,12 @@ fn ctx() -> NodeContext {
         node_ips: vec!["192.168.1.10".parse().expect("ip")],
         memory_bytes: 8 << 30,
         cpus: 4,
+        apparmor: false,
+        hugepage_sizes: vec![2 << 20, 1 << 30],
     }
 }
 
-fn pod(yaml: &str) -> StaticPod {
+pub(super) fn pod(yaml: &str) -> StaticPod {
     crate::manifest::testing::static_pod_at("/etc/kubernetes/manifests/p.yaml", "node1", yaml)
 }
 

@@ -7,6 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::thresholds::Signal;
+use super::usage::meminfo_bytes;
 
 /// What is left of something, and how much of it there is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,15 +53,6 @@ impl NodeFigures {
             Signal::PidAvailable => self.pids,
         }
     }
-}
-
-fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
-    meminfo
-        .lines()
-        .find(|l| l.split(':').next() == Some(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|kib| kib * 1024)
 }
 
 /// Memory from `/proc/meminfo`, as the kubelet's `memory.available`: the total less the

@@ -6,6 +6,7 @@
 //! * `figures`: the node's figures, read from `/proc` and `statvfs(2)`.
 //! * `pressure` (pure): thresholds met, and the conditions that hold over time.
 //! * `conditions` (pure): the four Node conditions, with the kubelet's reasons and messages.
+//! * `usage`: the node's own CPU and memory use for the node API's stats, from `/proc`.
 //! * [`monitor`]: the task that asks the runtime every 5 s and reads the figures every 10 s
 //!   (the kubelet's periods), publishing a [`NodeHealth`] when it changes.
 
@@ -13,6 +14,7 @@ pub mod conditions;
 pub mod figures;
 pub mod pressure;
 pub mod thresholds;
+pub mod usage;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -9,7 +9,6 @@
 //! * `volumes`: hostPath checks, emptyDir and downwardAPI volumes, subPaths, unmounting.
 //! * `prepare`: a pod's or a container's host side made ready, before the runtime is asked.
 //! * `cleanup`: a pod version's host side removed once no sandbox uses it.
-//! * `usage`: the node's own CPU and memory use, from `/proc`.
 //! * [`Host`]: what the executor asks of the host, as planned actions; [`RealHost`] does it
 //!   on blocking threads, `FakeHost` in memory for tests.
 
@@ -22,7 +21,6 @@ mod node;
 pub mod podfiles;
 pub mod prepare;
 mod real;
-pub mod usage;
 pub mod volumes;
 
 use std::future::Future;

@@ -10,7 +10,7 @@
 //! * `handlers`: one per endpoint, answering through `answer` (text, JSON, the syncloop
 //!   check the plain healthz shares). `logs`: `/containerLogs` over the CRI log files.
 //!   `proxy`: exec, attach and port-forward joined to the runtime's streaming server.
-//!   `stats` (pure, over `host::usage`): `/stats/summary` and `/metrics/resource`.
+//!   `stats` (pure, over `health::usage`): `/stats/summary` and `/metrics/resource`.
 //! * `server`: the HTTPS listener, bounded in connections, streams, header size and time.
 //!   `healthz`: the plain-HTTP one.
 //!
@@ -45,7 +45,7 @@ pub use tls::{ClientCa, ServingCert, TlsError, self_signed, server_config, servi
 
 use crate::api::ApiState;
 use crate::clock::Timestamp;
-use crate::host::usage::NodeSampler;
+use crate::health::usage::NodeSampler;
 
 /// What the node API reads and asks.
 pub struct NodeApi<R> {

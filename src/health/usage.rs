@@ -24,17 +24,20 @@ pub fn busy_nanos(proc_stat: &str) -> Option<u64> {
     Some(ticks.saturating_mul(1_000_000_000 / USER_HZ))
 }
 
+/// A `/proc/meminfo` figure (given in kB) in bytes.
+pub fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find(|l| l.split(':').next() == Some(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+}
+
 /// Memory use from `/proc/meminfo`, as the node's cgroup would count it: usage is what is
 /// not free, the working set is usage without inactive file pages, rss the anonymous pages.
 pub fn memory(meminfo: &str, at: Timestamp) -> MemoryUse {
-    let kib = |key: &str| -> Option<u64> {
-        meminfo
-            .lines()
-            .find(|l| l.split(':').next() == Some(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|v| v * 1024)
-    };
+    let kib = |key: &str| meminfo_bytes(meminfo, key);
     let usage = kib("MemTotal")
         .zip(kib("MemFree"))
         .map(|(t, f)| t.saturating_sub(f));

@@ -239,3 +239,61 @@ async fn a_client_certificate_near_expiry_is_renewed_through_the_csr_api_without
         "{log}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs root, containerd and PODVISOR_K8S_BIN: run with --include-ignored"]
+async fn a_serving_certificate_is_requested_approved_by_hand_and_served_by_the_node_api() {
+    let Some(api) = ApiLab::start() else { return };
+    api.csr_controllers();
+    let lab = Lab::start();
+    let kubeconfig = api.node_kubeconfig("server1");
+    let d = Daemon::start_named(
+        &lab,
+        "server1",
+        &[
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--rotate-server-certificates",
+        ],
+        &[],
+    );
+    let admin = api.admin().await;
+    let csrs: Api<CertificateSigningRequest> = Api::all(admin);
+    // No controller approves serving certificates (kubeadm's docs say: approve by hand).
+    let pending = until("the serving CSR filed", T, || async {
+        csrs.list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|c| {
+                c.spec.signer_name == "kubernetes.io/kubelet-serving"
+                    && c.spec.username.as_deref() == Some("system:node:server1")
+            })
+    })
+    .await;
+    let name = pending.metadata.name.clone().expect("name");
+    let (ok, out) = api.kubectl(&["certificate", "approve", &name], "");
+    assert!(ok, "{out}");
+    d.wait_log("node API serving the issued certificate", T)
+        .await;
+    // What the node API presents now is the cluster CA's, for the node's names.
+    let log = d.log();
+    let addr = log
+        .lines()
+        .find_map(|l| l.split("node API listening addr=").nth(1))
+        .expect("node API address")
+        .trim()
+        .to_owned();
+    let served = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {addr} </dev/null 2>/dev/null | openssl x509 -noout -issuer -subject"
+        ))
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&served.stdout).into_owned();
+    eprintln!("served: {text}");
+    assert!(text.contains("podvisor-lab-ca"), "issuer: {text}");
+    assert!(text.contains("system:node:server1"), "subject: {text}");
+}

@@ -107,6 +107,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         config.pod_log_dir.clone(),
     )
     .with_node_ips(&config.node_status.node_ips)?;
+    ctx.container_log_links = config.container_log_links.clone();
     let asking = CriRuntime::new(&config.runtime_endpoint, Arc::new(ctx.clone()), None)?;
     ctx.cgroup_driver = cgroups::settle(&asking, config.cgroup_driver).await?;
     let host_ip = ctx.host_ip.map(|ip| ip.to_string());

@@ -112,6 +112,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub pod_log_dir: Option<PathBuf>,
 
+    /// Where each container's log gets a symlink `<pod>_<ns>_<container>-<id>.log`, as the
+    /// kubelet's, for log shippers; empty: none [default: /var/log/containers]
+    #[arg(long, value_name = "DIR")]
+    pub container_log_links: Option<PathBuf>,
+
     /// Log format [default: text]
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,

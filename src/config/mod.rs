@@ -32,6 +32,8 @@ pub const DEFAULT_RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.so
 pub const DEFAULT_ROOT_DIR: &str = "/var/lib/podvisor";
 /// Default pod log directory, where kubelet-aware log shippers look.
 pub const DEFAULT_POD_LOG_DIR: &str = "/var/log/pods";
+/// Default directory of container log symlinks, where log shippers look.
+pub const DEFAULT_CONTAINER_LOG_LINKS: &str = "/var/log/containers";
 /// Default status API socket.
 pub const DEFAULT_STATUS_SOCKET: &str = "/run/podvisor/podvisor.sock";
 /// Default full rescan period.
@@ -139,6 +141,8 @@ pub struct ConfigFile {
     pub root_dir: Option<PathBuf>,
     /// Pod log directory.
     pub pod_log_dir: Option<PathBuf>,
+    /// Where container log symlinks go (empty: none).
+    pub container_log_links: Option<PathBuf>,
     /// `text` or `json`.
     pub log_format: Option<LogFormat>,
     /// Status API socket.
@@ -327,6 +331,8 @@ pub struct Config {
     pub root_dir: PathBuf,
     /// Pod log directory.
     pub pod_log_dir: PathBuf,
+    /// Where container log symlinks go, if anywhere.
+    pub container_log_links: Option<PathBuf>,
     /// Log format.
     pub log_format: LogFormat,
     /// Status API unix socket.
@@ -644,6 +650,15 @@ impl Config {
             root_dir,
             pod_log_dir: pick_path(&args.pod_log_dir, "PODVISOR_POD_LOG_DIR", file.pod_log_dir)
                 .unwrap_or_else(|| DEFAULT_POD_LOG_DIR.into()),
+            container_log_links: match pick_path(
+                &args.container_log_links,
+                "PODVISOR_CONTAINER_LOG_LINKS",
+                file.container_log_links,
+            ) {
+                None => Some(DEFAULT_CONTAINER_LOG_LINKS.into()),
+                Some(p) if p.as_os_str().is_empty() => None,
+                Some(p) => Some(p),
+            },
             log_format,
             status_socket: pick_path(
                 &args.status_socket,
@@ -693,6 +708,9 @@ relistPeriod: 1s
 rootDir: {DEFAULT_ROOT_DIR}
 # Where pod log directories are created.
 podLogDir: {DEFAULT_POD_LOG_DIR}
+# Symlinks <pod>_<namespace>_<container>-<id>.log to each container's log, as the kubelet
+# makes them for log shippers; \"\" for none.
+containerLogLinks: {DEFAULT_CONTAINER_LOG_LINKS}
 # Log format: text or json. RUST_LOG sets levels (default info).
 logFormat: text
 # Unix socket of the local status API (mode 0600).

@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 
 use tracing::debug;
 
-use super::{HostError, NodeContext, mounts};
+use super::{HostError, NodeContext, log_links, mounts};
 use crate::pod::{PodKey, PodUid, cgroups};
 
 /// Removes pod `key` version `uid` from the host.
 pub fn pod(key: &PodKey, uid: &PodUid, ctx: &NodeContext) -> Result<(), HostError> {
     let log_dir = ctx.pod_log_dir(&key.namespace, &key.name, uid.as_str());
+    log_links::unlink_pod(ctx, &log_dir);
     remove_tree(&log_dir)?;
     remove_tree(&ctx.pod_dir(uid.as_str()))?;
     remove_cgroups(ctx, uid.as_str());

@@ -18,6 +18,10 @@ pub enum HostCall {
     PrepareContainer(PodKey, String, u32),
     /// `cleanup_pod(key, uid)`.
     CleanupPod(PodKey, PodUid),
+    /// `link_container_log(pod, name, attempt, id)`.
+    LinkLog(PodKey, String, u32, String),
+    /// `unlink_container_log(id)`.
+    UnlinkLog(String),
     /// `termination_message(source, exit_code)`, by the source's file.
     TerminationMessage(Option<PathBuf>),
 }
@@ -101,6 +105,24 @@ impl Host for FakeHost {
             HostCall::PrepareContainer(pod.key.clone(), name, attempt),
             "prepare_container",
         )
+    }
+
+    async fn link_container_log(
+        &self,
+        pod: Arc<StaticPod>,
+        name: String,
+        attempt: u32,
+        id: String,
+    ) -> Result<(), HostError> {
+        self.record(
+            HostCall::LinkLog(pod.key.clone(), name, attempt, id),
+            "link_container_log",
+        )
+        .map(|_| ())
+    }
+
+    async fn unlink_container_log(&self, id: String) {
+        self.lock().calls.push(HostCall::UnlinkLog(id));
     }
 
     async fn termination_message(&self, source: TerminationSource, _exit_code: i32) -> String {

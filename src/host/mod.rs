@@ -9,6 +9,7 @@
 //! * `volumes`: hostPath checks, emptyDir and downwardAPI volumes, subPaths, unmounting.
 //! * `prepare`: a pod's or a container's host side made ready, before the runtime is asked.
 //! * `cleanup`: a pod version's host side removed once no sandbox uses it.
+//! * `log_links`: `/var/log/containers/<pod>_<ns>_<container>-<id>.log`, for log shippers.
 //! * [`Host`]: what the executor asks of the host, as planned actions; [`RealHost`] does it
 //!   on blocking threads, `FakeHost` in memory for tests.
 
@@ -16,6 +17,7 @@ pub mod addresses;
 mod cleanup;
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) mod fake;
+pub mod log_links;
 mod mounts;
 mod node;
 pub mod podfiles;
@@ -65,8 +67,22 @@ pub trait Host: Send + Sync + 'static {
         exit_code: i32,
     ) -> impl Future<Output = String> + Send;
 
+    /// Links a started container's log file where log shippers look (best effort: a link
+    /// that cannot be made is logged, the container runs on).
+    fn link_container_log(
+        &self,
+        pod: Arc<StaticPod>,
+        name: String,
+        attempt: u32,
+        id: String,
+    ) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Removes a removed container's log link.
+    fn unlink_container_log(&self, id: String) -> impl Future<Output = ()> + Send;
+
     /// Removes what a pod version left on the host once no sandbox uses it: its log
-    /// directory, its pod directory (mounts below it first) and its cgroup.
+    /// directory (and the links into it), its pod directory (mounts below it first) and its
+    /// cgroup.
     fn cleanup_pod(
         &self,
         key: PodKey,

@@ -59,6 +59,9 @@ pub struct NodeContext {
     pub cgroup_root: String,
     /// How the runtime manages cgroups: pod cgroups are named for it.
     pub cgroup_driver: CgroupDriver,
+    /// Where each container's log gets a symlink named for the log shippers
+    /// (`/var/log/containers`); `None`: no links.
+    pub container_log_links: Option<PathBuf>,
     /// The host's DNS configuration.
     pub resolv_conf: ResolvConf,
     /// The node's primary address (the pod's `status.hostIP`): the first of `node_ips`.
@@ -86,6 +89,7 @@ impl NodeContext {
             pod_log_dir,
             cgroup_root: "/kubepods".to_owned(),
             cgroup_driver: CgroupDriver::default(),
+            container_log_links: None,
             resolv_conf: ResolvConf::read(Path::new("/etc/resolv.conf")),
             host_ip: node_ips.first().copied(),
             node_ips,

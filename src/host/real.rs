@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{Host, HostError, NodeContext, Ready, TerminationSource, cleanup, podfiles, prepare};
+use super::{
+    Host, HostError, NodeContext, Ready, TerminationSource, cleanup, log_links, podfiles, prepare,
+};
 use crate::pod::environment::Addresses;
 use crate::pod::{PodKey, PodUid, StaticPod};
 
@@ -52,6 +54,24 @@ impl Host for RealHost {
             prepare::container(&pod, &name, attempt, &addrs, ctx)
         })
         .await
+    }
+
+    async fn link_container_log(
+        &self,
+        pod: Arc<StaticPod>,
+        name: String,
+        attempt: u32,
+        id: String,
+    ) -> Result<(), HostError> {
+        self.blocking("linking container log", move |ctx| {
+            log_links::link(ctx, &pod, &name, attempt, &id)
+        })
+        .await
+    }
+
+    async fn unlink_container_log(&self, id: String) {
+        let ctx = self.ctx.clone();
+        let _ = tokio::task::spawn_blocking(move || log_links::unlink_container(&ctx, &id)).await;
     }
 
     async fn termination_message(&self, source: TerminationSource, exit_code: i32) -> String {

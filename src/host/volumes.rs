@@ -296,6 +296,7 @@ mod tests {
             pod_log_dir: dir.path().join("logs"),
             cgroup_root: "/kubepods".into(),
             cgroup_driver: crate::pod::CgroupDriver::Cgroupfs,
+            container_log_links: None,
             resolv_conf: ResolvConf::default(),
             host_ip: None,
             node_ips: Vec::new(),

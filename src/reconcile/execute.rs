@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use futures::future::join_all;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::context::ExecContext;
 use super::hooks;
@@ -95,6 +95,7 @@ async fn apply<R: Runtime, H: Host>(
         }
         Action::RemoveContainer(id) => {
             rt.remove_container(&id).await?;
+            host.unlink_container_log(id.0.clone()).await;
             debug!(pod = %key, id = %id, "dead container removed");
             Ok(())
         }
@@ -168,6 +169,13 @@ async fn apply<R: Runtime, H: Host>(
                 }
             };
             let id = started.id;
+            // where log shippers look; a link that cannot be made costs the container nothing
+            if let Err(e) = host
+                .link_container_log(pod.clone(), name.clone(), attempt, id.0.clone())
+                .await
+            {
+                warn!(pod = %key, container = %name, error = %e, "container log link not made");
+            }
             let image = pod
                 .container(&name)
                 .and_then(|(_, c)| c.image.clone())

@@ -338,13 +338,28 @@ async fn the_host_side_is_prepared_before_the_runtime_is_asked_and_cleaned_throu
         actions,
     };
     assert!(execute(&rt, &host, &cx, work).await.result.is_ok());
+    let started = rt.observe().await.expect("observe").containers[0]
+        .id
+        .clone();
     assert_eq!(
         host.calls(),
         [
             HostCall::PreparePod(p.key.clone()),
             HostCall::PrepareContainer(p.key.clone(), "app".into(), 0),
+            // issue 15: the started container's log linked where log shippers look
+            HostCall::LinkLog(p.key.clone(), "app".into(), 0, started.0.clone()),
             HostCall::CleanupPod(p.key.clone(), PodUid("old".into())),
         ]
+    );
+    // a removed container's link goes with it
+    let removed = PodWork {
+        key: p.key.clone(),
+        actions: vec![Action::RemoveContainer(started.clone())],
+    };
+    assert!(execute(&rt, &host, &cx, removed).await.result.is_ok());
+    assert_eq!(
+        host.calls().last(),
+        Some(&HostCall::UnlinkLog(started.0.clone()))
     );
     // A host failure ends the list before the runtime is asked, and says what failed.
     host.fail_next("prepare_pod", "read-only file system");

@@ -16,6 +16,8 @@ pub struct Daemon {
     pub manifests: PathBuf,
     pub root: PathBuf,
     pub logs: PathBuf,
+    /// Where container log symlinks go (`--container-log-links`).
+    pub links: PathBuf,
     pub node: String,
     log_file: PathBuf,
     endpoint: String,
@@ -48,6 +50,7 @@ impl Daemon {
             manifests: lab.path("manifests"),
             root: lab.path("root"),
             logs: lab.path("pod-logs"),
+            links: lab.dir.path().join("containers"),
             node: node.to_owned(),
             log_file: lab.dir.path().join("podvisor.log"),
             endpoint: lab.endpoint.clone(),
@@ -96,20 +99,24 @@ impl Daemon {
         self.child = Some(child);
     }
 
-    /// Tests run side by side: the node API on any free port and the healthz off, unless
-    /// a test names them.
-    fn port_defaults(&self) -> Vec<&'static str> {
+    /// Tests run side by side: the node API on any free port, the healthz off and container
+    /// log links in the lab, unless a test names them.
+    fn port_defaults(&self) -> Vec<String> {
         let named = |flag: &str| {
             self.extra
                 .iter()
                 .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
         };
-        let mut args = Vec::new();
+        let mut args: Vec<String> = Vec::new();
         if !named("--port") {
-            args.extend(["--port", "0"]);
+            args.extend(["--port".to_owned(), "0".to_owned()]);
         }
         if !named("--healthz-port") {
-            args.extend(["--healthz-port", "0"]);
+            args.extend(["--healthz-port".to_owned(), "0".to_owned()]);
+        }
+        if !named("--container-log-links") {
+            args.push("--container-log-links".to_owned());
+            args.push(self.links.display().to_string());
         }
         args
     }

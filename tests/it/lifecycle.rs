@@ -452,3 +452,49 @@ async fn image_calls_go_to_the_image_service_endpoint_issue_14() {
     std::os::unix::fs::symlink(&runtime_socket, &images).expect("image socket");
     wait_for(&cri, T, "web running", |o| running(o, &web).len() == 1).await;
 }
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn container_logs_are_linked_where_log_shippers_look_and_the_links_go_with_the_pod_issue_15()
+{
+    let lab = Lab::start();
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    d.write("web.yaml", &sleeper("web", "1"));
+    let pod = d.pod("web");
+    let o = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
+    let first = running(&o, &pod)[0].id.clone();
+    let link = |id: &str| d.links.join(format!("{pod}_kube-system_main-{id}.log"));
+    let target = std::fs::read_link(link(&first.0)).expect("a link named as the kubelet names it");
+    assert!(target.starts_with(&d.logs), "{}", target.display());
+    assert!(target.ends_with("main/0.log"), "{}", target.display());
+    // a restarted container gets a link of its own
+    lab.kill_container(&first.0);
+    let o = wait_for(&cri, T, "web restarted", |o| {
+        running(o, &pod).iter().any(|c| c.id != first)
+    })
+    .await;
+    let second = running(&o, &pod)[0].id.clone();
+    let deadline = std::time::Instant::now() + T;
+    while std::fs::symlink_metadata(link(&second.0)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no link for the restarted container"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the file removed: the pod and its links go
+    d.remove("web.yaml");
+    wait_for(&cri, T, "web gone", |o| o.sandboxes.is_empty()).await;
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let left: Vec<_> = std::fs::read_dir(&d.links)
+            .map(|r| r.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "links left: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

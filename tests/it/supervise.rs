@@ -28,6 +28,7 @@ fn config(dir: &Path) -> Config {
         relist_period: Duration::from_secs(1),
         root_dir: dir.join("root"),
         pod_log_dir: dir.join("logs"),
+        container_log_links: None,
         log_format: LogFormat::Text,
         status_socket: dir.join("podvisor.sock"),
         status_address: None,

@@ -18,6 +18,7 @@ pub(super) fn ctx() -> NodeContext {
         pod_log_dir: PathBuf::from("/var/log/pods"),
         cgroup_root: "/kubepods".into(),
         cgroup_driver: crate::pod::CgroupDriver::Cgroupfs,
+        container_log_links: None,
         resolv_conf: ResolvConf {
             servers: vec!["10.0.0.53".into()],
             searches: vec!["example.com".into()],

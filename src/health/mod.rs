@@ -7,8 +7,10 @@
 //! * `pressure` (pure): thresholds met, and the conditions that hold over time.
 //! * `conditions` (pure): the four Node conditions, with the kubelet's reasons and messages.
 //! * `usage`: the node's own CPU and memory use for the node API's stats, from `/proc`.
-//! * [`monitor`]: the task that asks the runtime every 5 s and reads the figures every 10 s
-//!   (the kubelet's periods), publishing a [`NodeHealth`] when it changes.
+//! * [`monitor`]: the task that asks the runtime and reads the figures every 10 s, publishing
+//!   a [`NodeHealth`] when it changes. The kubelet asks the runtime every 5 s, but writes the
+//!   Node only every 10 s, so asking more often shows nobody anything sooner; the
+//!   reconciler's relist (every second) notices a runtime that stops answering at all.
 
 pub mod conditions;
 pub mod figures;
@@ -30,10 +32,9 @@ use crate::runtime::{Runtime, RuntimeStatus};
 pub use conditions::{ConditionState, conditions};
 pub use thresholds::{Pressure, Signal, ThresholdError, Thresholds};
 
-/// How often the runtime's conditions are asked (the kubelet's `updateRuntimeUp` period).
-pub const RUNTIME_PERIOD: Duration = Duration::from_secs(5);
-/// How often the figures are read (the kubelet's eviction monitoring period).
-pub const FIGURES_PERIOD: Duration = Duration::from_secs(10);
+/// How often the runtime's conditions are asked and the figures read (the kubelet's eviction
+/// monitoring period and its Node status update frequency).
+pub const PERIOD: Duration = Duration::from_secs(10);
 
 /// What the node's conditions are computed from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -77,12 +78,10 @@ pub async fn monitor<R: Runtime>(
     tx: watch::Sender<NodeHealth>,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(RUNTIME_PERIOD);
+    let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let every = (FIGURES_PERIOD.as_millis() / RUNTIME_PERIOD.as_millis()).max(1) as u64;
     let mut tracker = pressure::PressureTracker::default();
     let mut image_filesystems: Option<Vec<PathBuf>> = None;
-    let mut n: u64 = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -90,19 +89,16 @@ pub async fn monitor<R: Runtime>(
         }
         let mut health = tx.borrow().clone();
         health.runtime = Some(rt.status().await.map_err(|e| e.to_string()));
-        if n.is_multiple_of(every) {
-            if image_filesystems.is_none() {
-                image_filesystems = rt.image_filesystems().await.ok();
-            }
-            let root = cfg.root_dir.clone();
-            let images = image_filesystems.clone().unwrap_or_default();
-            let read = tokio::task::spawn_blocking(move || figures::read(&root, &images)).await;
-            if let Ok(figures) = read {
-                health.met = pressure::met(&figures, &cfg.thresholds);
-                health.pressure = tracker.observe(&health.met, clock.now(), cfg.transition);
-            }
+        if image_filesystems.is_none() {
+            image_filesystems = rt.image_filesystems().await.ok();
         }
-        n = n.wrapping_add(1);
+        let root = cfg.root_dir.clone();
+        let images = image_filesystems.clone().unwrap_or_default();
+        let read = tokio::task::spawn_blocking(move || figures::read(&root, &images)).await;
+        if let Ok(figures) = read {
+            health.met = pressure::met(&figures, &cfg.thresholds);
+            health.pressure = tracker.observe(&health.met, clock.now(), cfg.transition);
+        }
         tx.send_if_modified(|old| {
             if *old == health {
                 return false;

@@ -68,21 +68,23 @@ pub(super) fn stop_declared(
     }
 }
 
-/// Stops everything in `sandboxes` (app containers first, then init containers and sidecars,
-/// as the kubelet orders termination), stops the sandboxes and removes them.
-pub(super) fn tear_down(
+/// Stops every container still running in `sandboxes` (app containers first, then init
+/// containers and sidecars, as the kubelet orders termination), each as `target` says, then
+/// the sandboxes that are still ready.
+fn stop_all(
     sandboxes: &[&ObservedSandbox],
     containers: &[&ObservedContainer],
     reason: StopReason,
     input: &PlanInput<'_>,
     actions: &mut Vec<Action>,
+    target: impl Fn(&ObservedContainer, Option<String>) -> StopTarget,
 ) {
     let ids: BTreeSet<&SandboxId> = sandboxes.iter().map(|s| &s.id).collect();
     for kind in [ContainerKind::App, ContainerKind::Init] {
         let targets: Vec<StopTarget> = containers
             .iter()
             .filter(|c| ids.contains(&c.sandbox) && not_exited(c) && c.kind == kind)
-            .map(|c| stop_recorded(c, hook_host(c, sandboxes, input.host_ip)))
+            .map(|c| target(c, hook_host(c, sandboxes, input.host_ip)))
             .collect();
         if !targets.is_empty() {
             actions.push(Action::StopContainers {
@@ -96,14 +98,25 @@ pub(super) fn tear_down(
             actions.push(Action::StopSandbox(s.id.clone()));
         }
     }
+}
+
+/// Stops everything in `sandboxes` with what each container recorded, and removes them.
+pub(super) fn tear_down(
+    sandboxes: &[&ObservedSandbox],
+    containers: &[&ObservedContainer],
+    reason: StopReason,
+    input: &PlanInput<'_>,
+    actions: &mut Vec<Action>,
+) {
+    stop_all(sandboxes, containers, reason, input, actions, stop_recorded);
     for s in sandboxes {
         actions.push(Action::RemoveSandbox(s.id.clone()));
     }
 }
 
 /// A pod past its active deadline: its containers still running stopped with its grace
-/// period and preStop hooks (app containers first), its sandboxes stopped. Nothing is
-/// removed: its status and logs stay, as a failed pod's do.
+/// period and preStop hooks, its sandboxes stopped. Nothing is removed: its status and logs
+/// stay, as a failed pod's do.
 pub(super) fn stop_past_deadline(
     pod: &StaticPod,
     sandboxes: &[&ObservedSandbox],
@@ -111,25 +124,14 @@ pub(super) fn stop_past_deadline(
     input: &PlanInput<'_>,
     actions: &mut Vec<Action>,
 ) {
-    let ids: BTreeSet<&SandboxId> = sandboxes.iter().map(|s| &s.id).collect();
-    for kind in [ContainerKind::App, ContainerKind::Init] {
-        let targets: Vec<StopTarget> = containers
-            .iter()
-            .filter(|c| ids.contains(&c.sandbox) && not_exited(c) && c.kind == kind)
-            .map(|c| stop_declared(pod, c, hook_host(c, sandboxes, input.host_ip), None))
-            .collect();
-        if !targets.is_empty() {
-            actions.push(Action::StopContainers {
-                containers: targets,
-                reason: StopReason::DeadlineExceeded,
-            });
-        }
-    }
-    for s in sandboxes {
-        if s.state == SandboxState::Ready {
-            actions.push(Action::StopSandbox(s.id.clone()));
-        }
-    }
+    stop_all(
+        sandboxes,
+        containers,
+        StopReason::DeadlineExceeded,
+        input,
+        actions,
+        |c, host| stop_declared(pod, c, host, None),
+    );
 }
 
 /// A pod with no manifest behind it: stopped with its recorded grace period, removed, and

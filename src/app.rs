@@ -108,18 +108,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     )
     .with_node_ips(&config.node_status.node_ips)?;
     ctx.container_log_links = config.container_log_links.clone();
-    let asking = CriRuntime::new(&config.runtime_endpoint, Arc::new(ctx.clone()), None)?;
-    ctx.cgroup_driver = cgroups::settle(&asking, config.cgroup_driver).await?;
-    let host_ip = ctx.host_ip.map(|ip| ip.to_string());
     let mut runtime = CriRuntime::new(
         &config.runtime_endpoint,
-        Arc::new(ctx),
+        Arc::new(ctx.clone()),
         Some(metrics.clone()),
     )?;
     if let Some(images) = &config.image_service_endpoint {
         runtime = runtime.with_image_endpoint(images, Some(metrics.clone()))?;
     }
-    let runtime = Arc::new(runtime);
+    // Pod cgroups are named for the driver the runtime says it uses, before any pod is made.
+    ctx.cgroup_driver = cgroups::settle(&runtime, config.cgroup_driver).await?;
+    let host_ip = ctx.host_ip.map(|ip| ip.to_string());
+    let runtime = Arc::new(runtime.with_context(Arc::new(ctx)));
     // The runtime's name and version are asked by the reconciler whenever it (re)connects.
     let node_info = NodeInfo::from_context(runtime.context());
     let euid = nix::unistd::geteuid().as_raw();

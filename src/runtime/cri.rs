@@ -205,6 +205,12 @@ impl CriRuntime {
         Ok(self)
     }
 
+    /// The same runtime (and connection), building configs from `ctx`.
+    pub fn with_context(mut self, ctx: Arc<NodeContext>) -> CriRuntime {
+        self.ctx = ctx;
+        self
+    }
+
     /// The cgroup driver the runtime says it uses (CRI `RuntimeConfig`); `None` when the
     /// runtime does not implement the call (containerd before 1.7) or leaves it unsaid.
     pub async fn cgroup_driver(&self) -> Result<Option<CgroupDriver>, RuntimeError> {

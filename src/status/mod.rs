@@ -226,8 +226,23 @@ fn container_status(
                     ),
                 }
             }
+            // Created, not yet started: the kubelet reports an empty waiting state and keeps
+            // the previous instance as the last state, so a restarting container's pod stays
+            // Running instead of flipping to Pending between create and start.
             ContainerState::Created | ContainerState::Unknown => {
-                (waiting("ContainerCreating", None), None)
+                match previous.filter(|p| p.state == ContainerState::Exited) {
+                    Some(p) => (
+                        K8sState {
+                            waiting: Some(ContainerStateWaiting::default()),
+                            ..Default::default()
+                        },
+                        Some(K8sState {
+                            terminated: Some(terminated(p, input.runtime_name)),
+                            ..Default::default()
+                        }),
+                    ),
+                    None => (waiting("ContainerCreating", None), None),
+                }
             }
         },
     };

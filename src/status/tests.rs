@@ -167,6 +167,38 @@ fn failing_readiness_makes_the_pod_not_ready_but_running() {
 }
 
 #[test]
+fn a_restarted_container_created_but_not_yet_started_keeps_the_pod_running() {
+    // Between CreateContainer and StartContainer of a restart the pod must not read Pending
+    // (the kubelet keeps the previous instance as lastState, so the pod stays Running).
+    let mut c = Case::new(WEB);
+    c.observed
+        .sandboxes
+        .push(sandbox(&c.pod, Some("10.88.0.5")));
+    c.observed.containers.push(container(
+        &c.pod,
+        "app",
+        0,
+        ContainerState::Exited,
+        Some(137),
+    ));
+    c.observed
+        .containers
+        .push(container(&c.pod, "app", 1, ContainerState::Created, None));
+    let s = c.status();
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    let app = &s.container_statuses.as_ref().expect("statuses")[0];
+    assert_eq!(
+        waiting_reason(app),
+        None,
+        "the kubelet's empty waiting state"
+    );
+    assert!(!app.ready);
+    let last = app.last_state.as_ref().and_then(|l| l.terminated.as_ref());
+    assert_eq!(last.map(|t| t.exit_code), Some(137));
+    assert_eq!(app.restart_count, 1);
+}
+
+#[test]
 fn crash_looping_container_waits_with_its_last_termination() {
     let mut c = Case::new(WEB);
     c.observed

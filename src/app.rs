@@ -21,6 +21,7 @@ use crate::event::{self, EventSink};
 use crate::health::{self, MonitorConfig, NodeHealth};
 use crate::host::{Host, NodeContext, RealHost};
 use crate::instance::InstanceLock;
+use crate::logfiles;
 use crate::manifest::{self, Snapshot, TrustPolicy, WatchConfig};
 use crate::metrics::Metrics;
 use crate::mirror::{self, MirrorConfig, MirrorState, NodeInfo};
@@ -312,6 +313,8 @@ pub fn supervise_until<R: Runtime, H: Host>(
     };
     let (health_tx, health_rx) = watch::channel(NodeHealth::default());
     let health_runtime = runtime.clone();
+    let logs_runtime = runtime.clone();
+    let (pod_log_dir, log_settings) = (config.pod_log_dir.clone(), config.container_logs);
     let (prober, probes) = Prober::new(
         runtime,
         parts.clock,
@@ -351,6 +354,14 @@ pub fn supervise_until<R: Runtime, H: Host>(
                 monitor_config,
                 parts.clock,
                 health_tx,
+                token.clone(),
+            ));
+            tasks.spawn(logfiles::manage(
+                logs_runtime,
+                pod_log_dir,
+                log_settings,
+                parts.clock,
+                channels.state.clone(),
                 token.clone(),
             ));
             tasks.spawn(status::publish(

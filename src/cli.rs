@@ -171,6 +171,10 @@ pub struct RunArgs {
 
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub container_logs: ContainerLogArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub certs: CertArgs,
 }
 
@@ -191,6 +195,27 @@ pub struct NodeStatusArgs {
     /// How long a pressure condition stays after its threshold was last met [default: 5m]
     #[arg(long, value_name = "DURATION")]
     pub eviction_pressure_transition_period: Option<String>,
+}
+
+/// Container log rotation, with the kubelet's names.
+#[derive(Debug, Default, Args)]
+pub struct ContainerLogArgs {
+    /// Size at which a container's log is rotated (a quantity; negative: never)
+    /// [default: 10Mi]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub container_log_max_size: Option<String>,
+
+    /// Log files kept per container, the live one included (at least 2) [default: 5]
+    #[arg(long, value_name = "N")]
+    pub container_log_max_files: Option<usize>,
+
+    /// How often container log sizes are checked [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub container_log_monitor_interval: Option<String>,
+
+    /// Container logs rotated at once [default: 1]
+    #[arg(long, value_name = "N")]
+    pub container_log_max_workers: Option<usize>,
 }
 
 /// The node's certificates, with the kubelet's flag names (see [`crate::certs`]).

@@ -33,6 +33,7 @@ pub mod health;
 pub mod host;
 pub mod instance;
 pub mod labels;
+pub mod logfiles;
 pub mod manifest;
 pub mod metrics;
 pub mod mirror;

@@ -12,9 +12,11 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::{LogFormat, RunArgs};
+use crate::logfiles::LogSettings;
 use crate::pod::{CgroupDriver, NodeName};
 
 mod certs;
+mod container_logs;
 mod node_api;
 mod node_status;
 
@@ -113,6 +115,9 @@ pub enum ConfigError {
     /// An eviction threshold that cannot be read.
     #[error("{0}")]
     Eviction(String),
+    /// A container log setting that cannot be used.
+    #[error("{0}")]
+    ContainerLogs(String),
     /// A node API or healthz setting that cannot be used.
     #[error("node API: {0}")]
     NodeApi(String),
@@ -143,6 +148,14 @@ pub struct ConfigFile {
     pub pod_log_dir: Option<PathBuf>,
     /// Where container log symlinks go (empty: none).
     pub container_log_links: Option<PathBuf>,
+    /// `containerLogMaxSize` (a quantity; negative: no rotation).
+    pub container_log_max_size: Option<String>,
+    /// `containerLogMaxFiles`.
+    pub container_log_max_files: Option<usize>,
+    /// `containerLogMonitorInterval`.
+    pub container_log_monitor_interval: Option<String>,
+    /// `containerLogMaxWorkers`.
+    pub container_log_max_workers: Option<usize>,
     /// `text` or `json`.
     pub log_format: Option<LogFormat>,
     /// Status API socket.
@@ -333,6 +346,8 @@ pub struct Config {
     pub pod_log_dir: PathBuf,
     /// Where container log symlinks go, if anywhere.
     pub container_log_links: Option<PathBuf>,
+    /// Container log rotation.
+    pub container_logs: LogSettings,
     /// Log format.
     pub log_format: LogFormat,
     /// Status API unix socket.
@@ -490,6 +505,7 @@ impl Config {
         .map(|d| d.parse::<CgroupDriver>().map_err(ConfigError::CgroupDriver))
         .transpose()?;
         let node_status = node_status::node_status(&args.node_status, &file, env)?;
+        let container_logs = container_logs::container_logs(&args.container_logs, &file)?;
         let node_api = node_api::node_api(&args.node_api, &file, env, kubeconfig.is_some())?;
         let root_dir = pick_path(&args.root_dir, "PODVISOR_ROOT_DIR", file.root_dir.clone())
             .unwrap_or_else(|| DEFAULT_ROOT_DIR.into());
@@ -659,6 +675,7 @@ impl Config {
                 Some(p) if p.as_os_str().is_empty() => None,
                 Some(p) => Some(p),
             },
+            container_logs,
             log_format,
             status_socket: pick_path(
                 &args.status_socket,
@@ -711,6 +728,14 @@ podLogDir: {DEFAULT_POD_LOG_DIR}
 # Symlinks <pod>_<namespace>_<container>-<id>.log to each container's log, as the kubelet
 # makes them for log shippers; \"\" for none.
 containerLogLinks: {DEFAULT_CONTAINER_LOG_LINKS}
+# Container log rotation, as the kubelet's: a log is rotated at containerLogMaxSize (negative:
+# never) and gzip-compressed; containerLogMaxFiles files are kept per container, the live one
+# included. Sizes are checked every containerLogMonitorInterval, by containerLogMaxWorkers
+# workers.
+containerLogMaxSize: 10Mi
+containerLogMaxFiles: 5
+containerLogMonitorInterval: 10s
+containerLogMaxWorkers: 1
 # Log format: text or json. RUST_LOG sets levels (default info).
 logFormat: text
 # Unix socket of the local status API (mode 0600).

@@ -115,7 +115,7 @@ impl NodeContext {
 
     /// The log directory of a pod: `<pod-log-dir>/<namespace>_<name>_<uid>`.
     pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
-        self.pod_log_dir.join(format!("{namespace}_{name}_{uid}"))
+        crate::pod::log_dir(&self.pod_log_dir, namespace, name, uid)
     }
 
     /// What the node offers, for limits a container leaves unset.

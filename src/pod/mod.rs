@@ -187,6 +187,30 @@ pub struct StaticPod {
     pub container_hashes: BTreeMap<String, ContainerHash>,
 }
 
+/// The CRI log file of one instance of a container of the pod version `key`/`uid`:
+/// `<pod-log-dir>/<namespace>_<name>_<uid>/<container>/<attempt>.log`.
+pub fn log_file(
+    pod_log_dir: &std::path::Path,
+    key: &PodKey,
+    uid: &PodUid,
+    container: &str,
+    attempt: u32,
+) -> std::path::PathBuf {
+    log_dir(pod_log_dir, &key.namespace, &key.name, uid.as_str())
+        .join(container)
+        .join(format!("{attempt}.log"))
+}
+
+/// The log directory of a pod version: `<pod-log-dir>/<namespace>_<name>_<uid>`.
+pub fn log_dir(
+    pod_log_dir: &std::path::Path,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> std::path::PathBuf {
+    pod_log_dir.join(format!("{namespace}_{name}_{uid}"))
+}
+
 impl StaticPod {
     /// The CRI log file of one instance of a container, as the runtime writes it:
     /// `<pod-log-dir>/<namespace>_<name>_<uid>/<container>/<attempt>.log`.
@@ -196,13 +220,7 @@ impl StaticPod {
         container: &str,
         attempt: u32,
     ) -> std::path::PathBuf {
-        pod_log_dir
-            .join(format!(
-                "{}_{}_{}",
-                self.key.namespace, self.key.name, self.uid
-            ))
-            .join(container)
-            .join(format!("{attempt}.log"))
+        log_file(pod_log_dir, &self.key, &self.uid, container, attempt)
     }
 
     /// Builds the static pod from validated, defaulted metadata and spec, as the kubelet's

@@ -757,6 +757,20 @@ impl Runtime for CriRuntime {
             .map_err(|s| to_error("StartContainer", s, WRITE_TIMEOUT))
     }
 
+    async fn reopen_container_log(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::ReopenContainerLogRequest {
+                container_id: id.0.clone(),
+            }),
+            WRITE_TIMEOUT,
+        );
+        self.rt()
+            .reopen_container_log(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| to_error("ReopenContainerLog", s, WRITE_TIMEOUT))
+    }
+
     async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
         let limit = grace + WRITE_TIMEOUT;
         let req = timeout_of(

@@ -27,6 +27,8 @@ pub enum FakeCall {
     StartContainer(PodKey, String, u32),
     /// `start_created(id)`.
     StartCreated(ContainerId),
+    /// `reopen_container_log(id)`.
+    ReopenContainerLog(ContainerId),
     /// `stop_container(id, grace)`.
     StopContainer(ContainerId, Duration),
     /// `remove_container(id)`.
@@ -364,6 +366,13 @@ impl Runtime for FakeRuntime {
             c.started_at = Some(now);
         }
         Ok(())
+    }
+
+    async fn reopen_container_log(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.record(
+            FakeCall::ReopenContainerLog(id.clone()),
+            "reopen_container_log",
+        )
     }
 
     async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {

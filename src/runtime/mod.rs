@@ -503,6 +503,13 @@ pub trait Runtime: Send + Sync + 'static {
         id: &ContainerId,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
+    /// Has the runtime reopen a running container's log file, so that after the file was
+    /// renamed (rotated) the container writes on into a fresh one (CRI `ReopenContainerLog`).
+    fn reopen_container_log(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
     /// Stops a container: SIGTERM (or the image's stop signal), SIGKILL after `grace`.
     fn stop_container(
         &self,
@@ -510,7 +517,7 @@ pub trait Runtime: Send + Sync + 'static {
         grace: Duration,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
-    /// Removes a stopped container and its log.
+    /// Removes a stopped container (its log files stay: the log manager deletes them).
     fn remove_container(
         &self,
         id: &ContainerId,

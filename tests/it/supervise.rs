@@ -29,6 +29,7 @@ fn config(dir: &Path) -> Config {
         root_dir: dir.join("root"),
         pod_log_dir: dir.join("logs"),
         container_log_links: None,
+        container_logs: podvisor::logfiles::LogSettings::default(),
         log_format: LogFormat::Text,
         status_socket: dir.join("podvisor.sock"),
         status_address: None,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::api::client::{ClientError, get_json};
 use crate::api::views::{ContainerView, PodDetail};
 use crate::cli::LogsArgs;
+use crate::logfiles;
 
 /// Decodes CRI log text: each line `<time> <stream> <P|F> <message>`; partial (`P`) lines
 /// join the next. Returns the messages and the unfinished tail of a partial line.
@@ -46,6 +47,11 @@ fn copy_lines(
         pending.clear();
         lines += 1;
     }
+}
+
+fn identity_of(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
 fn pick<'a>(
@@ -98,9 +104,22 @@ pub async fn run(args: &LogsArgs, out: &mut dyn Write) -> Result<(), ClientError
         });
     };
     let io = |e: std::io::Error| ClientError::Http(format!("{file}: {e}"));
-    let mut reader = BufReader::new(std::fs::File::open(&file).map_err(io)?);
-    // A line being written (no newline yet) waits in `pending` for the rest.
+    let live = std::path::Path::new(&file);
+    // The rotated files first (oldest first, compressed ones gunzipped), then the live one.
+    let mut older = logfiles::files::all_logs(live).map_err(io)?;
+    older.pop();
     let mut pending = Vec::new();
+    copy_lines(
+        &mut BufReader::new(logfiles::files::chain(&older).map_err(io)?),
+        &mut pending,
+        out,
+    )
+    .map_err(io)?;
+    pending.clear();
+    let opened = std::fs::File::open(live).map_err(io)?;
+    let mut identity = identity_of(&opened.metadata().map_err(io)?);
+    let mut reader = BufReader::new(opened);
+    // A line being written (no newline yet) waits in `pending` for the rest.
     copy_lines(&mut reader, &mut pending, out).map_err(io)?;
     if !args.follow || args.previous {
         return Ok(());
@@ -109,6 +128,16 @@ pub async fn run(args: &LogsArgs, out: &mut dyn Write) -> Result<(), ClientError
         tokio::time::sleep(Duration::from_millis(200)).await;
         if copy_lines(&mut reader, &mut pending, out).map_err(io)? > 0 {
             out.flush().map_err(io)?;
+            continue;
+        }
+        // rotated: the old file is read to its end; go on with the fresh one from its start
+        if let Ok(meta) = std::fs::metadata(live)
+            && identity_of(&meta) != identity
+            && let Ok(fresh) = std::fs::File::open(live)
+        {
+            identity = identity_of(&meta);
+            reader = BufReader::new(fresh);
+            pending.clear();
             continue;
         }
         // nothing new: stop once this instance is no longer the running one

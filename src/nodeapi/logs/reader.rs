@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,7 @@ use super::query::LogQuery;
 use super::render::{Flow, LongLine, Renderer, parse_head};
 use super::{CHUNK, FOLLOW_POLL, MAX_LINE, READ_SIZE, TAIL_BLOCK};
 use crate::clock::Timestamp;
+use crate::logfiles;
 
 /// Why [`stream`] stopped early.
 #[derive(Debug, Error)]
@@ -122,12 +123,21 @@ enum Drained {
 
 /// The open log file, the buffer it is read into, and what is done with the lines.
 struct Reader {
+    /// The rotated files before the live one, read first (oldest first).
+    history: Option<History>,
     source: Source,
     lines: Lines,
     /// `MAX_LINE` bytes of room for the start of an unfinished line, then `READ_SIZE` for a
     /// read; empty between the reads of a follower.
     buffer: Box<[u8]>,
     follow: bool,
+}
+
+/// The container's rotated log files as one reader, and how many of their lines to skip
+/// (those before `tailLines`).
+struct History {
+    reader: Box<dyn Read + Send>,
+    skip: u64,
 }
 
 /// The log file and where reading has got to.
@@ -178,11 +188,41 @@ impl Reader {
             source,
         };
         let meta = file.metadata().map_err(read_error)?;
-        let offset = match tail {
-            Some(n) => tail_start(&file, meta.len(), n).map_err(read_error)?,
-            None => 0,
+        // Lines from before the last rotations come first, as far as they are wanted.
+        let older = logfiles::files::all_logs(&resolved)
+            .map(|mut all| {
+                all.pop();
+                all
+            })
+            .map_err(read_error)?;
+        let history_of = |skip: u64| -> Result<Option<History>, LogsError> {
+            Ok(Some(History {
+                reader: logfiles::files::chain(&older).map_err(read_error)?,
+                skip,
+            }))
+        };
+        let (offset, history) = match tail {
+            None if older.is_empty() => (0, None),
+            None => (0, history_of(0)?),
+            Some(n) => {
+                let offset = tail_start(&file, meta.len(), n).map_err(read_error)?;
+                let live_lines = if offset == 0 && !older.is_empty() {
+                    count_lines(&mut (&file)).map_err(read_error)?
+                } else {
+                    n
+                };
+                match n.saturating_sub(live_lines) {
+                    0 => (offset, None),
+                    wanted => {
+                        let mut all = logfiles::files::chain(&older).map_err(read_error)?;
+                        let total = count_lines(&mut all).map_err(read_error)?;
+                        (0, history_of(total.saturating_sub(wanted))?)
+                    }
+                }
+            }
         };
         Ok(Reader {
+            history,
             source: Source {
                 identity: (meta.dev(), meta.ino()),
                 path: resolved,
@@ -216,7 +256,10 @@ impl Reader {
         loop {
             let flow = match self.lines.renderer.lines_left {
                 Some(0) => Flow::Done,
-                _ => self.read_to_end()?,
+                _ => match self.read_history()? {
+                    Flow::Done => Flow::Done,
+                    Flow::More => self.read_to_end()?,
+                },
             };
             if flow == Flow::Done {
                 self.lines.flush();
@@ -238,6 +281,49 @@ impl Reader {
             self.buffer = Box::default();
             self.lines.out = BytesMut::new();
             return Ok(Drained::Eof);
+        }
+    }
+
+    /// Reads and renders the rotated files, once, skipping the lines before `tailLines`.
+    fn read_history(&mut self) -> Result<Flow, LogsError> {
+        let Some(mut h) = self.history.take() else {
+            return Ok(Flow::More);
+        };
+        if self.buffer.is_empty() {
+            self.buffer = new_buffer();
+        }
+        loop {
+            let n = loop {
+                match h.reader.read(&mut self.buffer[MAX_LINE..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    other => {
+                        break other.map_err(|source| LogsError::Read {
+                            path: self.source.path.clone(),
+                            source,
+                        })?;
+                    }
+                }
+            };
+            if n == 0 {
+                return Ok(Flow::More);
+            }
+            let (mut start, end) = (MAX_LINE, MAX_LINE + n);
+            while h.skip > 0 && start < end {
+                match find_byte(b'\n', &self.buffer[start..end]) {
+                    Some(i) => {
+                        start += i + 1;
+                        h.skip -= 1;
+                    }
+                    None => start = end,
+                }
+            }
+            if start == end {
+                continue;
+            }
+            self.buffer.copy_within(start..end, MAX_LINE);
+            if self.lines.feed(&mut self.buffer, end - start) == Flow::Done {
+                return Ok(Flow::Done);
+            }
         }
     }
 
@@ -425,6 +511,20 @@ fn tail_start(file: &File, size: u64, n: u64) -> io::Result<u64> {
         right = left;
     }
     Ok(0)
+}
+
+/// The newlines in what `r` reads.
+fn count_lines(r: &mut dyn Read) -> io::Result<u64> {
+    let mut block = vec![0; TAIL_BLOCK];
+    let mut count = 0u64;
+    loop {
+        match r.read(&mut block) {
+            Ok(0) => return Ok(count),
+            Ok(n) => count += memchr::memchr_iter(b'\n', &block[..n]).count() as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The first `needle` in `hay` (memchr: vectorised, where safe Rust alone is not).

@@ -382,3 +382,36 @@ async fn a_missing_log_file_is_an_open_error() {
     .expect_err("no file");
     assert!(matches!(err, LogsError::Open { .. }), "{err}");
 }
+
+/// A log rotated twice: `old` compressed, `mid` renamed, `live` being written.
+fn rotated_log(dir: &tempfile::TempDir, old: &str, mid: &str, live: &str) -> PathBuf {
+    let base = dir.path().join("0.log");
+    crate::logfiles::files::write_gz(&dir.path().join("0.log.20240501-100000.gz"), old.as_bytes())
+        .expect("gz");
+    std::fs::write(dir.path().join("0.log.20240501-100001"), mid).expect("mid");
+    std::fs::write(&base, live).expect("live");
+    base
+}
+
+#[tokio::test]
+async fn a_rotated_log_is_read_across_its_compressed_renamed_and_live_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = rotated_log(
+        &dir,
+        &[cri(T0, "F", "one"), cri(T0, "F", "two")].concat(),
+        &cri(T5, "F", "three"),
+        &[cri(T10, "F", "four"), cri(T10, "F", "five")].concat(),
+    );
+    let (out, _) = read_path(&path, &query(""), Timestamp(0)).await;
+    assert_eq!(out, "one\ntwo\nthree\nfour\nfive\n");
+    // tailLines reaching back over the rotation, and one the live file alone answers
+    let (out, _) = read_path(&path, &query("tailLines=4"), Timestamp(0)).await;
+    assert_eq!(out, "two\nthree\nfour\nfive\n");
+    let (out, _) = read_path(&path, &query("tailLines=2"), Timestamp(0)).await;
+    assert_eq!(out, "four\nfive\n");
+    let (out, _) = read_path(&path, &query("tailLines=100"), Timestamp(0)).await;
+    assert_eq!(out, "one\ntwo\nthree\nfour\nfive\n");
+    // sinceTime applies to the rotated lines too
+    let (out, _) = read_path(&path, &query(&format!("sinceTime={T5}")), Timestamp(0)).await;
+    assert_eq!(out, "three\nfour\nfive\n");
+}

@@ -12,6 +12,7 @@ mod issue11;
 mod issue17;
 mod lab;
 mod lifecycle;
+mod logfiles;
 mod mirror;
 mod nodeapi;
 mod nodeapi_client;

@@ -93,7 +93,7 @@ pub fn pids(pid_max: &str, threads_max: &str, loadavg: &str) -> Option<Figure> {
 
 /// Free bytes and inodes of the filesystem holding `path` (as an unprivileged user sees it:
 /// blocks reserved for root are not available, as in the kubelet's cadvisor figures).
-fn filesystem(path: &Path) -> Option<FsFigures> {
+pub fn filesystem(path: &Path) -> Option<FsFigures> {
     let s = nix::sys::statvfs::statvfs(path).ok()?;
     let block = s.fragment_size();
     let bytes = Figure {

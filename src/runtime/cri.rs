@@ -22,7 +22,7 @@ use super::metered::Metered;
 use super::{
     ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
     Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeCondition, RuntimeError,
-    RuntimeStatus, RuntimeVersion, SandboxId, SandboxState, Started, convert, events,
+    RuntimeImage, RuntimeStatus, RuntimeVersion, SandboxId, SandboxState, Started, convert, events,
 };
 use crate::clock::Timestamp;
 use crate::host::{NodeContext, Ready, TerminationSource};
@@ -118,6 +118,16 @@ pub fn container_configs(
 
 fn socket_path(endpoint: &str) -> PathBuf {
     PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
+}
+
+/// The sandbox image named in a runtime's verbose status `config` (containerd's
+/// `sandboxImage`).
+fn sandbox_image_of(config: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(config).ok()?;
+    v.get("sandboxImage")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 fn timeout_of<T>(mut req: tonic::Request<T>, t: Duration) -> tonic::Request<T> {
@@ -477,6 +487,91 @@ impl Runtime for CriRuntime {
             })
             .collect();
         Ok(RuntimeStatus { conditions })
+    }
+
+    async fn list_images(&self) -> Result<Vec<RuntimeImage>, RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::ListImagesRequest { filter: None }),
+            READ_TIMEOUT,
+        );
+        let answer = self
+            .images()
+            .list_images(req)
+            .await
+            .map_err(|s| to_error("ListImages", s, READ_TIMEOUT))?
+            .into_inner();
+        Ok(answer
+            .images
+            .into_iter()
+            .map(|i| RuntimeImage {
+                id: i.id,
+                tags: i.repo_tags,
+                size: i.size,
+                pinned: i.pinned,
+            })
+            .collect())
+    }
+
+    async fn image_id(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+        let spec = cri::ImageSpec {
+            image: name.to_owned(),
+            ..Default::default()
+        };
+        Ok(self.image_status(&spec).await?.map(|i| i.id))
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<(), RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::RemoveImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: id.to_owned(),
+                    ..Default::default()
+                }),
+            }),
+            WRITE_TIMEOUT,
+        );
+        match self.images().remove_image(req).await {
+            Ok(_) => Ok(()),
+            Err(s) => match to_error("RemoveImage", s, WRITE_TIMEOUT) {
+                RuntimeError::NotFound { .. } => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn images_in_use(&self) -> Result<std::collections::BTreeSet<String>, RuntimeError> {
+        let req = timeout_of(
+            tonic::Request::new(cri::ListContainersRequest { filter: None }),
+            READ_TIMEOUT,
+        );
+        let containers = self
+            .rt()
+            .list_containers(req)
+            .await
+            .map_err(|s| to_error("ListContainers", s, READ_TIMEOUT))?
+            .into_inner()
+            .containers;
+        let mut used: std::collections::BTreeSet<String> =
+            containers.into_iter().map(|c| c.image_ref).collect();
+        // containerd tells its sandbox image in its verbose status (`config.sandboxImage`);
+        // without it no new sandbox could start on a node that cannot pull.
+        let req = timeout_of(
+            tonic::Request::new(cri::StatusRequest { verbose: true }),
+            READ_TIMEOUT,
+        );
+        let info = self
+            .rt()
+            .status(req)
+            .await
+            .map_err(|s| to_error("Status", s, READ_TIMEOUT))?
+            .into_inner()
+            .info;
+        if let Some(name) = info.get("config").and_then(|c| sandbox_image_of(c))
+            && let Some(id) = self.image_id(&name).await?
+        {
+            used.insert(id);
+        }
+        Ok(used)
     }
 
     async fn image_filesystems(&self) -> Result<Vec<PathBuf>, RuntimeError> {

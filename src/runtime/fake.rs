@@ -1,15 +1,15 @@
 //! An in-memory [`Runtime`] for tests: it keeps sandboxes and containers in a map, records
 //! every call, and fails calls on request. Test code can make containers exit to play crashes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
     ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
-    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, RuntimeStatus,
-    RuntimeVersion, SandboxId, SandboxState, Started,
+    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, RuntimeImage,
+    RuntimeStatus, RuntimeVersion, SandboxId, SandboxState, Started,
 };
 use crate::clock::Clock;
 use crate::host::{Ready, TerminationSource};
@@ -27,6 +27,10 @@ pub enum FakeCall {
     StartContainer(PodKey, String, u32),
     /// `start_created(id)`.
     StartCreated(ContainerId),
+    /// `list_images`.
+    ListImages,
+    /// `remove_image(id)`.
+    RemoveImage(String),
     /// `reopen_container_log(id)`.
     ReopenContainerLog(ContainerId),
     /// `stop_container(id, grace)`.
@@ -59,6 +63,10 @@ struct State {
     exec_results: BTreeMap<String, ExecOutput>,
     /// How long exec of a command (by its first word) takes to answer, whatever its timeout.
     exec_delays: BTreeMap<String, Duration>,
+    /// The images held, by ID.
+    images: BTreeMap<String, RuntimeImage>,
+    /// Image IDs the runtime reports in use besides its containers' (its sandbox image).
+    sandbox_images: BTreeSet<String>,
 }
 
 /// An in-memory runtime.
@@ -135,6 +143,21 @@ impl FakeRuntime {
     /// Makes `exec_sync` of commands starting with `program` return `output`.
     pub fn set_exec_result(&self, program: &str, output: ExecOutput) {
         self.lock().exec_results.insert(program.to_owned(), output);
+    }
+
+    /// Adds an image the runtime holds.
+    pub fn add_image(&self, image: RuntimeImage) {
+        self.lock().images.insert(image.id.clone(), image);
+    }
+
+    /// Reports `id` in use as the runtime's sandbox image.
+    pub fn set_sandbox_image(&self, id: &str) {
+        self.lock().sandbox_images.insert(id.to_owned());
+    }
+
+    /// The IDs of the images held.
+    pub fn image_ids(&self) -> Vec<String> {
+        self.lock().images.keys().cloned().collect()
     }
 
     /// Makes `exec_sync` of commands starting with `program` answer only after `delay`,
@@ -366,6 +389,34 @@ impl Runtime for FakeRuntime {
             c.started_at = Some(now);
         }
         Ok(())
+    }
+
+    async fn list_images(&self) -> Result<Vec<RuntimeImage>, RuntimeError> {
+        self.record(FakeCall::ListImages, "list_images")?;
+        Ok(self.lock().images.values().cloned().collect())
+    }
+
+    async fn image_id(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+        Ok(self
+            .lock()
+            .images
+            .values()
+            .find(|i| i.id == name || i.tags.iter().any(|t| t == name))
+            .map(|i| i.id.clone()))
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<(), RuntimeError> {
+        self.record(FakeCall::RemoveImage(id.to_owned()), "remove_image")?;
+        self.lock().images.remove(id);
+        Ok(())
+    }
+
+    async fn images_in_use(&self) -> Result<BTreeSet<String>, RuntimeError> {
+        let s = self.lock();
+        let mut used: BTreeSet<String> =
+            s.containers.values().map(|c| c.image_ref.clone()).collect();
+        used.extend(s.sandbox_images.iter().cloned());
+        Ok(used)
     }
 
     async fn reopen_container_log(&self, id: &ContainerId) -> Result<(), RuntimeError> {

@@ -465,6 +465,19 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
 }
 
+/// An image the runtime holds (CRI `Image`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeImage {
+    /// Its ID (`sha256:…` of its config).
+    pub id: String,
+    /// Its names (`registry/repo:tag`).
+    pub tags: Vec<String>,
+    /// Bytes on disk.
+    pub size: u64,
+    /// Whether the runtime asks that it never be removed (e.g. its sandbox image).
+    pub pinned: bool,
+}
+
 /// What podvisor asks of a container runtime. All methods are idempotent where CRI is:
 /// stopping or removing something already gone succeeds.
 pub trait Runtime: Send + Sync + 'static {
@@ -477,6 +490,24 @@ pub trait Runtime: Send + Sync + 'static {
     /// Where the runtime keeps its images: the mount points of its image filesystems (CRI
     /// `ImageFsInfo`).
     fn image_filesystems(&self) -> impl Future<Output = Result<Vec<PathBuf>, RuntimeError>> + Send;
+
+    /// Every image the runtime holds (CRI `ListImages`).
+    fn list_images(&self) -> impl Future<Output = Result<Vec<RuntimeImage>, RuntimeError>> + Send;
+
+    /// The ID of the image `name` names, if the runtime holds it (CRI `ImageStatus`).
+    fn image_id(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, RuntimeError>> + Send;
+
+    /// Removes an image (CRI `RemoveImage`); one already gone is fine.
+    fn remove_image(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// The IDs of the images in use: those of every container the runtime has, podvisor's
+    /// or not, running or not, and the runtime's own sandbox image where it tells it.
+    fn images_in_use(
+        &self,
+    ) -> impl Future<Output = Result<std::collections::BTreeSet<String>, RuntimeError>> + Send;
 
     /// Lists every sandbox and container podvisor created (those with its label).
     fn observe(&self) -> impl Future<Output = Result<Observed, RuntimeError>> + Send;

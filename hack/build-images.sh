@@ -4,6 +4,7 @@
 #
 #   OUTDIR/pause.tar    podvisor.local/pause:3.10    /pause (hack/pause.c, gcc -static), user 65535
 #   OUTDIR/busybox.tar  podvisor.local/busybox:1.35  /bin/busybox (Debian busybox-static) + applet links
+#   OUTDIR/spare-N.tar  podvisor.local/spare:N       the same files, another image ID (N = 1, 2)
 #
 # Import them with:  hack/containerd-lab.sh import DIR OUTDIR/pause.tar OUTDIR/busybox.tar
 # (or: ctr -n k8s.io images import --snapshotter overlayfs FILE).
@@ -193,6 +194,13 @@ EOF
 	chmod 1777 "$root/tmp"
 	make_image "$BUSYBOX_IMAGE" "$root" "$OUTDIR/busybox.tar" \
 		"\"Cmd\":[\"sh\"],\"Env\":[\"PATH=/usr/sbin:/usr/bin:/sbin:/bin\"]"
+	# Two more images of the same files, told apart by a label (other image IDs): what image
+	# garbage collection may remove, or must keep, in the tests.
+	local n
+	for n in 1 2; do
+		make_image "podvisor.local/spare:$n" "$root" "$OUTDIR/spare-$n.tar" \
+			"\"Cmd\":[\"sh\"],\"Env\":[\"PATH=/usr/sbin:/usr/bin:/sbin:/bin\"],\"Labels\":{\"podvisor.test\":\"spare-$n\"}"
+	done
 }
 
 # ---- kubeadm's images, from real binaries ----------------------------------

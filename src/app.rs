@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::event::{self, EventSink};
 use crate::health::{self, MonitorConfig, NodeHealth};
 use crate::host::{Host, NodeContext, RealHost};
+use crate::images;
 use crate::instance::InstanceLock;
 use crate::logfiles;
 use crate::manifest::{self, Snapshot, TrustPolicy, WatchConfig};
@@ -314,6 +315,8 @@ pub fn supervise_until<R: Runtime, H: Host>(
     let (health_tx, health_rx) = watch::channel(NodeHealth::default());
     let health_runtime = runtime.clone();
     let logs_runtime = runtime.clone();
+    let images_runtime = runtime.clone();
+    let image_gc = config.image_gc;
     let (pod_log_dir, log_settings) = (config.pod_log_dir.clone(), config.container_logs);
     let (prober, probes) = Prober::new(
         runtime,
@@ -361,6 +364,14 @@ pub fn supervise_until<R: Runtime, H: Host>(
                 pod_log_dir,
                 log_settings,
                 parts.clock,
+                channels.state.clone(),
+                token.clone(),
+            ));
+            tasks.spawn(images::collect_garbage(
+                images_runtime,
+                image_gc,
+                parts.clock,
+                channels.snapshots.clone(),
                 channels.state.clone(),
                 token.clone(),
             ));

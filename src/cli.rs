@@ -175,6 +175,10 @@ pub struct RunArgs {
 
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub image_gc: ImageGcArgs,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub certs: CertArgs,
 }
 
@@ -195,6 +199,27 @@ pub struct NodeStatusArgs {
     /// How long a pressure condition stays after its threshold was last met [default: 5m]
     #[arg(long, value_name = "DURATION")]
     pub eviction_pressure_transition_period: Option<String>,
+}
+
+/// Image garbage collection, with the kubelet's flag names.
+#[derive(Debug, Default, Args)]
+pub struct ImageGcArgs {
+    /// Image filesystem usage (percent) at which unused images are removed; 100: never
+    /// [default: 85]
+    #[arg(long, value_name = "PERCENT")]
+    pub image_gc_high_threshold: Option<u8>,
+
+    /// Usage (percent) that removing images aims to get down to [default: 80]
+    #[arg(long, value_name = "PERCENT")]
+    pub image_gc_low_threshold: Option<u8>,
+
+    /// How long an image is kept after it first appears [default: 2m]
+    #[arg(long, value_name = "DURATION")]
+    pub image_minimum_gc_age: Option<String>,
+
+    /// Remove images unused for this long whatever the usage; 0: never [default: 0]
+    #[arg(long, value_name = "DURATION")]
+    pub image_maximum_gc_age: Option<String>,
 }
 
 /// Container log rotation, with the kubelet's names.

@@ -31,6 +31,7 @@ pub mod config;
 pub mod event;
 pub mod health;
 pub mod host;
+pub mod images;
 pub mod instance;
 pub mod labels;
 pub mod logfiles;

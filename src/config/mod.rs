@@ -12,11 +12,13 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::cli::{LogFormat, RunArgs};
+use crate::images::GcPolicy;
 use crate::logfiles::LogSettings;
 use crate::pod::{CgroupDriver, NodeName};
 
 mod certs;
 mod container_logs;
+mod image_gc;
 mod node_api;
 mod node_status;
 
@@ -115,6 +117,9 @@ pub enum ConfigError {
     /// An eviction threshold that cannot be read.
     #[error("{0}")]
     Eviction(String),
+    /// An image garbage collection setting that cannot be used.
+    #[error("{0}")]
+    ImageGc(String),
     /// A container log setting that cannot be used.
     #[error("{0}")]
     ContainerLogs(String),
@@ -156,6 +161,18 @@ pub struct ConfigFile {
     pub container_log_monitor_interval: Option<String>,
     /// `containerLogMaxWorkers`.
     pub container_log_max_workers: Option<usize>,
+    /// `imageGCHighThresholdPercent`.
+    #[serde(rename = "imageGCHighThresholdPercent")]
+    pub image_gc_high_threshold_percent: Option<u8>,
+    /// `imageGCLowThresholdPercent`.
+    #[serde(rename = "imageGCLowThresholdPercent")]
+    pub image_gc_low_threshold_percent: Option<u8>,
+    /// `imageMinimumGCAge`.
+    #[serde(rename = "imageMinimumGCAge")]
+    pub image_minimum_gc_age: Option<String>,
+    /// `imageMaximumGCAge`.
+    #[serde(rename = "imageMaximumGCAge")]
+    pub image_maximum_gc_age: Option<String>,
     /// `text` or `json`.
     pub log_format: Option<LogFormat>,
     /// Status API socket.
@@ -348,6 +365,8 @@ pub struct Config {
     pub container_log_links: Option<PathBuf>,
     /// Container log rotation.
     pub container_logs: LogSettings,
+    /// Image garbage collection.
+    pub image_gc: GcPolicy,
     /// Log format.
     pub log_format: LogFormat,
     /// Status API unix socket.
@@ -506,6 +525,7 @@ impl Config {
         .transpose()?;
         let node_status = node_status::node_status(&args.node_status, &file, env)?;
         let container_logs = container_logs::container_logs(&args.container_logs, &file)?;
+        let image_gc = image_gc::image_gc(&args.image_gc, &file)?;
         let node_api = node_api::node_api(&args.node_api, &file, env, kubeconfig.is_some())?;
         let root_dir = pick_path(&args.root_dir, "PODVISOR_ROOT_DIR", file.root_dir.clone())
             .unwrap_or_else(|| DEFAULT_ROOT_DIR.into());
@@ -676,6 +696,7 @@ impl Config {
                 Some(p) => Some(p),
             },
             container_logs,
+            image_gc,
             log_format,
             status_socket: pick_path(
                 &args.status_socket,
@@ -736,6 +757,15 @@ containerLogMaxSize: 10Mi
 containerLogMaxFiles: 5
 containerLogMonitorInterval: 10s
 containerLogMaxWorkers: 1
+# Image garbage collection, as the kubelet's: when the image filesystem is
+# imageGCHighThresholdPercent full (100: never), unused images go, least recently used first,
+# until it is down to imageGCLowThresholdPercent; an image is kept imageMinimumGCAge after it
+# first appears; imageMaximumGCAge (0: off) removes images unused that long. An image a
+# manifest in staticPodPath names is never removed, even while its pod is not running.
+imageGCHighThresholdPercent: 85
+imageGCLowThresholdPercent: 80
+imageMinimumGCAge: 2m
+imageMaximumGCAge: 0s
 # Log format: text or json. RUST_LOG sets levels (default info).
 logFormat: text
 # Unix socket of the local status API (mode 0600).

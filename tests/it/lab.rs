@@ -96,6 +96,15 @@ impl Lab {
         }
     }
 
+    /// Imports more of the project's test images (`spare-1.tar`, ...).
+    pub fn import(&self, files: &[&str]) {
+        let images = images();
+        run(Command::new(repo().join("hack/containerd-lab.sh"))
+            .arg("import")
+            .arg(self.dir.path())
+            .args(files.iter().map(|f| images.join(f))));
+    }
+
     /// Stops containerd only, leaving pods running.
     pub fn stop_containerd(&self) {
         run(Command::new(repo().join("hack/containerd-lab.sh"))

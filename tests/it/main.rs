@@ -8,6 +8,7 @@ mod daemon;
 mod disk;
 mod fields;
 mod hostile;
+mod images;
 mod issue11;
 mod issue17;
 mod lab;

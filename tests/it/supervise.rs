@@ -30,6 +30,7 @@ fn config(dir: &Path) -> Config {
         pod_log_dir: dir.join("logs"),
         container_log_links: None,
         container_logs: podvisor::logfiles::LogSettings::default(),
+        image_gc: podvisor::images::GcPolicy::default(),
         log_format: LogFormat::Text,
         status_socket: dir.join("podvisor.sock"),
         status_address: None,

@@ -313,6 +313,7 @@ pub fn supervise_until<R: Runtime, H: Host>(
         transition: config.node_status.pressure_transition,
     };
     let (health_tx, health_rx) = watch::channel(NodeHealth::default());
+    let image_health = health_rx.clone();
     let health_runtime = runtime.clone();
     let logs_runtime = runtime.clone();
     let images_runtime = runtime.clone();
@@ -373,6 +374,7 @@ pub fn supervise_until<R: Runtime, H: Host>(
                 parts.clock,
                 channels.snapshots.clone(),
                 channels.state.clone(),
+                image_health,
                 token.clone(),
             ));
             tasks.spawn(status::publish(

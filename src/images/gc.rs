@@ -147,12 +147,7 @@ impl Records {
         began: Timestamp,
         now: Timestamp,
     ) -> Collection {
-        let mut candidates: Vec<(&String, &Record)> = self
-            .by_id
-            .iter()
-            .filter(|(id, r)| !in_use.contains(*id) && !named.contains(*id) && !r.pinned)
-            .collect();
-        candidates.sort_by_key(|(id, r)| (r.last_used, r.first_detected, (*id).clone()));
+        let mut candidates = self.candidates(in_use, named);
         let mut out = Collection::default();
         if !policy.max_age.is_zero() && now.since(began) > policy.max_age {
             candidates.retain(|(id, r)| {
@@ -172,10 +167,60 @@ impl Records {
         if usage < u64::from(policy.high_percent) || policy.high_percent >= 100 {
             return out;
         }
-        let low = u128::from(policy.low_percent.min(100));
-        let target_free =
-            u64::try_from(u128::from(fs.capacity) * (100 - low) / 100).unwrap_or(u64::MAX);
-        out.wanted = target_free.saturating_sub(available);
+        self.free(candidates, policy, now, Some(fs), &mut out);
+        out
+    }
+
+    /// Under disk pressure, as the kubelet's eviction manager reclaims: every candidate old
+    /// enough goes, whatever the thresholds.
+    pub fn reclaim(
+        &self,
+        in_use: &BTreeSet<String>,
+        named: &BTreeSet<String>,
+        policy: GcPolicy,
+        now: Timestamp,
+    ) -> Collection {
+        let mut out = Collection {
+            wanted: u64::MAX,
+            ..Collection::default()
+        };
+        self.free(self.candidates(in_use, named), policy, now, None, &mut out);
+        out.wanted = out.freed;
+        out
+    }
+
+    /// Unused, unnamed, unpinned images, least recently used first, then first seen.
+    fn candidates<'a>(
+        &'a self,
+        in_use: &BTreeSet<String>,
+        named: &BTreeSet<String>,
+    ) -> Vec<(&'a String, &'a Record)> {
+        let mut candidates: Vec<(&String, &Record)> = self
+            .by_id
+            .iter()
+            .filter(|(id, r)| !in_use.contains(*id) && !named.contains(*id) && !r.pinned)
+            .collect();
+        candidates.sort_by_key(|(id, r)| (r.last_used, r.first_detected, (*id).clone()));
+        candidates
+    }
+
+    /// Removes candidates old enough until `out.wanted` bytes are freed (all of them without
+    /// `fs`), or, with `fs`, until the low threshold is reached.
+    fn free(
+        &self,
+        candidates: Vec<(&String, &Record)>,
+        policy: GcPolicy,
+        now: Timestamp,
+        fs: Option<FsUsage>,
+        out: &mut Collection,
+    ) {
+        if let Some(fs) = fs {
+            let available = fs.available.min(fs.capacity);
+            let low = u128::from(policy.low_percent.min(100));
+            let target_free =
+                u64::try_from(u128::from(fs.capacity) * (100 - low) / 100).unwrap_or(u64::MAX);
+            out.wanted = target_free.saturating_sub(available);
+        }
         for (id, r) in candidates {
             if out.freed >= out.wanted {
                 break;
@@ -186,7 +231,6 @@ impl Records {
             out.remove.push((id.clone(), Why::Space));
             out.freed += r.size;
         }
-        out
     }
 }
 
@@ -346,5 +390,31 @@ mod tests {
         r.detect(&[image("b", 1)], &set(&[]), at(1));
         assert!(r.get("a").is_none());
         assert_eq!(r.get("b").map(|x| x.first_detected), Some(at(0)));
+    }
+
+    #[test]
+    fn under_disk_pressure_every_candidate_old_enough_goes_whatever_the_thresholds() {
+        let mut r = Records::default();
+        let images = [
+            image("a", 1),
+            image("b", 2),
+            image("used", 3),
+            image("named", 4),
+        ];
+        r.detect(&images, &set(&["used"]), at(0));
+        r.detect(
+            &[images.to_vec(), vec![image("new", 5)]].concat(),
+            &set(&["used"]),
+            at(9),
+        );
+        let c = r.reclaim(
+            &set(&["used"]),
+            &set(&["named"]),
+            GcPolicy::default(),
+            at(10),
+        );
+        assert_eq!(removed(&c), ["a", "b"]);
+        assert_eq!((c.freed, c.wanted), (3, 3));
+        assert!(!c.fell_short());
     }
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, Timestamp};
+use crate::health::{NodeHealth, Signal};
 use crate::manifest::Snapshot;
 use crate::reconcile::ReconcileState;
 use crate::runtime::{Runtime, RuntimeError};
@@ -52,12 +53,22 @@ async fn image_fs<R: Runtime>(runtime: &R) -> Option<FsUsage> {
         })
 }
 
+/// How a collection decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// By the thresholds and ages (the periodic collection).
+    Thresholds,
+    /// Every unused image old enough: the disk is under pressure.
+    Reclaim,
+}
+
 /// One collection: what was removed, or why nothing could be decided.
 pub async fn collect_once<R: Runtime>(
     runtime: &R,
     records: &mut Records,
     names: &BTreeSet<String>,
     policy: GcPolicy,
+    mode: Mode,
     began: Timestamp,
     now: Timestamp,
 ) -> Result<gc::Collection, RuntimeError> {
@@ -72,8 +83,13 @@ pub async fn collect_once<R: Runtime>(
             named.insert(id);
         }
     }
-    let fs = image_fs(runtime).await;
-    let decided = records.collect(&in_use, &named, fs, policy, began, now);
+    let decided = match mode {
+        Mode::Thresholds => {
+            let fs = image_fs(runtime).await;
+            records.collect(&in_use, &named, fs, policy, began, now)
+        }
+        Mode::Reclaim => records.reclaim(&in_use, &named, policy, now),
+    };
     for (id, why) in &decided.remove {
         let tags = images
             .iter()
@@ -100,13 +116,22 @@ pub async fn collect_once<R: Runtime>(
     Ok(decided)
 }
 
-/// The image garbage collection task; stops when `token` is cancelled.
+/// Whether the node's health says its image (or, without a separate one, its root)
+/// filesystem is short of bytes.
+fn disk_short(health: &NodeHealth) -> bool {
+    health.met.contains(&Signal::ImagefsAvailable) || health.met.contains(&Signal::NodefsAvailable)
+}
+
+/// The image garbage collection task; stops when `token` is cancelled. Besides the periodic
+/// collection, a disk running short (an `imagefs.available` or `nodefs.available` threshold
+/// met) has every unused image removed at once, as the kubelet's eviction manager reclaims.
 pub async fn collect_garbage<R: Runtime>(
     runtime: Arc<R>,
     policy: GcPolicy,
     clock: Clock,
     snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     mut state: watch::Receiver<Arc<ReconcileState>>,
+    mut health: watch::Receiver<NodeHealth>,
     token: CancellationToken,
 ) {
     tokio::select! {
@@ -115,26 +140,51 @@ pub async fn collect_garbage<R: Runtime>(
     }
     let began = clock.now();
     let mut records = Records::default();
+    let mut mode = Mode::Thresholds;
+    let mut next = tokio::time::Instant::now();
+    let mut short = disk_short(&health.borrow_and_update());
+    let mut health_open = true;
     loop {
         // Without the manifests read, nothing is known to be safe to remove.
         let names = snapshots.borrow().as_deref().map(named_images);
-        if let Some(names) = names
-            && let Err(e) = collect_once(
+        if let Some(names) = names {
+            let now = clock.now();
+            if let Err(e) = collect_once(
                 runtime.as_ref(),
                 &mut records,
                 &names,
                 policy,
+                mode,
                 began,
-                clock.now(),
+                now,
             )
             .await
-        {
-            warn!(error = %e, "image garbage collection skipped");
+            {
+                warn!(error = %e, "image garbage collection skipped");
+            }
         }
-        tokio::select! {
-            () = token.cancelled() => return,
-            () = tokio::time::sleep(PERIOD) => {}
+        if mode == Mode::Thresholds {
+            next += PERIOD;
         }
+        mode = loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep_until(next) => break Mode::Thresholds,
+                changed = health.changed(), if health_open => {
+                    if changed.is_err() {
+                        health_open = false; // no health reports: periodic collection only
+                        continue;
+                    }
+                    let now_short = disk_short(&health.borrow_and_update());
+                    let became = now_short && !short;
+                    short = now_short;
+                    if became {
+                        info!("disk pressure: removing every unused image");
+                        break Mode::Reclaim;
+                    }
+                }
+            }
+        };
     }
 }
 
@@ -168,14 +218,30 @@ mod tests {
         let names = BTreeSet::from(["registry.k8s.io/etcd:3.6.4-0".to_owned()]);
         let mut records = Records::default();
         let began = clock.now();
-        collect_once(&rt, &mut records, &names, policy, began, clock.now())
-            .await
-            .expect("first round");
+        collect_once(
+            &rt,
+            &mut records,
+            &names,
+            policy,
+            Mode::Thresholds,
+            began,
+            clock.now(),
+        )
+        .await
+        .expect("first round");
         assert_eq!(rt.image_ids().len(), 3, "nothing is old yet");
         tokio::time::advance(Duration::from_secs(120)).await;
-        let c = collect_once(&rt, &mut records, &names, policy, began, clock.now())
-            .await
-            .expect("second round");
+        let c = collect_once(
+            &rt,
+            &mut records,
+            &names,
+            policy,
+            Mode::Thresholds,
+            began,
+            clock.now(),
+        )
+        .await
+        .expect("second round");
         assert_eq!(c.remove, [("sha256:old".to_owned(), gc::Why::Age)]);
         assert_eq!(rt.image_ids(), ["sha256:etcd", "sha256:pause"]);
         assert!(
@@ -183,5 +249,47 @@ mod tests {
                 .contains(&FakeCall::RemoveImage("sha256:old".to_owned()))
         );
         assert!(records.get("sha256:old").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn disk_pressure_removes_every_unused_image_at_once_between_periods() {
+        let clock = Clock::tokio(Timestamp(0));
+        let rt = Arc::new(FakeRuntime::new(clock));
+        rt.add_image(image("sha256:a", "example.org/a:1"));
+        rt.add_image(image("sha256:named", "example.org/named:1"));
+        let policy = GcPolicy {
+            min_age: Duration::ZERO,
+            ..GcPolicy::default()
+        };
+        let snapshot = Snapshot::default();
+        let (_snap_tx, snaps) = watch::channel(Some(Arc::new(snapshot)));
+        let (_state_tx, state) = watch::channel(Arc::new(ReconcileState {
+            synced: true,
+            ..ReconcileState::default()
+        }));
+        let (health_tx, health) = watch::channel(NodeHealth::default());
+        let token = CancellationToken::new();
+        let task = tokio::spawn(collect_garbage(
+            rt.clone(),
+            policy,
+            clock,
+            snaps,
+            state,
+            health,
+            token.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            rt.image_ids().len(),
+            2,
+            "no figures, no pressure: nothing removed"
+        );
+        health_tx.send_modify(|h| {
+            h.met.insert(Signal::NodefsAvailable);
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(rt.image_ids().is_empty(), "{:?}", rt.image_ids());
+        token.cancel();
+        task.await.expect("task");
     }
 }

@@ -205,6 +205,67 @@ pub fn new_event(
     }
 }
 
+/// The kubelet's Node event reason when condition `kind` starts (`holds`) or stops holding
+/// (`NodeHasDiskPressure`, `NodeHasNoDiskPressure`, `NodeReady`, ...).
+pub fn node_event_reason(kind: &str, holds: bool) -> Option<&'static str> {
+    Some(match (kind, holds) {
+        ("MemoryPressure", true) => "NodeHasInsufficientMemory",
+        ("MemoryPressure", false) => "NodeHasSufficientMemory",
+        ("DiskPressure", true) => "NodeHasDiskPressure",
+        ("DiskPressure", false) => "NodeHasNoDiskPressure",
+        ("PIDPressure", true) => "NodeHasInsufficientPID",
+        ("PIDPressure", false) => "NodeHasSufficientPID",
+        ("Ready", true) => "NodeReady",
+        ("Ready", false) => "NodeNotReady",
+        _ => return None,
+    })
+}
+
+/// The Event the kubelet records about its Node when a condition flips: Normal, in
+/// `default`, about the Node (whose UID the kubelet gives as its name), "Node <name> status
+/// is now: <reason>". `nth` tells apart the events of one moment in their names.
+pub fn new_node_event(node: &NodeName, reason: &str, at: Timestamp, nth: usize) -> Event {
+    let name = node.as_str();
+    let unique = at.0.saturating_add(i64::try_from(nth).unwrap_or(0));
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}.{unique:x}")),
+            namespace: Some("default".to_owned()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some("Node".to_owned()),
+            name: Some(name.to_owned()),
+            uid: Some(name.to_owned()),
+            ..ObjectReference::default()
+        },
+        reason: Some(reason.to_owned()),
+        message: Some(format!("Node {name} status is now: {reason}")),
+        type_: Some("Normal".to_owned()),
+        count: Some(1),
+        first_timestamp: Some(api_time(at)),
+        last_timestamp: Some(api_time(at)),
+        source: Some(EventSource {
+            component: Some("kubelet".to_owned()),
+            host: Some(name.to_owned()),
+        }),
+        reporting_component: Some(COMPONENT.to_owned()),
+        reporting_instance: Some(name.to_owned()),
+        ..Event::default()
+    }
+}
+
+/// Posts a Node event.
+pub async fn post_node_event(
+    client: &kube::Client,
+    event: &Event,
+    timeout: Duration,
+) -> Result<(), MirrorError> {
+    let api: Api<Event> = Api::namespaced(client.clone(), "default");
+    call(timeout, api.create(&PostParams::default(), event)).await?;
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 struct Posted {
     name: String,

@@ -223,16 +223,20 @@ impl Heartbeat {
     }
 
     /// Records each condition's status at `now`: a condition whose status changed (or is
-    /// new) transitions at `now`.
-    pub fn observe(&mut self, readiness: &Readiness, now: Timestamp) {
+    /// new) transitions at `now`. Returns those transitions (condition, now holding), for
+    /// the kubelet's Node events.
+    pub fn observe(&mut self, readiness: &Readiness, now: Timestamp) -> Vec<(&'static str, bool)> {
+        let mut flipped = Vec::new();
         for c in &readiness.conditions {
             match self.transitions.get(c.kind) {
                 Some((was, _)) if *was == c.status => {}
                 _ => {
                     self.transitions.insert(c.kind.to_owned(), (c.status, now));
+                    flipped.push((c.kind, c.status));
                 }
             }
         }
+        flipped
     }
 
     /// A condition's `lastTransitionTime` (after [`Heartbeat::observe`]).

@@ -193,7 +193,7 @@ async fn a_hanging_api_server_holds_up_neither_inputs_nor_shutdown_and_is_recove
     // The kubelet's spam filter lets 25 events about one pod through at once; the other
     // 15 are dropped and counted.
     eventually("buffered events posted", || {
-        (h.fake.events().len() == 25).then_some(())
+        (pod_events(&h.fake).len() == 25).then_some(())
     })
     .await;
     h.state_until("the rest dropped", |s| s.counters.events_dropped == 15)
@@ -383,6 +383,41 @@ async fn the_runtimes_network_and_the_nodes_pressure_reach_the_node_conditions_i
              reason:NetworkPluginNotReady message:cni plugin not initialized"
         )
     );
+    // Each flip is a Node event, as the kubelet records them: registered Ready and without
+    // pressure, then under disk pressure and not ready.
+    let reasons = eventually("node events", || {
+        let r: Vec<String> = h
+            .fake
+            .events()
+            .into_iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some("Node"))
+            .filter_map(|e| e.reason)
+            .collect();
+        r.contains(&"NodeNotReady".to_owned()).then_some(r)
+    })
+    .await;
+    for want in [
+        "NodeHasSufficientMemory",
+        "NodeHasNoDiskPressure",
+        "NodeReady",
+        "NodeHasDiskPressure",
+        "NodeNotReady",
+    ] {
+        assert!(reasons.contains(&want.to_owned()), "{want} in {reasons:?}");
+    }
+    let disk = h
+        .fake
+        .events()
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("NodeHasDiskPressure"))
+        .expect("event");
+    assert_eq!(disk.involved_object.name.as_deref(), Some("n1"));
+    assert_eq!(disk.metadata.namespace.as_deref(), Some("default"));
+    assert_eq!(
+        disk.message.as_deref(),
+        Some("Node n1 status is now: NodeHasDiskPressure")
+    );
+    assert_eq!(disk.type_.as_deref(), Some("Normal"));
     h.stop().await;
 }
 
@@ -511,8 +546,7 @@ async fn pods_bound_here_from_the_api_server_are_failed_and_the_node_is_tainted_
     );
     // and a Warning event says why, about that pod
     let event = eventually("the rejection event", || {
-        h.fake
-            .events()
+        pod_events(&h.fake)
             .into_iter()
             .find(|e| e.reason.as_deref() == Some("StaticPodsOnly"))
     })

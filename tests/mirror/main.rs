@@ -263,6 +263,14 @@ fn annotation<'a>(pod: &'a Pod, name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// The events about pods: the Node's own condition events (NodeReady, ...) left out.
+fn pod_events(fake: &FakeApiServer) -> Vec<k8s_openapi::api::core::v1::Event> {
+    fake.events()
+        .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("Pod"))
+        .collect()
+}
+
 /// Polls `f` until it yields a value; fails the test after [`PATIENCE`].
 async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;

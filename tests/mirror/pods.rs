@@ -288,7 +288,7 @@ async fn a_mirror_pod_admission_refuses_stays_rejected_with_the_servers_reason()
 
     // Its events are posted about the pod by name, as there is no mirror pod to point at.
     h.events.send(event("odd", "BackOff")).await.unwrap();
-    let posted = eventually("event", || h.fake.events().pop()).await;
+    let posted = eventually("event", || pod_events(&h.fake).pop()).await;
     assert_eq!(posted.involved_object.name.as_deref(), Some("odd-n1"));
     assert_eq!(posted.involved_object.uid, None);
     h.stop().await;

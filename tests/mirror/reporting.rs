@@ -161,7 +161,7 @@ async fn events_are_posted_about_the_mirror_pod_and_repeats_bump_the_count() {
     let mut h = Harness::start(fake, &[&etcd]).await;
     h.events.send(event("etcd", "BackOff")).await.unwrap();
     let uid = h.mirrored(&etcd).await;
-    let posted = eventually("event", || h.fake.events().pop()).await;
+    let posted = eventually("event", || pod_events(&h.fake).pop()).await;
     let involved = &posted.involved_object;
     assert_eq!(involved.kind.as_deref(), Some("Pod"));
     assert_eq!(involved.name.as_deref(), Some("etcd-n1"));
@@ -187,11 +187,11 @@ async fn events_are_posted_about_the_mirror_pod_and_repeats_bump_the_count() {
 
     h.events.send(event("etcd", "BackOff")).await.unwrap();
     let bumped = eventually("count bumped", || {
-        h.fake.events().pop().filter(|e| e.count == Some(2))
+        pod_events(&h.fake).pop().filter(|e| e.count == Some(2))
     })
     .await;
     assert_eq!(bumped.metadata.name, posted.metadata.name);
-    assert_eq!(h.fake.events().len(), 1, "a repeat is not a new event");
+    assert_eq!(pod_events(&h.fake).len(), 1, "a repeat is not a new event");
     assert_eq!(h.state.borrow().counters.events_posted, 2);
     h.stop().await;
 }
@@ -220,7 +220,7 @@ async fn events_are_buffered_while_the_server_is_down_and_the_oldest_dropped_whe
     .await;
     h.fake.restart().await;
     let posted = eventually("posted", || {
-        let events = h.fake.events();
+        let events = pod_events(&h.fake);
         (events.len() == 3).then_some(events)
     })
     .await;
@@ -258,16 +258,16 @@ async fn a_flood_of_events_about_one_pod_writes_at_most_the_kubelets_burst_issue
         .fake
         .requests()
         .into_iter()
-        .filter(|r| r.path.contains("/events") && r.method != http::Method::GET)
+        .filter(|r| {
+            r.path.contains(&format!("/namespaces/{NS}/events")) && r.method != http::Method::GET
+        })
         .count();
     assert!(
         writes <= 25,
         "{writes} event writes for one pod within a second"
     );
     // From the tenth message on, they share one combined event.
-    let combined = h
-        .fake
-        .events()
+    let combined = pod_events(&h.fake)
         .into_iter()
         .filter(|e| {
             e.message

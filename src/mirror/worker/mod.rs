@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::MirrorConfig;
 use super::client::{self, MirrorError};
 use super::correlator::{Aggregator, SpamFilter};
-use super::events::{EventBuffer, EventPoster};
+use super::events::{self, EventBuffer, EventPoster};
 use super::foreign;
 use super::node::{self, Heartbeat, LEASE_NAMESPACE, LeaseKeeper, Readiness};
 use super::pod::{NodeRef, ObservedMirror};
@@ -476,7 +476,7 @@ impl Worker {
         let readiness = Readiness::of(&self.status.borrow());
         if self.heartbeat.due(&readiness, now, t.node_status_report) {
             let ts = self.cfg.clock.now();
-            self.heartbeat.observe(&readiness, ts);
+            let flipped = self.heartbeat.observe(&readiness, ts);
             let heartbeat = &self.heartbeat;
             let status =
                 node::node_status(&self.cfg.node_info, &readiness, ts, &|c| heartbeat.since(c));
@@ -491,6 +491,19 @@ impl Worker {
             }
             // A refused write is retried on the next change or report, not in a loop.
             self.heartbeat.written(readiness, now);
+            for (nth, (kind, holds)) in flipped.into_iter().enumerate() {
+                let Some(reason) = events::node_event_reason(kind, holds) else {
+                    continue;
+                };
+                let event = events::new_node_event(&s.node.name, reason, ts, nth);
+                match events::post_node_event(&s.client, &event, t.request_timeout).await {
+                    Ok(()) => debug!(node = %name, reason, "node event posted"),
+                    Err(e) if e.is_unreachable() => return Err(e.into()),
+                    Err(e) => {
+                        debug!(node = %name, reason, error = %e.reason(), "node event refused")
+                    }
+                }
+            }
         }
         if now >= s.lease_at {
             let leases: Api<Lease> = Api::namespaced(s.client.clone(), LEASE_NAMESPACE);

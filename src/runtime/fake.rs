@@ -164,6 +164,7 @@ impl FakeRuntime {
             restarts: attempt,
             addrs: &addrs,
             host: Ready { logs: true },
+            pulling: None,
         };
         self.start_container(&start).await.map(|s| s.id)
     }

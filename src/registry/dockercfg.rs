@@ -17,9 +17,10 @@ const MAX_LENGTH: u64 = 10 << 20;
 /// Locations and their credentials, as a Docker config file lists them.
 pub type DockerConfig = BTreeMap<String, Credentials>;
 
-/// Where the kubelet looks, in order: `config.json` in the root dir, the working directory,
-/// `~/.docker` and `/.docker`; then `.dockercfg` in the root dir, the working directory,
-/// `~` and `/`.
+/// Where the kubelet looks, in order: `config.json` in its root dir, the working directory,
+/// `~/.docker` and `/.docker`; then `.dockercfg` in its root dir, the working directory, `~`
+/// and `/`. podvisor looks in its own root dir and then in the kubelet's, so that a node
+/// moving from the kubelet keeps its credentials where they were.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchPaths {
     /// Candidate `config.json` files, in order.
@@ -28,34 +29,33 @@ pub struct SearchPaths {
     pub dockercfg: Vec<PathBuf>,
 }
 
+/// The kubelet's default root dir.
+pub const KUBELET_ROOT_DIR: &str = "/var/lib/kubelet";
+
 impl SearchPaths {
-    /// The kubelet's search path for a process with root dir `root_dir`, working directory
-    /// `cwd` and home `home` (none when `$HOME` is unset).
-    pub fn kubelet(root_dir: &Path, cwd: &Path, home: Option<&Path>) -> SearchPaths {
+    /// The search path for a process whose root dirs are `root_dirs` (podvisor's, then the
+    /// kubelet's), with working directory `cwd` and home `home` (none when `$HOME` is unset).
+    pub fn kubelet(root_dirs: &[&Path], cwd: &Path, home: Option<&Path>) -> SearchPaths {
         let root = Path::new("/");
-        let json_dirs = [
-            Some(root_dir.to_owned()),
-            Some(cwd.to_owned()),
-            home.map(|h| h.join(".docker")),
-            Some(root.join(".docker")),
-        ];
-        let cfg_dirs = [
-            Some(root_dir.to_owned()),
-            Some(cwd.to_owned()),
-            home.map(Path::to_owned),
-            Some(root.to_owned()),
-        ];
+        let mut json_dirs: Vec<PathBuf> = Vec::new();
+        let mut cfg_dirs: Vec<PathBuf> = Vec::new();
+        for d in root_dirs {
+            if !json_dirs.iter().any(|j| j == d) {
+                json_dirs.push(d.to_path_buf());
+                cfg_dirs.push(d.to_path_buf());
+            }
+        }
+        json_dirs.push(cwd.to_owned());
+        cfg_dirs.push(cwd.to_owned());
+        if let Some(h) = home {
+            json_dirs.push(h.join(".docker"));
+            cfg_dirs.push(h.to_owned());
+        }
+        json_dirs.push(root.join(".docker"));
+        cfg_dirs.push(root.to_owned());
         SearchPaths {
-            config_json: json_dirs
-                .into_iter()
-                .flatten()
-                .map(|d| d.join("config.json"))
-                .collect(),
-            dockercfg: cfg_dirs
-                .into_iter()
-                .flatten()
-                .map(|d| d.join(".dockercfg"))
-                .collect(),
+            config_json: json_dirs.iter().map(|d| d.join("config.json")).collect(),
+            dockercfg: cfg_dirs.iter().map(|d| d.join(".dockercfg")).collect(),
         }
     }
 }
@@ -160,9 +160,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_search_path_is_root_dir_then_cwd_then_home_then_slash() {
+    fn the_search_path_is_root_dirs_then_cwd_then_home_then_slash() {
         let p = SearchPaths::kubelet(
-            Path::new("/var/lib/podvisor"),
+            &[Path::new("/var/lib/podvisor"), Path::new(KUBELET_ROOT_DIR)],
             Path::new("/srv"),
             Some(Path::new("/root")),
         );
@@ -170,6 +170,7 @@ mod tests {
             p.config_json,
             [
                 "/var/lib/podvisor/config.json",
+                "/var/lib/kubelet/config.json",
                 "/srv/config.json",
                 "/root/.docker/config.json",
                 "/.docker/config.json"
@@ -180,12 +181,21 @@ mod tests {
             p.dockercfg,
             [
                 "/var/lib/podvisor/.dockercfg",
+                "/var/lib/kubelet/.dockercfg",
                 "/srv/.dockercfg",
                 "/root/.dockercfg",
                 "/.dockercfg"
             ]
             .map(PathBuf::from)
         );
+    }
+
+    #[test]
+    fn a_root_dir_named_twice_is_searched_once() {
+        let kubelet = Path::new(KUBELET_ROOT_DIR);
+        let p = SearchPaths::kubelet(&[kubelet, kubelet], Path::new("/srv"), None);
+        assert_eq!(p.config_json.len(), 3);
+        assert_eq!(p.dockercfg.len(), 3);
     }
 
     #[test]
@@ -233,7 +243,7 @@ mod tests {
             r#"{"auths":{"new.io":{"auth":"YTpi"}}}"#,
         )
         .expect("write");
-        let paths = SearchPaths::kubelet(&a, &b, None);
+        let paths = SearchPaths::kubelet(&[&a], &b, None);
         let (cfg, from) = read_node_config(&paths);
         assert!(cfg.contains_key("new.io"));
         assert_eq!(from, Some(b.join("config.json")));

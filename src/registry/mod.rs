@@ -110,11 +110,16 @@ impl RegistryAuth {
         })
     }
 
-    /// The kubelet's search path for a daemon with root dir `root_dir`.
+    /// The search path for a daemon with root dir `root_dir`: the kubelet's, with podvisor's
+    /// root dir before the kubelet's.
     pub fn search_paths(root_dir: &Path) -> SearchPaths {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        SearchPaths::kubelet(root_dir, &cwd, home.as_deref())
+        SearchPaths::kubelet(
+            &[root_dir, Path::new(dockercfg::KUBELET_ROOT_DIR)],
+            &cwd,
+            home.as_deref(),
+        )
     }
 
     /// The credentials to try for `image`, in order: the node keyring's, then each
@@ -202,7 +207,7 @@ mod tests {
             "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: lab\n  matchImages: ['127.0.0.1:5000']\n  defaultCacheDuration: 1m\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n",
         )
         .expect("write");
-        let paths = SearchPaths::kubelet(dir.path(), dir.path(), None);
+        let paths = SearchPaths::kubelet(&[dir.path()], dir.path(), None);
         let auth = RegistryAuth::new(paths, Some((&config, &bin))).expect("valid");
         let users: Vec<String> = auth
             .lookup("127.0.0.1:5000/busybox:1")

@@ -37,7 +37,7 @@ const GLOBAL_KEY: &str = "<global>";
 #[derive(Debug, thiserror::Error)]
 pub enum PluginConfigError {
     /// The file or directory cannot be read.
-    #[error("reading {path}")]
+    #[error("image credential provider config {path}")]
     Read {
         /// The path.
         path: PathBuf,
@@ -46,7 +46,7 @@ pub enum PluginConfigError {
         source: std::io::Error,
     },
     /// Not a CredentialProviderConfig.
-    #[error("{path}: {message}")]
+    #[error("image credential provider config {path}: {message}")]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -54,7 +54,7 @@ pub enum PluginConfigError {
         message: String,
     },
     /// A plugin named in the config is not an executable in the bin dir.
-    #[error("plugin binary {0} does not exist")]
+    #[error("credential provider plugin binary {0} does not exist")]
     Missing(PathBuf),
 }
 
@@ -356,6 +356,9 @@ pub struct Provider<P> {
     spec: ProviderSpec,
     plugin: P,
     cache: Mutex<PluginCache>,
+    /// One plugin run at a time, so pulls that start together ask once and share the
+    /// cached answer (the kubelet's singleflight, per provider rather than per image).
+    running: tokio::sync::Mutex<()>,
 }
 
 impl<P: CredentialPlugin> Provider<P> {
@@ -365,6 +368,7 @@ impl<P: CredentialPlugin> Provider<P> {
             spec,
             plugin,
             cache: Mutex::new(PluginCache::default()),
+            running: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -380,6 +384,11 @@ impl<P: CredentialPlugin> Provider<P> {
         if !self.spec.match_images.iter().any(|m| url_matches(m, image)) {
             return Ok(DockerConfig::new());
         }
+        if let Some(found) = self.lock().get(image, Instant::now()) {
+            return Ok(found);
+        }
+        let _running = self.running.lock().await;
+        // Another pull may have asked while this one waited.
         if let Some(found) = self.lock().get(image, Instant::now()) {
             return Ok(found);
         }

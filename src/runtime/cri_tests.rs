@@ -175,7 +175,8 @@ fn pulling_runtime(
     root: &std::path::Path,
     timeout: Duration,
 ) -> CriRuntime {
-    let auth = RegistryAuth::new(SearchPaths::kubelet(root, root, None), None).expect("no plugins");
+    let auth =
+        RegistryAuth::new(SearchPaths::kubelet(&[root], root, None), None).expect("no plugins");
     let settings = PullSettings {
         progress_timeout: timeout,
         progress_dir: Some(root.join("ingest")),

@@ -95,6 +95,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         runtime = %config.runtime_endpoint,
         "podvisor starting"
     );
+    // A plugin config the kubelet would refuse is a configuration error: found before any
+    // socket is opened.
+    let auth = RegistryAuth::new(
+        RegistryAuth::search_paths(&config.root_dir),
+        config
+            .credential_providers
+            .as_ref()
+            .map(|(c, b)| (c.as_path(), b.as_path())),
+    )?;
     std::fs::create_dir_all(&config.root_dir)
         .with_context(|| format!("creating root dir {}", config.root_dir.display()))?;
     api::ensure_socket_dir(&config.status_socket)?;
@@ -117,14 +126,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(images) = &config.image_service_endpoint {
         runtime = runtime.with_image_endpoint(images, Some(metrics.clone()))?;
     }
-    let auth = RegistryAuth::new(
-        RegistryAuth::search_paths(&config.root_dir),
-        config
-            .credential_providers
-            .as_ref()
-            .map(|(c, b)| (c.as_path(), b.as_path())),
-    )
-    .context("image credential providers")?;
     let runtime = runtime.with_pulls(
         Some(Arc::new(auth)),
         config.pulls.clone(),

@@ -505,3 +505,36 @@ async fn a_pull_that_stops_making_progress_is_cancelled_and_retried_with_back_of
     .await;
     assert_no_secret("podvisor's log", &d.log());
 }
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn a_credential_provider_config_the_kubelet_would_refuse_is_a_usage_error() {
+    let lab = Lab::start();
+    let bin = lab.path("plugins");
+    let config = lab.dir.path().join("credential-providers.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+- name: lab-registry
+  matchImages: ['127.0.0.1:5000']
+  apiVersion: credentialprovider.kubelet.k8s.io/v1
+",
+    )
+    .expect("write provider config");
+    let mut d = Daemon::start_with(
+        &lab,
+        &[
+            "--image-credential-provider-config",
+            config.to_str().expect("utf-8"),
+            "--image-credential-provider-bin-dir",
+            bin.to_str().expect("utf-8"),
+        ],
+    );
+    let status = d
+        .exited_within(Duration::from_secs(10))
+        .expect("podvisor refuses to start");
+    assert_eq!(status.code(), Some(64), "{}", d.log());
+    assert!(d.log().contains("defaultCacheDuration"), "{}", d.log());
+}

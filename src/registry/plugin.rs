@@ -137,7 +137,8 @@ pub fn parse_config(path: &Path, text: &str) -> Result<Vec<ProviderSpec>, Plugin
         path: path.to_owned(),
         message,
     };
-    let file: ConfigFile = serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    let file: ConfigFile =
+        serde_saphyr::from_str(text).map_err(|e| invalid(without_values(&e.to_string())))?;
     if file.kind != "CredentialProviderConfig" {
         return Err(invalid(format!(
             "kind {:?} is not CredentialProviderConfig",
@@ -192,6 +193,26 @@ pub fn parse_config(path: &Path, text: &str) -> Result<Vec<ProviderSpec>, Plugin
         });
     }
     Ok(out)
+}
+
+/// A YAML error's first line (where, and what was expected) with quoted values cut out: the
+/// parser shows the offending line and quotes values, and a provider's `env` or `args` may
+/// hold a secret.
+fn without_values(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    let mut out = String::with_capacity(first.len());
+    let mut quoted = false;
+    for c in first.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reads the config at `path`: one file, or every file of a directory in name order (as the
@@ -462,6 +483,20 @@ providers:
                 ),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn config_errors_say_where_but_never_quote_the_file() {
+        for bad in [
+            CONFIG.replace("value: /etc/token", "value: s3cret, extra: 1"),
+            CONFIG.replace("value: /etc/token", "value: [s3cret]"),
+            CONFIG.replace("args: [--verbose]", "args: \"s3cret\""),
+        ] {
+            let err = parse_config(Path::new("c.yaml"), &bad).expect_err("invalid");
+            let text = err.to_string();
+            assert!(text.contains("line "), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
         }
     }
 

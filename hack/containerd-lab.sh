@@ -33,6 +33,8 @@ usage:
         DIR/cni/net.d/10-podvisor-lab.conflist (bridge BRIDGE_NAME, default $DEFAULT_BRIDGE,
         host-local IPAM on SUBNET, default $DEFAULT_SUBNET, + portmap).
         SNAPSHOTTER=overlayfs|native overrides the probe for a working overlay mount.
+        Registry hosts are configured in DIR/certs.d/HOST[:PORT]/hosts.toml (containerd's
+        config_path), read at every pull: write one there to trust a test registry's CA.
   $PROG start DIR
         Start $CONTAINERD_BIN --config DIR/config.toml in the background
         (log DIR/containerd.log, pid DIR/containerd.pid); wait until it answers.
@@ -138,7 +140,7 @@ cmd_config() {
 	fi
 	netname="podvisor-lab-$bridge"
 
-	mkdir -p "$dir"/{root,state,tmp,opt,cni/net.d,cni/ipam}
+	mkdir -p "$dir"/{root,state,tmp,opt,certs.d,cni/net.d,cni/ipam}
 	rm -f "$dir"/cni/net.d/*.conflist "$dir"/cni/net.d/*.conf
 
 	cat >"$dir/config.toml" <<EOF
@@ -222,8 +224,10 @@ disabled_plugins = [
       conf_dir = "$dir/cni/net.d"
       max_conf_num = 1
 
+    # Per-registry hosts.toml files (CA, mirrors), written by tests as they need them; an
+    # empty directory changes nothing.
     [plugins."io.containerd.grpc.v1.cri".registry]
-      config_path = ""
+      config_path = "$dir/certs.d"
 EOF
 
 	cat >"$dir/cni/net.d/10-podvisor-lab.conflist" <<EOF

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages podvisor's build, tests and examples need, if missing.
 set -euo pipefail
-pkgs=(containerd runc protobuf-compiler busybox-static containernetworking-plugins iptables iproute2 gcc libc6-dev tar gzip)
+pkgs=(containerd runc protobuf-compiler busybox-static containernetworking-plugins iptables iproute2 gcc libc6-dev tar gzip docker-registry skopeo apache2-utils openssl)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -30,6 +30,7 @@ use crate::nodeapi;
 use crate::notify;
 use crate::probe::{ProbeResults, Prober};
 use crate::reconcile::{ExecContext, ReconcileState, Reconciler, ReconcilerConfig};
+use crate::registry::RegistryAuth;
 use crate::runtime::{CriRuntime, Runtime};
 use crate::shutdown::Shutdown;
 use crate::status::{self, NodeStatus};
@@ -96,6 +97,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         runtime = %config.runtime_endpoint,
         "podvisor starting"
     );
+    // A plugin config the kubelet would refuse is a configuration error: found before any
+    // socket is opened.
+    let auth = RegistryAuth::new(
+        RegistryAuth::search_paths(&config.root_dir),
+        config
+            .credential_providers
+            .as_ref()
+            .map(|(c, b)| (c.as_path(), b.as_path())),
+    )?;
     std::fs::create_dir_all(&config.root_dir)
         .with_context(|| format!("creating root dir {}", config.root_dir.display()))?;
     api::ensure_socket_dir(&config.status_socket)?;
@@ -118,6 +128,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(images) = &config.image_service_endpoint {
         runtime = runtime.with_image_endpoint(images, Some(metrics.clone()))?;
     }
+    let runtime = runtime.with_pulls(
+        Some(Arc::new(auth)),
+        config.pulls.clone(),
+        Some(metrics.clone()),
+    );
     // Pod cgroups are named for the driver the runtime says it uses, before any pod is made.
     ctx.cgroup_driver = cgroups::settle(&runtime, config.cgroup_driver).await?;
     let host_ip = ctx.host_ip.map(|ip| ip.to_string());

@@ -92,6 +92,25 @@ pub struct RunArgs {
     #[arg(long, value_name = "ENDPOINT")]
     pub image_service_endpoint: Option<String>,
 
+    /// The kubelet's CredentialProviderConfig file (or directory of them): credential provider
+    /// plugins to ask for registry credentials [default: none]
+    #[arg(long, value_name = "PATH")]
+    pub image_credential_provider_config: Option<PathBuf>,
+
+    /// Directory of the credential provider plugin binaries
+    #[arg(long, value_name = "DIR")]
+    pub image_credential_provider_bin_dir: Option<PathBuf>,
+
+    /// Cancel a pull whose downloads show no progress for this long; then ErrImagePull and
+    /// back-off [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub image_pull_progress_timeout: Option<String>,
+
+    /// Directory whose changes show the runtime's download progress [default: containerd's
+    /// ingest directory, found beside its image filesystem]
+    #[arg(long, value_name = "DIR")]
+    pub image_pull_progress_dir: Option<PathBuf>,
+
     /// Node name appended to pod names (`<name>-<node>`) [default: the hostname, lowercased]
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,

@@ -44,6 +44,7 @@ pub mod pod;
 pub mod probe;
 pub mod quantity;
 pub mod reconcile;
+pub mod registry;
 pub mod runtime;
 pub mod shutdown;
 pub mod status;

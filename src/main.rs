@@ -22,6 +22,12 @@ fn exit_code(err: &anyhow::Error) -> ExitCode {
     if let Some(LockError::Held { .. }) = err.downcast_ref::<LockError>() {
         return ExitCode::from(EXIT_LOCKED);
     }
+    if err
+        .downcast_ref::<podvisor::registry::plugin::PluginConfigError>()
+        .is_some()
+    {
+        return ExitCode::from(EXIT_USAGE);
+    }
     match err.downcast_ref::<ListenError>() {
         Some(ListenError::InUse { .. }) => ExitCode::from(EXIT_LOCKED),
         Some(ListenError::NotASocket { .. }) => ExitCode::from(EXIT_USAGE),

@@ -48,6 +48,11 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConditionLabel {
     condition: String,
 }
@@ -105,6 +110,8 @@ pub struct Metrics {
     apiserver_requests: Family<VerbLabel, Counter>,
     node_condition: Family<ConditionLabel, Gauge>,
     review_errors: Counter,
+    pulls_in_flight: Gauge,
+    pull_duration: Family<ResultLabel, Histogram>,
     certificates: [Certificate; 2],
     scrape: Mutex<()>,
 }
@@ -116,6 +123,16 @@ struct Certificate {
     not_after: AtomicI64,
     ttl: Gauge<f64, AtomicU64>,
     renew_errors: Counter,
+}
+
+/// An image pull in flight, counted in `image_pulls_in_flight` until dropped.
+#[derive(Debug)]
+pub struct PullGuard<'a>(&'a Metrics);
+
+impl Drop for PullGuard<'_> {
+    fn drop(&mut self) {
+        self.0.pulls_in_flight.dec();
+    }
 }
 
 /// The certificates, by the kubelet's word for them in metric names.
@@ -151,6 +168,21 @@ impl Metrics {
         let apiserver_requests = Family::<VerbLabel, Counter>::default();
         let node_condition = Family::<ConditionLabel, Gauge>::default();
         let review_errors = Counter::default();
+        let pulls_in_flight = Gauge::default();
+        // A pull takes from milliseconds (a cached layer) to many minutes.
+        let pull_duration = Family::<ResultLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.05, 2.0, 16))
+        });
+        registry.register(
+            "image_pulls_in_flight",
+            "Image pulls the runtime is doing for podvisor now",
+            pulls_in_flight.clone(),
+        );
+        registry.register(
+            "image_pull_duration_seconds",
+            "Duration of image pulls by result (pulled, failed, stalled)",
+            pull_duration.clone(),
+        );
         registry.register(
             "node_api_authorization_errors",
             "Node API requests answered 500 because the SubjectAccessReview failed \
@@ -237,9 +269,27 @@ impl Metrics {
             apiserver_requests,
             node_condition,
             review_errors,
+            pulls_in_flight,
+            pull_duration,
             certificates,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// One more image pull in flight; the guard counts it finished when dropped.
+    pub fn pull_started(&self) -> PullGuard<'_> {
+        self.pulls_in_flight.inc();
+        PullGuard(self)
+    }
+
+    /// Records a finished pull: how long it took and `result` (`pulled`, `failed`,
+    /// `stalled`).
+    pub fn pull_finished(&self, took: Duration, result: &str) {
+        self.pull_duration
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// Records one request to the API server (`get`, `list`, `watch`, `create`, `update`,

@@ -15,6 +15,7 @@ use crate::cli::{LogFormat, RunArgs};
 use crate::images::GcPolicy;
 use crate::logfiles::LogSettings;
 use crate::pod::{CgroupDriver, NodeName};
+use crate::runtime::PullSettings;
 
 mod certs;
 mod container_logs;
@@ -129,6 +130,9 @@ pub enum ConfigError {
     /// Certificate settings that cannot be used together.
     #[error("certificates: {0}")]
     Certificates(&'static str),
+    /// A credential provider config without the directory of its plugins.
+    #[error("--image-credential-provider-config needs --image-credential-provider-bin-dir")]
+    CredentialProviderBinDir,
 }
 
 /// The config file, as written: every key optional, unknown keys refused.
@@ -141,6 +145,14 @@ pub struct ConfigFile {
     pub runtime_endpoint: Option<String>,
     /// CRI image service endpoint, when not the runtime's.
     pub image_service_endpoint: Option<String>,
+    /// CredentialProviderConfig file or directory.
+    pub image_credential_provider_config: Option<PathBuf>,
+    /// Credential provider plugin directory.
+    pub image_credential_provider_bin_dir: Option<PathBuf>,
+    /// Pull progress timeout.
+    pub image_pull_progress_timeout: Option<String>,
+    /// Directory whose changes show pull progress.
+    pub image_pull_progress_dir: Option<PathBuf>,
     /// Node name.
     pub node_name: Option<String>,
     /// Full manifest rescan period.
@@ -351,6 +363,10 @@ pub struct Config {
     pub runtime_endpoint: String,
     /// The image service's endpoint, when it is not the runtime's.
     pub image_service_endpoint: Option<String>,
+    /// Credential provider plugins: their config and their binaries' directory.
+    pub credential_providers: Option<(PathBuf, PathBuf)>,
+    /// How pulls are watched for progress.
+    pub pulls: PullSettings,
     /// Node name.
     pub node_name: NodeName,
     /// Full manifest rescan period.
@@ -564,6 +580,43 @@ impl Config {
         if let Some(e) = image_service_endpoint.as_ref().filter(|e| !unix(e)) {
             return Err(ConfigError::Endpoint(e.clone()));
         }
+        let credential_providers = match (
+            pick_path(
+                &args.image_credential_provider_config,
+                "PODVISOR_IMAGE_CREDENTIAL_PROVIDER_CONFIG",
+                file.image_credential_provider_config.clone(),
+            )
+            .filter(|p| !p.as_os_str().is_empty()),
+            pick_path(
+                &args.image_credential_provider_bin_dir,
+                "PODVISOR_IMAGE_CREDENTIAL_PROVIDER_BIN_DIR",
+                file.image_credential_provider_bin_dir.clone(),
+            )
+            .filter(|p| !p.as_os_str().is_empty()),
+        ) {
+            (Some(config), Some(bin)) => Some((config, bin)),
+            (None, _) => None,
+            (Some(_), None) => return Err(ConfigError::CredentialProviderBinDir),
+        };
+        let pulls = PullSettings {
+            progress_timeout: duration(
+                "imagePullProgressTimeout",
+                pick(
+                    args.image_pull_progress_timeout.clone(),
+                    "PODVISOR_IMAGE_PULL_PROGRESS_TIMEOUT",
+                    file.image_pull_progress_timeout.clone(),
+                ),
+                PullSettings::DEFAULT_PROGRESS_TIMEOUT,
+                Duration::from_secs(1),
+                Duration::from_secs(24 * 3600),
+            )?,
+            progress_dir: pick_path(
+                &args.image_pull_progress_dir,
+                "PODVISOR_IMAGE_PULL_PROGRESS_DIR",
+                file.image_pull_progress_dir.clone(),
+            )
+            .filter(|p| !p.as_os_str().is_empty()),
+        };
         let log_format = match (args.log_format, env("PODVISOR_LOG_FORMAT"), file.log_format) {
             (Some(f), _, _) => f,
             (None, Some(v), _) => match v.as_str() {
@@ -660,6 +713,8 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_MANIFEST_DIR.into()),
             runtime_endpoint,
             image_service_endpoint,
+            credential_providers,
+            pulls,
             node_name,
             resync_period: duration(
                 "resyncPeriod",
@@ -736,6 +791,17 @@ runtimeEndpoint: {DEFAULT_RUNTIME_ENDPOINT}
 # CRI endpoint of the image service, when it is not the runtime's (the kubelet's
 # imageServiceEndpoint).
 # imageServiceEndpoint: unix:///run/images.sock
+# Credential provider plugins, as the kubelet's --image-credential-provider-config (a
+# CredentialProviderConfig file or a directory of them) and --image-credential-provider-bin-dir.
+# Docker config files (config.json, .dockercfg) are also read from rootDir, the working
+# directory, ~/.docker and /.docker, as the kubelet reads them.
+# imageCredentialProviderConfig: /etc/kubernetes/credential-providers.yaml
+# imageCredentialProviderBinDir: /usr/libexec/kubernetes/credential-providers
+# A pull whose downloads show no progress for this long is cancelled (ErrImagePull, then
+# back-off). Progress is read from containerd's ingest directory beside its image filesystem,
+# or from imagePullProgressDir; with neither, this limits the whole pull.
+imagePullProgressTimeout: 5m
+# imagePullProgressDir: /var/lib/containerd/io.containerd.content.v1.content/ingest
 # Node name appended to pod names (<name>-<node>); empty means the hostname, lowercased.
 # nodeName: node1
 # Full rescan of the manifest directory, whatever inotify reports.
@@ -893,6 +959,48 @@ mod tests {
             config(&RunArgs::default(), file, &no_env),
             config(&RunArgs::default(), ConfigFile::default(), &no_env)
         );
+    }
+
+    #[test]
+    fn credential_providers_and_pull_progress_come_from_flags_env_or_file_issue_15() {
+        let c = config(&RunArgs::default(), ConfigFile::default(), &no_env).expect("valid");
+        assert_eq!(c.credential_providers, None);
+        assert_eq!(c.pulls, PullSettings::default());
+        let file = ConfigFile {
+            image_credential_provider_config: Some("/etc/providers.yaml".into()),
+            image_credential_provider_bin_dir: Some("/usr/libexec/providers".into()),
+            image_pull_progress_timeout: Some("30s".into()),
+            ..Default::default()
+        };
+        let env = |k: &str| {
+            (k == "PODVISOR_IMAGE_PULL_PROGRESS_DIR").then(|| "/var/lib/ingest".to_owned())
+        };
+        let args = RunArgs {
+            image_pull_progress_timeout: Some("2m".into()),
+            ..Default::default()
+        };
+        let c = config(&args, file, &env).expect("valid");
+        assert_eq!(
+            c.credential_providers,
+            Some((
+                PathBuf::from("/etc/providers.yaml"),
+                PathBuf::from("/usr/libexec/providers")
+            ))
+        );
+        assert_eq!(c.pulls.progress_timeout, Duration::from_secs(120));
+        assert_eq!(c.pulls.progress_dir, Some(PathBuf::from("/var/lib/ingest")));
+    }
+
+    #[test]
+    fn a_credential_provider_config_without_its_bin_dir_is_refused_issue_15() {
+        let args = RunArgs {
+            image_credential_provider_config: Some("/etc/providers.yaml".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            config(&args, ConfigFile::default(), &no_env),
+            Err(ConfigError::CredentialProviderBinDir)
+        ));
     }
 
     #[test]

@@ -157,7 +157,27 @@ async fn apply<R: Runtime, H: Host>(
             let init = matches!(pod.container(&name), Some((ContainerKind::Init, _)));
             let field = container_field(init, &name);
             let instance = (attempt, restarts);
-            let started = match start(rt, host, cx, &pod, &sandbox_id, &name, instance).await {
+            let image = pod
+                .container(&name)
+                .and_then(|(_, c)| c.image.clone())
+                .unwrap_or_default();
+            let pulling = || {
+                cx.emit(
+                    key,
+                    EventType::Normal,
+                    "Pulling",
+                    format!("Pulling image {image:?}"),
+                    Some(field.clone()),
+                );
+            };
+            let steps = Steps {
+                pod: &pod,
+                sandbox: &sandbox_id,
+                name: &name,
+                instance,
+                pulling: &pulling,
+            };
+            let started = match start(rt, host, cx, steps).await {
                 Ok(started) => started,
                 Err(e) => {
                     let reason = match e.waiting_reason() {
@@ -176,10 +196,6 @@ async fn apply<R: Runtime, H: Host>(
             {
                 warn!(pod = %key, container = %name, error = %e, "container log link not made");
             }
-            let image = pod
-                .container(&name)
-                .and_then(|(_, c)| c.image.clone())
-                .unwrap_or_default();
             cx.emit(
                 key,
                 EventType::Normal,
@@ -238,16 +254,29 @@ async fn addresses<R: Runtime>(
     })
 }
 
+/// What [`start`] starts, and whom it tells about a pull.
+struct Steps<'a> {
+    pod: &'a Arc<StaticPod>,
+    sandbox: &'a SandboxId,
+    name: &'a str,
+    instance: (u32, u32),
+    pulling: &'a (dyn Fn() + Send + Sync),
+}
+
 /// Starts one container: its host side made ready, then the runtime asked.
 async fn start<R: Runtime, H: Host>(
     rt: &R,
     host: &H,
     cx: &ExecContext,
-    pod: &Arc<StaticPod>,
-    sandbox: &SandboxId,
-    name: &str,
-    (attempt, restarts): (u32, u32),
+    steps: Steps<'_>,
 ) -> Result<Started, StepError> {
+    let Steps {
+        pod,
+        sandbox,
+        name,
+        instance: (attempt, restarts),
+        pulling,
+    } = steps;
     let addrs = addresses(rt, cx, pod, sandbox).await?;
     let ready = host
         .prepare_container(pod.clone(), name.to_owned(), attempt, addrs.clone())
@@ -260,6 +289,7 @@ async fn start<R: Runtime, H: Host>(
         restarts,
         addrs: &addrs,
         host: ready,
+        pulling: Some(pulling),
     };
     Ok(rt.start_container(&start).await?)
 }

@@ -468,3 +468,36 @@ async fn a_refused_sandbox_posts_failed_create_pod_sandbox_with_the_runtimes_rea
         "no container event: none was started"
     );
 }
+
+#[tokio::test]
+async fn a_pulled_image_is_announced_by_pulling_before_pulled_issue_15() {
+    let rt = FakeRuntime::new(Clock::System);
+    let p = pod(&POD.replace(
+        "image: 'busybox:1.35'",
+        "image: 'busybox:1.35', imagePullPolicy: Always",
+    ));
+    let (cx, mut rx) = context(Clock::System);
+    let work = PodWork {
+        key: p.key.clone(),
+        actions: start_app(&p),
+    };
+    assert!(
+        execute(&rt, &FakeHost::new(), &cx, work)
+            .await
+            .result
+            .is_ok()
+    );
+    let events: Vec<(String, String)> = std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|e| (e.reason, e.message))
+        .collect();
+    let reasons: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(reasons, ["Pulling", "Pulled", "Created", "Started"]);
+    assert_eq!(events[0].1, "Pulling image \"busybox:1.35\"");
+    assert!(
+        events[1]
+            .1
+            .starts_with("Successfully pulled image \"busybox:1.35\""),
+        "{}",
+        events[1].1
+    );
+}

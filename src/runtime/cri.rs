@@ -21,8 +21,9 @@ use super::grpc::{done_if_gone, to_error};
 use super::metered::Metered;
 use super::{
     ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
-    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeCondition, RuntimeError,
-    RuntimeImage, RuntimeStatus, RuntimeVersion, SandboxId, SandboxState, Started, convert, events,
+    Observed, ObservedContainer, ObservedSandbox, PullSettings, Runtime, RuntimeCondition,
+    RuntimeError, RuntimeImage, RuntimeStatus, RuntimeVersion, SandboxId, SandboxState, Started,
+    convert, events,
 };
 use crate::clock::Timestamp;
 use crate::host::{NodeContext, Ready, TerminationSource};
@@ -33,11 +34,16 @@ use crate::pod::environment::Addresses;
 use crate::pod::{
     ContainerHash, ContainerKind, PodKey, PodUid, SandboxHash, StaticPod, TerminationReason,
 };
+use crate::registry::progress::{self, StallWatch};
+use crate::registry::{Credentials, RegistryAuth};
 
 /// Limit for calls that only read.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Limit for calls that change state, as the kubelet's `runtimeRequestTimeout`.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A `PullImage` call's own deadline, in progress timeouts: only a runtime that keeps its
+/// download area changing for ever without finishing would meet it.
+const PULL_CALL_BOUND: u32 = 100;
 /// Status calls in flight at once while observing.
 const STATUS_CONCURRENCY: usize = 16;
 
@@ -67,6 +73,15 @@ pub struct CriRuntime {
     image_channel: Metered,
     ctx: Arc<NodeContext>,
     cache: Mutex<Cache>,
+    pulls: Pulls,
+}
+
+/// How images are pulled: with whose credentials, watched how.
+#[derive(Clone, Default)]
+struct Pulls {
+    auth: Option<Arc<RegistryAuth>>,
+    settings: PullSettings,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A CRI timestamp, or `None` for the zero or negative values runtimes send for "never"
@@ -201,7 +216,24 @@ impl CriRuntime {
             channel,
             ctx,
             cache: Mutex::new(Cache::default()),
+            pulls: Pulls::default(),
         })
+    }
+
+    /// The same runtime pulling with credentials from `auth`, watched as `settings` say,
+    /// counted in `metrics`.
+    pub fn with_pulls(
+        mut self,
+        auth: Option<Arc<RegistryAuth>>,
+        settings: PullSettings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> CriRuntime {
+        self.pulls = Pulls {
+            auth,
+            settings,
+            metrics,
+        };
+        self
     }
 
     /// The same runtime with its image service at another socket, as the kubelet's
@@ -337,11 +369,12 @@ impl CriRuntime {
 
     /// Makes the image present per the pull policy (never pulling a present image under
     /// IfNotPresent; never pulling at all under Never); returns the image's status and
-    /// whether it was pulled.
+    /// whether it was pulled. `pulling` is called once before a pull starts.
     async fn ensure_image(
         &self,
         image: &str,
         policy: &str,
+        pulling: Option<&(dyn Fn() + Send + Sync)>,
     ) -> Result<(cri::Image, ImageSource), RuntimeError> {
         let spec = cri::ImageSpec {
             image: image.to_owned(),
@@ -354,22 +387,25 @@ impl CriRuntime {
             }),
             ("Never" | "IfNotPresent", Some(found)) => Ok((found, ImageSource::Present)),
             _ => {
+                if let Some(pulling) = pulling {
+                    pulling();
+                }
                 let started = tokio::time::Instant::now();
-                let req = timeout_of(
-                    tonic::Request::new(cri::PullImageRequest {
-                        image: Some(spec.clone()),
-                        ..Default::default()
-                    }),
-                    WRITE_TIMEOUT,
-                );
-                self.images()
-                    .pull_image(req)
-                    .await
-                    .map_err(|s| RuntimeError::ImagePull {
-                        image: image.to_owned(),
-                        message: s.message().to_owned(),
-                    })?;
+                let _in_flight = self.pulls.metrics.as_ref().map(|m| m.pull_started());
+                let result = self.pull_with_credentials(image, &spec).await;
                 let took = started.elapsed();
+                if let Some(m) = &self.pulls.metrics {
+                    let outcome = match &result {
+                        Ok(()) => "pulled",
+                        Err(PullFailure::Stalled(_)) => "stalled",
+                        Err(PullFailure::Failed(_)) => "failed",
+                    };
+                    m.pull_finished(took, outcome);
+                }
+                result.map_err(|f| RuntimeError::ImagePull {
+                    image: image.to_owned(),
+                    message: f.message(),
+                })?;
                 let found =
                     self.image_status(&spec)
                         .await?
@@ -382,6 +418,127 @@ impl CriRuntime {
             }
         }
     }
+
+    /// Pulls with each credential the keyring gives for `image` in turn until one works,
+    /// or without credentials when it gives none, as the kubelet's `PullImage`. Runtime
+    /// messages are scrubbed of every credential tried.
+    async fn pull_with_credentials(
+        &self,
+        image: &str,
+        spec: &cri::ImageSpec,
+    ) -> Result<(), PullFailure> {
+        let creds = match &self.pulls.auth {
+            Some(auth) => auth.lookup(image).await,
+            None => Vec::new(),
+        };
+        if creds.is_empty() {
+            return self.pull_once(spec, None).await;
+        }
+        let mut errors = Vec::new();
+        for c in &creds {
+            let auth = cri::AuthConfig {
+                username: c.username.clone(),
+                password: c.password().to_owned(),
+                ..Default::default()
+            };
+            match self.pull_once(spec, Some(auth)).await {
+                Ok(()) => return Ok(()),
+                // A stall is not the credentials' fault: retrying with others would only
+                // stall again.
+                Err(PullFailure::Stalled(m)) => {
+                    return Err(PullFailure::Stalled(scrub_all(&creds, &m)));
+                }
+                Err(PullFailure::Failed(m)) => errors.push(scrub_all(&creds, &m)),
+            }
+        }
+        Err(PullFailure::Failed(if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            format!("[{}]", errors.join(", "))
+        }))
+    }
+
+    /// One `PullImage`, cancelled when the runtime's downloads show no progress for the
+    /// progress timeout (see `registry::progress`).
+    async fn pull_once(
+        &self,
+        spec: &cri::ImageSpec,
+        auth: Option<cri::AuthConfig>,
+    ) -> Result<(), PullFailure> {
+        let timeout = self.pulls.settings.progress_timeout;
+        let dir = self.progress_dir().await;
+        let mut req = tonic::Request::new(cri::PullImageRequest {
+            image: Some(spec.clone()),
+            auth,
+            ..Default::default()
+        });
+        // A bound far beyond any stall verdict, so a call can never hang for ever.
+        req.set_timeout(timeout.saturating_mul(PULL_CALL_BOUND));
+        let mut images = self.images();
+        let pull = images.pull_image(req);
+        tokio::pin!(pull);
+        let now = tokio::time::Instant::now();
+        let mut watch = StallWatch::new(timeout, now);
+        let mut tick = tokio::time::interval(watch.period());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                done = &mut pull => {
+                    return done.map(|_| ()).map_err(|s| PullFailure::Failed(s.message().to_owned()));
+                }
+                _ = tick.tick() => {
+                    let sample = dir.as_deref().map(progress::sample).unwrap_or_default();
+                    if watch.stalled(sample, tokio::time::Instant::now()) {
+                        // Dropping the call cancels it: containerd stops the fetch and
+                        // keeps what it downloaded for the retry to resume.
+                        return Err(PullFailure::Stalled(match dir {
+                            Some(_) => format!(
+                                "pull stalled: no download progress for {}",
+                                humantime::format_duration(timeout)
+                            ),
+                            None => format!(
+                                "pull did not finish within {} (the runtime's download progress cannot be watched)",
+                                humantime::format_duration(timeout)
+                            ),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the runtime's downloads can be watched: the configured directory, else
+    /// containerd's ingest area beside its image filesystem.
+    async fn progress_dir(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.pulls.settings.progress_dir {
+            return Some(d.clone());
+        }
+        self.image_filesystems()
+            .await
+            .ok()?
+            .iter()
+            .find_map(|fs| progress::containerd_ingest_dir(fs))
+    }
+}
+
+/// Why one pull failed.
+enum PullFailure {
+    /// The runtime refused or failed it; its message.
+    Failed(String),
+    /// podvisor cancelled it for lack of progress.
+    Stalled(String),
+}
+
+impl PullFailure {
+    fn message(self) -> String {
+        match self {
+            PullFailure::Failed(m) | PullFailure::Stalled(m) => m,
+        }
+    }
+}
+
+fn scrub_all(creds: &[Credentials], message: &str) -> String {
+    creds.iter().fold(message.to_owned(), |m, c| c.scrub(&m))
 }
 
 /// The kubelet's `verifyRunAsNonRoot`: with `runAsNonRoot`, refuse a container that would run
@@ -805,6 +962,7 @@ impl Runtime for CriRuntime {
             restarts,
             addrs,
             host,
+            pulling,
         } = *start;
         let (_, container) = pod
             .container(name)
@@ -814,7 +972,7 @@ impl Runtime for CriRuntime {
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| "IfNotPresent".into());
-        let (found, source) = self.ensure_image(&image, &policy).await?;
+        let (found, source) = self.ensure_image(&image, &policy, pulling).await?;
         check_run_as_non_root(pod, container, &found)?;
         let (config, sandbox_config) =
             container_configs(pod, name, (attempt, restarts), addrs, host, &self.ctx)?;

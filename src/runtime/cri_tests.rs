@@ -12,7 +12,10 @@ use crate::clock::Timestamp;
 use crate::host::NodeContext;
 use crate::labels;
 use crate::pod::NodeName;
-use crate::runtime::test_cri::{TestCri, serve};
+use crate::registry::RegistryAuth;
+use crate::registry::dockercfg::SearchPaths;
+use crate::runtime::PullSettings;
+use crate::runtime::test_cri::{TestCri, TestImages, serve, serve_images};
 use crate::runtime::{ContainerId, Runtime, RuntimeError};
 
 fn runtime(path: &std::path::Path) -> CriRuntime {
@@ -164,4 +167,116 @@ async fn the_runtimes_cgroup_driver_is_read_and_its_absence_is_no_error_issue_14
     // containerd 1.6 does not implement RuntimeConfig: nothing said, no error
     let (_d3, old) = serve(TestCri::default()).await;
     assert_eq!(runtime(&old).cgroup_driver().await, Ok(None));
+}
+
+/// A runtime whose pulls use the `config.json` written in `root`, watched in `progress`.
+fn pulling_runtime(
+    path: &std::path::Path,
+    root: &std::path::Path,
+    timeout: Duration,
+) -> CriRuntime {
+    let auth =
+        RegistryAuth::new(SearchPaths::kubelet(&[root], root, None), None).expect("no plugins");
+    let settings = PullSettings {
+        progress_timeout: timeout,
+        progress_dir: Some(root.join("ingest")),
+    };
+    runtime(path).with_pulls(Some(Arc::new(auth)), settings, None)
+}
+
+const TWO_ENTRIES: &str = r#"{"auths":{
+    "reg.io/team":{"username":"team","password":"team-secret"},
+    "reg.io":{"username":"host","password":"host-secret"}}}"#;
+
+#[tokio::test]
+async fn a_pull_tries_each_matching_credential_in_turn_until_one_works_issue_15() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(root.path().join("config.json"), TWO_ENTRIES).expect("write");
+    let images = TestImages {
+        accept: Some("host-secret".into()),
+        ..TestImages::default()
+    };
+    let tried = images.tried.clone();
+    let (_dir, path) = serve_images(images).await;
+    let rt = pulling_runtime(&path, root.path(), Duration::from_secs(30));
+    let pulling = std::sync::atomic::AtomicUsize::new(0);
+    let on_pull = || {
+        pulling.fetch_add(1, Ordering::SeqCst);
+    };
+    let (_, source) = rt
+        .ensure_image("reg.io/team/app:1", "Always", Some(&on_pull))
+        .await
+        .expect("the second credential works");
+    assert!(matches!(
+        source,
+        crate::runtime::ImageSource::Pulled { size: 42, .. }
+    ));
+    assert_eq!(*tried.lock().expect("lock"), ["team", "host"]);
+    assert_eq!(
+        pulling.load(Ordering::SeqCst),
+        1,
+        "one Pulling event per pull"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_pull_says_why_without_any_credential_it_tried_issue_15() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(root.path().join("config.json"), TWO_ENTRIES).expect("write");
+    let images = TestImages {
+        accept: Some("neither".into()),
+        ..TestImages::default()
+    };
+    let (_dir, path) = serve_images(images).await;
+    let rt = pulling_runtime(&path, root.path(), Duration::from_secs(30));
+    let err = rt
+        .ensure_image("reg.io/team/app:1", "Always", None)
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(matches!(err, RuntimeError::ImagePull { .. }), "{err:?}");
+    assert!(text.contains("401 Unauthorized"), "{text}");
+    assert!(
+        !text.contains("team-secret") && !text.contains("host-secret"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_pull_without_download_progress_is_cancelled_as_stalled_issue_15() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let images = TestImages {
+        takes: Duration::from_secs(3600),
+        ..TestImages::default()
+    };
+    let (_dir, path) = serve_images(images).await;
+    let rt = pulling_runtime(&path, root.path(), Duration::from_millis(300));
+    let err = rt
+        .ensure_image("reg.io/app:1", "Always", None)
+        .await
+        .expect_err("stalled");
+    assert!(err.to_string().contains("pull stalled"), "{err}");
+}
+
+#[tokio::test]
+async fn a_slow_pull_whose_downloads_grow_is_not_cut_off_issue_15() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let blob = root.path().join("ingest/ref1");
+    std::fs::create_dir_all(&blob).expect("mkdir");
+    let images = TestImages {
+        takes: Duration::from_millis(1500),
+        ..TestImages::default()
+    };
+    let (_dir, path) = serve_images(images).await;
+    let rt = pulling_runtime(&path, root.path(), Duration::from_millis(400));
+    let grow = tokio::spawn(async move {
+        for i in 0..40u8 {
+            std::fs::write(blob.join("data"), vec![0u8; usize::from(i) * 10]).expect("write");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    rt.ensure_image("reg.io/app:1", "Always", None)
+        .await
+        .expect("a pull that makes progress outlives the progress timeout");
+    grow.abort();
 }

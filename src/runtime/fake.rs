@@ -189,6 +189,7 @@ impl FakeRuntime {
             restarts: attempt,
             addrs: &addrs,
             host: Ready { logs: true },
+            pulling: None,
         };
         self.start_container(&start).await.map(|s| s.id)
     }
@@ -375,10 +376,20 @@ impl Runtime for FakeRuntime {
                 message: String::new(),
             },
         );
-        Ok(Started {
-            id,
-            image: ImageSource::Present,
-        })
+        drop(s);
+        // As a registry that always has the image: `Always` pulls, anything else finds it.
+        let image = if container.image_pull_policy.as_deref() == Some("Always") {
+            if let Some(pulling) = start.pulling {
+                pulling();
+            }
+            ImageSource::Pulled {
+                took: Duration::ZERO,
+                size: 0,
+            }
+        } else {
+            ImageSource::Present
+        };
+        Ok(Started { id, image })
     }
 
     async fn start_created(&self, id: &ContainerId) -> Result<(), RuntimeError> {

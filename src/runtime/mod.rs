@@ -413,7 +413,7 @@ impl RuntimeError {
 }
 
 /// What starting one container takes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct ContainerStart<'a> {
     /// The pod.
     pub pod: &'a StaticPod,
@@ -429,6 +429,34 @@ pub struct ContainerStart<'a> {
     pub addrs: &'a Addresses,
     /// Its host side, as the host layer prepared it.
     pub host: Ready,
+    /// Called once just before the image is pulled (not when it is present), for the
+    /// `Pulling` event.
+    pub pulling: Option<&'a (dyn Fn() + Send + Sync)>,
+}
+
+/// How pulls are watched for progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullSettings {
+    /// A pull whose downloads show no progress for this long is cancelled and fails
+    /// (`ErrImagePull`, then back-off); with nothing to watch, the limit of the whole pull.
+    pub progress_timeout: Duration,
+    /// The directory whose changes show download progress; `None`: containerd's ingest
+    /// area, found beside its image filesystem.
+    pub progress_dir: Option<PathBuf>,
+}
+
+impl PullSettings {
+    /// containerd 1.7's default `image_pull_progress_timeout`.
+    pub const DEFAULT_PROGRESS_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+}
+
+impl Default for PullSettings {
+    fn default() -> Self {
+        PullSettings {
+            progress_timeout: PullSettings::DEFAULT_PROGRESS_TIMEOUT,
+            progress_dir: None,
+        }
+    }
 }
 
 /// How the image of a started container came to be present.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures::Stream;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_server::{ImageService, ImageServiceServer};
 use k8s_cri::v1::runtime_service_server::{RuntimeService, RuntimeServiceServer};
 use tokio::sync::broadcast;
 use tonic::transport::{Endpoint, Uri};
@@ -322,6 +323,107 @@ impl RuntimeService for TestCri {
         });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// An image service with one image, present once a pull succeeded.
+#[derive(Clone, Default)]
+pub struct TestImages {
+    /// The one password `PullImage` accepts; `None`: any, and none.
+    pub accept: Option<String>,
+    /// The user name of every `PullImage` (empty without credentials).
+    pub tried: Arc<std::sync::Mutex<Vec<String>>>,
+    /// `PullImage` takes this long before it answers.
+    pub takes: std::time::Duration,
+    /// A pull succeeded.
+    pub pulled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[tonic::async_trait]
+impl ImageService for TestImages {
+    async fn list_images(
+        &self,
+        _: Request<cri::ListImagesRequest>,
+    ) -> Result<Response<cri::ListImagesResponse>, Status> {
+        Err(Status::unimplemented("method list_images not implemented"))
+    }
+
+    async fn image_status(
+        &self,
+        req: Request<cri::ImageStatusRequest>,
+    ) -> Result<Response<cri::ImageStatusResponse>, Status> {
+        let image = self.pulled.load(Ordering::SeqCst).then(|| cri::Image {
+            id: "sha256:1".into(),
+            repo_tags: req
+                .into_inner()
+                .image
+                .map(|i| i.image)
+                .into_iter()
+                .collect(),
+            size: 42,
+            ..Default::default()
+        });
+        Ok(Response::new(cri::ImageStatusResponse {
+            image,
+            ..Default::default()
+        }))
+    }
+
+    async fn pull_image(
+        &self,
+        req: Request<cri::PullImageRequest>,
+    ) -> Result<Response<cri::PullImageResponse>, Status> {
+        let auth = req.into_inner().auth.unwrap_or_default();
+        self.tried
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(auth.username.clone());
+        tokio::time::sleep(self.takes).await;
+        if let Some(accept) = &self.accept
+            && *accept != auth.password
+        {
+            // As careless a runtime as can be: it echoes what it was sent.
+            return Err(Status::unknown(format!(
+                "401 Unauthorized for {}:{}",
+                auth.username, auth.password
+            )));
+        }
+        self.pulled.store(true, Ordering::SeqCst);
+        Ok(Response::new(cri::PullImageResponse {
+            image_ref: "sha256:1".into(),
+        }))
+    }
+
+    async fn remove_image(
+        &self,
+        _: Request<cri::RemoveImageRequest>,
+    ) -> Result<Response<cri::RemoveImageResponse>, Status> {
+        Err(Status::unimplemented("method remove_image not implemented"))
+    }
+
+    async fn image_fs_info(
+        &self,
+        _: Request<cri::ImageFsInfoRequest>,
+    ) -> Result<Response<cri::ImageFsInfoResponse>, Status> {
+        Ok(Response::new(cri::ImageFsInfoResponse::default()))
+    }
+}
+
+/// Serves `images` (and a runtime service that implements nothing) on a unix socket in a
+/// fresh directory; returns the directory (keep it) and the socket path.
+pub async fn serve_images(images: TestImages) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cri.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+    let incoming = futures::stream::unfold(listener, |l| async move {
+        let conn = l.accept().await.map(|(s, _)| s);
+        Some((conn, l))
+    });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ImageServiceServer::new(images))
+            .serve_with_incoming(incoming),
+    );
+    (dir, path)
 }
 
 /// Serves `service` on a unix socket in a fresh directory; returns the directory (keep it)

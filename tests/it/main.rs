@@ -23,6 +23,7 @@ mod real_apiserver;
 mod real_certs;
 mod real_kubeadm;
 mod real_nodeapi;
+mod registry;
 mod reliability;
 mod resilience;
 mod supervise;

@@ -23,6 +23,8 @@ fn config(dir: &Path) -> Config {
         manifest_dir: dir.to_owned(),
         runtime_endpoint: "unix:///unused".into(),
         image_service_endpoint: None,
+        credential_providers: None,
+        pulls: podvisor::runtime::PullSettings::default(),
         node_name: NodeName::new("n1"),
         resync_period: Duration::from_secs(10),
         relist_period: Duration::from_secs(1),

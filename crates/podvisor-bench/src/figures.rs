@@ -321,6 +321,41 @@ impl Figures {
             )
             .vs("idle.rss_file"),
             Figure::new(
+                "housekeeping.cpu_rotation_off",
+                format!(
+                    "{} pods writing ~14 KB/s each, rotation off: podvisor CPU",
+                    s.burst_pods
+                ),
+                PercentCore,
+            ),
+            Figure::new(
+                "housekeeping.cpu_rotation_on",
+                format!(
+                    "{} pods writing, rotated at 64Ki, checked every 1 s: podvisor CPU",
+                    s.burst_pods
+                ),
+                PercentCore,
+            )
+            .vs("housekeeping.cpu_rotation_off"),
+            Figure::new(
+                "housekeeping.rotations",
+                "rotations in that 60 s window",
+                Count,
+            ),
+            Figure::new(
+                "housekeeping.cpu_per_rotation",
+                "podvisor CPU per rotation (the difference of the two windows)",
+                CpuMs,
+            ),
+            Figure::new(
+                "housekeeping.image_gc_scan",
+                format!(
+                    "one image GC scan with {} pods (ListImages, ListContainers, Status, ImageStatus, statvfs)",
+                    s.burst_pods
+                ),
+                Ms,
+            ),
+            Figure::new(
                 "observer.rtt",
                 "observer: one poll round trip (ListContainers or ListPodSandbox)",
                 Ms,

@@ -13,6 +13,7 @@ mod cri;
 mod daemon;
 mod figures;
 mod floor;
+mod housekeeping;
 mod lab;
 mod lifecycle;
 mod machine;
@@ -49,6 +50,8 @@ pub enum Scenario {
     Adopt,
     /// RSS and CPU with N pods.
     Idle,
+    /// Log rotation's CPU with N pods writing, and one image GC scan.
+    Housekeeping,
     /// The kubelet's node API: containerLogs and exec against their floors, idle cost.
     #[value(name = "nodeapi")]
     NodeApi,
@@ -255,6 +258,7 @@ async fn scenarios(lab: &Lab, s: &Settings, figures: &mut Figures) -> Result<()>
             Scenario::Adopt => scale::adopt(&mut b).await?,
             Scenario::Idle => scale::idle(&mut b, lab.containerd_pid()).await?,
             Scenario::NodeApi => nodeapi::run(&mut b).await?,
+            Scenario::Housekeeping => housekeeping::run(&mut b, &lab.endpoint).await?,
         }
     }
     b.record_round_trips()?;

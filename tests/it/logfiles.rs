@@ -66,11 +66,11 @@ async fn a_fast_writers_log_is_rotated_and_compressed_and_reads_back_with_no_lin
     // Wait until the writer is done and its last line is in a log file.
     let dir = container_dir(&d.logs, &pod, "app");
     let deadline = Instant::now() + T;
-    let out = loop {
+    loop {
         let (code, out, err) = d.cli(&["logs", "writer"]);
         assert_eq!(code, 0, "{err}");
         if out.ends_with("done\n") {
-            break out;
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -79,7 +79,7 @@ async fn a_fast_writers_log_is_rotated_and_compressed_and_reads_back_with_no_lin
             d.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    }
 
     // The writer is done, but the log manager may still be rotating what it wrote last:
     // wait until the files stay the same for a few checks.

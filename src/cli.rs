@@ -111,6 +111,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub image_pull_progress_dir: Option<PathBuf>,
 
+    /// Pull one image at a time [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub serialize_image_pulls: Option<bool>,
+
+    /// Pulls at once, with --serialize-image-pulls=false [default: no limit]
+    #[arg(long, value_name = "N")]
+    pub max_parallel_image_pulls: Option<usize>,
+
     /// Node name appended to pod names (`<name>-<node>`) [default: the hostname, lowercased]
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,

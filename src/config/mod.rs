@@ -121,6 +121,9 @@ pub enum ConfigError {
     /// An image garbage collection setting that cannot be used.
     #[error("{0}")]
     ImageGc(String),
+    /// Pull settings that cannot be used together.
+    #[error("{0}")]
+    Pulls(String),
     /// A container log setting that cannot be used.
     #[error("{0}")]
     ContainerLogs(String),
@@ -153,6 +156,10 @@ pub struct ConfigFile {
     pub image_pull_progress_timeout: Option<String>,
     /// Directory whose changes show pull progress.
     pub image_pull_progress_dir: Option<PathBuf>,
+    /// One pull at a time (the kubelet's default).
+    pub serialize_image_pulls: Option<bool>,
+    /// Pulls at once when not serialized.
+    pub max_parallel_image_pulls: Option<usize>,
     /// Node name.
     pub node_name: Option<String>,
     /// Full manifest rescan period.
@@ -403,6 +410,25 @@ pub struct Config {
     pub node_status: NodeStatusSettings,
 }
 
+/// How many pulls may run at once, checked as the kubelet checks `serializeImagePulls`
+/// (default true: one) and `maxParallelImagePulls` (only without serializing; unset: no
+/// limit).
+fn parallel_pulls(
+    serialize: Option<bool>,
+    max: Option<usize>,
+) -> Result<Option<usize>, ConfigError> {
+    match (serialize.unwrap_or(true), max) {
+        (_, Some(0)) => Err(ConfigError::Pulls(
+            "maxParallelImagePulls: must be at least 1".to_owned(),
+        )),
+        (true, Some(n)) if n > 1 => Err(ConfigError::Pulls(format!(
+            "maxParallelImagePulls: {n} needs serializeImagePulls: false"
+        ))),
+        (true, _) => Ok(Some(1)),
+        (false, max) => Ok(max),
+    }
+}
+
 /// Parses a duration as `humantime` writes them (`500ms`, `10s`, `1m30s`, `2h`), or a bare
 /// whole number of seconds. `None` for anything else, including values too large to hold.
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -616,6 +642,11 @@ impl Config {
                 file.image_pull_progress_dir.clone(),
             )
             .filter(|p| !p.as_os_str().is_empty()),
+            parallel: parallel_pulls(
+                args.serialize_image_pulls.or(file.serialize_image_pulls),
+                args.max_parallel_image_pulls
+                    .or(file.max_parallel_image_pulls),
+            )?,
         };
         let log_format = match (args.log_format, env("PODVISOR_LOG_FORMAT"), file.log_format) {
             (Some(f), _, _) => f,
@@ -802,6 +833,10 @@ runtimeEndpoint: {DEFAULT_RUNTIME_ENDPOINT}
 # or from imagePullProgressDir; with neither, this limits the whole pull.
 imagePullProgressTimeout: 5m
 # imagePullProgressDir: /var/lib/containerd/io.containerd.content.v1.content/ingest
+# One pull at a time, as the kubelet by default; with serializeImagePulls: false,
+# maxParallelImagePulls pulls at once (unset: no limit).
+serializeImagePulls: true
+# maxParallelImagePulls: 5
 # Node name appended to pod names (<name>-<node>); empty means the hostname, lowercased.
 # nodeName: node1
 # Full rescan of the manifest directory, whatever inotify reports.
@@ -923,6 +958,18 @@ mod tests {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         Config::from_sources(args, file, env, host)
+    }
+
+    #[test]
+    fn pulls_are_serialized_unless_told_otherwise_as_under_the_kubelet() {
+        assert_eq!(parallel_pulls(None, None), Ok(Some(1)));
+        assert_eq!(parallel_pulls(Some(true), Some(1)), Ok(Some(1)));
+        assert_eq!(parallel_pulls(Some(false), None), Ok(None));
+        assert_eq!(parallel_pulls(Some(false), Some(3)), Ok(Some(3)));
+        for (serialize, max) in [(None, Some(3)), (Some(false), Some(0))] {
+            let e = parallel_pulls(serialize, max).expect_err("refused");
+            assert!(e.to_string().starts_with("maxParallelImagePulls"), "{e}");
+        }
     }
 
     #[test]

@@ -10,10 +10,14 @@ use crate::runtime::ImageSource;
 pub(super) fn pulled(image: &str, source: ImageSource) -> String {
     match source {
         ImageSource::Present => format!("Container image {image:?} already present on machine"),
-        ImageSource::Pulled { took, size } => format!(
+        ImageSource::Pulled {
+            took,
+            with_waiting,
+            size,
+        } => format!(
             "Successfully pulled image {image:?} in {} ({} including waiting). Image size: {size} bytes.",
             go_duration(took),
-            go_duration(took)
+            go_duration(with_waiting)
         ),
     }
 }

@@ -82,6 +82,8 @@ struct Pulls {
     auth: Option<Arc<RegistryAuth>>,
     settings: PullSettings,
     metrics: Option<Arc<Metrics>>,
+    /// Turns to pull, when pulls are limited (`serializeImagePulls`, `maxParallelImagePulls`).
+    turns: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A CRI timestamp, or `None` for the zero or negative values runtimes send for "never"
@@ -228,10 +230,14 @@ impl CriRuntime {
         settings: PullSettings,
         metrics: Option<Arc<Metrics>>,
     ) -> CriRuntime {
+        let turns = settings
+            .parallel
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
         self.pulls = Pulls {
             auth,
             settings,
             metrics,
+            turns,
         };
         self
     }
@@ -390,6 +396,12 @@ impl CriRuntime {
                 if let Some(pulling) = pulling {
                     pulling();
                 }
+                // Pulling is announced, then waits its turn, as under the kubelet.
+                let queued = tokio::time::Instant::now();
+                let _turn = match &self.pulls.turns {
+                    Some(turns) => turns.clone().acquire_owned().await.ok(),
+                    None => None,
+                };
                 let started = tokio::time::Instant::now();
                 let _in_flight = self.pulls.metrics.as_ref().map(|m| m.pull_started());
                 let result = self.pull_with_credentials(image, &spec).await;
@@ -414,7 +426,14 @@ impl CriRuntime {
                             message: "pulled, but the runtime does not list it".to_owned(),
                         })?;
                 let size = found.size;
-                Ok((found, ImageSource::Pulled { took, size }))
+                Ok((
+                    found,
+                    ImageSource::Pulled {
+                        took,
+                        with_waiting: queued.elapsed(),
+                        size,
+                    },
+                ))
             }
         }
     }

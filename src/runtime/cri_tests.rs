@@ -180,8 +180,38 @@ fn pulling_runtime(
     let settings = PullSettings {
         progress_timeout: timeout,
         progress_dir: Some(root.join("ingest")),
+        ..PullSettings::default()
     };
     runtime(path).with_pulls(Some(Arc::new(auth)), settings, None)
+}
+
+#[tokio::test]
+async fn pulls_wait_their_turn_one_at_a_time_by_default_as_the_kubelet_serializes_them_issue_15() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let images = TestImages {
+        takes: Duration::from_millis(300),
+        ..TestImages::default()
+    };
+    let (_dir, path) = serve_images(images).await;
+    let rt = pulling_runtime(&path, root.path(), Duration::from_secs(30));
+    let (a, b) = tokio::join!(
+        rt.ensure_image("reg.io/a:1", "Always", None),
+        rt.ensure_image("reg.io/b:1", "Always", None)
+    );
+    let waited = |r: Result<(cri::Image, crate::runtime::ImageSource), RuntimeError>| match r {
+        Ok((
+            _,
+            crate::runtime::ImageSource::Pulled {
+                took, with_waiting, ..
+            },
+        )) => with_waiting.saturating_sub(took),
+        other => panic!("not pulled: {other:?}"),
+    };
+    let (wa, wb) = (waited(a), waited(b));
+    assert!(
+        wa.max(wb) >= Duration::from_millis(250),
+        "one pull waited for the other: {wa:?} {wb:?}"
+    );
 }
 
 const TWO_ENTRIES: &str = r#"{"auths":{

@@ -384,6 +384,7 @@ impl Runtime for FakeRuntime {
             }
             ImageSource::Pulled {
                 took: Duration::ZERO,
+                with_waiting: Duration::ZERO,
                 size: 0,
             }
         } else {

@@ -443,6 +443,9 @@ pub struct PullSettings {
     /// The directory whose changes show download progress; `None`: containerd's ingest
     /// area, found beside its image filesystem.
     pub progress_dir: Option<PathBuf>,
+    /// Pulls at once: `Some(1)` is the kubelet's `serializeImagePulls` (its default),
+    /// `Some(n)` its `maxParallelImagePulls`, `None` no limit.
+    pub parallel: Option<usize>,
 }
 
 impl PullSettings {
@@ -455,6 +458,7 @@ impl Default for PullSettings {
         PullSettings {
             progress_timeout: PullSettings::DEFAULT_PROGRESS_TIMEOUT,
             progress_dir: None,
+            parallel: Some(1),
         }
     }
 }
@@ -468,6 +472,8 @@ pub enum ImageSource {
     Pulled {
         /// How long the pull took.
         took: Duration,
+        /// That and the time it waited for its turn (`serializeImagePulls`).
+        with_waiting: Duration,
         /// The image's size in bytes, as the runtime reports it.
         size: u64,
     },

@@ -103,3 +103,73 @@ async fn over_the_threshold_unused_images_go_but_a_manifests_image_stays_while_i
     })
     .await;
 }
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn a_small_image_filesystem_filled_past_the_thresholds_reports_disk_pressure_and_sheds_unused_images()
+ {
+    // containerd's root on a 64 MiB tmpfs of its own, filled to 92 % by something else
+    let lab = Lab::start_small_root(64);
+    lab.import(&["spare-1.tar", "spare-2.tar"]);
+    let root = lab.dir.path().join("root");
+    let fs = nix::sys::statvfs::statvfs(&root).expect("statvfs");
+    let block = fs.fragment_size();
+    let capacity = fs.blocks() * block;
+    let available = fs.blocks_available() * block;
+    let fill = available.saturating_sub(capacity * 8 / 100);
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(root.join("filler")).expect("filler");
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = fill;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n]).expect("fill");
+            left -= n as u64;
+        }
+    }
+    let cri = lab.cri();
+    // The kubelet's thresholds (85 % high, 15 % imagefs.available): only the minimum age is
+    // zero, so the test need not wait two minutes.
+    let d = Daemon::start_with(&lab, &["--image-minimum-gc-age", "0s"]);
+    d.write(
+        "held.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: held}}\nspec:\n  initContainers:\n  - name: wait\n    image: {BUSYBOX}\n    command: [sh, -c, 'exit 1']\n  containers:\n  - name: app\n    image: podvisor.local/spare:1\n    command: [sh, -c, 'sleep 3600']\n"
+        ),
+    );
+    let deadline = Instant::now() + T;
+    while tags(&cri)
+        .await
+        .contains(&"podvisor.local/spare:2".to_owned())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "spare:2 never removed:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = tags(&cri).await;
+    assert!(
+        after.contains(&"podvisor.local/spare:1".to_owned()),
+        "{after:?}"
+    );
+    assert!(
+        after.contains(&"podvisor.local/pause:3.10".to_owned()),
+        "{after:?}"
+    );
+    // imagefs.available < 15 % on the image filesystem: DiskPressure, in the metrics
+    let deadline = Instant::now() + T;
+    loop {
+        let (_, body) = podvisor::api::client::get_raw(&d.socket, "/metrics")
+            .await
+            .expect("metrics");
+        let metrics = String::from_utf8_lossy(&body).into_owned();
+        if metrics.contains("podvisor_node_condition{condition=\"DiskPressure\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no DiskPressure:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -61,6 +61,8 @@ pub struct Lab {
     pub endpoint: String,
     /// A host port range of its own, so labs running side by side never clash.
     pub port_base: u16,
+    /// Its root is a tmpfs of its own, unmounted when dropped.
+    small_root: bool,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -68,6 +70,16 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 impl Lab {
     /// Configures, starts and fills a containerd.
     pub fn start() -> Lab {
+        Lab::start_with_root(None)
+    }
+
+    /// [`Lab::start`] with containerd's root (images, snapshots) on a tmpfs of `mib` MiB of
+    /// its own: an image filesystem small enough to fill.
+    pub fn start_small_root(mib: u32) -> Lab {
+        Lab::start_with_root(Some(mib))
+    }
+
+    fn start_with_root(small_root: Option<u32>) -> Lab {
         require_runtime();
         let images = images();
         let n = NEXT.fetch_add(1, Ordering::SeqCst) + (std::process::id() % 50) * 4;
@@ -82,6 +94,11 @@ impl Lab {
             .args(["config"])
             .arg(dir.path())
             .args([&bridge, &subnet]));
+        if let Some(mib) = small_root {
+            run(Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "pvlab-root"])
+                .arg(dir.path().join("root")));
+        }
         run(Command::new(&script).arg("start").arg(dir.path()));
         run(Command::new(&script)
             .arg("import")
@@ -93,6 +110,7 @@ impl Lab {
             dir,
             endpoint,
             port_base: 20000 + (n % 400) as u16 * 100,
+            small_root: small_root.is_some(),
         }
     }
 
@@ -151,6 +169,12 @@ impl Drop for Lab {
             .args(["stop", "--all"])
             .arg(self.dir.path())
             .output();
+        if self.small_root {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path().join("root"))
+                .output();
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! A real containerd for one test: its own config, root, state, socket, CNI bridge and subnet
+//! A real CRI runtime for one test: its own config, root, state, socket, CNI bridge and subnet
 //! under a temp dir, with the project's own pause and busybox images imported. Stopped, with
-//! every pod it ran, when dropped.
+//! every pod it ran, when dropped. containerd (hack/containerd-lab.sh) by default; CRI-O
+//! (hack/crio-lab.sh) for the opt-in suite in `crio.rs`, when [`CRIO_BIN_ENV`] names its build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,12 +56,71 @@ pub fn require_runtime() {
     }
 }
 
-/// One throw-away containerd.
+/// The environment variable naming the directory of a CRI-O build (`crio`, `pinns`): set, the
+/// CRI-O suite runs; unset, its tests pass at once, saying so.
+pub const CRIO_BIN_ENV: &str = "PODVISOR_CRIO_BIN";
+
+/// Which runtime a lab runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Debian's containerd 1.6.
+    Containerd,
+    /// CRI-O built from source, its binaries in this directory.
+    Crio(PathBuf),
+}
+
+impl Kind {
+    fn script(&self) -> PathBuf {
+        match self {
+            Kind::Containerd => repo().join("hack/containerd-lab.sh"),
+            Kind::Crio(_) => repo().join("hack/crio-lab.sh"),
+        }
+    }
+
+    fn socket(&self) -> &'static str {
+        match self {
+            Kind::Containerd => "containerd.sock",
+            Kind::Crio(_) => "crio.sock",
+        }
+    }
+
+    /// A lab script run with this runtime's binaries.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(self.script());
+        if let Kind::Crio(bin) = self {
+            cmd.env("CRIO_BIN_DIR", bin);
+        }
+        cmd
+    }
+}
+
+/// The CRI-O build named by [`CRIO_BIN_ENV`], or `None` after printing why the test is skipped.
+pub fn crio_bin() -> Option<PathBuf> {
+    match std::env::var_os(CRIO_BIN_ENV) {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            assert!(
+                dir.join("crio").is_file() && dir.join("pinns").is_file(),
+                "{CRIO_BIN_ENV}={} has no crio and pinns",
+                dir.display()
+            );
+            Some(dir)
+        }
+        _ => {
+            eprintln!("skipped: {CRIO_BIN_ENV} is unset (the directory of a CRI-O build)");
+            None
+        }
+    }
+}
+
+/// One throw-away runtime.
 pub struct Lab {
     pub dir: tempfile::TempDir,
     pub endpoint: String,
     /// A host port range of its own, so labs running side by side never clash.
     pub port_base: u16,
+    /// Which runtime it runs.
+    pub kind: Kind,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -68,6 +128,15 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 impl Lab {
     /// Configures, starts and fills a containerd.
     pub fn start() -> Lab {
+        Lab::start_kind(Kind::Containerd)
+    }
+
+    /// Configures, starts and fills a CRI-O whose binaries are in `bin`.
+    pub fn start_crio(bin: PathBuf) -> Lab {
+        Lab::start_kind(Kind::Crio(bin))
+    }
+
+    fn start_kind(kind: Kind) -> Lab {
         require_runtime();
         let images = images();
         let n = NEXT.fetch_add(1, Ordering::SeqCst) + (std::process::id() % 50) * 4;
@@ -77,37 +146,45 @@ impl Lab {
             .expect("tempdir");
         let bridge = format!("pvt{}", n % 1000);
         let subnet = format!("10.{}.0.0/16", 100 + (n % 150));
-        let script = repo().join("hack/containerd-lab.sh");
-        run(Command::new(&script)
+        run(kind
+            .command()
             .args(["config"])
             .arg(dir.path())
             .args([&bridge, &subnet]));
-        run(Command::new(&script).arg("start").arg(dir.path()));
-        run(Command::new(&script)
+        run(kind.command().arg("start").arg(dir.path()));
+        run(kind
+            .command()
             .arg("import")
             .arg(dir.path())
             .arg(images.join("pause.tar"))
             .arg(images.join("busybox.tar")));
-        let endpoint = format!("unix://{}", dir.path().join("containerd.sock").display());
+        let endpoint = format!("unix://{}", dir.path().join(kind.socket()).display());
         Lab {
             dir,
             endpoint,
             port_base: 20000 + (n % 400) as u16 * 100,
+            kind,
         }
+    }
+
+    /// Stops the runtime only, leaving pods running.
+    pub fn stop_runtime(&self) {
+        run(self.kind.command().arg("stop").arg(self.dir.path()));
+    }
+
+    /// Starts a stopped runtime.
+    pub fn start_runtime(&self) {
+        run(self.kind.command().arg("start").arg(self.dir.path()));
     }
 
     /// Stops containerd only, leaving pods running.
     pub fn stop_containerd(&self) {
-        run(Command::new(repo().join("hack/containerd-lab.sh"))
-            .arg("stop")
-            .arg(self.dir.path()));
+        self.stop_runtime();
     }
 
     /// Starts a stopped containerd.
     pub fn start_containerd(&self) {
-        run(Command::new(repo().join("hack/containerd-lab.sh"))
-            .arg("start")
-            .arg(self.dir.path()));
+        self.start_runtime();
     }
 
     /// A directory of the lab, created.
@@ -129,16 +206,25 @@ impl Lab {
 
     /// Sends SIGKILL to a container's process, as a crash would.
     pub fn kill_container(&self, id: &str) {
-        run(Command::new("/usr/bin/ctr")
-            .arg("--address")
-            .arg(self.dir.path().join("containerd.sock"))
-            .args(["-n", "k8s.io", "task", "kill", "-s", "SIGKILL", id]));
+        match &self.kind {
+            Kind::Containerd => run(Command::new("/usr/bin/ctr")
+                .arg("--address")
+                .arg(self.dir.path().join("containerd.sock"))
+                .args(["-n", "k8s.io", "task", "kill", "-s", "SIGKILL", id])),
+            // CRI-O's container id is runc's; its default handler keeps state in DIR/runc
+            Kind::Crio(_) => run(Command::new("/usr/sbin/runc")
+                .arg("--root")
+                .arg(self.dir.path().join("runc"))
+                .args(["kill", id, "KILL"])),
+        }
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("hack/containerd-lab.sh"))
+        let _ = self
+            .kind
+            .command()
             .args(["stop", "--all"])
             .arg(self.dir.path())
             .output();

@@ -121,6 +121,10 @@ struct Args {
     /// Pod subnet of the private containerd
     #[arg(long, default_value = "10.91.0.0/16")]
     subnet: String,
+    /// Run against CRI-O instead of containerd: the directory of a CRI-O build (crio, pinns;
+    /// see hack/crio-lab.sh), e.g. /opt/crio/bin
+    #[arg(long)]
+    crio_bin: Option<PathBuf>,
     /// Keep the lab directory (logs, manifests) after the run
     #[arg(long)]
     keep: bool,
@@ -253,7 +257,7 @@ async fn scenarios(lab: &Lab, s: &Settings, figures: &mut Figures) -> Result<()>
             Scenario::Burst => scale::burst(&mut b).await?,
             Scenario::Resync => scale::resync(&mut b).await?,
             Scenario::Adopt => scale::adopt(&mut b).await?,
-            Scenario::Idle => scale::idle(&mut b, lab.containerd_pid()).await?,
+            Scenario::Idle => scale::idle(&mut b, lab.runtime_pid()).await?,
             Scenario::NodeApi => nodeapi::run(&mut b).await?,
         }
     }
@@ -310,7 +314,14 @@ fn run() -> Result<bool> {
     };
     let mut figures = Figures::new(&settings);
     let result = {
-        let lab = Lab::start(&repo, &images, &args.bridge, &args.subnet, args.keep)?;
+        let lab = Lab::start(
+            &repo,
+            &images,
+            &args.bridge,
+            &args.subnet,
+            args.crio_bin.as_deref(),
+            args.keep,
+        )?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

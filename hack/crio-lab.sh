@@ -478,8 +478,7 @@ cmd_stop() {
 	((all)) || return 0
 
 	# 1. Containers: runc delete --force kills every process of a container's cgroup and
-	#    removes that cgroup. Then the conmon cgroups (conmon_cgroup = pod) and the pod-level
-	#    parents, if empty.
+	#    removes that cgroup.
 	local root id n=0 cg parents=() ids=()
 	for root in "$dir/runc" "$dir/runc-alt"; do
 		[[ -d $root ]] || continue
@@ -508,17 +507,38 @@ cmd_stop() {
 		done
 		log "stopped ${#conmons[@]} conmon(s)"
 	fi
+
+	# 3. cgroups CRI-O made and never removed because the pods were not stopped through CRI:
+	#    crio-<id> (containers, and sandboxes even without an infra container) and
+	#    crio-conmon-<id>, for every id in this instance's storage; then their pod-level
+	#    parents (linux.cgroup_parent) if empty. rmdir never removes a cgroup with processes.
+	local f name
+	for f in "$dir"/storage/overlay-containers/*; do
+		name=${f##*/}
+		if [[ $name =~ ^[0-9a-f]{64}$ ]]; then
+			ids+=("$name")
+		fi
+	done
+	if ((${#ids[@]})); then
+		local -A known=()
+		for id in "${ids[@]}"; do known[$id]=1; done
+		while read -r cg; do
+			name=${cg##*/}
+			id=${name#crio-conmon-}
+			id=${id#crio-}
+			[[ -n ${known[$id]:-} ]] || continue
+			rmdir "$cg" 2>/dev/null || continue
+			parents+=("${cg%/*}")
+		done < <(find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -name 'crio-*' 2>/dev/null || true)
+	fi
 	if ((${#parents[@]})); then
 		printf '%s\n' "${parents[@]}" | sort -u | while read -r cg; do
 			[[ $cg == /sys/fs/cgroup/*/*/* ]] || continue
-			for id in "${ids[@]}"; do
-				rmdir "$cg/crio-conmon-$id" 2>/dev/null || true
-			done
 			rmdir "$cg" 2>/dev/null || true
 		done
 	fi
 
-	# 3. Mounts under DIR: container rootfs, shm, network namespaces, storage; deepest first.
+	# 4. Mounts under DIR: container rootfs, shm, network namespaces, storage; deepest first.
 	local m left
 	for _ in 1 2 3; do
 		left=0
@@ -531,7 +551,7 @@ cmd_stop() {
 	done
 	[[ -z $(mounts_under "$dir") ]] || log "warning: still mounted under $dir: $(mounts_under "$dir" | tr '\n' ' ')"
 
-	# 4. Network: iptables rules of this network, then the bridge.
+	# 5. Network: iptables rules of this network, then the bridge.
 	if [[ -f $dir/lab.env ]]; then
 		load_env "$dir"
 		iptables_cleanup "$LAB_NETNAME"

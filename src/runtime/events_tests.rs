@@ -121,3 +121,42 @@ async fn an_exit_sent_while_the_new_stream_is_checked_is_not_lost() {
         .expect("the exit arrives");
     assert_eq!(woke, Some(()));
 }
+
+/// Issue 14: CRI-O's sandbox events are only STARTED and STOPPED, for the sandbox's id; a
+/// sandbox that stopped under podvisor wakes it like a container exit.
+#[tokio::test]
+async fn a_stopped_sandbox_wakes_like_an_exited_container() {
+    let (tx, _keep) = broadcast::channel(8);
+    let (_dir, path) = serve(TestCri {
+        events: Some(tx.clone()),
+        ..TestCri::default()
+    })
+    .await;
+    let (_, mut exits) = subscribe(&channel(path).await)
+        .await
+        .expect("subscribed")
+        .expect("a stream");
+    let sandbox = |kind: cri::ContainerEventType| cri::ContainerEventResponse {
+        container_id: "sandbox1".into(),
+        container_event_type: kind as i32,
+        pod_sandbox_status: Some(cri::PodSandboxStatus {
+            id: "sandbox1".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    tx.send(sandbox(cri::ContainerEventType::ContainerStartedEvent))
+        .expect("send");
+    tx.send(sandbox(cri::ContainerEventType::ContainerStoppedEvent))
+        .expect("send");
+    let woke = tokio::time::timeout(Duration::from_secs(5), exits.next())
+        .await
+        .expect("the stop arrives");
+    assert_eq!(woke, Some(()));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), exits.next())
+            .await
+            .is_err(),
+        "the start woke nothing"
+    );
+}

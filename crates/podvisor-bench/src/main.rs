@@ -22,7 +22,7 @@ mod report;
 mod scale;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -304,6 +304,17 @@ fn run() -> Result<bool> {
     let settings = Settings::from_args(&args)?;
     let repo = repo();
     let mut machine = machine::detect(&repo);
+    if let Some(bin) = &args.crio_bin {
+        let out = Command::new(bin.join("crio"))
+            .arg("--version")
+            .output()
+            .with_context(|| format!("cannot run {}/crio", bin.display()))?;
+        machine.containerd = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("crio")
+            .to_owned();
+    }
     let images = match &args.images {
         Some(d) => d.clone(),
         None => {

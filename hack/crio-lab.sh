@@ -43,6 +43,7 @@ usage:
         the runc wrapper DIR/bin/runc and DIR/cni/net.d/10-podvisor-lab.conflist (bridge
         BRIDGE_NAME, default $DEFAULT_BRIDGE, host-local IPAM on SUBNET, default $DEFAULT_SUBNET).
         Handlers: runc (default) and runc-alt (same runc, its own state root).
+        POD_EVENTS=false turns CRI-O's GetContainerEvents off (its own default).
   $PROG start DIR
         Start $CRIO_BIN_DIR/crio --config DIR/crio.conf in the background
         (log DIR/crio.log, pid DIR/crio.pid); wait until it answers.
@@ -137,6 +138,7 @@ cmd_config() {
 	dir=$(abs_dir "$1" create)
 	[[ $bridge =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "bad bridge name '$bridge' (1-15 chars of [A-Za-z0-9_.-])"
 	[[ $subnet =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$ ]] || die "bad IPv4 subnet '$subnet'"
+	[[ ${POD_EVENTS:-true} == true || ${POD_EVENTS:-true} == false ]] || die "POD_EVENTS must be true or false"
 	# unix socket paths are limited to 107 bytes; conmon's attach sockets are the longest
 	((${#dir} < 40)) || die "DIR path too long for CRI-O's attach sockets: $dir"
 	if crio_pid "$dir" >/dev/null; then
@@ -212,7 +214,7 @@ stream_port = "0"
 default_runtime = "runc"
 cgroup_manager = "cgroupfs"
 conmon_cgroup = "pod"
-enable_pod_events = true
+enable_pod_events = ${POD_EVENTS:-true}
 selinux = false
 apparmor_profile = ""
 seccomp_profile = ""

@@ -420,3 +420,30 @@ spec:
         this.memory.map(|m| m.working_set)
     );
 }
+
+#[tokio::test]
+#[ignore = "needs root and a CRI-O build (PODVISOR_CRIO_BIN): run with --include-ignored"]
+async fn crio_without_pod_events_is_a_runtime_without_events_and_relisting_restarts_crashes() {
+    let Some(bin) = crio_bin() else { return };
+    let lab = Lab::start_crio_without_pod_events(bin);
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let pod = d.pod("web");
+    d.write("web.yaml", &sleeper("web", "1"));
+    let o = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
+    let id = running(&o, &pod)[0].id.clone();
+    // GetContainerEvents answers at once with an empty stream: said once, not resubscribed
+    d.wait_log("runtime offers no container events", T).await;
+    lab.kill_container(&id.0);
+    let o = wait_for(&cri, T, "restarted by relisting", |o| {
+        running(o, &pod).iter().any(|c| c.id != id)
+    })
+    .await;
+    assert_eq!(running(&o, &pod)[0].restarts, 1);
+    let log = d.log();
+    assert!(
+        !log.contains("watching container exits"),
+        "an empty stream was taken for events:\n{log}"
+    );
+    assert_eq!(exit_events(&d, "cri").await, 0);
+}

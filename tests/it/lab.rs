@@ -128,15 +128,21 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 impl Lab {
     /// Configures, starts and fills a containerd.
     pub fn start() -> Lab {
-        Lab::start_kind(Kind::Containerd)
+        Lab::start_kind(Kind::Containerd, &[])
     }
 
     /// Configures, starts and fills a CRI-O whose binaries are in `bin`.
     pub fn start_crio(bin: PathBuf) -> Lab {
-        Lab::start_kind(Kind::Crio(bin))
+        Lab::start_kind(Kind::Crio(bin), &[])
     }
 
-    fn start_kind(kind: Kind) -> Lab {
+    /// A CRI-O as [`Lab::start_crio`] but with its pod events off (`enable_pod_events =
+    /// false`, CRI-O's own default): `GetContainerEvents` answers an empty stream.
+    pub fn start_crio_without_pod_events(bin: PathBuf) -> Lab {
+        Lab::start_kind(Kind::Crio(bin), &[("POD_EVENTS", "false")])
+    }
+
+    fn start_kind(kind: Kind, config_env: &[(&str, &str)]) -> Lab {
         require_runtime();
         let images = images();
         let n = NEXT.fetch_add(1, Ordering::SeqCst) + (std::process::id() % 50) * 4;
@@ -148,6 +154,7 @@ impl Lab {
         let subnet = format!("10.{}.0.0/16", 100 + (n % 150));
         run(kind
             .command()
+            .envs(config_env.iter().copied())
             .args(["config"])
             .arg(dir.path())
             .args([&bridge, &subnet]));

@@ -21,6 +21,11 @@ struct MethodLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
     phase: String,
 }
@@ -101,6 +106,7 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     cri_duration: Family<MethodLabel, Histogram>,
     cri_errors: Family<MethodLabel, Counter>,
+    exit_events: Family<SourceLabel, Counter>,
     last_resync: Gauge<f64, AtomicU64>,
     pods: Family<PhaseLabel, Gauge>,
     restarts: Family<ContainerLabel, Gauge>,
@@ -159,6 +165,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0001, 2.0, 18))
         });
         let cri_errors = Family::<MethodLabel, Counter>::default();
+        let exit_events = Family::<SourceLabel, Counter>::default();
         let last_resync = Gauge::<f64, AtomicU64>::default();
         let pods = Family::<PhaseLabel, Gauge>::default();
         let restarts = Family::<ContainerLabel, Gauge>::default();
@@ -230,6 +237,12 @@ impl Metrics {
             cri_errors.clone(),
         );
         registry.register(
+            "runtime_exit_events",
+            "Container exit events received from the runtime, by source (cri: \
+             GetContainerEvents; containerd: its events service)",
+            exit_events.clone(),
+        );
+        registry.register(
             "last_resync_timestamp_seconds",
             "Unix time of the last successful manifest directory scan",
             last_resync.clone(),
@@ -260,6 +273,7 @@ impl Metrics {
             reconcile_duration,
             cri_duration,
             cri_errors,
+            exit_events,
             last_resync,
             pods,
             restarts,
@@ -336,6 +350,15 @@ impl Metrics {
         if !ok {
             self.cri_errors.get_or_create(&label).inc();
         }
+    }
+
+    /// Records one container exit event from the runtime's `source` (`cri`, `containerd`).
+    pub fn exit_event(&self, source: &str) {
+        self.exit_events
+            .get_or_create(&SourceLabel {
+                source: source.to_owned(),
+            })
+            .inc();
     }
 
     /// Records one reconcile pass.
@@ -432,6 +455,7 @@ mod tests {
         m.reconcile_pass(Duration::from_micros(300));
         m.resynced(1_700_000_000.0);
         m.authorization_error();
+        m.exit_event("cri");
         let text = m.render(&Gauges {
             mirror: Some(MirrorSummary {
                 state: "Unreachable".into(),
@@ -450,6 +474,10 @@ mod tests {
         );
         assert!(
             text.contains("podvisor_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podvisor_runtime_exit_events_total{source=\"cri\"} 1"),
             "{text}"
         );
         assert!(

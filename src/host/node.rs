@@ -74,7 +74,8 @@ pub struct NodeContext {
     pub cpus: i64,
     /// Whether the kernel enforces AppArmor (`/sys/module/apparmor/parameters/enabled`).
     pub apparmor: bool,
-    /// The huge page sizes the kernel offers, in bytes (`/sys/kernel/mm/hugepages`).
+    /// The huge page sizes the kernel offers, in bytes (`/sys/kernel/mm/hugepages`); none
+    /// where no hugetlb cgroup controller is mounted, which could not hold their limits.
     pub hugepage_sizes: Vec<u64>,
 }
 
@@ -98,7 +99,14 @@ impl NodeContext {
                 .map(|n| n.get() as i64)
                 .unwrap_or(1),
             apparmor: apparmor_enabled(),
-            hugepage_sizes: hugepage_sizes(Path::new("/sys/kernel/mm/hugepages")),
+            hugepage_sizes: if hugetlb_mounted(
+                &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+                |dir| std::fs::read_to_string(dir.join("cgroup.controllers")).ok(),
+            ) {
+                hugepage_sizes(Path::new("/sys/kernel/mm/hugepages"))
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -184,6 +192,37 @@ fn hugepage_sizes(dir: &Path) -> Vec<u64> {
     sizes
 }
 
+/// Whether containers can get a hugetlb cgroup: with cgroup v1 hierarchies mounted (v1 or
+/// hybrid), one of them must carry the `hugetlb` option; on a pure cgroup v2 host the root's
+/// `cgroup.controllers` (read by `controllers`) must list it.
+///
+/// The kernel may offer huge pages with the controller compiled in (`/proc/cgroups`) but
+/// bound to no v1 hierarchy; in hybrid mode it then shows up in the unified hierarchy, which
+/// runc's v1 manager never uses. runc fails every container that carries hugetlb limits there,
+/// even zero ones ("cannot set hugetlb limit: container could not join or create cgroup");
+/// containerd drops them by default (`disable_hugetlb_controller`), CRI-O only where
+/// `/proc/cgroups` lacks the controller (issue 14).
+fn hugetlb_mounted(mountinfo: &str, controllers: impl Fn(&Path) -> Option<String>) -> bool {
+    let mut v1 = false;
+    let mut v2_dirs = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((mount, fs)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fs = fs.split_whitespace();
+        let (fstype, options) = (fs.next(), fs.nth(1).unwrap_or(""));
+        match fstype {
+            Some("cgroup") if options.split(',').any(|o| o == "hugetlb") => return true,
+            Some("cgroup") => v1 = true,
+            Some("cgroup2") => v2_dirs.extend(mount.split_whitespace().nth(4)),
+            _ => {}
+        }
+    }
+    !v1 && v2_dirs.into_iter().any(|dir| {
+        controllers(Path::new(dir)).is_some_and(|c| c.split_whitespace().any(|c| c == "hugetlb"))
+    })
+}
+
 fn mem_total() -> Option<i64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
@@ -216,5 +255,29 @@ mod tests {
             hugepage_sizes(&dir.path().join("missing")),
             Vec::<u64>::new()
         );
+    }
+
+    /// Issue 14: this VM kind (hybrid) has the controller in /proc/cgroups, bound to no v1
+    /// hierarchy, so its unified hierarchy lists it.
+    #[test]
+    fn hugetlb_counts_only_where_runc_can_use_the_controller() {
+        let hybrid_without = "\
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        let lists = |dir: &Path| {
+            (dir == Path::new("/sys/fs/cgroup") || dir == Path::new("/sys/fs/cgroup/unified"))
+                .then(|| "cpuset cpu io memory hugetlb pids\n".to_owned())
+        };
+        assert!(!hugetlb_mounted(hybrid_without, lists));
+        let v1 = format!(
+            "{hybrid_without}42 31 0:39 / /sys/fs/cgroup/hugetlb rw,relatime - cgroup cgroup rw,hugetlb\n"
+        );
+        assert!(hugetlb_mounted(&v1, |_: &Path| None));
+        let v2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert!(hugetlb_mounted(v2, lists));
+        assert!(!hugetlb_mounted(v2, |_: &Path| Some("cpu memory\n".into())));
+        assert!(!hugetlb_mounted("", lists));
     }
 }

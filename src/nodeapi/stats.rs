@@ -315,3 +315,50 @@ pub fn resource_metrics(
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ContainerUse;
+
+    fn container(core_nanos: u64, working_set: u64, at: i64) -> ContainerUse {
+        ContainerUse {
+            cpu: Some(CpuUse {
+                at: Some(Timestamp(at)),
+                core_nanos: Some(core_nanos),
+                nano_cores: None,
+            }),
+            memory: Some(MemoryUse {
+                at: Some(Timestamp(at)),
+                working_set: Some(working_set),
+                ..MemoryUse::default()
+            }),
+            ..ContainerUse::default()
+        }
+    }
+
+    /// Issue 14: CRI-O with the cgroupfs manager cannot read a pod's cgroup and leaves the
+    /// pod-level figures of `ListPodSandboxStats` empty; its containers' figures are there.
+    #[test]
+    fn a_pod_without_pod_level_figures_sums_its_containers() {
+        let pod = PodUse {
+            containers: vec![container(100, 10, 5), container(20, 3, 7)],
+            ..PodUse::default()
+        };
+        let (cpu, memory) = pod_totals(&pod);
+        let cpu = cpu.expect("summed cpu");
+        let memory = memory.expect("summed memory");
+        assert_eq!((cpu.core_nanos, cpu.at), (Some(120), Some(Timestamp(7))));
+        assert_eq!(memory.working_set, Some(13));
+
+        // pod-level figures, where the runtime has them, win
+        let own = PodUse {
+            cpu: Some(CpuUse {
+                core_nanos: Some(999),
+                ..CpuUse::default()
+            }),
+            ..pod
+        };
+        assert_eq!(pod_totals(&own).0.and_then(|c| c.core_nanos), Some(999));
+    }
+}

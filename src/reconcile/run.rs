@@ -179,6 +179,7 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
             self.rt.clone(),
             exit_tx,
             self.config.relist_period,
+            self.metrics.clone(),
             shutdown.clone(),
         ));
         let mut rechecks = Rechecks::default();
@@ -506,30 +507,51 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
 }
 
 /// Keeps a subscription to the runtime's exit events, forwarding each as a wake-up.
+///
+/// A stream can end under podvisor: CRI-O ends `GetContainerEvents` when it restarts, and
+/// any runtime drops it with the connection. Exits in the gap were never sent, so a new
+/// subscription after a lost one wakes the loop once, to relist at once rather than on the
+/// next tick.
 async fn forward_exits<R: Runtime>(
     rt: Arc<R>,
     tx: tokio::sync::mpsc::Sender<()>,
     relist: Duration,
+    metrics: Option<Arc<Metrics>>,
     shutdown: CancellationToken,
 ) {
     let mut retry = Delays::new(Policy::EXIT_EVENTS);
     let mut reported = false;
+    let mut lost = false;
+    let mut had_stream = false;
     loop {
         match rt.exits().await {
             Ok(Some((source, mut stream))) => {
                 info!(source = ?source, "watching container exits");
+                if lost {
+                    let _ = tx.try_send(());
+                }
+                had_stream = true;
                 reported = false;
                 retry.reset();
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         next = stream.next() => match next {
-                            Some(()) => { let _ = tx.try_send(()); }
+                            Some(()) => {
+                                if let Some(m) = &metrics {
+                                    m.exit_event(source.as_str());
+                                }
+                                let _ = tx.try_send(());
+                            }
                             None => break,
                         },
                     }
                 }
-                debug!("container exit stream ended; subscribing again");
+                debug!(source = ?source, "container exit stream ended; subscribing again");
+            }
+            // after a stream, "none" may be a runtime still starting up: ask again later
+            Ok(None) if had_stream => {
+                debug!("runtime offers no container events now; asking again")
             }
             Ok(None) => {
                 info!(relist = ?relist, "runtime offers no container events; relisting finds exits");
@@ -542,6 +564,7 @@ async fn forward_exits<R: Runtime>(
                 }
             }
         }
+        lost = true;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(retry.next_drawn()) => {}
@@ -559,3 +582,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

@@ -3,7 +3,8 @@
 //! CRI v1 has `GetContainerEvents` (containerd 1.7+, CRI-O). containerd 1.6 lacks it but
 //! publishes `/tasks/exit` on its own events service on the same socket, which podvisor
 //! subscribes to instead. Where neither exists, there is no stream and the relist alone
-//! notices exits.
+//! notices exits. CRI-O has `GetContainerEvents` but, with its pod events switched off
+//! (`enable_pod_events = false`, its default), ends the stream at once: that counts as none.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +28,16 @@ pub enum EventSource {
     Cri,
     /// containerd's events service, topic `/tasks/exit`.
     Containerd,
+}
+
+impl EventSource {
+    /// Its name in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Cri => "cri",
+            EventSource::Containerd => "containerd",
+        }
+    }
 }
 
 /// `containerd.services.events.v1.SubscribeRequest`.
@@ -60,12 +71,16 @@ pub async fn subscribe(
         )
     };
     match cri_events(channel).await {
-        Ok(stream) => Ok(Some((EventSource::Cri, stream))),
-        Err(e) if unimplemented(&e) => match containerd_events(channel).await {
-            Ok(stream) => Ok(Some((EventSource::Containerd, stream))),
-            Err(e) if unimplemented(&e) => Ok(None),
-            Err(e) => Err(e),
-        },
+        Ok(Some(stream)) => return Ok(Some((EventSource::Cri, stream))),
+        // implemented but switched off (CRI-O without enable_pod_events): as good as absent
+        Ok(None) => {}
+        Err(e) if unimplemented(&e) => {}
+        Err(e) => return Err(e),
+    }
+    match containerd_events(channel).await {
+        Ok(Some(stream)) => Ok(Some((EventSource::Containerd, stream))),
+        Ok(None) => Ok(None),
+        Err(e) if unimplemented(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -77,25 +92,32 @@ type Connect<T> = Pin<
     Box<dyn Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>> + Send>,
 >;
 
+/// Wake-ups for the events of `events` that `keep` picks; a failed event ends nothing.
+fn wakes<T, S, F>(events: S, keep: F) -> ExitStream
+where
+    T: Send + 'static,
+    S: Stream<Item = Result<T, tonic::Status>> + Send + 'static,
+    F: Fn(&T) -> bool + Send + Sync + Copy + 'static,
+{
+    Box::pin(events.filter_map(move |e| async move {
+        match e {
+            Ok(e) if keep(&e) => Some(()),
+            _ => None,
+        }
+    }))
+}
+
 /// A stream over a server-streaming call that may not answer until its first event: gRPC
 /// servers send headers with the first message, so the call itself is awaited lazily.
 fn lazy<T: Send + 'static, F>(connect: Connect<T>, keep: F) -> ExitStream
 where
     F: Fn(&T) -> bool + Send + Sync + Copy + 'static,
 {
-    let stream = futures::stream::once(connect).flat_map(move |r| match r {
-        Ok(resp) => resp
-            .into_inner()
-            .filter_map(move |e| async move {
-                match e {
-                    Ok(e) if keep(&e) => Some(()),
-                    _ => None,
-                }
-            })
-            .boxed(),
+    let events = futures::stream::once(connect).flat_map(|r| match r {
+        Ok(resp) => resp.into_inner().boxed(),
         Err(_) => futures::stream::empty().boxed(),
     });
-    Box::pin(stream)
+    wakes(events, keep)
 }
 
 fn is_exit(e: &cri::ContainerEventResponse) -> bool {
@@ -104,22 +126,39 @@ fn is_exit(e: &cri::ContainerEventResponse) -> bool {
 
 /// Starts a server-streaming call: a runtime without the method refuses at once, one that
 /// has it may stay silent until its first event, so only the refusal window is awaited.
+/// `Ok(None)`: the runtime has the method but ended the stream at once, with no event
+/// (CRI-O answers `GetContainerEvents` so when its pod events are switched off).
 async fn open<T: Send + 'static, F>(
     method: &'static str,
     mut connect: Connect<T>,
     keep: F,
-) -> Result<ExitStream, RuntimeError>
+) -> Result<Option<ExitStream>, RuntimeError>
 where
     F: Fn(&T) -> bool + Send + Sync + Copy + 'static,
 {
+    let started = tokio::time::Instant::now();
     match tokio::time::timeout(REFUSAL_WINDOW, &mut connect).await {
         Ok(Err(status)) => Err(to_error(method, status, REFUSAL_WINDOW)),
-        Ok(Ok(resp)) => Ok(lazy(Box::pin(async move { Ok(resp) }), keep)),
-        Err(_) => Ok(lazy(connect, keep)),
+        Ok(Ok(resp)) => {
+            // An answer within the window carries queued events or an already ended stream:
+            // the rest of the window tells which.
+            let mut events = resp.into_inner();
+            let left = REFUSAL_WINDOW.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, events.message()).await {
+                Ok(Ok(None)) => Ok(None),
+                Ok(Err(status)) => Err(to_error(method, status, REFUSAL_WINDOW)),
+                Ok(Ok(Some(first))) => Ok(Some(wakes(
+                    futures::stream::iter([Ok(first)]).chain(events),
+                    keep,
+                ))),
+                Err(_) => Ok(Some(wakes(events, keep))),
+            }
+        }
+        Err(_) => Ok(Some(lazy(connect, keep))),
     }
 }
 
-async fn cri_events(channel: &Channel) -> Result<ExitStream, RuntimeError> {
+async fn cri_events(channel: &Channel) -> Result<Option<ExitStream>, RuntimeError> {
     let mut client = RuntimeServiceClient::new(channel.clone());
     let connect: Connect<cri::ContainerEventResponse> =
         Box::pin(async move { client.get_container_events(cri::GetEventsRequest {}).await });
@@ -130,7 +169,7 @@ fn is_task_exit(e: &Envelope) -> bool {
     e.topic == "/tasks/exit" && e.namespace == "k8s.io"
 }
 
-async fn containerd_events(channel: &Channel) -> Result<ExitStream, RuntimeError> {
+async fn containerd_events(channel: &Channel) -> Result<Option<ExitStream>, RuntimeError> {
     const METHOD: &str = "containerd Events.Subscribe";
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.map_err(|e| RuntimeError::Unavailable {

@@ -77,3 +77,86 @@ async fn a_runtime_that_cannot_be_reached_is_unavailable_not_a_refusal() {
     let err = subscribe(&channel).await.err().expect("no runtime");
     assert!(matches!(err, RuntimeError::Unavailable { .. }), "{err:?}");
 }
+
+/// Issue 14: CRI-O with `enable_pod_events = false` (its default) has the method but ends the
+/// stream at once; subscribing again and again to an empty stream would only spin.
+#[tokio::test]
+async fn a_cri_event_stream_that_ends_at_once_counts_as_no_event_source() {
+    let (_dir, path) = serve(TestCri {
+        events_off: true,
+        ..TestCri::default()
+    })
+    .await;
+    let found = subscribe(&channel(path).await).await;
+    assert!(
+        matches!(found, Ok(None)),
+        "{:?}",
+        found.map(|f| f.map(|(s, _)| s))
+    );
+}
+
+#[tokio::test]
+async fn an_exit_sent_while_the_new_stream_is_checked_is_not_lost() {
+    let (tx, _keep) = broadcast::channel(8);
+    let (_dir, path) = serve(TestCri {
+        events: Some(tx.clone()),
+        ..TestCri::default()
+    })
+    .await;
+    let channel = channel(path).await;
+    let sender = tokio::spawn(async move {
+        // inside the refusal window, while subscribe looks at the stream's first message
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send(event(cri::ContainerEventType::ContainerStoppedEvent))
+            .expect("send");
+        tx
+    });
+    let (_, mut exits) = subscribe(&channel)
+        .await
+        .expect("subscribed")
+        .expect("a stream");
+    let _tx = sender.await.expect("sender");
+    let woke = tokio::time::timeout(Duration::from_secs(5), exits.next())
+        .await
+        .expect("the exit arrives");
+    assert_eq!(woke, Some(()));
+}
+
+/// Issue 14: CRI-O's sandbox events are only STARTED and STOPPED, for the sandbox's id; a
+/// sandbox that stopped under podvisor wakes it like a container exit.
+#[tokio::test]
+async fn a_stopped_sandbox_wakes_like_an_exited_container() {
+    let (tx, _keep) = broadcast::channel(8);
+    let (_dir, path) = serve(TestCri {
+        events: Some(tx.clone()),
+        ..TestCri::default()
+    })
+    .await;
+    let (_, mut exits) = subscribe(&channel(path).await)
+        .await
+        .expect("subscribed")
+        .expect("a stream");
+    let sandbox = |kind: cri::ContainerEventType| cri::ContainerEventResponse {
+        container_id: "sandbox1".into(),
+        container_event_type: kind as i32,
+        pod_sandbox_status: Some(cri::PodSandboxStatus {
+            id: "sandbox1".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    tx.send(sandbox(cri::ContainerEventType::ContainerStartedEvent))
+        .expect("send");
+    tx.send(sandbox(cri::ContainerEventType::ContainerStoppedEvent))
+        .expect("send");
+    let woke = tokio::time::timeout(Duration::from_secs(5), exits.next())
+        .await
+        .expect("the stop arrives");
+    assert_eq!(woke, Some(()));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), exits.next())
+            .await
+            .is_err(),
+        "the start woke nothing"
+    );
+}

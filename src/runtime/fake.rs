@@ -73,7 +73,8 @@ struct State {
 pub struct FakeRuntime {
     clock: Clock,
     state: Mutex<State>,
-    exits: tokio::sync::broadcast::Sender<()>,
+    /// Behind a lock so that [`FakeRuntime::end_exit_streams`] can swap it.
+    exits: Mutex<tokio::sync::broadcast::Sender<()>>,
 }
 
 impl FakeRuntime {
@@ -85,8 +86,24 @@ impl FakeRuntime {
                 stop_exit_code: 137,
                 ..State::default()
             }),
-            exits: tokio::sync::broadcast::channel(64).0,
+            exits: Mutex::new(tokio::sync::broadcast::channel(64).0),
         }
+    }
+
+    fn exit_sender(&self) -> tokio::sync::broadcast::Sender<()> {
+        self.exits.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Ends every open exit stream, as CRI-O does to `GetContainerEvents` when it restarts.
+    /// Later subscriptions get a new stream.
+    pub fn end_exit_streams(&self) {
+        *self.exits.lock().unwrap_or_else(|e| e.into_inner()) =
+            tokio::sync::broadcast::channel(64).0;
+    }
+
+    /// How many exit streams are open.
+    pub fn exit_subscribers(&self) -> usize {
+        self.exit_sender().receiver_count()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -208,7 +225,7 @@ impl FakeRuntime {
             c.termination = Some(termination_source(id));
         }
         drop(s);
-        let _ = self.exits.send(());
+        let _ = self.exit_sender().send(());
     }
 
     /// Running containers of a pod named `name` (any namespace).
@@ -518,7 +535,7 @@ impl Runtime for FakeRuntime {
     }
 
     async fn exits(&self) -> Result<Option<(EventSource, ExitStream)>, RuntimeError> {
-        let rx = self.exits.subscribe();
+        let rx = self.exit_sender().subscribe();
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             loop {
                 match rx.recv().await {

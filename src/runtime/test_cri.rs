@@ -20,6 +20,9 @@ use tonic::{Request, Response, Status};
 pub struct TestCri {
     /// Streams these from `GetContainerEvents`; `None`: the method is unimplemented.
     pub events: Option<broadcast::Sender<cri::ContainerEventResponse>>,
+    /// `GetContainerEvents` ends its stream at once, as CRI-O's does with pod events off
+    /// (takes precedence over `events`).
+    pub events_off: bool,
     /// `ListContainers` answers these (and `ListPodSandbox` an empty list); `None`: both are
     /// unimplemented.
     pub containers: Option<Vec<cri::Container>>,
@@ -312,6 +315,9 @@ impl RuntimeService for TestCri {
         &self,
         _: Request<cri::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        if self.events_off {
+            return Ok(Response::new(Box::pin(futures::stream::empty())));
+        }
         let Some(tx) = &self.events else {
             return Err(Status::unimplemented(
                 "method GetContainerEvents not implemented",

@@ -1,6 +1,7 @@
-//! A real containerd for one test: its own config, root, state, socket, CNI bridge and subnet
+//! A real CRI runtime for one test: its own config, root, state, socket, CNI bridge and subnet
 //! under a temp dir, with the project's own pause and busybox images imported. Stopped, with
-//! every pod it ran, when dropped.
+//! every pod it ran, when dropped. containerd (hack/containerd-lab.sh) by default; CRI-O
+//! (hack/crio-lab.sh) for the opt-in suite in `crio.rs`, when [`CRIO_BIN_ENV`] names its build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,12 +56,71 @@ pub fn require_runtime() {
     }
 }
 
-/// One throw-away containerd.
+/// The environment variable naming the directory of a CRI-O build (`crio`, `pinns`): set, the
+/// CRI-O suite runs; unset, its tests pass at once, saying so.
+pub const CRIO_BIN_ENV: &str = "PODVISOR_CRIO_BIN";
+
+/// Which runtime a lab runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Debian's containerd 1.6.
+    Containerd,
+    /// CRI-O built from source, its binaries in this directory.
+    Crio(PathBuf),
+}
+
+impl Kind {
+    fn script(&self) -> PathBuf {
+        match self {
+            Kind::Containerd => repo().join("hack/containerd-lab.sh"),
+            Kind::Crio(_) => repo().join("hack/crio-lab.sh"),
+        }
+    }
+
+    fn socket(&self) -> &'static str {
+        match self {
+            Kind::Containerd => "containerd.sock",
+            Kind::Crio(_) => "crio.sock",
+        }
+    }
+
+    /// A lab script run with this runtime's binaries.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(self.script());
+        if let Kind::Crio(bin) = self {
+            cmd.env("CRIO_BIN_DIR", bin);
+        }
+        cmd
+    }
+}
+
+/// The CRI-O build named by [`CRIO_BIN_ENV`], or `None` after printing why the test is skipped.
+pub fn crio_bin() -> Option<PathBuf> {
+    match std::env::var_os(CRIO_BIN_ENV) {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            assert!(
+                dir.join("crio").is_file() && dir.join("pinns").is_file(),
+                "{CRIO_BIN_ENV}={} has no crio and pinns",
+                dir.display()
+            );
+            Some(dir)
+        }
+        _ => {
+            eprintln!("skipped: {CRIO_BIN_ENV} is unset (the directory of a CRI-O build)");
+            None
+        }
+    }
+}
+
+/// One throw-away runtime.
 pub struct Lab {
     pub dir: tempfile::TempDir,
     pub endpoint: String,
     /// A host port range of its own, so labs running side by side never clash.
     pub port_base: u16,
+    /// Which runtime it runs.
+    pub kind: Kind,
     /// Its root is a tmpfs of its own, unmounted when dropped.
     small_root: bool,
 }
@@ -70,16 +130,27 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 impl Lab {
     /// Configures, starts and fills a containerd.
     pub fn start() -> Lab {
-        Lab::start_with_root(None)
+        Lab::start_kind(Kind::Containerd, &[], None)
     }
 
     /// [`Lab::start`] with containerd's root (images, snapshots) on a tmpfs of `mib` MiB of
     /// its own: an image filesystem small enough to fill.
     pub fn start_small_root(mib: u32) -> Lab {
-        Lab::start_with_root(Some(mib))
+        Lab::start_kind(Kind::Containerd, &[], Some(mib))
     }
 
-    fn start_with_root(small_root: Option<u32>) -> Lab {
+    /// Configures, starts and fills a CRI-O whose binaries are in `bin`.
+    pub fn start_crio(bin: PathBuf) -> Lab {
+        Lab::start_kind(Kind::Crio(bin), &[], None)
+    }
+
+    /// A CRI-O as [`Lab::start_crio`] but with its pod events off (`enable_pod_events =
+    /// false`, CRI-O's own default): `GetContainerEvents` answers an empty stream.
+    pub fn start_crio_without_pod_events(bin: PathBuf) -> Lab {
+        Lab::start_kind(Kind::Crio(bin), &[("POD_EVENTS", "false")], None)
+    }
+
+    fn start_kind(kind: Kind, config_env: &[(&str, &str)], small_root: Option<u32>) -> Lab {
         require_runtime();
         let images = images();
         let n = NEXT.fetch_add(1, Ordering::SeqCst) + (std::process::id() % 50) * 4;
@@ -89,8 +160,9 @@ impl Lab {
             .expect("tempdir");
         let bridge = format!("pvt{}", n % 1000);
         let subnet = format!("10.{}.0.0/16", 100 + (n % 150));
-        let script = repo().join("hack/containerd-lab.sh");
-        run(Command::new(&script)
+        run(kind
+            .command()
+            .envs(config_env.iter().copied())
             .args(["config"])
             .arg(dir.path())
             .args([&bridge, &subnet]));
@@ -99,17 +171,19 @@ impl Lab {
                 .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "pvlab-root"])
                 .arg(dir.path().join("root")));
         }
-        run(Command::new(&script).arg("start").arg(dir.path()));
-        run(Command::new(&script)
+        run(kind.command().arg("start").arg(dir.path()));
+        run(kind
+            .command()
             .arg("import")
             .arg(dir.path())
             .arg(images.join("pause.tar"))
             .arg(images.join("busybox.tar")));
-        let endpoint = format!("unix://{}", dir.path().join("containerd.sock").display());
+        let endpoint = format!("unix://{}", dir.path().join(kind.socket()).display());
         Lab {
             dir,
             endpoint,
             port_base: 20000 + (n % 400) as u16 * 100,
+            kind,
             small_root: small_root.is_some(),
         }
     }
@@ -117,24 +191,32 @@ impl Lab {
     /// Imports more of the project's test images (`spare-1.tar`, ...).
     pub fn import(&self, files: &[&str]) {
         let images = images();
-        run(Command::new(repo().join("hack/containerd-lab.sh"))
+        run(self
+            .kind
+            .command()
             .arg("import")
             .arg(self.dir.path())
             .args(files.iter().map(|f| images.join(f))));
     }
 
+    /// Stops the runtime only, leaving pods running.
+    pub fn stop_runtime(&self) {
+        run(self.kind.command().arg("stop").arg(self.dir.path()));
+    }
+
+    /// Starts a stopped runtime.
+    pub fn start_runtime(&self) {
+        run(self.kind.command().arg("start").arg(self.dir.path()));
+    }
+
     /// Stops containerd only, leaving pods running.
     pub fn stop_containerd(&self) {
-        run(Command::new(repo().join("hack/containerd-lab.sh"))
-            .arg("stop")
-            .arg(self.dir.path()));
+        self.stop_runtime();
     }
 
     /// Starts a stopped containerd.
     pub fn start_containerd(&self) {
-        run(Command::new(repo().join("hack/containerd-lab.sh"))
-            .arg("start")
-            .arg(self.dir.path()));
+        self.start_runtime();
     }
 
     /// A directory of the lab, created.
@@ -156,16 +238,25 @@ impl Lab {
 
     /// Sends SIGKILL to a container's process, as a crash would.
     pub fn kill_container(&self, id: &str) {
-        run(Command::new("/usr/bin/ctr")
-            .arg("--address")
-            .arg(self.dir.path().join("containerd.sock"))
-            .args(["-n", "k8s.io", "task", "kill", "-s", "SIGKILL", id]));
+        match &self.kind {
+            Kind::Containerd => run(Command::new("/usr/bin/ctr")
+                .arg("--address")
+                .arg(self.dir.path().join("containerd.sock"))
+                .args(["-n", "k8s.io", "task", "kill", "-s", "SIGKILL", id])),
+            // CRI-O's container id is runc's; its default handler keeps state in DIR/runc
+            Kind::Crio(_) => run(Command::new("/usr/sbin/runc")
+                .arg("--root")
+                .arg(self.dir.path().join("runc"))
+                .args(["kill", id, "KILL"])),
+        }
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("hack/containerd-lab.sh"))
+        let _ = self
+            .kind
+            .command()
             .args(["stop", "--all"])
             .arg(self.dir.path())
             .output();

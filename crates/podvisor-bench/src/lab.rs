@@ -1,6 +1,7 @@
-//! The containerd the bench runs against, started as the integration tests start theirs:
-//! `hack/containerd-lab.sh` config/start/import in a directory of its own under /tmp, and
-//! `stop --all` (pods, shims, mounts, bridge) when dropped, also after an error or Ctrl-C.
+//! The runtime the bench runs against, started as the integration tests start theirs:
+//! `hack/containerd-lab.sh` (or, with `--crio-bin`, `hack/crio-lab.sh`) config/start/import in
+//! a directory of its own under /tmp, and `stop --all` (pods, shims or conmons, mounts,
+//! bridge) when dropped, also after an error or Ctrl-C.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,23 +30,28 @@ pub fn build_images(repo: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A running private containerd.
+/// A running private runtime.
 pub struct Lab {
     /// Its directory (config, state, socket, and the bench's own files).
     pub dir: PathBuf,
-    /// `unix://<dir>/containerd.sock`.
+    /// `unix://<dir>/<runtime>.sock`.
     pub endpoint: String,
+    /// `containerd` or `crio`: names its socket and pid file.
+    pub runtime: &'static str,
     script: PathBuf,
+    crio_bin: Option<PathBuf>,
     keep: bool,
 }
 
 impl Lab {
-    /// Configures and starts a containerd in a fresh `/tmp/pvbench-<pid>` and imports the images.
+    /// Configures and starts a containerd (or, given `crio_bin`, the CRI-O built there) in a
+    /// fresh `/tmp/pvbench-<pid>` and imports the images.
     pub fn start(
         repo: &Path,
         images: &Path,
         bridge: &str,
         subnet: &str,
+        crio_bin: Option<&Path>,
         keep: bool,
     ) -> Result<Lab> {
         let dir = PathBuf::from(format!("/tmp/pvbench-{}", std::process::id()));
@@ -53,18 +59,27 @@ impl Lab {
             bail!("{} exists: a previous bench with this pid?", dir.display());
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        let runtime = if crio_bin.is_some() {
+            "crio"
+        } else {
+            "containerd"
+        };
         let lab = Lab {
-            endpoint: format!("unix://{}", dir.join("containerd.sock").display()),
+            endpoint: format!("unix://{}", dir.join(format!("{runtime}.sock")).display()),
             dir,
-            script: repo.join("hack/containerd-lab.sh"),
+            runtime,
+            script: repo.join(format!("hack/{runtime}-lab.sh")),
+            crio_bin: crio_bin.map(Path::to_path_buf),
             keep,
         };
-        run(Command::new(&lab.script)
+        run(lab
+            .command()
             .arg("config")
             .arg(&lab.dir)
             .args([bridge, subnet]))?;
-        run(Command::new(&lab.script).arg("start").arg(&lab.dir))?;
-        run(Command::new(&lab.script)
+        run(lab.command().arg("start").arg(&lab.dir))?;
+        run(lab
+            .command()
             .arg("import")
             .arg(&lab.dir)
             .arg(images.join("pause.tar"))
@@ -72,9 +87,18 @@ impl Lab {
         Ok(lab)
     }
 
+    /// The lab script, with the CRI-O build to use.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.script);
+        if let Some(bin) = &self.crio_bin {
+            cmd.env("CRIO_BIN_DIR", bin);
+        }
+        cmd
+    }
+
     /// The socket path.
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("containerd.sock")
+        self.dir.join(format!("{}.sock", self.runtime))
     }
 
     /// A directory under the lab, created.
@@ -84,9 +108,9 @@ impl Lab {
         Ok(p)
     }
 
-    /// containerd's pid.
-    pub fn containerd_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.dir.join("containerd.pid"))
+    /// The runtime daemon's pid.
+    pub fn runtime_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join(format!("{}.pid", self.runtime)))
             .ok()?
             .trim()
             .parse()
@@ -97,20 +121,23 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         eprintln!(
-            "bench: stopping containerd and its pods ({})",
+            "bench: stopping {} and its pods ({})",
+            self.runtime,
             self.dir.display()
         );
-        match Command::new(&self.script)
+        match self
+            .command()
             .args(["stop", "--all"])
             .arg(&self.dir)
             .output()
         {
             Ok(out) if out.status.success() => {}
             Ok(out) => eprintln!(
-                "bench: containerd-lab.sh stop --all failed:\n{}",
+                "bench: {}-lab.sh stop --all failed:\n{}",
+                self.runtime,
                 String::from_utf8_lossy(&out.stderr)
             ),
-            Err(e) => eprintln!("bench: cannot run containerd-lab.sh stop --all: {e}"),
+            Err(e) => eprintln!("bench: cannot run {}-lab.sh stop --all: {e}", self.runtime),
         }
         if self.keep {
             eprintln!("bench: kept {}", self.dir.display());

@@ -18,7 +18,8 @@ pub struct Machine {
     pub memory_mib: u64,
     /// `uname -r`.
     pub kernel: String,
-    /// `containerd --version`.
+    /// `containerd --version` (with `--crio-bin`: `crio version 1.x` instead, the runtime
+    /// of that run).
     pub containerd: String,
     /// /proc/loadavg at the start.
     pub load_before: String,

@@ -23,7 +23,7 @@ mod report;
 mod scale;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -124,6 +124,10 @@ struct Args {
     /// Pod subnet of the private containerd
     #[arg(long, default_value = "10.91.0.0/16")]
     subnet: String,
+    /// Run against CRI-O instead of containerd: the directory of a CRI-O build (crio, pinns;
+    /// see hack/crio-lab.sh), e.g. /opt/crio/bin
+    #[arg(long)]
+    crio_bin: Option<PathBuf>,
     /// Keep the lab directory (logs, manifests) after the run
     #[arg(long)]
     keep: bool,
@@ -256,7 +260,7 @@ async fn scenarios(lab: &Lab, s: &Settings, figures: &mut Figures) -> Result<()>
             Scenario::Burst => scale::burst(&mut b).await?,
             Scenario::Resync => scale::resync(&mut b).await?,
             Scenario::Adopt => scale::adopt(&mut b).await?,
-            Scenario::Idle => scale::idle(&mut b, lab.containerd_pid()).await?,
+            Scenario::Idle => scale::idle(&mut b, lab.runtime_pid()).await?,
             Scenario::NodeApi => nodeapi::run(&mut b).await?,
             Scenario::Housekeeping => housekeeping::run(&mut b, &lab.endpoint).await?,
         }
@@ -304,6 +308,17 @@ fn run() -> Result<bool> {
     let settings = Settings::from_args(&args)?;
     let repo = repo();
     let mut machine = machine::detect(&repo);
+    if let Some(bin) = &args.crio_bin {
+        let out = Command::new(bin.join("crio"))
+            .arg("--version")
+            .output()
+            .with_context(|| format!("cannot run {}/crio", bin.display()))?;
+        machine.containerd = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("crio")
+            .to_owned();
+    }
     let images = match &args.images {
         Some(d) => d.clone(),
         None => {
@@ -314,7 +329,14 @@ fn run() -> Result<bool> {
     };
     let mut figures = Figures::new(&settings);
     let result = {
-        let lab = Lab::start(&repo, &images, &args.bridge, &args.subnet, args.keep)?;
+        let lab = Lab::start(
+            &repo,
+            &images,
+            &args.bridge,
+            &args.subnet,
+            args.crio_bin.as_deref(),
+            args.keep,
+        )?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

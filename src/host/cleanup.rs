@@ -81,27 +81,81 @@ fn remove_within(dir: &Path, dev: u64) -> Result<(), HostError> {
 /// Removes the pod's cgroup directories (named for the cgroup driver, under any QoS class)
 /// in every hierarchy; the runtime does not remove parents it did not create.
 fn remove_cgroups(ctx: &NodeContext, uid: &str) {
-    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
-        return;
+    remove_cgroups_under(Path::new("/sys/fs/cgroup"), ctx, uid);
+}
+
+/// [`remove_cgroups`] below the cgroup mount `mount`: in each v1 hierarchy mounted under it
+/// (and the hybrid mode's `unified`), and in `mount` itself, which is the whole tree on a
+/// cgroup v2 host. Returns what it removed.
+fn remove_cgroups_under(mount: &Path, ctx: &NodeContext, uid: &str) -> Vec<PathBuf> {
+    let Ok(hierarchies) = fs::read_dir(mount) else {
+        return Vec::new();
     };
     let mut bases: Vec<PathBuf> = hierarchies.flatten().map(|e| e.path()).collect();
-    bases.push(PathBuf::from("/sys/fs/cgroup")); // cgroup v2: the unified tree itself
+    bases.push(mount.to_path_buf()); // cgroup v2: the unified tree itself
     let names = cgroups::pod_cgroups_any_qos(ctx.cgroup_driver, &ctx.cgroup_root, uid);
+    let mut removed = Vec::new();
     for base in bases {
         for name in &names {
             let dir = base.join(name.trim_start_matches('/'));
             match fs::remove_dir(&dir) {
-                Ok(()) => debug!(path = %dir.display(), "removed pod cgroup"),
+                Ok(()) => {
+                    debug!(path = %dir.display(), "removed pod cgroup");
+                    removed.push(dir);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => debug!(path = %dir.display(), error = %e, "pod cgroup not removed"),
             }
         }
     }
+    removed
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14: the same pod cgroup names on a cgroup v2 host (one tree at the mount), a
+    /// hybrid one and a v1 one (a tree per hierarchy), for both drivers.
+    #[test]
+    fn pod_cgroups_are_removed_from_v1_hybrid_and_v2_layouts_for_both_drivers() {
+        use crate::pod::{CgroupDriver, QosClass};
+        let uid = "1234-abcd";
+        let state = tempfile::tempdir().expect("tempdir");
+        for driver in [CgroupDriver::Cgroupfs, CgroupDriver::Systemd] {
+            let mut ctx = NodeContext::detect(
+                crate::pod::NodeName::new("n"),
+                state.path().join("root"),
+                state.path().join("logs"),
+            );
+            ctx.cgroup_driver = driver;
+            let mine = cgroups::pod_cgroup(driver, &ctx.cgroup_root, QosClass::Burstable, uid);
+            let other =
+                cgroups::pod_cgroup(driver, &ctx.cgroup_root, QosClass::Burstable, "other-uid");
+            let (mine, other) = (mine.trim_start_matches('/'), other.trim_start_matches('/'));
+            // v2: one tree at the mount; v1 and hybrid: a tree per hierarchy below it
+            for layout in [&[""][..], &["memory", "cpu,cpuacct", "unified"][..]] {
+                let mount = tempfile::tempdir().expect("tempdir");
+                let mut made = Vec::new();
+                for h in layout {
+                    let dir = mount.path().join(h).join(mine);
+                    fs::create_dir_all(&dir).expect("cgroup dir");
+                    fs::create_dir_all(mount.path().join(h).join(other)).expect("other");
+                    made.push(dir);
+                }
+                let mut removed = remove_cgroups_under(mount.path(), &ctx, uid);
+                removed.sort();
+                made.sort();
+                assert_eq!(removed, made, "{driver:?} {layout:?}");
+                for h in layout {
+                    assert!(
+                        mount.path().join(h).join(other).exists(),
+                        "another pod's stays"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_tree_is_removed_without_following_symlinks() {

@@ -13,7 +13,9 @@
 //!
 //! `manifest` turns files into [`pod::StaticPod`]s, `reconcile` decides (pure) and applies
 //! (through the [`runtime::Runtime`] and [`host::Host`] traits), `health` watches the runtime's
-//! conditions and the node's pressure, `status` and `mirror` report,
+//! conditions and the node's pressure, `logfiles` and `images` keep the disk from filling
+//! (log rotation and retention, image garbage collection), `registry` finds pull credentials
+//! and watches pulls, `status` and `mirror` report,
 //! `api` (the local status API) and `nodeapi` (the kubelet's node API: logs, exec,
 //! port-forward, stats) serve what the loops publish, and `app` wires the tasks together. Nothing in `manifest` or `reconcile::plan` performs IO.
 //! Shared words sit low (`pod`, `backoff`, `clock`, `metrics`); nothing imports upwards.

@@ -128,9 +128,16 @@ pub struct Lab {
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 impl Lab {
-    /// Configures, starts and fills a containerd.
+    /// Configures, starts and fills a containerd; or, with `PODVISOR_LAB_RUNTIME=crio` (and
+    /// [`CRIO_BIN_ENV`]), a CRI-O, so that any suite can be run against CRI-O as it is.
     pub fn start() -> Lab {
-        Lab::start_kind(Kind::Containerd, &[], None)
+        let kind = match std::env::var("PODVISOR_LAB_RUNTIME").as_deref() {
+            Ok("crio") => {
+                Kind::Crio(crio_bin().expect("PODVISOR_LAB_RUNTIME=crio needs PODVISOR_CRIO_BIN"))
+            }
+            _ => Kind::Containerd,
+        };
+        Lab::start_kind(kind, &[], None)
     }
 
     /// [`Lab::start`] with containerd's root (images, snapshots) on a tmpfs of `mib` MiB of

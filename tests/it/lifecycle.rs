@@ -465,6 +465,12 @@ async fn container_logs_are_linked_where_log_shippers_look_and_the_links_go_with
     let o = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
     let first = running(&o, &pod)[0].id.clone();
     let link = |id: &str| d.links.join(format!("{pod}_kube-system_main-{id}.log"));
+    // The link follows the start (and the log file's creation) by a moment.
+    let deadline = std::time::Instant::now() + T;
+    while std::fs::symlink_metadata(link(&first.0)).is_err() && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let target = std::fs::read_link(link(&first.0)).expect("a link named as the kubelet names it");
     assert!(target.starts_with(&d.logs), "{}", target.display());
     assert!(target.ends_with("main/0.log"), "{}", target.display());

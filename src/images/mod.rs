@@ -125,6 +125,8 @@ fn disk_short(health: &NodeHealth) -> bool {
 /// The image garbage collection task; stops when `token` is cancelled. Besides the periodic
 /// collection, a disk running short (an `imagefs.available` or `nodefs.available` threshold
 /// met) has every unused image removed at once, as the kubelet's eviction manager reclaims.
+/// A high threshold of 100 turns both off (the kubelet would still reclaim under pressure; an
+/// operator who says "never" means never).
 pub async fn collect_garbage<R: Runtime>(
     runtime: Arc<R>,
     policy: GcPolicy,
@@ -134,6 +136,10 @@ pub async fn collect_garbage<R: Runtime>(
     mut health: watch::Receiver<NodeHealth>,
     token: CancellationToken,
 ) {
+    if policy.high_percent >= 100 {
+        // 100: images are never removed, not even under disk pressure.
+        return;
+    }
     tokio::select! {
         () = token.cancelled() => return,
         synced = state.wait_for(|s| s.synced) => if synced.is_err() { return },
@@ -291,5 +297,29 @@ mod tests {
         assert!(rt.image_ids().is_empty(), "{:?}", rt.image_ids());
         token.cancel();
         task.await.expect("task");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_high_threshold_of_100_removes_nothing_even_under_disk_pressure() {
+        let clock = Clock::tokio(Timestamp(0));
+        let rt = Arc::new(FakeRuntime::new(clock));
+        rt.add_image(image("sha256:a", "example.org/a:1"));
+        let policy = GcPolicy {
+            high_percent: 100,
+            min_age: Duration::ZERO,
+            ..GcPolicy::default()
+        };
+        let (_snap_tx, snaps) = watch::channel(Some(Arc::new(Snapshot::default())));
+        let (_state_tx, state) = watch::channel(Arc::new(ReconcileState {
+            synced: true,
+            ..ReconcileState::default()
+        }));
+        let mut pressed = NodeHealth::default();
+        pressed.met.insert(Signal::NodefsAvailable);
+        let (_health_tx, health) = watch::channel(pressed);
+        let token = CancellationToken::new();
+        collect_garbage(rt.clone(), policy, clock, snaps, state, health, token).await;
+        assert_eq!(rt.image_ids(), ["sha256:a"]);
+        assert!(rt.calls().is_empty(), "{:?}", rt.calls());
     }
 }

@@ -99,8 +99,8 @@ impl Daemon {
         self.child = Some(child);
     }
 
-    /// Tests run side by side: the node API on any free port, the healthz off and container
-    /// log links in the lab, unless a test names them.
+    /// Tests run side by side: the node API on any free port, the healthz off, container
+    /// log links in the lab and image GC off, unless a test names them.
     fn port_defaults(&self) -> Vec<String> {
         let named = |flag: &str| {
             self.extra
@@ -113,6 +113,11 @@ impl Daemon {
         }
         if !named("--healthz-port") {
             args.extend(["--healthz-port".to_owned(), "0".to_owned()]);
+        }
+        // The machine's own disk may be nearly full (CI's is): images a later step needs
+        // must not be collected under the tests, which cannot pull them back.
+        if !named("--image-gc-high-threshold") {
+            args.extend(["--image-gc-high-threshold".to_owned(), "100".to_owned()]);
         }
         if !named("--container-log-links") {
             args.push("--container-log-links".to_owned());

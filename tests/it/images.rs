@@ -131,7 +131,17 @@ async fn a_small_image_filesystem_filled_past_the_thresholds_reports_disk_pressu
     let cri = lab.cri();
     // The kubelet's thresholds (85 % high, 15 % imagefs.available): only the minimum age is
     // zero, so the test need not wait two minutes.
-    let d = Daemon::start_with(&lab, &["--image-minimum-gc-age", "0s"]);
+    let d = Daemon::start_with(
+        &lab,
+        &[
+            "--image-gc-high-threshold",
+            "85",
+            "--image-gc-low-threshold",
+            "80",
+            "--image-minimum-gc-age",
+            "0s",
+        ],
+    );
     d.write(
         "held.yaml",
         &format!(

@@ -137,7 +137,9 @@ pub async fn collect_garbage<R: Runtime>(
     token: CancellationToken,
 ) {
     if policy.high_percent >= 100 {
-        // 100: images are never removed, not even under disk pressure.
+        // 100: images are never removed, not even under disk pressure. The task still lives
+        // until shutdown: a task that ends is a loop that stopped.
+        token.cancelled().await;
         return;
     }
     tokio::select! {
@@ -318,8 +320,20 @@ mod tests {
         pressed.met.insert(Signal::NodefsAvailable);
         let (_health_tx, health) = watch::channel(pressed);
         let token = CancellationToken::new();
-        collect_garbage(rt.clone(), policy, clock, snaps, state, health, token).await;
+        let task = tokio::spawn(collect_garbage(
+            rt.clone(),
+            policy,
+            clock,
+            snaps,
+            state,
+            health,
+            token.clone(),
+        ));
+        tokio::time::sleep(PERIOD * 2).await;
+        assert!(!task.is_finished(), "the task lives until shutdown");
         assert_eq!(rt.image_ids(), ["sha256:a"]);
         assert!(rt.calls().is_empty(), "{:?}", rt.calls());
+        token.cancel();
+        task.await.expect("task");
     }
 }

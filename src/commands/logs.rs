@@ -106,8 +106,7 @@ pub async fn run(args: &LogsArgs, out: &mut dyn Write) -> Result<(), ClientError
     let io = |e: std::io::Error| ClientError::Http(format!("{file}: {e}"));
     let live = std::path::Path::new(&file);
     // The rotated files first (oldest first, compressed ones gunzipped), then the live one.
-    let mut older = logfiles::files::all_logs(live).map_err(io)?;
-    older.pop();
+    let older = logfiles::files::rotated(live).map_err(io)?;
     let mut pending = Vec::new();
     copy_lines(
         &mut BufReader::new(logfiles::files::chain(&older).map_err(io)?),

@@ -56,9 +56,9 @@ pub fn siblings(log: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(rotation::siblings_of(log, &names(dir)?))
 }
 
-/// Every file holding `log`'s lines, oldest first, `log` itself last.
-pub fn all_logs(log: &Path) -> io::Result<Vec<PathBuf>> {
-    Ok(rotation::all_logs(log, &siblings(log)?))
+/// The rotated files still holding `log`'s lines, oldest first (`log` itself not among them).
+pub fn rotated(log: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(rotation::rotated(&siblings(log)?))
 }
 
 /// Removes a file; one already gone is fine.
@@ -163,7 +163,8 @@ mod tests {
         fs::write(dir.path().join("0.log.20261201-120000.tmp"), b"junk\n").expect("w");
         fs::write(dir.path().join("1.log"), b"other attempt\n").expect("w");
         fs::write(&live, b"three\n").expect("w");
-        let files = all_logs(&live).expect("list");
+        let mut files = rotated(&live).expect("list");
+        files.push(live);
         let mut text = String::new();
         chain(&files)
             .expect("chain")

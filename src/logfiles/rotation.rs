@@ -83,15 +83,15 @@ fn in_use(file: &Path, all: &[PathBuf]) -> bool {
     !all.iter().any(|o| o.to_string_lossy() == compressed)
 }
 
-/// Every file holding the log's lines, oldest first, the live log last: what `logs` reads.
-pub fn all_logs(log: &Path, siblings: &[PathBuf]) -> Vec<PathBuf> {
+/// The rotated files still holding the log's lines, oldest first: what `logs` reads before
+/// the live log.
+pub fn rotated(siblings: &[PathBuf]) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = siblings
         .iter()
         .filter(|s| in_use(s, siblings))
         .cloned()
         .collect();
     files.sort();
-    files.push(log.to_path_buf());
     files
 }
 
@@ -294,12 +294,11 @@ mod tests {
             sib("0.log.20261201-130000.tmp"),
         ];
         assert_eq!(
-            all_logs(&log(), &siblings),
+            rotated(&siblings),
             [
                 sib("0.log.20261201-100000.gz"),
                 sib("0.log.20261201-110000.gz"),
                 sib("0.log.20261201-120000"),
-                log()
             ]
         );
     }

@@ -24,6 +24,30 @@ async fn tags(cri: &podvisor::runtime::CriRuntime) -> Vec<String> {
     t
 }
 
+/// A pod whose init container always fails: its app's image, spare:1, is named by the
+/// manifest and never used by a container.
+fn write_held(d: &Daemon) {
+    d.write(
+        "held.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: held}}\nspec:\n  initContainers:\n  - name: wait\n    image: {BUSYBOX}\n    command: [sh, -c, 'exit 1']\n  containers:\n  - name: app\n    image: podvisor.local/spare:1\n    command: [sh, -c, 'sleep 3600']\n"
+        ),
+    );
+}
+
+/// Waits until the runtime no longer holds an image named `tag`.
+async fn wait_removed(cri: &podvisor::runtime::CriRuntime, d: &Daemon, tag: &str) {
+    let deadline = Instant::now() + T;
+    while tags(cri).await.iter().any(|t| t == tag) {
+        assert!(
+            Instant::now() < deadline,
+            "{tag} never removed:\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs root and containerd: run with --include-ignored"]
 async fn over_the_threshold_unused_images_go_but_a_manifests_image_stays_while_its_pod_cannot_start()
@@ -54,28 +78,11 @@ async fn over_the_threshold_unused_images_go_but_a_manifests_image_stays_while_i
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 0.2; done']\n"
         ),
     );
-    // An init container that always fails: the app's image is named, never used.
-    d.write(
-        "held.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: held}}\nspec:\n  initContainers:\n  - name: wait\n    image: {BUSYBOX}\n    command: [sh, -c, 'exit 1']\n  containers:\n  - name: app\n    image: podvisor.local/spare:1\n    command: [sh, -c, 'sleep 3600']\n"
-        ),
-    );
+    write_held(&d);
     let pod = d.pod("web");
     wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
 
-    let deadline = Instant::now() + T;
-    while tags(&cri)
-        .await
-        .contains(&"podvisor.local/spare:2".to_owned())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "spare:2 never removed:\n{}",
-            d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_removed(&cri, &d, "podvisor.local/spare:2").await;
     let after = tags(&cri).await;
     for kept in [
         "podvisor.local/busybox:1.35",
@@ -142,24 +149,8 @@ async fn a_small_image_filesystem_filled_past_the_thresholds_reports_disk_pressu
             "0s",
         ],
     );
-    d.write(
-        "held.yaml",
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: held}}\nspec:\n  initContainers:\n  - name: wait\n    image: {BUSYBOX}\n    command: [sh, -c, 'exit 1']\n  containers:\n  - name: app\n    image: podvisor.local/spare:1\n    command: [sh, -c, 'sleep 3600']\n"
-        ),
-    );
-    let deadline = Instant::now() + T;
-    while tags(&cri)
-        .await
-        .contains(&"podvisor.local/spare:2".to_owned())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "spare:2 never removed:\n{}",
-            d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    write_held(&d);
+    wait_removed(&cri, &d, "podvisor.local/spare:2").await;
     let after = tags(&cri).await;
     assert!(
         after.contains(&"podvisor.local/spare:1".to_owned()),

@@ -20,7 +20,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn run(cmd: &mut Command) {
+/// Runs `cmd`, failing the test with its output unless it succeeds; returns its stdout.
+pub fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -30,6 +31,7 @@ fn run(cmd: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Builds the test images once per test process.
@@ -255,7 +257,7 @@ impl Lab {
                 .arg("--root")
                 .arg(self.dir.path().join("runc"))
                 .args(["kill", id, "KILL"])),
-        }
+        };
     }
 }
 

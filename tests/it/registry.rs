@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::daemon::Daemon;
-use crate::lab::{Lab, wait_for};
+use crate::lab::{Lab, run, wait_for};
 use crate::lifecycle::running;
 
 const T: Duration = Duration::from_secs(60);
@@ -23,19 +23,6 @@ const USER: &str = "puller";
 /// Distinctive, so that finding it anywhere it should not be is certain.
 const PASSWORD: &str = "Zq7-secret-pw-91x";
 const WRONG: &str = "Wr0ng-pw-never-log-me";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn require_registry_tools() {
     for bin in [

@@ -189,12 +189,7 @@ impl Reader {
         };
         let meta = file.metadata().map_err(read_error)?;
         // Lines from before the last rotations come first, as far as they are wanted.
-        let older = logfiles::files::all_logs(&resolved)
-            .map(|mut all| {
-                all.pop();
-                all
-            })
-            .map_err(read_error)?;
+        let older = logfiles::files::rotated(&resolved).map_err(read_error)?;
         let history_of = |skip: u64| -> Result<Option<History>, LogsError> {
             Ok(Some(History {
                 reader: logfiles::files::chain(&older).map_err(read_error)?,

@@ -67,8 +67,10 @@ async fn a_fast_writers_log_is_rotated_and_compressed_and_reads_back_with_no_lin
     let dir = container_dir(&d.logs, &pod, "app");
     let deadline = Instant::now() + T;
     loop {
+        // podvisor's published state follows the runtime by one observation: until it has
+        // seen the container start, `logs` answers that it has not started yet.
         let (code, out, err) = d.cli(&["logs", "writer"]);
-        assert_eq!(code, 0, "{err}");
+        assert!(code == 0 || err.contains("not started yet"), "{err}");
         if out.ends_with("done\n") {
             break;
         }

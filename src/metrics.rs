@@ -116,6 +116,8 @@ pub struct Metrics {
     apiserver_requests: Family<VerbLabel, Counter>,
     node_condition: Family<ConditionLabel, Gauge>,
     review_errors: Counter,
+    updates_held: Counter,
+    rollbacks: Counter,
     pulls_in_flight: Gauge,
     pull_duration: Family<ResultLabel, Histogram>,
     certificates: [Certificate; 2],
@@ -175,6 +177,20 @@ impl Metrics {
         let apiserver_requests = Family::<VerbLabel, Counter>::default();
         let node_condition = Family::<ConditionLabel, Gauge>::default();
         let review_errors = Counter::default();
+        let updates_held = Counter::default();
+        let rollbacks = Counter::default();
+        registry.register(
+            "pod_updates_held",
+            "Times a pod's new version could not be made ready (image pull, host paths) and \
+             its running version was kept",
+            updates_held.clone(),
+        );
+        registry.register(
+            "pod_rollbacks",
+            "Times a pod's new version failed its health gate and the last healthy version \
+             was restored",
+            rollbacks.clone(),
+        );
         let pulls_in_flight = Gauge::default();
         // A pull takes from milliseconds (a cached layer) to many minutes.
         let pull_duration = Family::<ResultLabel, Histogram>::new_with_constructor(|| {
@@ -283,6 +299,8 @@ impl Metrics {
             apiserver_requests,
             node_condition,
             review_errors,
+            updates_held,
+            rollbacks,
             pulls_in_flight,
             pull_duration,
             certificates,
@@ -369,6 +387,16 @@ impl Metrics {
     /// Records a successful manifest directory scan at `unix_seconds`.
     pub fn resynced(&self, unix_seconds: f64) {
         self.last_resync.set(unix_seconds);
+    }
+
+    /// Records a pod update held back because its new version could not be made ready.
+    pub fn update_held(&self) {
+        self.updates_held.inc();
+    }
+
+    /// Records a pod rolled back to its last healthy version.
+    pub fn rolled_back(&self) {
+        self.rollbacks.inc();
     }
 
     /// Records a node API request refused because its authorization review failed.

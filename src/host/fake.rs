@@ -14,6 +14,8 @@ use crate::pod::{PodKey, PodUid, StaticPod};
 pub enum HostCall {
     /// `prepare_pod(pod)`.
     PreparePod(PodKey),
+    /// `check_pod(pod)`.
+    CheckPod(PodKey),
     /// `prepare_container(pod, name, attempt)`.
     PrepareContainer(PodKey, String, u32),
     /// `cleanup_pod(key, uid)`.
@@ -55,8 +57,8 @@ impl FakeHost {
         self.lock().calls.clone()
     }
 
-    /// Makes the next call of `method` (`"prepare_pod"`, `"prepare_container"`,
-    /// `"cleanup_pod"`) fail.
+    /// Makes the next call of `method` (`"check_pod"`, `"prepare_pod"`,
+    /// `"prepare_container"`, `"cleanup_pod"`) fail.
     pub fn fail_next(&self, method: &'static str, message: &str) {
         self.lock()
             .failures
@@ -92,6 +94,11 @@ impl FakeHost {
 impl Host for FakeHost {
     async fn prepare_pod(&self, pod: Arc<StaticPod>) -> Result<Ready, HostError> {
         self.record(HostCall::PreparePod(pod.key.clone()), "prepare_pod")
+    }
+
+    async fn check_pod(&self, pod: Arc<StaticPod>) -> Result<(), HostError> {
+        self.record(HostCall::CheckPod(pod.key.clone()), "check_pod")
+            .map(|_| ())
     }
 
     async fn prepare_container(

@@ -49,6 +49,11 @@ pub trait Host: Send + Sync + 'static {
         pod: Arc<StaticPod>,
     ) -> impl Future<Output = Result<Ready, HostError>> + Send;
 
+    /// Checks, changing nothing, what `pod` needs of the host that cannot be made: its
+    /// hostPath volumes of a type that must exist. Run before a running version is stopped
+    /// for `pod`.
+    fn check_pod(&self, pod: Arc<StaticPod>) -> impl Future<Output = Result<(), HostError>> + Send;
+
     /// Makes the files container `name` mounts ready (volumes, `/etc/hosts`, its
     /// termination-message file, subPaths) and its log directory, before it is created.
     fn prepare_container(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{
     Host, HostError, NodeContext, Ready, TerminationSource, cleanup, log_links, podfiles, prepare,
+    volumes,
 };
 use crate::pod::environment::Addresses;
 use crate::pod::{PodKey, PodUid, StaticPod};
@@ -40,6 +41,11 @@ fn ctx_root(ctx: &NodeContext) -> std::path::PathBuf {
 impl Host for RealHost {
     async fn prepare_pod(&self, pod: Arc<StaticPod>) -> Result<Ready, HostError> {
         self.blocking("preparing pod", move |ctx| prepare::pod(&pod, ctx))
+            .await
+    }
+
+    async fn check_pod(&self, pod: Arc<StaticPod>) -> Result<(), HostError> {
+        self.blocking("checking pod", move |_| volumes::check_host_paths(&pod))
             .await
     }
 

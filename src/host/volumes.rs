@@ -213,8 +213,22 @@ pub fn ensure_sub_paths(mounts: &[(PathBuf, PathBuf)]) -> Result<(), HostError> 
     Ok(())
 }
 
-fn check_host_path(path: &Path, kind: &str) -> Result<(), HostError> {
-    let meta = fs::metadata(path);
+/// Checks what `pod`'s hostPath volumes need on the host without changing anything: a path
+/// of a type that must exist (`Directory`, `File`, `Socket`, ...) exists and is of it, and a
+/// `DirectoryOrCreate`/`FileOrCreate` path is absent or of its type. What podvisor checks
+/// before it stops a running version for a new one.
+pub fn check_host_paths(pod: &StaticPod) -> Result<(), HostError> {
+    for vol in pod.spec.volumes.iter().flatten() {
+        if let Some(hp) = &vol.host_path {
+            check_host_path_type(Path::new(&hp.path), hp.type_.as_deref().unwrap_or(""))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` fits the hostPath `kind`, as the kubelet checks it; `*OrCreate` kinds
+/// accept a missing path.
+fn check_host_path_type(path: &Path, kind: &str) -> Result<(), HostError> {
     let mismatch = |expected: &str| {
         host_error(
             "hostPath type check failed for",
@@ -222,28 +236,16 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), HostError> {
             format!("expected {expected}"),
         )
     };
+    let meta = fs::metadata(path);
     match kind {
         "" => Ok(()),
         "DirectoryOrCreate" => match meta {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(mismatch("a directory")),
-            Err(_) => {
-                fs::create_dir_all(path)
-                    .map_err(|e| host_error("creating hostPath directory", path, e.to_string()))?;
-                fs::set_permissions(path, fs::Permissions::from_mode(0o755))
-                    .map_err(|e| host_error("setting hostPath mode", path, e.to_string()))
-            }
+            Ok(m) if !m.is_dir() => Err(mismatch("a directory")),
+            _ => Ok(()),
         },
         "FileOrCreate" => match meta {
-            Ok(m) if m.is_file() => Ok(()),
-            Ok(_) => Err(mismatch("a file")),
-            Err(_) => fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map(|_| ())
-                .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o644)))
-                .map_err(|e| host_error("creating hostPath file", path, e.to_string())),
+            Ok(m) if !m.is_file() => Err(mismatch("a file")),
+            _ => Ok(()),
         },
         other => {
             let m = meta.map_err(|_| mismatch(&format!("an existing {other}")))?;
@@ -258,6 +260,30 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), HostError> {
             };
             if ok { Ok(()) } else { Err(mismatch(other)) }
         }
+    }
+}
+
+/// Checks a hostPath of `kind`, then creates it if its kind says so and it is missing.
+fn check_host_path(path: &Path, kind: &str) -> Result<(), HostError> {
+    check_host_path_type(path, kind)?;
+    if fs::metadata(path).is_ok() {
+        return Ok(());
+    }
+    match kind {
+        "DirectoryOrCreate" => {
+            fs::create_dir_all(path)
+                .map_err(|e| host_error("creating hostPath directory", path, e.to_string()))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+                .map_err(|e| host_error("setting hostPath mode", path, e.to_string()))
+        }
+        "FileOrCreate" => fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(|_| ())
+            .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o644)))
+            .map_err(|e| host_error("creating hostPath file", path, e.to_string())),
+        _ => Ok(()),
     }
 }
 

@@ -25,6 +25,8 @@ struct Carry {
     new_sandbox: Option<SandboxId>,
     /// The host side `PreparePod` made ready.
     prepared: Option<Ready>,
+    /// The container whose image `PrepareSwap` could not make present.
+    unready: Option<String>,
 }
 
 /// Runs `work` to completion or first failure, through the runtime `rt` and the host `host`.
@@ -46,11 +48,13 @@ pub async fn execute<R: Runtime, H: Host>(
             _ => None,
         };
         let runs_sandbox = matches!(action, Action::RunSandbox { .. });
+        let preparing = matches!(action, Action::PrepareSwap { .. });
         if let Err(error) = apply(rt, host, cx, &key, action, &mut carry).await {
             return Outcome {
                 key,
                 result: Err(WorkError {
-                    container: starting,
+                    held: preparing,
+                    container: starting.or(carry.unready),
                     blocks_new_sandbox: sandbox_ahead && !runs_sandbox,
                     error,
                 }),
@@ -75,6 +79,9 @@ async fn apply<R: Runtime, H: Host>(
     carry: &mut Carry,
 ) -> Result<(), StepError> {
     match action {
+        Action::PrepareSwap { pod, containers } => {
+            prepare_swap(rt, host, cx, key, &pod, &containers, carry).await
+        }
         Action::StopContainers { containers, reason } => {
             for t in &containers {
                 let message = wording::killing(&t.name, reason);
@@ -233,6 +240,74 @@ async fn apply<R: Runtime, H: Host>(
             Ok(())
         }
     }
+}
+
+/// Pull before swap: the new version's images made present and its host paths checked,
+/// while the old version runs on. A failure is reported as the kubelet reports a failed pull
+/// or start (event, waiting reason), plus a warning that the running version is kept.
+async fn prepare_swap<R: Runtime, H: Host>(
+    rt: &R,
+    host: &H,
+    cx: &ExecContext,
+    key: &PodKey,
+    pod: &Arc<StaticPod>,
+    containers: &[String],
+    carry: &mut Carry,
+) -> Result<(), StepError> {
+    let held = |cx: &ExecContext, what: String| {
+        cx.emit(
+            key,
+            EventType::Warning,
+            "UpdateHeld",
+            wording::update_held(&what),
+            None,
+        );
+    };
+    if let Err(e) = host.check_pod(pod.clone()).await {
+        held(cx, e.to_string());
+        return Err(e.into());
+    }
+    for name in containers {
+        let Some((kind, c)) = pod.container(name) else {
+            continue;
+        };
+        let image = c.image.clone().unwrap_or_default();
+        let policy = c.image_pull_policy.clone().unwrap_or_default();
+        let field = container_field(kind == ContainerKind::Init, name);
+        let pulling = || {
+            cx.emit(
+                key,
+                EventType::Normal,
+                "Pulling",
+                format!("Pulling image {image:?}"),
+                Some(field.clone()),
+            );
+        };
+        match rt.ensure_image(&image, &policy, Some(&pulling)).await {
+            Ok(source) => {
+                if !matches!(source, crate::runtime::ImageSource::Present) {
+                    cx.emit(
+                        key,
+                        EventType::Normal,
+                        "Pulled",
+                        wording::pulled(&image, source),
+                        Some(field.clone()),
+                    );
+                }
+            }
+            Err(e) => {
+                let reason = match e.waiting_reason() {
+                    WaitingReason::ErrImageNeverPull => "ErrImageNeverPull",
+                    _ => "Failed",
+                };
+                cx.emit(key, EventType::Warning, reason, e.to_string(), Some(field));
+                held(cx, e.to_string());
+                carry.unready = Some(name.clone());
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The addresses a container of `pod` in `sandbox` sees: the sandbox's IP, or the node's for

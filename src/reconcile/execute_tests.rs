@@ -501,3 +501,87 @@ async fn a_pulled_image_is_announced_by_pulling_before_pulled_issue_15() {
         events[1].1
     );
 }
+
+/// Issue 16.1: a new version whose image cannot be pulled leaves the running version
+/// untouched: nothing after `PrepareSwap` runs, the failure names the container and image,
+/// and the events say the update is held.
+#[tokio::test]
+async fn an_unpullable_new_image_stops_nothing_and_holds_the_update() {
+    let rt = FakeRuntime::new(Clock::System);
+    let old = pod(POD);
+    let running_id = running(&rt, &old, 0).await;
+    let new = pod(&POD.replace("busybox:1.35", "busybox:no-such-tag"));
+    rt.set_unpullable("busybox:no-such-tag");
+    let (cx, mut rx) = context(Clock::System);
+    let work = PodWork {
+        key: new.key.clone(),
+        actions: vec![
+            Action::PrepareSwap {
+                pod: new.clone(),
+                containers: vec!["app".into()],
+            },
+            Action::StopContainers {
+                containers: vec![StopTarget {
+                    id: running_id.clone(),
+                    name: "app".into(),
+                    grace: MIN_GRACE,
+                    pre_stop: None,
+                }],
+                reason: StopReason::SpecChanged,
+            },
+        ],
+    };
+    let err = execute(&rt, &FakeHost::new(), &cx, work)
+        .await
+        .result
+        .expect_err("the pull fails");
+    assert!(err.held);
+    assert_eq!(err.container.as_deref(), Some("app"));
+    assert_eq!(err.error.failed_pull(), Some("busybox:no-such-tag"));
+    assert!(
+        err.describe()
+            .starts_with("update held, the running version is kept")
+    );
+    assert!(stops(&rt).is_empty(), "nothing was stopped");
+    assert_eq!(
+        rt.running(&old.key.name).len(),
+        1,
+        "the old version runs on"
+    );
+    let reasons: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, ["Pulling", "Failed", "UpdateHeld"]);
+}
+
+/// Issue 16.1: a host path the new version needs and the node lacks holds the update too.
+#[tokio::test]
+async fn a_missing_host_path_of_the_new_version_holds_the_update() {
+    let rt = FakeRuntime::new(Clock::System);
+    let new = pod(POD);
+    let host = FakeHost::new();
+    host.fail_next("check_pod", "no /data");
+    let (cx, _rx) = context(Clock::System);
+    let work = PodWork {
+        key: new.key.clone(),
+        actions: vec![
+            Action::PrepareSwap {
+                pod: new.clone(),
+                containers: vec!["app".into()],
+            },
+            Action::StopSandbox(SandboxId("never-reached".into())),
+        ],
+    };
+    let err = execute(&rt, &host, &cx, work)
+        .await
+        .result
+        .expect_err("the check fails");
+    assert!(err.held);
+    assert!(matches!(err.error, StepError::Host(_)));
+    assert!(
+        !rt.calls()
+            .iter()
+            .any(|c| matches!(c, FakeCall::StopSandbox(_) | FakeCall::EnsureImage(..))),
+        "neither pulled nor stopped"
+    );
+}

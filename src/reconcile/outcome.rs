@@ -54,6 +54,9 @@ pub struct WorkError {
     pub container: Option<String>,
     /// The step failed while clearing the way for a new sandbox: the new version waits.
     pub blocks_new_sandbox: bool,
+    /// The step was preparing a new version (pull before swap): the old version was left
+    /// running, untouched.
+    pub held: bool,
     /// What failed.
     pub error: StepError,
 }
@@ -62,7 +65,12 @@ impl WorkError {
     /// How the failure reads in `lastError`: a failure to stop the old version says that
     /// the new one waits for it.
     pub fn describe(&self) -> String {
-        if self.blocks_new_sandbox {
+        if self.held {
+            format!(
+                "update held, the running version is kept: the new version cannot start: {}",
+                self.error
+            )
+        } else if self.blocks_new_sandbox {
             format!(
                 "the new version waits for the old one to stop: {}",
                 self.error

@@ -205,6 +205,11 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
                 changed = snapshots.changed() => {
                     if changed.is_err() { break; }
                     if let Some(s) = snapshots.borrow_and_update().clone() {
+                        for key in edited(&snapshot, &s) {
+                            // a fixed file applies at once, not after the broken one's backoff
+                            self.retry_at.remove(key);
+                            self.pod_retry.reset(key);
+                        }
                         snapshot = s;
                         snapshot_synced = false;
                     }
@@ -401,6 +406,7 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
                     key,
                     result: Err(WorkError {
                         container: None,
+                        held: false,
                         blocks_new_sandbox: false,
                         error: StepError::TaskDied(e.to_string()),
                     }),
@@ -425,6 +431,11 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
             Err(failure) => {
                 let now = self.clock.now();
                 let message = failure.describe();
+                if failure.held
+                    && let Some(m) = &self.metrics
+                {
+                    m.update_held();
+                }
                 if self.state.pod_errors.get(&key) != Some(&message) {
                     warn!(pod = %key, error = %message, "pod work failed; will retry");
                 } else {
@@ -570,6 +581,15 @@ async fn forward_exits<R: Runtime>(
             _ = tokio::time::sleep(retry.next_drawn()) => {}
         }
     }
+}
+
+/// The pods whose version differs between two snapshots (new ones included).
+fn edited<'a>(old: &Snapshot, new: &'a Snapshot) -> Vec<&'a PodKey> {
+    new.pods
+        .iter()
+        .filter(|(k, p)| old.pods.get(*k).is_none_or(|o| o.hash != p.hash))
+        .map(|(k, _)| k)
+        .collect()
 }
 
 fn earliest(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {

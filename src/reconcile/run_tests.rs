@@ -49,3 +49,38 @@ async fn a_lost_exit_stream_is_taken_up_again_with_one_wake_for_the_exits_it_mis
     shutdown.cancel();
     task.await.expect("forwarder ends on shutdown");
 }
+
+fn snapshot_of(yamls: &[&str]) -> Snapshot {
+    let mut s = Snapshot::default();
+    for y in yamls {
+        let p = crate::manifest::testing::static_pod(y);
+        s.pods.insert(p.key.clone(), Arc::new(p));
+    }
+    s
+}
+
+/// Issue 16.1: a pod whose file changed is retried at once, whatever backoff its previous
+/// version earned; pods whose file did not change keep theirs.
+#[test]
+fn only_pods_whose_version_changed_count_as_edited() {
+    let pod = |name: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: app, image: '{image}'}}]}}\n"
+        )
+    };
+    let old = snapshot_of(&[&pod("a", "busybox:1"), &pod("b", "busybox:1")]);
+    let new = snapshot_of(&[
+        &pod("a", "busybox:2"),
+        &pod("b", "busybox:1"),
+        &pod("c", "busybox:1"),
+    ]);
+    let names: Vec<&str> = edited(&old, &new)
+        .into_iter()
+        .map(|k| k.name.as_str())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(
+        names[0].starts_with("a-") && names[1].starts_with("c-"),
+        "{names:?}"
+    );
+}

@@ -22,6 +22,12 @@ pub(super) fn pulled(image: &str, source: ImageSource) -> String {
     }
 }
 
+/// The `UpdateHeld` event of a pod whose new version could not be made ready while its old
+/// one runs on.
+pub(super) fn update_held(why: &str) -> String {
+    format!("Keeping the running version: the new version cannot start: {why}")
+}
+
 /// The `Killing` event of a container about to be stopped.
 pub(super) fn killing(name: &str, reason: StopReason) -> String {
     match reason {

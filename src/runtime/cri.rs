@@ -376,7 +376,7 @@ impl CriRuntime {
     /// Makes the image present per the pull policy (never pulling a present image under
     /// IfNotPresent; never pulling at all under Never); returns the image's status and
     /// whether it was pulled. `pulling` is called once before a pull starts.
-    async fn ensure_image(
+    async fn ensure_image_status(
         &self,
         image: &str,
         policy: &str,
@@ -972,6 +972,15 @@ impl Runtime for CriRuntime {
         Ok(SandboxId(id))
     }
 
+    async fn ensure_image(
+        &self,
+        image: &str,
+        policy: &str,
+        pulling: Option<&(dyn Fn() + Send + Sync)>,
+    ) -> Result<ImageSource, RuntimeError> {
+        Ok(self.ensure_image_status(image, policy, pulling).await?.1)
+    }
+
     async fn start_container(&self, start: &ContainerStart<'_>) -> Result<Started, RuntimeError> {
         let ContainerStart {
             pod,
@@ -991,7 +1000,7 @@ impl Runtime for CriRuntime {
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| "IfNotPresent".into());
-        let (found, source) = self.ensure_image(&image, &policy, pulling).await?;
+        let (found, source) = self.ensure_image_status(&image, &policy, pulling).await?;
         check_run_as_non_root(pod, container, &found)?;
         let (config, sandbox_config) =
             container_configs(pod, name, (attempt, restarts), addrs, host, &self.ctx)?;

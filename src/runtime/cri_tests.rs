@@ -195,8 +195,8 @@ async fn pulls_wait_their_turn_one_at_a_time_by_default_as_the_kubelet_serialize
     let (_dir, path) = serve_images(images).await;
     let rt = pulling_runtime(&path, root.path(), Duration::from_secs(30));
     let (a, b) = tokio::join!(
-        rt.ensure_image("reg.io/a:1", "Always", None),
-        rt.ensure_image("reg.io/b:1", "Always", None)
+        rt.ensure_image_status("reg.io/a:1", "Always", None),
+        rt.ensure_image_status("reg.io/b:1", "Always", None)
     );
     let waited = |r: Result<(cri::Image, crate::runtime::ImageSource), RuntimeError>| match r {
         Ok((
@@ -234,7 +234,7 @@ async fn a_pull_tries_each_matching_credential_in_turn_until_one_works_issue_15(
         pulling.fetch_add(1, Ordering::SeqCst);
     };
     let (_, source) = rt
-        .ensure_image("reg.io/team/app:1", "Always", Some(&on_pull))
+        .ensure_image_status("reg.io/team/app:1", "Always", Some(&on_pull))
         .await
         .expect("the second credential works");
     assert!(matches!(
@@ -260,7 +260,7 @@ async fn a_refused_pull_says_why_without_any_credential_it_tried_issue_15() {
     let (_dir, path) = serve_images(images).await;
     let rt = pulling_runtime(&path, root.path(), Duration::from_secs(30));
     let err = rt
-        .ensure_image("reg.io/team/app:1", "Always", None)
+        .ensure_image_status("reg.io/team/app:1", "Always", None)
         .await
         .expect_err("refused");
     let text = err.to_string();
@@ -282,7 +282,7 @@ async fn a_pull_without_download_progress_is_cancelled_as_stalled_issue_15() {
     let (_dir, path) = serve_images(images).await;
     let rt = pulling_runtime(&path, root.path(), Duration::from_millis(300));
     let err = rt
-        .ensure_image("reg.io/app:1", "Always", None)
+        .ensure_image_status("reg.io/app:1", "Always", None)
         .await
         .expect_err("stalled");
     assert!(err.to_string().contains("pull stalled"), "{err}");
@@ -305,7 +305,7 @@ async fn a_slow_pull_whose_downloads_grow_is_not_cut_off_issue_15() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    rt.ensure_image("reg.io/app:1", "Always", None)
+    rt.ensure_image_status("reg.io/app:1", "Always", None)
         .await
         .expect("a pull that makes progress outlives the progress timeout");
     grow.abort();

@@ -43,6 +43,8 @@ pub enum FakeCall {
     RemoveSandbox(SandboxId),
     /// `exec_sync(id, cmd)`.
     ExecSync(ContainerId, Vec<String>),
+    /// `ensure_image(image, policy)`.
+    EnsureImage(String, String),
 }
 
 #[derive(Default)]
@@ -67,6 +69,8 @@ struct State {
     images: BTreeMap<String, RuntimeImage>,
     /// Image IDs the runtime reports in use besides its containers' (its sandbox image).
     sandbox_images: BTreeSet<String>,
+    /// Image names no registry has: pulling them fails, starting a container of them too.
+    unpullable: BTreeSet<String>,
 }
 
 /// An in-memory runtime.
@@ -108,6 +112,16 @@ impl FakeRuntime {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pull_error(&self, image: &str) -> Result<(), RuntimeError> {
+        if self.lock().unpullable.contains(image) {
+            return Err(RuntimeError::ImagePull {
+                image: image.to_owned(),
+                message: format!("{image}: not found"),
+            });
+        }
+        Ok(())
     }
 
     /// Every call so far, in order.
@@ -160,6 +174,12 @@ impl FakeRuntime {
     /// Makes `exec_sync` of commands starting with `program` return `output`.
     pub fn set_exec_result(&self, program: &str, output: ExecOutput) {
         self.lock().exec_results.insert(program.to_owned(), output);
+    }
+
+    /// Makes `image` unpullable, as a tag no registry has: ensuring it fails with
+    /// [`RuntimeError::ImagePull`], and so does starting a container of it.
+    pub fn set_unpullable(&self, image: &str) {
+        self.lock().unpullable.insert(image.to_owned());
     }
 
     /// Adds an image the runtime holds.
@@ -350,6 +370,9 @@ impl Runtime for FakeRuntime {
         let (kind, container) = pod
             .container(name)
             .ok_or_else(|| RuntimeError::NoSuchContainer(name.to_owned()))?;
+        if let Some(image) = container.image.as_deref() {
+            self.pull_error(image)?;
+        }
         let id = ContainerId(self.next_id("ct"));
         let now = self.clock.now();
         let mut s = self.lock();
@@ -408,6 +431,43 @@ impl Runtime for FakeRuntime {
             ImageSource::Present
         };
         Ok(Started { id, image })
+    }
+
+    async fn ensure_image(
+        &self,
+        image: &str,
+        policy: &str,
+        pulling: Option<&(dyn Fn() + Send + Sync)>,
+    ) -> Result<ImageSource, RuntimeError> {
+        self.record(
+            FakeCall::EnsureImage(image.to_owned(), policy.to_owned()),
+            "ensure_image",
+        )?;
+        // An unpullable image is missing here: a pull is announced, then fails.
+        let missing = self.pull_error(image);
+        if missing.is_err() {
+            if policy == "Never" {
+                return Err(RuntimeError::ImageNeverPull {
+                    image: image.to_owned(),
+                });
+            }
+            if let Some(pulling) = pulling {
+                pulling();
+            }
+            return missing.map(|()| ImageSource::Present);
+        }
+        // As a registry that has every other image: `Always` pulls, anything else finds it.
+        if policy == "Always" {
+            if let Some(pulling) = pulling {
+                pulling();
+            }
+            return Ok(ImageSource::Pulled {
+                took: Duration::ZERO,
+                with_waiting: Duration::ZERO,
+                size: 0,
+            });
+        }
+        Ok(ImageSource::Present)
     }
 
     async fn start_created(&self, id: &ContainerId) -> Result<(), RuntimeError> {

@@ -555,6 +555,17 @@ pub trait Runtime: Send + Sync + 'static {
         host: Ready,
     ) -> impl Future<Output = Result<SandboxId, RuntimeError>> + Send;
 
+    /// Makes `image` present per the pull `policy` (`Always`, `IfNotPresent`, `Never`), as a
+    /// container start would, without starting anything: podvisor pulls a new version's
+    /// images this way while the old version keeps running. `pulling` is called once before
+    /// a pull starts.
+    fn ensure_image(
+        &self,
+        image: &str,
+        policy: &str,
+        pulling: Option<&(dyn Fn() + Send + Sync)>,
+    ) -> impl Future<Output = Result<ImageSource, RuntimeError>> + Send;
+
     /// Ensures the image per the pull policy, then creates and starts container `start.name`
     /// of `start.pod` in `start.sandbox`.
     fn start_container(

@@ -13,6 +13,10 @@
 //! * A running container whose hash changed is replaced; one that failed its liveness or
 //!   startup probe is stopped; an exited one is restarted per the restart policy, after
 //!   CrashLoopBackOff; at most one dead instance per name is kept.
+//! * Pull before swap: when running containers are stopped for a new version (a replaced
+//!   sandbox, or a container whose spec changed), the list starts with `PrepareSwap`, which
+//!   pulls the new version's images and checks its host paths first; if that fails, nothing
+//!   else in the list runs and the old version keeps running.
 //! * A pod whose containers are all done for good has its sandbox stopped (not removed).
 //! * A pod active longer than its `activeDeadlineSeconds` has its containers and sandbox
 //!   stopped (not removed), and nothing of that version runs again.
@@ -108,6 +112,15 @@ pub struct StopTarget {
 /// One step for one pod.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
+    /// Before anything running is stopped for a new version: make that version's images
+    /// present (per pull policy) and check the host paths it needs. Fails, and so ends the
+    /// pod's list with the old version untouched, if the new version could not start.
+    PrepareSwap {
+        /// The new version.
+        pod: Arc<StaticPod>,
+        /// The containers whose images it needs now, in start order.
+        containers: Vec<String>,
+    },
     /// Stop these containers in parallel, each with its grace period.
     StopContainers {
         /// The containers.

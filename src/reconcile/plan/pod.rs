@@ -109,7 +109,48 @@ pub(super) fn plan_pod(
 ) {
     let mut cleanups = Vec::new();
     plan_version(pod, view, input, actions, out, &mut cleanups);
+    if let Some(prepare) = prepare_swap(pod, actions) {
+        actions.insert(0, prepare);
+    }
     actions.extend(cleanups);
+}
+
+/// Pull before swap: when `actions` stop running containers for a new version, the step that
+/// makes that version's images present first. A replaced pod needs every container's image;
+/// a container whose spec changed, its own. `None` when nothing running is stopped for a new
+/// version (a new pod, or one whose old version is not running, starts as it would anyway).
+fn prepare_swap(pod: &Arc<StaticPod>, actions: &[Action]) -> Option<Action> {
+    let mut replaced = false;
+    let mut changed: Vec<&str> = Vec::new();
+    for a in actions {
+        if let Action::StopContainers { containers, reason } = a {
+            match reason {
+                StopReason::PodReplaced => replaced = true,
+                StopReason::SpecChanged => {
+                    changed.extend(containers.iter().map(|c| c.name.as_str()))
+                }
+                _ => {}
+            }
+        }
+    }
+    let containers: Vec<String> = if replaced {
+        pod.init_containers()
+            .iter()
+            .chain(pod.containers())
+            .map(|c| c.name.clone())
+            .collect()
+    } else {
+        pod.init_containers()
+            .iter()
+            .chain(pod.containers())
+            .filter(|c| changed.contains(&c.name.as_str()))
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    (!containers.is_empty()).then(|| Action::PrepareSwap {
+        pod: pod.clone(),
+        containers,
+    })
 }
 
 fn plan_version(

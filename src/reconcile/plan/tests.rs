@@ -136,6 +136,7 @@ fn kinds(p: &Plan) -> Vec<&'static str> {
         .iter()
         .flat_map(|w| &w.actions)
         .map(|a| match a {
+            Action::PrepareSwap { .. } => "prepare-swap",
             Action::StopContainers { .. } => "stop-containers",
             Action::RemoveContainer(_) => "remove-container",
             Action::StopSandbox(_) => "stop-sandbox",
@@ -261,16 +262,20 @@ async fn container_only_change_restarts_only_that_container() {
     let edited = two.replace("command: [sleep, '3600']", "command: [sleep, '7200']");
     let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", &edited))]);
     let p = w.plan(&desired);
-    assert_eq!(kinds(&p), ["stop-containers", "start"]);
+    assert_eq!(kinds(&p), ["prepare-swap", "stop-containers", "start"]);
+    assert!(
+        matches!(&p.work[0].actions[0], Action::PrepareSwap { containers, .. } if containers == &["app"]),
+        "only the changed container's image is made ready first"
+    );
     assert!(matches!(
-        &p.work[0].actions[0],
+        &p.work[0].actions[1],
         Action::StopContainers {
             reason: StopReason::SpecChanged,
             ..
         }
     ));
     assert!(matches!(
-        &p.work[0].actions[1],
+        &p.work[0].actions[2],
         Action::StartContainer {
             attempt: 1,
             restart: None,
@@ -299,6 +304,7 @@ async fn sandbox_change_stops_the_old_pod_fully_before_starting_the_new_one() {
     assert_eq!(
         kinds(&p),
         [
+            "prepare-swap",
             "stop-containers",
             "stop-sandbox",
             "remove-sandbox",
@@ -309,13 +315,13 @@ async fn sandbox_change_stops_the_old_pod_fully_before_starting_the_new_one() {
         ]
     );
     assert!(matches!(
-        &p.work[0].actions[0],
+        &p.work[0].actions[1],
         Action::StopContainers {
             reason: StopReason::PodReplaced,
             ..
         }
     ));
-    assert_eq!(p.work[0].actions[2], Action::RemoveSandbox(old));
+    assert_eq!(p.work[0].actions[3], Action::RemoveSandbox(old));
     w.converge(&desired).await;
     assert_eq!(w.rt.snapshot().sandboxes.len(), 1);
 }
@@ -337,6 +343,7 @@ async fn a_manifest_uid_survives_a_sandbox_change_and_keeps_its_directories_issu
     assert_eq!(
         kinds(&p),
         [
+            "prepare-swap",
             "stop-containers",
             "stop-sandbox",
             "remove-sandbox",
@@ -738,7 +745,7 @@ async fn stop_targets_carry_the_pre_stop_hook_and_the_pod_address() {
         &pod_yaml("a", "", &hooked.replace("/quit", "/bye")),
     )]);
     let p = w.plan(&edited);
-    match &p.work[0].actions[0] {
+    match &p.work[0].actions[1] {
         Action::StopContainers {
             containers,
             reason: StopReason::SpecChanged,
@@ -813,7 +820,7 @@ async fn crashes_count_as_restarts_and_an_edit_starts_the_count_again_issue_13()
     )]);
     let p = w.plan(&edited);
     assert!(matches!(
-        &p.work[0].actions[1],
+        &p.work[0].actions[2],
         Action::StartContainer {
             attempt: 2,
             restarts: 0,
@@ -891,4 +898,47 @@ async fn a_pod_that_never_got_a_sandbox_counts_its_deadline_from_when_it_was_fir
     w.now = at(10);
     let p = w.plan(&desired);
     assert!(p.work.is_empty(), "never started: {p:?}");
+}
+
+#[tokio::test]
+async fn a_replaced_pod_makes_every_image_of_its_new_version_ready_before_anything_stops_issue_16()
+{
+    let mut w = World::new();
+    let spec = "  initContainers:\n  - {name: init, image: 'busybox:1.35', command: ['true']}\n";
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", spec, ONE))]);
+    w.converge(&desired).await;
+    let init = w.containers("init")[0].id.clone();
+    w.rt.exit_container(&init, 0);
+    w.converge(&desired).await;
+    assert_eq!(w.rt.running("a-n1").len(), 1, "the app runs");
+    let edited = format!("  hostNetwork: true\n{spec}");
+    let p = w.plan(&snapshot(&[("a.yaml", &pod_yaml("a", &edited, ONE))]));
+    match &p.work[0].actions[0] {
+        Action::PrepareSwap { pod, containers } => {
+            assert!(pod.host_network(), "the new version is prepared");
+            assert_eq!(
+                containers,
+                &["init", "app"],
+                "init containers first, then apps"
+            );
+        }
+        other => panic!("expected PrepareSwap first, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_prepared_first_when_no_old_version_runs_issue_16() {
+    let mut w = World::new();
+    // a new pod
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    assert!(!kinds(&w.plan(&desired)).contains(&"prepare-swap"));
+    // an edit of a pod whose container is dead: nothing running to protect
+    w.converge(&desired).await;
+    let app = w.containers("app")[0].id.clone();
+    w.rt.exit_container(&app, 1);
+    let edited = snapshot(&[(
+        "a.yaml",
+        &pod_yaml("a", "", &ONE.replace("'3600'", "'7200'")),
+    )]);
+    assert_eq!(kinds(&w.plan(&edited)), ["start"]);
 }

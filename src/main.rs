@@ -110,6 +110,23 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Command::Diff(args) => {
+            let node = (args.node_name.clone().map(Ok))
+                .unwrap_or_else(hostname)
+                .map(|n| NodeName::new(&n));
+            let policy = TrustPolicy::for_process(nix::unistd::geteuid().as_raw(), false);
+            match runtime().map(|rt| rt.block_on(commands::diff::run(&args, node, policy))) {
+                Ok(Ok(report)) => {
+                    print!("{}", report.output(args.json));
+                    ExitCode::from(report.exit_code())
+                }
+                Ok(Err(e)) => {
+                    eprintln!("podvisor: {e}");
+                    ExitCode::from(commands::diff::EXIT_INVALID)
+                }
+                Err(code) => code,
+            }
+        }
         Command::Ps(args) => match runtime() {
             Ok(rt) => print(rt.block_on(commands::ps::run(&args))),
             Err(code) => code,

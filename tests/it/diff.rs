@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use podvisor::api::applied::{AppliedPod, AppliedView};
+use podvisor::api::client::get_json;
 use podvisor::runtime::{ContainerId, Observed, Runtime, SandboxId, SandboxState};
 
 use crate::daemon::Daemon;
@@ -50,6 +52,23 @@ fn ready(o: &Observed, pod: &str) -> Vec<SandboxId> {
         .filter(|s| s.key.name == pod && s.state == SandboxState::Ready)
         .map(|s| s.id.clone())
         .collect()
+}
+
+/// Waits until the daemon's `/applied` shows `pod` as `check` wants it.
+async fn applied(d: &Daemon, pod: &str, check: impl Fn(&AppliedPod) -> bool) {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let view: AppliedView = get_json(&d.socket, "/applied").await.expect("/applied");
+        if view.pods.iter().any(|p| p.name == pod && check(p)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pod} never applied as expected: {:#?}",
+            view.pods
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn path_str(p: &Path) -> &str {
@@ -104,6 +123,30 @@ async fn diff_says_what_the_daemon_then_does_pod_by_pod() {
     assert!(out.ends_with("4 unchanged\n"), "{out}");
     d.write("keep.yaml", &sleeper("keep", "1"));
     let kept = only(&before, &keep);
+    holds_for(&cri, Duration::from_secs(3), "keep untouched", |o| {
+        running(o, &keep).first().map(|c| c.id.clone()) == Some(kept.0.clone())
+    })
+    .await;
+
+    // Update: a new version that restarts nothing. The daemon keeps every container.
+    let graceful = sleeper("keep", "1").replace(
+        "terminationGracePeriodSeconds: 5",
+        "terminationGracePeriodSeconds: 6",
+    );
+    let update = propose(&proposals, "keep.yaml", &graceful);
+    let (code, out, _) = diff(&[path_str(&update)], &d.socket);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "update   kube-system/{keep}: changed: spec.terminationGracePeriodSeconds (no restart)\n"
+        )),
+        "{out}"
+    );
+    d.write("keep.yaml", &graceful);
+    applied(&d, &keep, |p| {
+        p.spec.termination_grace_period_seconds == Some(6)
+    })
+    .await;
     holds_for(&cri, Duration::from_secs(3), "keep untouched", |o| {
         running(o, &keep).first().map(|c| c.id.clone()) == Some(kept.0.clone())
     })

@@ -87,6 +87,14 @@ pub struct Supervised {
     pub scans: watch::Receiver<Timestamp>,
 }
 
+/// The status API's view of the runtime's images.
+fn image_lister<R: Runtime>(runtime: Arc<R>) -> api::ImageLister {
+    Arc::new(move || {
+        let runtime = runtime.clone();
+        Box::pin(async move { runtime.list_images().await })
+    })
+}
+
 /// Runs the daemon until `shutdown`. Returns an error when a loop ends on its own, which
 /// should make the service manager restart podvisor.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -188,6 +196,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         metrics,
         pod_log_dir: config.pod_log_dir.clone(),
         node: config.node_name.as_str().to_owned(),
+        manifest_dir: config.manifest_dir.clone(),
+        images: Some(image_lister(runtime.clone())),
         reconcile_stall: (config.relist_period * 3).max(Duration::from_secs(10)),
         scan_stall: (config.resync_period * 3).max(Duration::from_secs(30)),
         clock: parts.clock,

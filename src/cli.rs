@@ -29,6 +29,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Validate manifests offline, with the daemon's own rules; exit 1 on any error.
     Check(CheckArgs),
+    /// Show what the daemon would do with a proposed manifest file or directory, pod by pod,
+    /// without touching anything.
+    #[command(after_help = DIFF_HELP)]
+    Diff(DiffArgs),
     /// Configuration file helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -413,6 +417,46 @@ pub struct CheckArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+const DIFF_HELP: &str = "\
+A FILE replaces the manifest of the same name (other pods stay); a DIR replaces the whole
+manifest directory (pods it does not declare are removed); with neither, the manifest
+directory is compared with what the daemon runs. Each pod is reported as nothing, update (new
+version, nothing restarted), restart (containers restarted, started or stopped in place; the
+sandbox stays), replace (new sandbox, with the sandbox-shaping fields that changed), create or
+remove, using the daemon's own parser and planner. With the daemon running (status socket),
+the comparison is with what it runs (a pod whose file is invalid runs its last good version)
+and the images to pull are those not on the node; without it, with the manifest directory as
+a daemon starting now would read it, and the images' presence is unknown.
+
+Exit status:
+  0   nothing would change
+  1   a proposed manifest is invalid (whatever else changes), or the comparison failed
+  2   something would change, and every proposed manifest is valid
+  64  usage error";
+
+/// Flags of `podvisor diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// A proposed manifest FILE or DIR [default: the manifest directory as it is]
+    #[arg(value_name = "FILE|DIR")]
+    pub path: Option<PathBuf>,
+    /// The manifest directory, when no daemon answers [default: /etc/kubernetes/manifests]
+    #[arg(long, value_name = "DIR", env = "PODVISOR_MANIFEST_DIR")]
+    pub manifest_dir: Option<PathBuf>,
+    /// Node name, when no daemon answers [default: the hostname, lowercased]
+    #[arg(long, env = "PODVISOR_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Compare with the manifest directory even if a daemon runs
+    #[arg(long)]
+    pub offline: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
 }
 
 #[cfg(test)]

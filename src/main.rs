@@ -67,7 +67,18 @@ fn print(result: Result<String, impl std::fmt::Display>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap's own exit status for a usage error is 2, which `diff` uses for "changes".
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
     match cli.command {
         Command::Version => {
             println!("podvisor {}", env!("CARGO_PKG_VERSION"));
@@ -108,6 +119,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
+            }
+        }
+        Command::Diff(args) => {
+            let node = (args.node_name.clone().map(Ok))
+                .unwrap_or_else(hostname)
+                .map(|n| NodeName::new(&n));
+            let policy = TrustPolicy::for_process(nix::unistd::geteuid().as_raw(), false);
+            match runtime().map(|rt| rt.block_on(commands::diff::run(&args, node, policy))) {
+                Ok(Ok(report)) => {
+                    print!("{}", report.output(args.json));
+                    ExitCode::from(report.exit_code())
+                }
+                Ok(Err(e)) => {
+                    eprintln!("podvisor: {e}");
+                    ExitCode::from(commands::diff::EXIT_INVALID)
+                }
+                Err(code) => code,
             }
         }
         Command::Ps(args) => match runtime() {

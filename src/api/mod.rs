@@ -4,8 +4,11 @@
 //!
 //! * `/healthz`: the loops are alive. `/readyz`: first full reconcile done, runtime reachable.
 //! * `/pods`, `/pods/<name>`, `/manifests`, `/mirror`: JSON views ([`views`]).
+//! * `/applied`, `/images`: what the daemon runs, whole, and the images the node holds, for
+//!   `podvisor diff` ([`applied`]).
 //! * `/metrics`: Prometheus text.
 
+pub mod applied;
 pub mod client;
 mod gauges;
 mod listen;
@@ -13,4 +16,4 @@ mod server;
 pub mod views;
 
 pub use listen::{ListenError, Listeners, ensure_socket_dir};
-pub use server::{ApiState, Heartbeat, METRICS_CONTENT_TYPE, serve};
+pub use server::{ApiState, Heartbeat, ImageLister, METRICS_CONTENT_TYPE, serve};

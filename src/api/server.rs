@@ -11,10 +11,12 @@ use axum::http::{Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, ServiceExt};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::applied::{AppliedView, ImageView};
 use super::gauges::gauges;
 use super::listen::Listeners;
 use super::views;
@@ -23,10 +25,16 @@ use crate::manifest::Snapshot;
 use crate::metrics::Metrics;
 use crate::mirror::MirrorState;
 use crate::reconcile::ReconcileState;
+use crate::runtime::{RuntimeError, RuntimeImage};
 use crate::status::NodeStatus;
 
 /// When the manifest watcher last tried a scan, to tell a live loop from a stuck one.
 pub type Heartbeat = watch::Receiver<Timestamp>;
+
+/// Asks the runtime for its images (the runtime's `list_images`, boxed: the API does not
+/// know the runtime's type).
+pub type ImageLister =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<RuntimeImage>, RuntimeError>> + Send + Sync>;
 
 /// What the API reads from.
 #[derive(Clone)]
@@ -47,6 +55,10 @@ pub struct ApiState {
     pub pod_log_dir: PathBuf,
     /// The node name (to find pods by manifest name).
     pub node: String,
+    /// The manifest directory.
+    pub manifest_dir: PathBuf,
+    /// The runtime's images, for `/images`; `None` answers 503.
+    pub images: Option<ImageLister>,
     /// How long the reconciler may go without a pass before it counts as stuck.
     pub reconcile_stall: Duration,
     /// How long the watcher may go without a scan before it counts as stuck.
@@ -152,6 +164,37 @@ async fn manifests(State(api): Api) -> Response {
     json(&views::manifest_views(snapshot.as_deref()))
 }
 
+/// What the daemon runs, for `podvisor diff`; 503 until the manifests are first read.
+async fn applied(State(api): Api) -> Response {
+    let Some(snapshot) = api.snapshots.borrow().clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the manifest directory has not been read yet".to_owned(),
+        );
+    };
+    let observed = api.reconcile.borrow().observed.clone();
+    json(&AppliedView::of(
+        &snapshot,
+        &observed,
+        &api.node,
+        &api.manifest_dir,
+    ))
+}
+
+/// The images the runtime holds, asked now.
+async fn images(State(api): Api) -> Response {
+    let Some(list) = &api.images else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "images are not listed by this daemon".to_owned(),
+        );
+    };
+    match list().await {
+        Ok(images) => json(&images.iter().map(ImageView::of).collect::<Vec<_>>()),
+        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
 async fn mirror(State(api): Api) -> Response {
     match &api.mirror {
         Some(m) => json(&m.borrow().to_json()),
@@ -187,7 +230,7 @@ async fn not_found(uri: Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no such endpoint {:?}: try /pods, /manifests, /mirror, /healthz, /readyz, /metrics",
+            "no such endpoint {:?}: try /pods, /manifests, /applied, /images, /mirror, /healthz, /readyz, /metrics",
             uri.path()
         ),
     )
@@ -208,6 +251,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/pods", get(pods))
         .route("/pods/{*pod}", get(pod))
         .route("/manifests", get(manifests))
+        .route("/applied", get(applied))
+        .route("/images", get(images))
         .route("/mirror", get(mirror))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -292,6 +337,8 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             pod_log_dir: PathBuf::from("/var/log/pods"),
             node: "n1".into(),
+            manifest_dir: PathBuf::from("/m"),
+            images: None,
             reconcile_stall: Duration::from_secs(5),
             scan_stall: Duration::from_secs(30),
             clock: Clock::System,
@@ -339,6 +386,42 @@ mod tests {
         let (code, body) = call(&api, Method::GET, "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body, "container runtime unreachable: gone\n");
+    }
+
+    #[tokio::test]
+    async fn applied_and_images_say_when_they_cannot_answer_yet() {
+        let (api, _r, _s) = state();
+        let (code, body) = call(&api, Method::GET, "/applied").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("has not been read yet"), "{body}");
+        assert_eq!(
+            call(&api, Method::GET, "/images").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (_tx, snapshots) = watch::channel(Some(Arc::new(Snapshot::default())));
+        let lister: ImageLister = Arc::new(|| {
+            Box::pin(async {
+                Ok(vec![RuntimeImage {
+                    id: "sha256:1".into(),
+                    tags: vec!["docker.io/library/busybox:1.35".into()],
+                    digests: vec![],
+                    size: 1,
+                    pinned: false,
+                }])
+            })
+        });
+        let api = ApiState {
+            snapshots,
+            images: Some(lister),
+            ..api
+        };
+        let (code, body) = call(&api, Method::GET, "/applied").await;
+        assert_eq!(code, StatusCode::OK);
+        let view: AppliedView = serde_json::from_str(&body).expect("applied view");
+        assert_eq!((view.node.as_str(), view.pods.len()), ("n1", 0));
+        let (code, body) = call(&api, Method::GET, "/images").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains("docker.io/library/busybox:1.35"), "{body}");
     }
 
     #[tokio::test]

@@ -44,7 +44,7 @@ pub struct Verdict {
 
 /// Reads one file as the scanner would (extension rules, size limit, trust), for a path
 /// given on the command line.
-fn scan_file(path: &Path, policy: TrustPolicy) -> Scan {
+pub(crate) fn scan_file(path: &Path, policy: TrustPolicy) -> Scan {
     let mut scan = Scan::default();
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let entry = match classify(name) {

@@ -248,6 +248,7 @@ mod tests {
         RuntimeImage {
             id: id.to_owned(),
             tags: vec![format!("example.org/{id}:1")],
+            digests: Vec::new(),
             size,
             pinned: false,
         }

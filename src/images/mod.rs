@@ -2,12 +2,14 @@
 //!
 //! * `gc` (pure): which images to remove, by the kubelet's rules and thresholds, never one a
 //!   current manifest names.
+//! * `names` (pure): whether the runtime's list holds an image a manifest names.
 //! * [`collect_garbage`]: the task. Once the first reconcile pass is done (so the manifests
 //!   are read and their pods' containers exist), and then every [`PERIOD`] (the kubelet's
 //!   image GC period), it lists the runtime's images and what uses them, reads the image
 //!   filesystem's usage and removes what `gc` chose.
 
 pub mod gc;
+pub mod names;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -206,6 +208,7 @@ mod tests {
         RuntimeImage {
             id: id.to_owned(),
             tags: vec![tag.to_owned()],
+            digests: Vec::new(),
             size: 10,
             pinned: false,
         }

@@ -113,27 +113,24 @@ fn digest(domain: &str, body: &Value, node: &NodeName, path: &Path) -> String {
     hex(&h.finalize()[..16])
 }
 
-/// The pod version hash and the sandbox version of a defaulted pod, before the node suffix is added
-/// to its name (as the kubelet hashes), from `node` and the manifest `path`.
-///
-/// * hash: everything in the pod.
-/// * sandbox version: everything except container-only fields; see `NOT_SANDBOX_FIELDS`.
-///   For a pod with `activeDeadlineSeconds`, everything.
-pub fn pod_hashes(
-    metadata: &ObjectMeta,
-    spec: &PodSpec,
-    node: &NodeName,
-    path: &Path,
-) -> (SpecHash, SandboxHash) {
+/// A pod as hashed: `apiVersion`, `kind`, `metadata` and `spec`.
+fn pod_value(metadata: &ObjectMeta, spec: &PodSpec) -> Value {
     let mut pod = Map::new();
     pod.insert("apiVersion".into(), Value::from("v1"));
     pod.insert("kind".into(), Value::from("Pod"));
     pod.insert("metadata".into(), to_value(metadata));
     pod.insert("spec".into(), to_value(spec));
-    let pod = Value::Object(pod);
-    let hash = SpecHash(digest("pod\n", &pod, node, path));
+    Value::Object(pod)
+}
 
-    let mut sandbox = pod;
+/// The part of a pod that shapes its sandbox, as the sandbox version hashes it: the whole
+/// pod without `NOT_SANDBOX_FIELDS`, its containers reduced to `{ports, privileged}` (all
+/// ports of all containers, and whether any is privileged). For a pod with
+/// `activeDeadlineSeconds`, the whole pod.
+///
+/// `podvisor diff` compares two of these to name the fields that replace a pod.
+pub fn sandbox_projection(metadata: &ObjectMeta, spec: &PodSpec) -> Value {
+    let mut sandbox = pod_value(metadata, spec);
     // A pod with `activeDeadlineSeconds` keeps the kubelet's rule that any edit is a new pod:
     // its deadline counts from its sandbox, so an edit that kept the sandbox would inherit
     // a deadline already spent (and a pod killed for it could never run again).
@@ -159,6 +156,22 @@ pub fn pod_hashes(
         shape.insert("privileged".into(), Value::Bool(privileged));
         spec_map.insert("containers".into(), Value::Object(shape));
     }
+    sandbox
+}
+
+/// The pod version hash and the sandbox version of a defaulted pod, before the node suffix is added
+/// to its name (as the kubelet hashes), from `node` and the manifest `path`.
+///
+/// * hash: everything in the pod.
+/// * sandbox version: [`sandbox_projection`].
+pub fn pod_hashes(
+    metadata: &ObjectMeta,
+    spec: &PodSpec,
+    node: &NodeName,
+    path: &Path,
+) -> (SpecHash, SandboxHash) {
+    let hash = SpecHash(digest("pod\n", &pod_value(metadata, spec), node, path));
+    let sandbox = sandbox_projection(metadata, spec);
     let version = SandboxHash(digest("sandbox\n", &sandbox, node, path));
     (hash, version)
 }

@@ -28,7 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use cgroups::CgroupDriver;
 pub use expand::expand;
-pub use hash::{canonical_json, container_hash, pod_hashes};
+pub use hash::{canonical_json, container_hash, pod_hashes, sandbox_projection};
 pub use kinds::{ProbeKind, TerminationReason, WaitingReason};
 pub use qos::{QosClass, qos_class};
 

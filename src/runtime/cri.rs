@@ -682,6 +682,7 @@ impl Runtime for CriRuntime {
             .map(|i| RuntimeImage {
                 id: i.id,
                 tags: i.repo_tags,
+                digests: i.repo_digests,
                 size: i.size,
                 pinned: i.pinned,
             })

@@ -506,6 +506,8 @@ pub struct RuntimeImage {
     pub id: String,
     /// Its names (`registry/repo:tag`).
     pub tags: Vec<String>,
+    /// Its digests (`registry/repo@sha256:…`).
+    pub digests: Vec<String>,
     /// Bytes on disk.
     pub size: u64,
     /// Whether the runtime asks that it never be removed (e.g. its sandbox image).

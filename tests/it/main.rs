@@ -7,6 +7,7 @@
 
 mod crio;
 mod daemon;
+mod diff;
 mod disk;
 mod fields;
 mod hostile;

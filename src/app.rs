@@ -29,7 +29,7 @@ use crate::mirror::{self, MirrorConfig, MirrorState, NodeInfo};
 use crate::nodeapi;
 use crate::notify;
 use crate::probe::{ProbeResults, Prober};
-use crate::reconcile::{ExecContext, ReconcileState, Reconciler, ReconcilerConfig};
+use crate::reconcile::{ExecContext, ReconcileState, Reconciler, ReconcilerConfig, RolloutStore};
 use crate::registry::RegistryAuth;
 use crate::runtime::{CriRuntime, Runtime};
 use crate::shutdown::Shutdown;
@@ -330,7 +330,15 @@ pub fn supervise_until<R: Runtime, H: Host>(
             ..ReconcilerConfig::default()
         },
     );
-    let reconciler = reconciler.with_metrics(parts.metrics.clone());
+    let reconciler = reconciler
+        .with_metrics(parts.metrics.clone())
+        .with_rollback(
+            config.rollback,
+            Some(RolloutStore::new(config.root_dir.join("rollback.json"))),
+        );
+    // Everyone but the reconciler and image GC follows the snapshot the reconciler plans
+    // against: rolled-back pods at the version that runs.
+    let effective = reconciler.effective();
     let observed = reconciler.observed();
     let monitor_config = MonitorConfig {
         root_dir: config.root_dir.clone(),
@@ -361,9 +369,10 @@ pub fn supervise_until<R: Runtime, H: Host>(
         metrics: Some(parts.metrics.clone()),
         heartbeat: Some(scan_tx),
         events: parts.events.clone(),
+        last_good: Some(config.root_dir.join("last-good")),
     };
     let channels = Supervised {
-        snapshots: snap_rx.clone(),
+        snapshots: effective,
         state: state.clone(),
         probes: probes.clone(),
         status: status_rx,
@@ -376,7 +385,7 @@ pub fn supervise_until<R: Runtime, H: Host>(
             let mut tasks = JoinSet::new();
             let token = shutdown.graceful.clone();
             tasks.spawn(manifest::watch(watch_config, clock, snap_tx, token.clone()));
-            tasks.spawn(reconciler.run(snap_rx, channels.probes.clone(), token.clone()));
+            tasks.spawn(reconciler.run(snap_rx.clone(), channels.probes.clone(), token.clone()));
             tasks.spawn(prober.run(channels.snapshots.clone(), observed, token.clone()));
             tasks.spawn(health::monitor(
                 health_runtime,
@@ -397,7 +406,8 @@ pub fn supervise_until<R: Runtime, H: Host>(
                 images_runtime,
                 image_gc,
                 parts.clock,
-                channels.snapshots.clone(),
+                // the manifests' own: a rolled-back version's image stays too
+                snap_rx,
                 channels.state.clone(),
                 image_health,
                 token.clone(),

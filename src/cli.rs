@@ -123,6 +123,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub max_parallel_image_pulls: Option<usize>,
 
+    /// Health-gated rollback for pods without a `podvisor.dev/rollback` annotation: a new
+    /// version that crashes or is not ready in time is replaced by the last healthy one
+    /// until its file changes [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub rollback_on_failure: Option<bool>,
+
+    /// How long a new version has to become started and ready, on top of its startup
+    /// probes' budget, before it is rolled back [default: 2m]
+    #[arg(long, value_name = "DURATION")]
+    pub rollback_ready_timeout: Option<String>,
+
     /// Node name appended to pod names (`<name>-<node>`) [default: the hostname, lowercased]
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,

@@ -83,6 +83,9 @@ pub struct PodView {
     pub containers: Vec<ContainerView>,
     /// The last error podvisor met working on it.
     pub last_error: Option<String>,
+    /// Why the version that runs is not its file's (invalid file, rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One directory entry.
@@ -201,6 +204,7 @@ pub fn pod_view(report: &PodReport, state: &ReconcileState, pod_log_dir: &Path) 
         pod_ip: s.pod_ip.clone(),
         containers,
         last_error: report.last_error.clone(),
+        note: report.note.clone(),
     }
 }
 
@@ -325,6 +329,7 @@ mod tests {
             pod,
             status,
             last_error: Some("boom".into()),
+            note: None,
         }
     }
 

@@ -104,9 +104,11 @@ pub fn render(pods: &[PodView], output: Output, now: Timestamp) -> String {
                         containers.join(","),
                     ]);
                 }
+                // the error first; else why the running version is not the file's
                 row.push(
                     p.last_error
                         .as_deref()
+                        .or(p.note.as_deref())
                         .map(|e| truncate(e, 60))
                         .unwrap_or_else(|| "-".into()),
                 );
@@ -155,6 +157,7 @@ mod tests {
                 previous_log_path: None,
             }],
             last_error: None,
+            note: None,
         }
     }
 

@@ -160,6 +160,10 @@ pub struct ConfigFile {
     pub serialize_image_pulls: Option<bool>,
     /// Pulls at once when not serialized.
     pub max_parallel_image_pulls: Option<usize>,
+    /// Health-gated rollback for pods that do not say.
+    pub rollback_on_failure: Option<bool>,
+    /// How long a new version has to become ready before it is rolled back.
+    pub rollback_ready_timeout: Option<String>,
     /// Node name.
     pub node_name: Option<String>,
     /// Full manifest rescan period.
@@ -374,6 +378,8 @@ pub struct Config {
     pub credential_providers: Option<(PathBuf, PathBuf)>,
     /// How pulls are watched for progress.
     pub pulls: PullSettings,
+    /// Health-gated rollback.
+    pub rollback: crate::reconcile::RollbackPolicy,
     /// Node name.
     pub node_name: NodeName,
     /// Full manifest rescan period.
@@ -648,6 +654,23 @@ impl Config {
                     .or(file.max_parallel_image_pulls),
             )?,
         };
+        let rollback = crate::reconcile::RollbackPolicy {
+            enabled: args
+                .rollback_on_failure
+                .or(file.rollback_on_failure)
+                .unwrap_or(false),
+            ready_timeout: duration(
+                "rollbackReadyTimeout",
+                pick(
+                    args.rollback_ready_timeout.clone(),
+                    "PODVISOR_ROLLBACK_READY_TIMEOUT",
+                    file.rollback_ready_timeout.clone(),
+                ),
+                crate::reconcile::RollbackPolicy::default().ready_timeout,
+                Duration::from_secs(1),
+                Duration::from_secs(24 * 3600),
+            )?,
+        };
         let log_format = match (args.log_format, env("PODVISOR_LOG_FORMAT"), file.log_format) {
             (Some(f), _, _) => f,
             (None, Some(v), _) => match v.as_str() {
@@ -746,6 +769,7 @@ impl Config {
             image_service_endpoint,
             credential_providers,
             pulls,
+            rollback,
             node_name,
             resync_period: duration(
                 "resyncPeriod",
@@ -837,6 +861,12 @@ imagePullProgressTimeout: 5m
 # maxParallelImagePulls pulls at once (unset: no limit).
 serializeImagePulls: true
 # maxParallelImagePulls: 5
+# Health-gated rollback, off by default: a pod's new version that crashes, or is not started
+# and ready within rollbackReadyTimeout (plus its startup probes' budget), is replaced by its
+# last healthy version until its file changes again. A pod's podvisor.dev/rollback annotation
+# (true or false) overrides rollbackOnFailure for that pod.
+rollbackOnFailure: false
+rollbackReadyTimeout: 2m
 # Node name appended to pod names (<name>-<node>); empty means the hostname, lowercased.
 # nodeName: node1
 # Full rescan of the manifest directory, whatever inotify reports.

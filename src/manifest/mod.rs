@@ -14,6 +14,7 @@
 
 mod budget;
 mod defaults;
+mod durable;
 mod filter;
 mod parse;
 mod pipeline;
@@ -35,6 +36,7 @@ pub use crate::pod::DocRef;
 use crate::pod::{PodKey, StaticPod};
 
 pub use defaults::apply_defaults;
+pub use durable::{LastGood, write_atomic};
 pub use filter::{Format, IgnoreReason, classify};
 pub use parse::{ParsedPod, parse_manifest};
 pub use pipeline::{Loaded, load_manifest};

@@ -15,6 +15,8 @@ pub struct Resolver {
     node: NodeName,
     /// Each file's pods from the last time it was accepted.
     last_good: BTreeMap<PathBuf, Vec<Arc<StaticPod>>>,
+    /// The parse each `last_good` entry was built from, for the on-disk copy.
+    accepted: BTreeMap<PathBuf, Arc<Vec<super::ParsedPod>>>,
     /// When each pod UID was first seen (`kubernetes.io/config.seen`).
     seen: HashMap<PodUid, Timestamp>,
     /// The last good pods of files that went missing in the latest resolve, in case the
@@ -34,6 +36,7 @@ impl Resolver {
         Resolver {
             node,
             last_good: BTreeMap::new(),
+            accepted: BTreeMap::new(),
             seen: HashMap::new(),
             vanished: BTreeMap::new(),
             built: HashMap::new(),
@@ -70,6 +73,7 @@ impl Resolver {
                     Ok(pods) => {
                         report.warnings = parsed.iter().flat_map(|p| p.warnings.clone()).collect();
                         self.last_good.insert(path.clone(), pods.clone());
+                        self.accepted.insert(path.clone(), parsed.clone());
                         candidates.push((path.clone(), pods));
                     }
                     Err(e) => self.reject(path, e, &mut report, &mut candidates, &mut untouchable),
@@ -111,6 +115,8 @@ impl Resolver {
             .partition(|(p, _)| scan.entries.contains_key(p) || held.contains(p));
         self.last_good = kept;
         self.vanished = gone;
+        let last_good = &self.last_good;
+        self.accepted.retain(|p, _| last_good.contains_key(p));
 
         let mut pods: BTreeMap<PodKey, Arc<StaticPod>> = BTreeMap::new();
         for (path, list) in candidates {
@@ -146,6 +152,26 @@ impl Resolver {
             files,
             untouchable,
         }
+    }
+
+    /// Gives `path` the last good version `parsed` (kept on disk from before podvisor
+    /// started): if the file is rejected now, its pods run this version instead of being
+    /// left alone. A version that no longer binds to the node is refused.
+    pub fn restore(
+        &mut self,
+        path: PathBuf,
+        parsed: Vec<super::ParsedPod>,
+        now: Timestamp,
+    ) -> Result<(), ManifestError> {
+        let pods = self.build(&path, &parsed, now)?;
+        self.last_good.insert(path.clone(), pods);
+        self.accepted.insert(path, Arc::new(parsed));
+        Ok(())
+    }
+
+    /// The parse behind each file's last good pods, by path.
+    pub fn accepted(&self) -> &BTreeMap<PathBuf, Arc<Vec<super::ParsedPod>>> {
+        &self.accepted
     }
 
     fn reject(

@@ -28,7 +28,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{FileStatus, Resolver, ScanError, Scanner, Snapshot, TrustPolicy, classify};
+use super::{FileStatus, LastGood, Resolver, ScanError, Scanner, Snapshot, TrustPolicy, classify};
 use crate::clock::{Clock, Timestamp};
 use crate::event::{EventSink, EventType, PodEvent};
 use crate::metrics::Metrics;
@@ -55,6 +55,8 @@ pub struct WatchConfig {
     pub heartbeat: Option<channel::Sender<Timestamp>>,
     /// Where `InvalidManifest` events about pods of a rejected file go.
     pub events: EventSink,
+    /// Where each file's last good version is kept across restarts (`None`: in memory only).
+    pub last_good: Option<PathBuf>,
 }
 
 /// How long a manifest renamed away keeps its pods while an editor writes the new version.
@@ -268,6 +270,19 @@ impl Watched {
     }
 }
 
+/// Gives the resolver the last good versions kept on disk before this start.
+fn restore(resolver: &mut Resolver, store: &mut LastGood, now: Timestamp) {
+    for (path, parsed) in store.load() {
+        match resolver.restore(path.clone(), parsed, now) {
+            Ok(()) => info!(manifest = %path.display(), "last good version loaded from disk"),
+            Err(e) => {
+                warn!(manifest = %path.display(), error = %e, "kept last good version no longer applies; ignored")
+            }
+        }
+    }
+    store.loaded(resolver.accepted());
+}
+
 /// Scans `config.dir` until `shutdown`, publishing every changed snapshot on `tx`. The first
 /// snapshot is published after the first successful scan; until the directory can be read,
 /// nothing is published (so that a missing directory never looks like "no pods").
@@ -304,9 +319,15 @@ pub async fn watch(
     };
     let mut watched = Watched::default();
     let mut held: BTreeMap<PathBuf, Instant> = BTreeMap::new();
+    let mut resolver = Resolver::new(config.node.clone());
+    let mut store = config.last_good.clone().map(LastGood::new);
+    if let Some(store) = store.as_mut() {
+        restore(&mut resolver, store, clock.now());
+    }
     let state = Arc::new(Mutex::new((
         Scanner::with_policy(&dir, config.policy),
-        Resolver::new(config.node.clone()),
+        resolver,
+        store,
     )));
     let mut reporter = Reporter {
         reported: BTreeSet::new(),
@@ -370,9 +391,12 @@ pub async fn watch(
         let holding: BTreeSet<PathBuf> = held.keys().cloned().collect();
         let result = tokio::task::spawn_blocking(move || {
             let mut guard = scan_state.lock().unwrap_or_else(|e| e.into_inner());
-            let (scanner, resolver) = &mut *guard;
+            let (scanner, resolver, store) = &mut *guard;
             scanner.scan().map(|scan| {
                 let snapshot = resolver.resolve_holding(&scan, now, &holding);
+                if let Some(store) = store.as_mut() {
+                    store.sync(resolver.accepted());
+                }
                 (snapshot, scan.link_dirs, scan.warnings)
             })
         })
@@ -660,6 +684,14 @@ mod tests {
     /// Runs the watcher on `dir` with an hour-long resync (so only inotify can explain a
     /// prompt change); returns the snapshot receiver and the shutdown token.
     fn start(dir: &Path) -> (channel::Receiver<Option<Arc<Snapshot>>>, CancellationToken) {
+        start_keeping(dir, None)
+    }
+
+    /// [`start`], keeping last good versions in `last_good`.
+    fn start_keeping(
+        dir: &Path,
+        last_good: Option<PathBuf>,
+    ) -> (channel::Receiver<Option<Arc<Snapshot>>>, CancellationToken) {
         let (tx, rx) = channel::channel(None);
         let token = CancellationToken::new();
         let config = WatchConfig {
@@ -672,6 +704,7 @@ mod tests {
             metrics: None,
             heartbeat: None,
             events: EventSink::discard(),
+            last_good,
         };
         tokio::spawn(watch(config, Clock::System, tx, token.clone()));
         (rx, token)
@@ -702,6 +735,47 @@ mod tests {
             .values()
             .map(|p| p.spec.containers[0].image.clone().unwrap_or_default())
             .collect()
+    }
+
+    /// Issue 16.3: a file that became invalid while podvisor was down still has the version
+    /// that ran before, from the copy kept on disk; without the copy it is left alone.
+    #[tokio::test]
+    async fn a_file_broken_while_podvisor_was_down_keeps_its_last_good_version_issue_16() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let dir = top.path().join("manifests");
+        let kept = top.path().join("last-good");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("web.yaml"), POD).expect("write");
+        let (mut rx, token) = start_keeping(&dir, Some(kept.clone()));
+        until(&mut rx, "the pod", |s| s.pods.len() == 1).await;
+        let hash = rx
+            .borrow()
+            .as_ref()
+            .map(|s| s.pods.values().next().map(|p| p.hash.clone()));
+        token.cancel();
+
+        // podvisor is down; the file is broken
+        std::fs::write(dir.join("web.yaml"), "kind: Pod\nspec: [broken\n").expect("write");
+        let (mut rx, token) = start_keeping(&dir, Some(kept.clone()));
+        until(&mut rx, "the rejected file with its last good pod", |s| {
+            let file = &s.files[&dir.join("web.yaml")];
+            file.status == FileStatus::Rejected && s.pods.len() == 1 && s.untouchable.is_empty()
+        })
+        .await;
+        let again = rx
+            .borrow()
+            .as_ref()
+            .map(|s| s.pods.values().next().map(|p| p.hash.clone()));
+        assert_eq!(again, hash, "the same version, the same hash");
+        token.cancel();
+
+        // without the copy: left alone, as before
+        let (mut rx, token) = start(&dir);
+        until(&mut rx, "the untouchable file", |s| {
+            s.pods.is_empty() && s.untouchable.contains(&dir.join("web.yaml"))
+        })
+        .await;
+        token.cancel();
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@ mod messages;
 mod outcome;
 mod plan;
 mod recheck;
+pub mod rollout;
+mod rollout_store;
 mod run;
 mod wording;
 
@@ -25,4 +27,6 @@ pub use plan::{
     Action, BackingOff, Hook, MIN_GRACE, Plan, PlanInput, PodWork, RestartKey, SandboxRef,
     StopReason, StopTarget, grace, plan,
 };
+pub use rollout::RollbackPolicy;
+pub use rollout_store::RolloutStore;
 pub use run::{ReconcileState, Reconciler, ReconcilerConfig, StartError};

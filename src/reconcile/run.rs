@@ -22,6 +22,8 @@ use super::messages::TerminationMessages;
 use super::outcome::{Outcome, StepError, WorkError};
 use super::plan::{Action, BackingOff, PlanInput, RestartKey, plan};
 use super::recheck::Rechecks;
+use super::rollout::{RollbackPolicy, Rollouts, Track};
+use super::rollout_store::RolloutStore;
 use crate::backoff::{Backoff, Delays, Policy};
 use crate::clock::{Clock, Timestamp};
 use crate::event::{EventType, PodEvent, container_field};
@@ -87,6 +89,8 @@ pub struct ReconcileState {
     pub backing_off: Vec<BackingOff>,
     /// Pods with work in flight.
     pub busy: BTreeSet<PodKey>,
+    /// Pods rolled back to their last healthy version, and why.
+    pub rolled_back: BTreeMap<PodKey, String>,
 }
 
 /// Drives the runtime towards the manifests.
@@ -110,6 +114,12 @@ pub struct Reconciler<R: Runtime, H: Host> {
     running: std::collections::HashMap<tokio::task::Id, PodKey>,
     state: ReconcileState,
     state_tx: watch::Sender<Arc<ReconcileState>>,
+    /// Health-gated rollback: the settings, each pod's track, where tracks are kept.
+    rollback: RollbackPolicy,
+    rollouts: Rollouts,
+    rollout_store: Option<RolloutStore>,
+    /// The snapshot each pass plans against (rolled-back pods at the version that runs).
+    effective_tx: watch::Sender<Option<Arc<Snapshot>>>,
     observed_tx: watch::Sender<Arc<Observed>>,
 }
 
@@ -142,6 +152,10 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
             state: ReconcileState::default(),
             state_tx,
             observed_tx: watch::channel(Arc::new(Observed::default())).0,
+            rollback: RollbackPolicy::default(),
+            rollouts: Rollouts::default(),
+            rollout_store: None,
+            effective_tx: watch::channel(None).0,
         };
         (r, state_rx)
     }
@@ -149,6 +163,22 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
     /// Each pass's observation of the runtime, for the prober.
     pub fn observed(&self) -> watch::Receiver<Arc<Observed>> {
         self.observed_tx.subscribe()
+    }
+
+    /// The snapshots the loop plans against: the manifests' own, with pods that were rolled
+    /// back at the version that runs. What status, probes and mirror pods should follow.
+    pub fn effective(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.effective_tx.subscribe()
+    }
+
+    /// Health-gated rollback per `policy`, its tracks kept in `store` across restarts.
+    pub fn with_rollback(mut self, policy: RollbackPolicy, store: Option<RolloutStore>) -> Self {
+        if let Some(s) = &store {
+            self.rollouts = s.load();
+        }
+        self.rollback = policy;
+        self.rollout_store = store;
+        self
     }
 
     /// Records pass durations in `metrics`.
@@ -238,6 +268,7 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
         snapshot_synced: &mut bool,
     ) -> Option<Timestamp> {
         let started = Instant::now();
+        self.publish_effective(self.rollouts.effective(snapshot));
         let mut observed = match self.rt.observe().await {
             Ok(o) => {
                 if let Some(err) = self.state.runtime_error.take() {
@@ -266,6 +297,7 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
         let now = self.clock.now();
         self.crash_backoff.gc(now);
         self.retry_at.retain(|_, at| *at > now);
+        let snapshot = &self.roll_out(snapshot, &observed, probes, now);
         let pull_wake = self.image_pull_backoff(snapshot, now);
         let unhealthy = probes.unhealthy();
         let planned = plan(&PlanInput {
@@ -336,6 +368,71 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Moves the rollback tracks on and reports rollbacks; returns the snapshot to plan.
+    fn roll_out(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        observed: &Observed,
+        probes: &ProbeResults,
+        now: Timestamp,
+    ) -> Arc<Snapshot> {
+        let before = self.rollouts.tracks.clone();
+        let step = self
+            .rollouts
+            .step(snapshot, observed, probes, now, &self.rollback);
+        for r in &step.rolled_back {
+            warn!(pod = %r.key, failed = %r.from, restored = %r.to, reason = %r.reason,
+                "ROLLED BACK: the new version failed; its last healthy version runs again, and the new one is tried again only when its file changes");
+            self.cx.events.emit(PodEvent {
+                key: r.key.clone(),
+                type_: EventType::Warning,
+                reason: "RolledBack".to_owned(),
+                message: format!(
+                    "Rolled back to the last healthy version {}: version {} failed: {}",
+                    r.to, r.from, r.reason
+                ),
+                field_path: None,
+                at: now,
+            });
+            if let Some(m) = &self.metrics {
+                m.rolled_back();
+            }
+        }
+        // (from the tracks each pass: tracks loaded from disk count from the first)
+        self.state.rolled_back = self
+            .rollouts
+            .tracks
+            .keys()
+            .filter_map(|k| self.rollouts.note(k).map(|n| (k.clone(), n)))
+            .collect();
+        if self.rollouts.tracks != before {
+            for (key, track) in &self.rollouts.tracks {
+                let (state, hash) = match track {
+                    Track::Healthy(p) => ("healthy", &p.hash),
+                    Track::Trying { to, .. } => ("trying", to),
+                    Track::RolledBack { rejected, .. } => ("rolled back", rejected),
+                };
+                debug!(pod = %key, state, version = %hash, "rollback track");
+            }
+            if let Some(store) = &self.rollout_store {
+                store.save(&self.rollouts);
+            }
+        }
+        self.publish_effective(step.effective.clone());
+        step.effective
+    }
+
+    fn publish_effective(&self, effective: Arc<Snapshot>) {
+        self.effective_tx.send_if_modified(|old| {
+            if old.as_ref().is_some_and(|o| Arc::ptr_eq(o, &effective)) {
+                false
+            } else {
+                *old = Some(effective);
+                true
+            }
+        });
     }
 
     /// Asks the runtime what it is; on failure, the next pass asks again.

@@ -40,6 +40,9 @@ pub struct PodReport {
     pub status: PodStatus,
     /// The last error podvisor met working on it, until work succeeds again.
     pub last_error: Option<String>,
+    /// Why the version that runs is not the one its file says: the file is invalid (its last
+    /// good version runs), or the file's version was rolled back.
+    pub note: Option<String>,
 }
 
 /// Every static pod's status at one moment, for the status API and mirror pods.

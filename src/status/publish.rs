@@ -49,6 +49,11 @@ pub fn compute(
                         pod: pod.clone(),
                         status,
                         last_error: state.pod_errors.get(key).cloned(),
+                        note: state
+                            .rolled_back
+                            .get(key)
+                            .cloned()
+                            .or_else(|| kept_note(s, pod)),
                     };
                     (key.clone(), report)
                 })
@@ -62,6 +67,22 @@ pub fn compute(
         runtime: state.runtime.clone(),
         health: NodeHealth::default(),
     }
+}
+
+/// For a pod whose file is rejected: that its last good version runs, and why the file is.
+fn kept_note(snapshot: &Snapshot, pod: &crate::pod::StaticPod) -> Option<String> {
+    let file = snapshot.files.get(&pod.source.path)?;
+    if file.status != crate::manifest::FileStatus::Rejected {
+        return None;
+    }
+    let why = file
+        .errors
+        .first()
+        .map_or_else(String::new, |e| format!(": {e}"));
+    Some(format!(
+        "running its last good version; {} is invalid{why}",
+        pod.source.path.display()
+    ))
 }
 
 /// Gives each pod's conditions their `lastTransitionTime`: from `old` while unchanged,

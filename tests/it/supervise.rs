@@ -25,6 +25,7 @@ fn config(dir: &Path) -> Config {
         image_service_endpoint: None,
         credential_providers: None,
         pulls: podvisor::runtime::PullSettings::default(),
+        rollback: podvisor::reconcile::RollbackPolicy::default(),
         node_name: NodeName::new("n1"),
         resync_period: Duration::from_secs(10),
         relist_period: Duration::from_secs(1),

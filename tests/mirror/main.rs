@@ -88,6 +88,7 @@ fn node_status(pods: &[(&StaticPod, &str)]) -> Arc<NodeStatus> {
                     pod: Arc::new((*p).clone()),
                     status: pod_status(phase),
                     last_error: None,
+                    note: None,
                 };
                 (p.key.clone(), report)
             })

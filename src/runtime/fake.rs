@@ -336,6 +336,19 @@ impl Runtime for FakeRuntime {
                 created_at: Some(now),
                 manifest: Some(pod.source.path.clone()),
                 ip: (!pod.host_network()).then(|| "10.88.0.2".to_owned()),
+                priority: Some(crate::pod::priority::priority(&pod.spec)),
+                shutdown_order: pod
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(crate::labels::SHUTDOWN_ORDER))
+                    .and_then(|o| o.trim().parse().ok()),
+                component: pod
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::labels::COMPONENT))
+                    .cloned(),
             },
         );
         Ok(id)

@@ -1,11 +1,13 @@
 //! The CLI's subcommands besides `run`: `ps`, `inspect` and `logs` read a running daemon's
-//! status API; `check` validates manifests offline with the daemon's own code. Rendering is
-//! pure and tested; the rest is thin IO.
+//! status API; `check` validates manifests offline with the daemon's own code; `shutdown`
+//! stops the pods in priority order when the host shuts down. Rendering is pure and tested;
+//! the rest is thin IO.
 
 pub mod check;
 pub mod inspect;
 pub mod logs;
 pub mod ps;
+pub mod shutdown;
 
 use std::path::PathBuf;
 

@@ -28,4 +28,5 @@ mod real_nodeapi;
 mod registry;
 mod reliability;
 mod resilience;
+mod shutdown;
 mod supervise;

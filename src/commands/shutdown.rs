@@ -269,6 +269,30 @@ mod tests {
     }
 
     #[test]
+    fn a_daemon_holding_the_lock_is_refused_unless_forced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = ShutdownConfig {
+            runtime_endpoint: "unix:///unused".into(),
+            root_dir: dir.path().join("root"),
+            status_socket: dir.path().join("run/podvisor.sock"),
+            policy: crate::nodeshutdown::ShutdownPolicy::podvisor_default(),
+        };
+        let free = lock(&config, false).expect("no daemon: locked");
+        assert!(free.is_some());
+        drop(free);
+        // the daemon's own lock, as `podvisor run` takes it
+        let _daemon =
+            InstanceLock::acquire(&config.root_dir, &config.status_socket).expect("daemon");
+        let refused = lock(&config, false).expect_err("a daemon runs");
+        assert!(
+            matches!(&refused, ShutdownError::DaemonRuns { pid: Some(p), .. } if *p == std::process::id()),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("stop it first"), "{refused}");
+        assert!(lock(&config, true).expect("forced").is_none());
+    }
+
+    #[test]
     fn the_plan_reads_as_steps_with_their_pods_priorities_and_graces() {
         let plan = ShutdownPlan {
             steps: vec![

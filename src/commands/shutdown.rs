@@ -89,14 +89,16 @@ pub async fn run(
         }
         return Ok(true);
     }
-    let (events, mut warnings) = channel(64);
-    let printer = tokio::spawn(async move {
-        while let Some(e) = warnings.recv().await {
+    // The stop's own events: its warnings (a failed preStop hook) are printed with the
+    // progress that follows them.
+    let (events, mut warnings) = channel(1024);
+    let mut warn = move || {
+        while let Ok(e) = warnings.try_recv() {
             if e.type_ == EventType::Warning {
                 println!("  {}: {}", e.key, e.message);
             }
         }
-    });
+    };
     let cx = ExecContext {
         events,
         host_ip,
@@ -104,10 +106,11 @@ pub async fn run(
     };
     let steps = plan.steps.len();
     let finished = execute(Arc::new(rt), cx, plan, |p| {
-        print!("{}", progress(&p, steps))
+        warn();
+        print!("{}", progress(&p, steps));
     })
     .await;
-    printer.abort();
+    warn();
     print!("{}", summary(&finished));
     Ok(finished.all_stopped())
 }

@@ -33,6 +33,9 @@ pub enum Command {
     /// without touching anything.
     #[command(after_help = DIFF_HELP)]
     Diff(DiffArgs),
+    /// Stop podvisor's pods in priority order, as the kubelet does when the host shuts down
+    /// (for a unit ordered before the runtime stops; the daemon must be stopped first).
+    Shutdown(ShutdownArgs),
     /// Configuration file helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -416,6 +419,44 @@ pub struct LogsArgs {
     pub client: ClientArgs,
 }
 
+/// Flags of `podvisor shutdown`. The config file, `PODVISOR_*` variables and flags are read
+/// as by `podvisor run`, with the same names.
+#[derive(Debug, Default, Args)]
+pub struct ShutdownArgs {
+    /// YAML configuration file, the daemon's (see `podvisor config default`)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// CRI endpoint of the container runtime [default: unix:///run/containerd/containerd.sock]
+    #[arg(long, value_name = "ENDPOINT")]
+    pub runtime_endpoint: Option<String>,
+
+    /// The daemon's state directory, whose lock tells whether it runs [default: /var/lib/podvisor]
+    #[arg(long, value_name = "DIR")]
+    pub root_dir: Option<PathBuf>,
+
+    /// The daemon's status socket, whose lock tells whether it runs [default: /run/podvisor/podvisor.sock]
+    #[arg(long, value_name = "PATH")]
+    pub status_socket: Option<PathBuf>,
+
+    /// The whole shutdown's grace period (the kubelet's shutdownGracePeriod); 0: off [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace_period: Option<String>,
+
+    /// Its last part, for critical pods (priority 2000000000 and up) [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace_period_critical_pods: Option<String>,
+
+    /// Print the plan (steps, pods, grace periods) and stop nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Stop the pods even while a podvisor daemon runs on the same root dir or socket (it
+    /// starts again, by their restart policy, what this stops)
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// Flags of `podvisor check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -532,6 +573,32 @@ mod tests {
         assert!(
             Cli::try_parse_from(["podvisor", "check"]).is_err(),
             "check needs a path"
+        );
+        let cli = Cli::try_parse_from([
+            "podvisor",
+            "shutdown",
+            "--config",
+            "/etc/podvisor/config.yaml",
+            "--shutdown-grace-period=1m",
+            "--dry-run",
+        ])
+        .expect("valid");
+        let Command::Shutdown(s) = cli.command else {
+            panic!("not shutdown")
+        };
+        assert_eq!(
+            (
+                s.config,
+                s.shutdown_grace_period.as_deref(),
+                s.dry_run,
+                s.force
+            ),
+            (
+                Some(PathBuf::from("/etc/podvisor/config.yaml")),
+                Some("1m"),
+                true,
+                false
+            )
         );
     }
 }

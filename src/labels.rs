@@ -51,5 +51,13 @@ pub const MANAGED_VALUE: &str = "true";
 pub const SANDBOX_HASH: &str = "podvisor.dev/sandbox-hash";
 /// Sandbox annotation: the manifest file the pod came from.
 pub const MANIFEST_PATH: &str = "podvisor.dev/manifest";
+/// Sandbox annotation: the pod's priority when the sandbox was made (`spec.priority`, or its
+/// built-in `priorityClassName` resolved), which node shutdown orders pods by.
+pub const PRIORITY: &str = "podvisor.dev/priority";
+/// Pod annotation (copied to the sandbox with the others): an integer placing the pod among
+/// those of its shutdown group; higher stops later.
+pub const SHUTDOWN_ORDER: &str = "podvisor.dev/shutdown-order";
+/// Pod label kubeadm puts on its control-plane pods (`etcd`, `kube-apiserver`, ...).
+pub const COMPONENT: &str = "component";
 /// Container annotation: `init` or `app`, so restarts and status can tell them apart.
 pub const CONTAINER_KIND: &str = "podvisor.dev/container-kind";

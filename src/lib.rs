@@ -16,6 +16,7 @@
 //! conditions and the node's pressure, `logfiles` and `images` keep the disk from filling
 //! (log rotation and retention, image garbage collection), `registry` finds pull credentials
 //! and watches pulls, `status` and `mirror` report,
+//! `nodeshutdown` stops the pods by priority when the host shuts down (`podvisor shutdown`),
 //! `api` (the local status API) and `nodeapi` (the kubelet's node API: logs, exec,
 //! port-forward, stats) serve what the loops publish, and `app` wires the tasks together. Nothing in `manifest` or `reconcile::plan` performs IO.
 //! Shared words sit low (`pod`, `backoff`, `clock`, `metrics`); nothing imports upwards.
@@ -41,6 +42,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod mirror;
 pub mod nodeapi;
+pub mod nodeshutdown;
 pub mod notify;
 pub mod pod;
 pub mod probe;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use podvisor::cli::{Cli, Command, ConfigCommand};
 use podvisor::commands;
-use podvisor::config::{Config, ConfigFile, default_config_file};
+use podvisor::config::{Config, ConfigFile, ShutdownConfig, default_config_file};
 use podvisor::manifest::TrustPolicy;
 use podvisor::pod::NodeName;
 
@@ -58,6 +58,43 @@ fn print(result: Result<String, impl std::fmt::Display>) -> ExitCode {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("podvisor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `podvisor shutdown`: 0 when every pod stopped, 1 when one did not, 64 for bad
+/// configuration, 75 while a daemon runs.
+fn shutdown(args: &podvisor::cli::ShutdownArgs) -> ExitCode {
+    use podvisor::commands::shutdown::ShutdownError;
+    let file = match ShutdownConfig::file_path(args, &env).map(|p| ConfigFile::read(&p)) {
+        None => ConfigFile::default(),
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            eprintln!("podvisor: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let config = match ShutdownConfig::from_sources(args, file, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("podvisor: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(commands::shutdown::run(&config, args.dry_run, args.force)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e @ ShutdownError::DaemonRuns { .. }) => {
+            eprintln!("podvisor: {e}");
+            ExitCode::from(EXIT_LOCKED)
         }
         Err(e) => {
             eprintln!("podvisor: {e}");
@@ -155,6 +192,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Shutdown(args) => shutdown(&args),
         Command::Run(args) => {
             let file = match Config::file_path(&args, &env) {
                 Some(path) => match ConfigFile::read(&path) {

@@ -308,6 +308,9 @@ mod tests {
             created_at: None,
             manifest: Some(PathBuf::from("/m/old.yaml")),
             ip: None,
+            priority: None,
+            shutdown_order: None,
+            component: None,
         };
         let observed = Observed {
             sandboxes: vec![

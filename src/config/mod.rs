@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::cli::{LogFormat, RunArgs};
 use crate::images::GcPolicy;
 use crate::logfiles::LogSettings;
+use crate::nodeshutdown::ShutdownPolicy;
 use crate::pod::{CgroupDriver, NodeName};
 use crate::runtime::PullSettings;
 
@@ -22,12 +23,14 @@ mod container_logs;
 mod image_gc;
 mod node_api;
 mod node_status;
+mod shutdown;
 
 pub use certs::CertSettings;
 pub use node_api::{
     AuthenticationFile, AuthorizationFile, DEFAULT_HEALTHZ_PORT, DEFAULT_PORT, NodeApiSettings,
 };
 pub use node_status::{NodeStatusSettings, parse_node_ips};
+pub use shutdown::{PriorityPeriodFile, ShutdownConfig};
 
 /// Default manifest directory, as kubeadm uses.
 pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
@@ -133,6 +136,9 @@ pub enum ConfigError {
     /// Certificate settings that cannot be used together.
     #[error("certificates: {0}")]
     Certificates(&'static str),
+    /// A graceful node shutdown setting that cannot be used.
+    #[error("{0}")]
+    Shutdown(String),
     /// A credential provider config without the directory of its plugins.
     #[error("--image-credential-provider-config needs --image-credential-provider-bin-dir")]
     CredentialProviderBinDir,
@@ -247,6 +253,12 @@ pub struct ConfigFile {
     pub server_tls_bootstrap: Option<bool>,
     /// Certificate directory (the kubelet's `--cert-dir`).
     pub cert_dir: Option<PathBuf>,
+    /// `shutdownGracePeriod`.
+    pub shutdown_grace_period: Option<String>,
+    /// `shutdownGracePeriodCriticalPods`.
+    pub shutdown_grace_period_critical_pods: Option<String>,
+    /// `shutdownGracePeriodByPodPriority`.
+    pub shutdown_grace_period_by_pod_priority: Option<Vec<PriorityPeriodFile>>,
 }
 
 impl ConfigFile {
@@ -414,6 +426,8 @@ pub struct Config {
     pub healthz: Option<SocketAddr>,
     /// Node addresses and the pressure thresholds.
     pub node_status: NodeStatusSettings,
+    /// Graceful node shutdown's priority groups: checked here, used by `podvisor shutdown`.
+    pub shutdown: ShutdownPolicy,
 }
 
 /// How many pulls may run at once, checked as the kubelet checks `serializeImagePulls`
@@ -460,6 +474,32 @@ fn duration(
         return Err(ConfigError::Range { key, min, max });
     }
     Ok(d)
+}
+
+/// Whether a CRI endpoint is a unix socket (`unix:///path` or a bare absolute path).
+fn is_unix(endpoint: &str) -> bool {
+    endpoint
+        .strip_prefix("unix://")
+        .unwrap_or(endpoint)
+        .starts_with('/')
+}
+
+/// The CRI endpoint: the flag, else `PODVISOR_RUNTIME_ENDPOINT`, else the file, else the
+/// default; a unix socket.
+fn runtime_endpoint(
+    flag: Option<String>,
+    file: &ConfigFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let endpoint = flag
+        .or_else(|| env("PODVISOR_RUNTIME_ENDPOINT"))
+        .or_else(|| file.runtime_endpoint.clone())
+        .unwrap_or_else(|| DEFAULT_RUNTIME_ENDPOINT.to_owned());
+    if is_unix(&endpoint) {
+        Ok(endpoint)
+    } else {
+        Err(ConfigError::Endpoint(endpoint))
+    }
 }
 
 fn valid_node_name(n: &str) -> bool {
@@ -564,6 +604,8 @@ impl Config {
             file.kubeconfig.clone(),
         );
         let healthz = node_api::healthz(&args.node_api, &file)?;
+        let runtime_endpoint = runtime_endpoint(args.runtime_endpoint.clone(), &file, env)?;
+        let shutdown = shutdown::policy(None, None, &file, env)?;
         let cgroup_driver = pick(
             args.cgroup_driver.clone(),
             "PODVISOR_CGROUP_DRIVER",
@@ -593,23 +635,13 @@ impl Config {
         if !valid_node_name(node_name.as_str()) {
             return Err(ConfigError::NodeName(node));
         }
-        let runtime_endpoint = pick(
-            args.runtime_endpoint.clone(),
-            "PODVISOR_RUNTIME_ENDPOINT",
-            file.runtime_endpoint,
-        )
-        .unwrap_or_else(|| DEFAULT_RUNTIME_ENDPOINT.to_owned());
-        let unix = |e: &str| e.strip_prefix("unix://").unwrap_or(e).starts_with('/');
-        if !unix(&runtime_endpoint) {
-            return Err(ConfigError::Endpoint(runtime_endpoint));
-        }
         let image_service_endpoint = pick(
             args.image_service_endpoint.clone(),
             "PODVISOR_IMAGE_SERVICE_ENDPOINT",
             file.image_service_endpoint.clone(),
         )
         .filter(|e| !e.is_empty());
-        if let Some(e) = image_service_endpoint.as_ref().filter(|e| !unix(e)) {
+        if let Some(e) = image_service_endpoint.as_ref().filter(|e| !is_unix(e)) {
             return Err(ConfigError::Endpoint(e.clone()));
         }
         let credential_providers = match (
@@ -821,6 +853,7 @@ impl Config {
             node_api,
             healthz,
             node_status,
+            shutdown,
         })
     }
 
@@ -966,6 +999,24 @@ evictionHard:
   imagefs.available: 15%
   imagefs.inodesFree: 5%
 evictionPressureTransitionPeriod: 5m
+
+# Graceful node shutdown, by the kubelet's keys: what `podvisor shutdown` does (the unit
+# systemd/podvisor-shutdown.service runs it as the host shuts down, before the runtime stops).
+# Pods stop by priority, lowest first: pods under 2000000000 get shutdownGracePeriod minus
+# shutdownGracePeriodCriticalPods, critical pods the rest, each pod at most its own
+# terminationGracePeriodSeconds; the next group starts once the last is done or its time is
+# up. 0s: off. The kubelet's defaults are 0s (off); podvisor's, with none of these keys set,
+# are these. A pod's priority is spec.priority, else its priorityClassName if
+# system-node-critical (2000001000) or system-cluster-critical (2000000000), else 0: other
+# classes live in an API server, which a static pod cannot ask.
+shutdownGracePeriod: 30s
+shutdownGracePeriodCriticalPods: 10s
+# Or groups of your own, instead of both (each from its priority up to the next's), e.g.
+# [{{priority: 2000000000, shutdownGracePeriodSeconds: 10}}, {{priority: 0, shutdownGracePeriodSeconds: 20}}].
+# Within a group, pods stop in steps by their podvisor.dev/shutdown-order annotation (an
+# integer, higher later; default 0, and 1 for pods labelled component: etcd, so that etcd
+# stops after the API server that writes to it); each step may take the group's time.
+# shutdownGracePeriodByPodPriority: []
 "
     )
 }

@@ -17,6 +17,7 @@ pub mod environment;
 mod expand;
 mod hash;
 mod kinds;
+pub mod priority;
 mod qos;
 
 use std::collections::BTreeMap;

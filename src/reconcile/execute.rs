@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 use super::context::ExecContext;
 use super::hooks;
 use super::outcome::{Outcome, StepError, WorkError};
-use super::plan::{Action, PodWork, SandboxRef};
+use super::plan::{Action, PodWork, SandboxRef, StopReason, StopTarget};
 use super::wording;
 use crate::event::{EventType, container_field};
 use crate::host::{Host, Ready};
@@ -70,6 +70,31 @@ pub async fn execute<R: Runtime, H: Host>(
     }
 }
 
+/// Stops `containers` of pod `key` in parallel, each with its preStop hook first and within
+/// its grace period; the first failure once all are done.
+pub async fn stop_containers<R: Runtime>(
+    rt: &R,
+    cx: &ExecContext,
+    key: &PodKey,
+    containers: &[StopTarget],
+    reason: StopReason,
+) -> Result<(), RuntimeError> {
+    for t in containers {
+        let message = wording::killing(&t.name, reason);
+        cx.emit(key, EventType::Normal, "Killing", message, None);
+    }
+    let results = join_all(containers.iter().map(|t| hooks::stop_one(rt, cx, key, t))).await;
+    for (t, r) in containers.iter().zip(&results) {
+        if r.is_ok() {
+            info!(pod = %key, container = %t.name, id = %t.id, grace = ?t.grace, reason = wording::stop_reason(reason), "container stopped");
+        }
+    }
+    results
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(|_| ())
+}
+
 async fn apply<R: Runtime, H: Host>(
     rt: &R,
     host: &H,
@@ -83,21 +108,8 @@ async fn apply<R: Runtime, H: Host>(
             prepare_swap(rt, host, cx, key, &pod, &containers, carry).await
         }
         Action::StopContainers { containers, reason } => {
-            for t in &containers {
-                let message = wording::killing(&t.name, reason);
-                cx.emit(key, EventType::Normal, "Killing", message, None);
-            }
-            let results =
-                join_all(containers.iter().map(|t| hooks::stop_one(rt, cx, key, t))).await;
-            for (t, r) in containers.iter().zip(&results) {
-                if r.is_ok() {
-                    info!(pod = %key, container = %t.name, id = %t.id, grace = ?t.grace, reason = wording::stop_reason(reason), "container stopped");
-                }
-            }
-            results
-                .into_iter()
-                .collect::<Result<Vec<()>, _>>()
-                .map(|_| ())
+            stop_containers(rt, cx, key, &containers, reason)
+                .await
                 .map_err(StepError::from)
         }
         Action::RemoveContainer(id) => {

@@ -21,11 +21,11 @@ mod run;
 mod wording;
 
 pub use context::ExecContext;
-pub use execute::execute;
+pub use execute::{execute, stop_containers};
 pub use outcome::{Outcome, StepError, WorkError};
 pub use plan::{
     Action, BackingOff, Hook, MIN_GRACE, Plan, PlanInput, PodWork, RestartKey, SandboxRef,
-    StopReason, StopTarget, grace, plan,
+    StopReason, StopTarget, grace, hook_host, plan, stop_recorded,
 };
 pub use rollout::RollbackPolicy;
 pub use rollout_store::RolloutStore;

@@ -53,6 +53,7 @@ pub(super) fn stop_reason(r: StopReason) -> &'static str {
         StopReason::LivenessProbe => "failed liveness probe",
         StopReason::StartupProbe => "failed startup probe",
         StopReason::DeadlineExceeded => "active deadline exceeded",
+        StopReason::NodeShutdown => "node shutting down",
     }
 }
 

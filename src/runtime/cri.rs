@@ -880,6 +880,15 @@ impl Runtime for CriRuntime {
                 },
                 created_at: cri_time(s.created_at),
                 manifest: s.annotations.get(labels::MANIFEST_PATH).map(PathBuf::from),
+                priority: s
+                    .annotations
+                    .get(labels::PRIORITY)
+                    .and_then(|p| p.parse().ok()),
+                shutdown_order: s
+                    .annotations
+                    .get(labels::SHUTDOWN_ORDER)
+                    .and_then(|o| o.trim().parse().ok()),
+                component: s.labels.get(labels::COMPONENT).cloned(),
             });
         }
         for c in containers {

@@ -65,6 +65,8 @@ struct State {
     exec_results: BTreeMap<String, ExecOutput>,
     /// How long exec of a command (by its first word) takes to answer, whatever its timeout.
     exec_delays: BTreeMap<String, Duration>,
+    /// How long containers (by name) take to exit once told to stop.
+    stop_delays: BTreeMap<String, Duration>,
     /// The images held, by ID.
     images: BTreeMap<String, RuntimeImage>,
     /// Image IDs the runtime reports in use besides its containers' (its sandbox image).
@@ -202,6 +204,13 @@ impl FakeRuntime {
     /// live.
     pub fn set_exec_delay(&self, program: &str, delay: Duration) {
         self.lock().exec_delays.insert(program.to_owned(), delay);
+    }
+
+    /// Makes containers named `name` take `delay` to exit once stopped, as a process that
+    /// traps SIGTERM and finishes its work: `stop_container` returns after that delay, or
+    /// after the grace period, when the process is killed (exit 137) if still there.
+    pub fn set_stop_delay(&self, name: &str, delay: Duration) {
+        self.lock().stop_delays.insert(name.to_owned(), delay);
     }
 
     /// Test shorthand: runs a sandbox for `pod` (logs on).
@@ -356,6 +365,19 @@ impl Runtime for FakeRuntime {
                 created_at: Some(now),
                 manifest: Some(pod.source.path.clone()),
                 ip: (!pod.host_network()).then(|| "10.88.0.2".to_owned()),
+                priority: Some(crate::pod::priority::priority(&pod.spec)),
+                shutdown_order: pod
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(crate::labels::SHUTDOWN_ORDER))
+                    .and_then(|o| o.trim().parse().ok()),
+                component: pod
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::labels::COMPONENT))
+                    .cloned(),
             },
         );
         Ok(id)
@@ -517,9 +539,21 @@ impl Runtime for FakeRuntime {
 
     async fn stop_container(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
         self.record(FakeCall::StopContainer(id.clone(), grace), "stop_container")?;
+        let delay = {
+            let s = self.lock();
+            s.containers
+                .get(id)
+                .filter(|c| c.state != ContainerState::Exited)
+                .and_then(|c| s.stop_delays.get(&c.name).copied())
+        };
+        let mut code = None;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay.min(grace)).await;
+            code = (delay < grace).then_some(0);
+        }
         let now = self.clock.now();
         let mut s = self.lock();
-        let code = s.stop_exit_code;
+        let code = code.unwrap_or(s.stop_exit_code);
         if let Some(c) = s.containers.get_mut(id)
             && c.state != ContainerState::Exited
         {

@@ -95,6 +95,13 @@ pub struct ObservedSandbox {
     pub manifest: Option<PathBuf>,
     /// The pod IP, for sandboxes with their own network namespace.
     pub ip: Option<String>,
+    /// The pod's priority when the sandbox was made (`podvisor.dev/priority`); `None` for a
+    /// sandbox made before podvisor recorded it.
+    pub priority: Option<i32>,
+    /// The pod's `podvisor.dev/shutdown-order` annotation, when it is an integer.
+    pub shutdown_order: Option<i32>,
+    /// The pod's `component` label (kubeadm's control-plane pods: `etcd`, `kube-apiserver`).
+    pub component: Option<String>,
 }
 
 /// A container's state as CRI reports it.

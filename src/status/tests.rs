@@ -22,6 +22,9 @@ fn sandbox(p: &StaticPod, ip: Option<&str>) -> ObservedSandbox {
         created_at: Some(T0),
         manifest: None,
         ip: ip.map(str::to_owned),
+        priority: None,
+        shutdown_order: None,
+        component: None,
     }
 }
 

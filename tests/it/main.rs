@@ -30,4 +30,5 @@ mod registry;
 mod reliability;
 mod resilience;
 mod safechanges;
+mod shutdown;
 mod supervise;

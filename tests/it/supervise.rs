@@ -43,6 +43,7 @@ fn config(dir: &Path) -> Config {
         healthz: None,
         cgroup_driver: None,
         node_status: Default::default(),
+        shutdown: Default::default(),
     }
 }
 

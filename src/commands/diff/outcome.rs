@@ -169,6 +169,9 @@ fn add(
         created_at: None,
         manifest,
         ip: None,
+        priority: None,
+        shutdown_order: None,
+        component: None,
     });
     for (name, kind, hash, done) in containers {
         observed.containers.push(ObservedContainer {

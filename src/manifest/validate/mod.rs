@@ -141,6 +141,17 @@ fn validate_metadata(pod: &Pod, v: &mut Issues) {
     if total > 256 * 1024 {
         v.add("metadata.annotations", "must be at most 256 KiB in total");
     }
+    if let Some(order) = m
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::labels::SHUTDOWN_ORDER))
+        && order.trim().parse::<i32>().is_err()
+    {
+        v.add(
+            format!("metadata.annotations[{:?}]", crate::labels::SHUTDOWN_ORDER),
+            format!("{order:?} must be an integer (higher stops later at node shutdown)"),
+        );
+    }
     if m.owner_references.as_ref().is_some_and(|o| !o.is_empty()) {
         v.add("metadata.ownerReferences", "not allowed on static pods");
     }

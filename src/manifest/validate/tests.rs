@@ -476,3 +476,25 @@ fn legacy_apparmor_annotations_name_a_container_a_profile_and_agree_with_the_fie
         ["spec.containers[0].securityContext.appArmorProfile.localhostProfile"]
     );
 }
+
+#[test]
+fn a_shutdown_order_annotation_must_be_an_integer() {
+    let annotated = |value: &str| {
+        BASE.replace(
+            "  name: web\nspec:\n",
+            &format!(
+                "  name: web\n  annotations: {{'podvisor.dev/shutdown-order': '{value}'}}\nspec:\n"
+            ),
+        )
+    };
+    for ok in ["0", "1", "-5", " 10 "] {
+        assert_eq!(fields(&annotated(ok)), Vec::<String>::new(), "{ok:?}");
+    }
+    for bad in ["last", "1.5", "", "99999999999"] {
+        assert_eq!(
+            fields(&annotated(bad)),
+            ["metadata.annotations[\"podvisor.dev/shutdown-order\"]"],
+            "{bad:?}"
+        );
+    }
+}

@@ -26,6 +26,8 @@
 mod pod;
 mod teardown;
 
+pub use teardown::{hook_host, stop_recorded};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +85,8 @@ pub enum StopReason {
     StartupProbe,
     /// Its pod has been active longer than its `activeDeadlineSeconds`.
     DeadlineExceeded,
+    /// The node is shutting down (`podvisor shutdown`).
+    NodeShutdown,
 }
 
 /// A lifecycle hook to run, with what it needs to reach the container.

@@ -15,7 +15,7 @@ pub(super) fn not_exited(c: &ObservedContainer) -> bool {
 
 /// The address a container's hooks use: its sandbox's IP, or the node's for host-network
 /// sandboxes (which have none of their own).
-fn hook_host(
+pub fn hook_host(
     c: &ObservedContainer,
     sandboxes: &[&ObservedSandbox],
     host_ip: Option<&str>,
@@ -29,7 +29,7 @@ fn hook_host(
 
 /// How to stop a container when only the runtime's record of it is known: the grace period
 /// and preStop hook the kubelet annotations preserved (`restoreSpecsFromContainerLabels`).
-pub(super) fn stop_recorded(c: &ObservedContainer, host: Option<String>) -> StopTarget {
+pub fn stop_recorded(c: &ObservedContainer, host: Option<String>) -> StopTarget {
     let pre_stop = c.pre_stop.clone().map(|handler| Hook {
         handler,
         ports: Vec::new(),

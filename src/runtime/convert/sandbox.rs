@@ -143,6 +143,12 @@ pub fn sandbox_config(pod: &StaticPod, attempt: u32, ctx: &NodeContext) -> cri::
         pod.source.path.to_string_lossy().into_owned(),
     );
     annotations.insert(labels::SANDBOX_HASH.into(), pod.sandbox.0.clone());
+    // What `podvisor shutdown` orders pods by, read back without the manifest (which may
+    // have changed or gone since), as the kubelet keeps the grace period on its containers.
+    annotations.insert(
+        labels::PRIORITY.into(),
+        crate::pod::priority::priority(&pod.spec).to_string(),
+    );
     // Sandbox annotations cannot change after creation, and a container-only edit keeps
     // the sandbox while the pod's config.hash moves on. So the sandbox carries what stays
     // true for its whole life: the pod UID, which is exactly the kubelet's `config.hash`.

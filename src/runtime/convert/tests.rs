@@ -69,6 +69,10 @@ fn sandbox_carries_kubelet_labels_and_pod_annotations() {
         p.sandbox.as_str()
     );
     assert_eq!(s.annotations["kubernetes.io/config.source"], "file");
+    assert_eq!(
+        s.annotations["podvisor.dev/priority"], "0",
+        "no priority: 0"
+    );
     assert!(s.annotations.contains_key("kubernetes.io/config.seen"));
     assert_eq!(
         s.annotations["podvisor.dev/manifest"],
@@ -398,6 +402,10 @@ fn kubeadm_control_plane_manifests_become_host_network_node_critical_containers(
         assert_eq!(ns.network, cri::NamespaceMode::Node as i32, "{name}");
         assert_eq!(s.labels["component"], name);
         assert_eq!(s.labels["tier"], "control-plane");
+        assert_eq!(
+            s.annotations["podvisor.dev/priority"], "2000001000",
+            "{name}: the priority node shutdown orders by is recorded"
+        );
         let spec = &pod.containers()[0];
         let addrs = Addresses {
             pod_ip: Some("192.168.1.10".into()),

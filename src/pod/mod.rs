@@ -19,6 +19,7 @@ mod hash;
 mod kinds;
 pub mod priority;
 mod qos;
+mod record;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +33,7 @@ pub use expand::expand;
 pub use hash::{canonical_json, container_hash, pod_hashes, sandbox_projection};
 pub use kinds::{ProbeKind, TerminationReason, WaitingReason};
 pub use qos::{QosClass, qos_class};
+pub use record::StaticPodRecord;
 
 use crate::clock::Timestamp;
 use crate::labels;

@@ -180,15 +180,7 @@ async fn apply<R: Runtime, H: Host>(
                 .container(&name)
                 .and_then(|(_, c)| c.image.clone())
                 .unwrap_or_default();
-            let pulling = || {
-                cx.emit(
-                    key,
-                    EventType::Normal,
-                    "Pulling",
-                    format!("Pulling image {image:?}"),
-                    Some(field.clone()),
-                );
-            };
+            let pulling = announce_pull(cx, key, &image, &field);
             let steps = Steps {
                 pod: &pod,
                 sandbox: &sandbox_id,
@@ -203,7 +195,13 @@ async fn apply<R: Runtime, H: Host>(
                         WaitingReason::ErrImageNeverPull => "ErrImageNeverPull",
                         _ => "Failed",
                     };
-                    cx.emit(key, EventType::Warning, reason, e.to_string(), Some(field));
+                    cx.emit(
+                        key,
+                        EventType::Warning,
+                        reason,
+                        e.to_string(),
+                        Some(field.clone()),
+                    );
                     return Err(e);
                 }
             };
@@ -242,7 +240,7 @@ async fn apply<R: Runtime, H: Host>(
                 "Container started".to_owned(),
                 Some(field.clone()),
             );
-            hooks::post_start(rt, cx, key, &pod, &sandbox_id, &name, &id, field)
+            hooks::post_start(rt, cx, key, &pod, &sandbox_id, &name, &id, field.clone())
                 .await
                 .map_err(StepError::from)
         }
@@ -251,6 +249,25 @@ async fn apply<R: Runtime, H: Host>(
             info!(pod = %key, id = %id, "created container started");
             Ok(())
         }
+    }
+}
+
+/// The kubelet's `Pulling` event for `image` of the container at `field`, to post when a
+/// pull starts.
+fn announce_pull<'a>(
+    cx: &'a ExecContext,
+    key: &'a PodKey,
+    image: &'a str,
+    field: &'a str,
+) -> impl Fn() + Send + Sync + 'a {
+    move || {
+        cx.emit(
+            key,
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image {image:?}"),
+            Some(field.to_owned()),
+        );
     }
 }
 
@@ -286,15 +303,7 @@ async fn prepare_swap<R: Runtime, H: Host>(
         let image = c.image.clone().unwrap_or_default();
         let policy = c.image_pull_policy.clone().unwrap_or_default();
         let field = container_field(kind == ContainerKind::Init, name);
-        let pulling = || {
-            cx.emit(
-                key,
-                EventType::Normal,
-                "Pulling",
-                format!("Pulling image {image:?}"),
-                Some(field.clone()),
-            );
-        };
+        let pulling = announce_pull(cx, key, &image, &field);
         match rt.ensure_image(&image, &policy, Some(&pulling)).await {
             Ok(source) => {
                 if !matches!(source, crate::runtime::ImageSource::Present) {
@@ -312,7 +321,13 @@ async fn prepare_swap<R: Runtime, H: Host>(
                     WaitingReason::ErrImageNeverPull => "ErrImageNeverPull",
                     _ => "Failed",
                 };
-                cx.emit(key, EventType::Warning, reason, e.to_string(), Some(field));
+                cx.emit(
+                    key,
+                    EventType::Warning,
+                    reason,
+                    e.to_string(),
+                    Some(field.clone()),
+                );
                 held(cx, e.to_string());
                 carry.unready = Some(name.clone());
                 return Err(e.into());

@@ -4,102 +4,30 @@
 //!
 //! A pod version is kept whole (its bound metadata, spec and hashes), exactly as it ran.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::rollout::{Rollouts, Track};
 use crate::clock::Timestamp;
 use crate::manifest::write_atomic;
-use crate::pod::{
-    ContainerHash, DocRef, ManifestRef, PodKey, PodUid, SandboxHash, SpecHash, StaticPod,
-};
-
-/// One pod version, whole.
-#[derive(Debug, Serialize, Deserialize)]
-struct PodRecord {
-    namespace: String,
-    name: String,
-    uid: String,
-    sandbox: String,
-    hash: String,
-    seen: i64,
-    path: PathBuf,
-    document: usize,
-    item: Option<usize>,
-    metadata: ObjectMeta,
-    spec: PodSpec,
-    containers: BTreeMap<String, String>,
-}
-
-impl PodRecord {
-    fn of(p: &StaticPod) -> PodRecord {
-        PodRecord {
-            namespace: p.key.namespace.clone(),
-            name: p.key.name.clone(),
-            uid: p.uid.0.clone(),
-            sandbox: p.sandbox.0.clone(),
-            hash: p.hash.0.clone(),
-            seen: p.seen.0,
-            path: p.source.path.clone(),
-            document: p.source.at.document,
-            item: p.source.at.item,
-            metadata: p.metadata.clone(),
-            spec: p.spec.clone(),
-            containers: p
-                .container_hashes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.0.clone()))
-                .collect(),
-        }
-    }
-
-    fn pod(self) -> Arc<StaticPod> {
-        Arc::new(StaticPod {
-            key: PodKey {
-                namespace: self.namespace,
-                name: self.name,
-            },
-            uid: PodUid(self.uid),
-            sandbox: SandboxHash(self.sandbox),
-            hash: SpecHash(self.hash),
-            seen: Timestamp(self.seen),
-            source: ManifestRef {
-                path: self.path,
-                at: DocRef {
-                    document: self.document,
-                    item: self.item,
-                },
-            },
-            metadata: self.metadata,
-            spec: self.spec,
-            container_hashes: self
-                .containers
-                .into_iter()
-                .map(|(k, v)| (k, ContainerHash(v)))
-                .collect(),
-        })
-    }
-}
+use crate::pod::{SpecHash, StaticPodRecord};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
 enum TrackRecord {
     Healthy {
-        pod: PodRecord,
+        pod: StaticPodRecord,
     },
     Trying {
-        from: PodRecord,
+        from: StaticPodRecord,
         to: String,
         since: i64,
     },
     RolledBack {
-        to: PodRecord,
+        to: StaticPodRecord,
         rejected: String,
         reason: String,
     },
@@ -138,11 +66,11 @@ impl RolloutStore {
             .into_iter()
             .map(|r| match r {
                 TrackRecord::Healthy { pod } => {
-                    let pod = pod.pod();
+                    let pod = Arc::new(pod.into_pod());
                     (pod.key.clone(), Track::Healthy(pod))
                 }
                 TrackRecord::Trying { from, to, since } => {
-                    let from = from.pod();
+                    let from = Arc::new(from.into_pod());
                     let track = Track::Trying {
                         from: from.clone(),
                         to: SpecHash(to),
@@ -155,7 +83,7 @@ impl RolloutStore {
                     rejected,
                     reason,
                 } => {
-                    let to = to.pod();
+                    let to = Arc::new(to.into_pod());
                     let track = Track::RolledBack {
                         to: to.clone(),
                         rejected: SpecHash(rejected),
@@ -179,10 +107,10 @@ impl RolloutStore {
             .values()
             .map(|t| match t {
                 Track::Healthy(p) => TrackRecord::Healthy {
-                    pod: PodRecord::of(p),
+                    pod: StaticPodRecord::of(p),
                 },
                 Track::Trying { from, to, since } => TrackRecord::Trying {
-                    from: PodRecord::of(from),
+                    from: StaticPodRecord::of(from),
                     to: to.0.clone(),
                     since: since.0,
                 },
@@ -191,7 +119,7 @@ impl RolloutStore {
                     rejected,
                     reason,
                 } => TrackRecord::RolledBack {
-                    to: PodRecord::of(to),
+                    to: StaticPodRecord::of(to),
                     rejected: rejected.0.clone(),
                     reason: reason.clone(),
                 },

@@ -321,6 +321,8 @@ cmd_start() {
 		return 0
 	fi
 	rm -f "$dir/crio.sock"
+	load_env "$dir"
+	loopback_hostports
 	lab_env "$dir"
 	# setsid: not in the caller's process group, so a ^C or a job kill there does not reach it.
 	setsid "$CRIO_BIN_DIR/crio" --config "$dir/crio.conf" --config-dir "$dir/crio.conf.d" \
@@ -443,6 +445,62 @@ iptables_cleanup() {
 	done
 }
 
+# Is IPv4 address $1 in CIDR $2?
+in_subnet() {
+	local ip=$1 net=${2%/*} len=${2#*/} a b c d e mask
+	IFS=. read -r a b c d <<<"$ip"
+	a=$(((a << 24) | (b << 16) | (c << 8) | d))
+	IFS=. read -r b c d e <<<"$net"
+	b=$(((b << 24) | (c << 16) | (d << 8) | e))
+	mask=$(((0xFFFFFFFF << (32 - len)) & 0xFFFFFFFF))
+	(((a & mask) == (b & mask)))
+}
+
+# CRI-O maps hostPorts itself, never through CNI's portmap: per pod and port a nat chain
+# KUBE-HP-* (DNAT to the pod) jumped to from KUBE-HOSTPORTS, and CRIO-MASQ-* (hairpin SNAT)
+# jumped to from CRIO-HOSTPORTS-MASQ. It removes them when a pod is stopped through CRI, not
+# when the pod is killed under it, and a stale one makes its host port a black hole for
+# every later user of the machine (127.0.0.1 included). Removes those of pods in SUBNET $1.
+hostport_cleanup() {
+	local subnet=$1 line c n=0
+	local -A stale=()
+	command -v iptables >/dev/null || return 0
+	local dnat='^-A ((KUBE-HP|CRIO-MASQ)-[A-Z0-9]+) .*(--to-destination |-s )([0-9.]+)[:/]'
+	while IFS= read -r line; do
+		if [[ $line =~ $dnat ]] && in_subnet "${BASH_REMATCH[4]}" "$subnet"; then
+			stale[${BASH_REMATCH[1]}]=1
+		fi
+	done < <(iptables -w -t nat -S 2>/dev/null || true)
+	((${#stale[@]})) || return 0
+	while IFS= read -r line; do
+		[[ $line =~ -j\ ([A-Z0-9-]+)$ && -n ${stale[${BASH_REMATCH[1]}]:-} ]] || continue
+		[[ $line == "-A KUBE-HOSTPORTS "* || $line == "-A CRIO-HOSTPORTS-MASQ "* ]] || continue
+		eval "iptables -w -t nat ${line/#-A /-D }" 2>/dev/null || true
+	done < <(iptables -w -t nat -S 2>/dev/null || true)
+	for c in "${!stale[@]}"; do
+		iptables -w -t nat -F "$c" 2>/dev/null || true
+		iptables -w -t nat -X "$c" 2>/dev/null && n=$((n + 1))
+	done
+	log "removed $n hostPort chain(s) of $subnet"
+}
+
+# 127.0.0.1:HOSTPORT: CRI-O's DNAT rules match it (OUTPUT, dst-type LOCAL), but a packet
+# from a loopback address may only leave through the bridge with route_localnet, and the pod
+# must see a source it can answer. containerd's portmap plugin ("snat": true) sets up both;
+# CRI-O does not (kubernetes/kubernetes#80591: its hostport code cannot know the bridge).
+# Done here for this lab's bridge only (made now if CNI has not made it yet; the bridge
+# plugin adopts it); iptables_cleanup removes the rule, which carries the network's name.
+loopback_hostports() {
+	local rule
+	ip link show "$LAB_BRIDGE" >/dev/null 2>&1 || ip link add name "$LAB_BRIDGE" type bridge
+	ip link set "$LAB_BRIDGE" up
+	sysctl -qw "net.ipv4.conf.$LAB_BRIDGE.route_localnet=1"
+	command -v iptables >/dev/null || return 0
+	rule=(POSTROUTING -s 127.0.0.0/8 -o "$LAB_BRIDGE"
+		-m comment --comment "name: \"$LAB_NETNAME\" id: \"loopback-hostports\"" -j MASQUERADE)
+	iptables -w -t nat -C "${rule[@]}" 2>/dev/null || iptables -w -t nat -A "${rule[@]}"
+}
+
 cni_cache_cleanup() {
 	local net=$1 cache=${CNI_CACHE_DIR:-/var/lib/cni}/results f
 	[[ -d $cache ]] || return 0
@@ -557,6 +615,7 @@ cmd_stop() {
 	if [[ -f $dir/lab.env ]]; then
 		load_env "$dir"
 		iptables_cleanup "$LAB_NETNAME"
+		hostport_cleanup "$LAB_SUBNET"
 		cni_cache_cleanup "$LAB_NETNAME"
 		if ip link show "$LAB_BRIDGE" >/dev/null 2>&1; then
 			ip link del "$LAB_BRIDGE" && log "deleted bridge $LAB_BRIDGE"

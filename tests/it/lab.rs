@@ -86,6 +86,26 @@ impl Kind {
         }
     }
 
+    /// How podvisor should say it watches container exits with this runtime (its log line's
+    /// `source=` field): containerd 1.6 has no CRI `GetContainerEvents`, so podvisor uses
+    /// containerd's own events; CRI-O answers the CRI call.
+    pub fn exit_source(&self) -> &'static str {
+        match self {
+            Kind::Containerd => "source=Containerd",
+            Kind::Crio(_) => "source=Cri",
+        }
+    }
+
+    /// What podvisor should log when it settles the cgroup driver with this runtime:
+    /// containerd 1.6 has no CRI `RuntimeConfig` (the configured driver, cgroupfs, is used);
+    /// the lab's CRI-O answers it with cgroupfs.
+    pub fn cgroup_driver_log(&self) -> &'static str {
+        match self {
+            Kind::Containerd => "runtime does not say its cgroup driver (no CRI RuntimeConfig)",
+            Kind::Crio(_) => "using the cgroup driver the runtime uses cgroup_driver=cgroupfs",
+        }
+    }
+
     /// A lab script run with this runtime's binaries.
     fn command(&self) -> Command {
         let mut cmd = Command::new(self.script());

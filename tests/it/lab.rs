@@ -265,6 +265,16 @@ impl Lab {
         CriRuntime::new(&self.endpoint, std::sync::Arc::new(ctx), None).expect("cri client")
     }
 
+    /// runc's state directory for container `id` run by the lab's runtime handler `handler`
+    /// (`runc`, `runc-alt`): each handler has a state root of its own.
+    pub fn runc_state(&self, handler: &str, id: &str) -> PathBuf {
+        match &self.kind {
+            Kind::Containerd => self.dir.path().join("state").join(handler).join("k8s.io"),
+            Kind::Crio(_) => self.dir.path().join(handler),
+        }
+        .join(id)
+    }
+
     /// Sends SIGKILL to a container's process, as a crash would.
     pub fn kill_container(&self, id: &str) {
         match &self.kind {
@@ -272,7 +282,7 @@ impl Lab {
                 .arg("--address")
                 .arg(self.dir.path().join("containerd.sock"))
                 .args(["-n", "k8s.io", "task", "kill", "-s", "SIGKILL", id])),
-            // CRI-O's container id is runc's; its default handler keeps state in DIR/runc
+            // CRI-O's container id is runc's
             Kind::Crio(_) => run(Command::new("/usr/sbin/runc")
                 .arg("--root")
                 .arg(self.dir.path().join("runc"))

@@ -177,11 +177,8 @@ async fn fetch(addr: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::time::timeout;
     for _ in 0..50 {
-        if let Ok(Ok(mut s)) = timeout(
-            Duration::from_secs(1),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
+        if let Ok(Ok(mut s)) =
+            timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await
         {
             let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
             let mut out = String::new();

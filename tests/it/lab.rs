@@ -106,6 +106,23 @@ impl Kind {
         }
     }
 
+    /// The runtime's name in CRI `Version`, which is also the scheme of the container ids
+    /// podvisor publishes (`containerd://ID`, `cri-o://ID`), as the kubelet does.
+    pub fn runtime_name(&self) -> &'static str {
+        match self {
+            Kind::Containerd => "containerd",
+            Kind::Crio(_) => "cri-o",
+        }
+    }
+
+    /// Whether CRI `CreateContainer` already creates the OCI container (`runc create`), so
+    /// that a command missing from the image fails there, the kubelet's
+    /// `CreateContainerError`: CRI-O does; containerd creates it in `StartContainer`
+    /// (`RunContainerError`).
+    pub fn creates_the_process_at_create(&self) -> bool {
+        matches!(self, Kind::Crio(_))
+    }
+
     /// A lab script run with this runtime's binaries.
     fn command(&self) -> Command {
         let mut cmd = Command::new(self.script());

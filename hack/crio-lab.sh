@@ -2,8 +2,9 @@
 # A throw-away CRI-O (CRI v1) instance in a directory of its own, the second real runtime of
 # the opt-in CRI-O suite (tests/it/crio.rs). The counterpart of hack/containerd-lab.sh: several
 # instances (different DIR, bridge and subnet) can run side by side; nothing is written outside
-# DIR except the CNI bridge, its veths and iptables rules, libcni's result cache and the pods'
-# cgroups.
+# DIR except the CNI bridge, its veths and iptables rules, libcni's result cache, the pods'
+# cgroups, and pulls' and imports' temporary blobs (/var/tmp/container_images_*, left at
+# containers/image's default so that podvisor's default pull-progress watch is the one tested).
 #
 #   hack/crio-lab.sh config DIR [BRIDGE_NAME SUBNET]   write DIR/crio.conf, storage.conf, CNI conf
 #   hack/crio-lab.sh start  DIR                        start crio, wait for its socket
@@ -59,6 +60,7 @@ usage:
         so that DIR can be rm -rf'ed.
 
 CRI endpoint: unix://DIR/crio.sock
+Trusting a registry's CA: DIR/home/.config/containers/certs.d/HOST:PORT/ca.crt (read per pull).
 EOF
 	exit 2
 }
@@ -99,6 +101,10 @@ lab_env() {
 	export CONTAINERS_STORAGE_CONF=$dir/storage.conf
 	export CONTAINERS_REGISTRIES_CONF=$dir/registries.conf
 	export REGISTRIES_CONFIG_PATH=$dir/registries.conf
+	# containers/image looks for per-registry CAs in ~/.config/containers/certs.d/HOST:PORT
+	# first (then /etc/containers/certs.d), and for default credentials in ~ too: a home of
+	# its own keeps root's out and lets a test trust a registry's CA for this instance only.
+	export HOME=$dir/home
 }
 
 # PID of this DIR's crio, if it is running (pid file checked against /proc).
@@ -155,7 +161,7 @@ cmd_config() {
 	netname="podvisor-lab-$bridge"
 
 	mkdir -p "$dir"/{storage,run,log,lib,exits,attach,ns,nri,bin,hooks,cdi,tmp,runc,runc-alt} \
-		"$dir"/{cni/net.d,cni/ipam,auth,sigstore}
+		"$dir"/{cni/net.d,cni/ipam,auth,sigstore,home/.config/containers/certs.d}
 	rm -f "$dir"/cni/net.d/*.conflist "$dir"/cni/net.d/*.conf
 
 	cat >"$dir/bin/runc" <<EOF
@@ -253,7 +259,6 @@ signature_policy = "$dir/policy.json"
 signature_policy_dir = "$dir/sigstore"
 global_auth_file = ""
 namespaced_auth_dir = "$dir/auth"
-big_files_temporary_dir = "$dir/tmp"
 
 [crio.network]
 network_dir = "$dir/cni/net.d"

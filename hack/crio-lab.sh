@@ -36,6 +36,9 @@ DEFAULT_SUBNET=10.89.0.0/16
 START_TIMEOUT_S=${START_TIMEOUT_S:-20}
 STOP_TIMEOUT_S=${STOP_TIMEOUT_S:-10}
 
+# shellcheck source=hack/lab-common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lab-common.sh"
+
 usage() {
 	cat >&2 <<EOF
 usage:
@@ -56,42 +59,13 @@ usage:
   $PROG stop DIR [--all]   (or: stop --all DIR)
         SIGTERM crio and wait. Pods (conmon + runc) survive and CRI-O re-attaches on the
         next start, unless --all: then also delete the pods' containers, their conmon
-        processes, every mount under DIR, this network's iptables rules and the bridge,
-        so that DIR can be rm -rf'ed.
+        processes, every mount under DIR, this network's iptables rules, CRI-O's hostPort
+        chains of its subnet and the bridge, so that DIR can be rm -rf'ed.
 
 CRI endpoint: unix://DIR/crio.sock
 Trusting a registry's CA: DIR/home/.config/containers/certs.d/HOST:PORT/ca.crt (read per pull).
 EOF
 	exit 2
-}
-
-log() { echo "$PROG: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
-
-# Absolute, normalised DIR. Creates it when $2 is "create".
-abs_dir() {
-	local d=$1
-	[[ -n $d ]] || die "empty DIR"
-	if [[ ${2:-} == create ]]; then
-		mkdir -p "$d"
-	fi
-	[[ -d $d ]] || die "$d: no such directory (run '$PROG config $d' first)"
-	d=$(cd "$d" && pwd -P)
-	[[ $d != / ]] || die "refusing to use / as DIR"
-	[[ $d != *[[:space:]]* ]] || die "DIR must not contain whitespace: '$d'"
-	printf '%s' "$d"
-}
-
-load_env() {
-	local dir=$1
-	[[ -f $dir/lab.env ]] || die "$dir/lab.env missing (run '$PROG config $dir' first)"
-	# shellcheck disable=SC1091
-	source "$dir/lab.env"
 }
 
 # The environment crio and skopeo need so that containers/image and containers/storage read
@@ -125,25 +99,13 @@ answers() {
 	"$CRIO_BIN_DIR/crio" status --socket "$sock" info >/dev/null 2>&1
 }
 
-probe_overlay() {
-	local dir=$1 p ok=1
-	p=$(mktemp -d "$dir/.overlay-probe.XXXXXX")
-	mkdir -p "$p"/{l,u,w,m}
-	if mount -t overlay overlay -o "lowerdir=$p/l,upperdir=$p/u,workdir=$p/w" "$p/m" 2>/dev/null; then
-		umount "$p/m" && ok=0
-	fi
-	rm -rf "$p"
-	return $ok
-}
-
 # ---------------------------------------------------------------------------- config
 cmd_config() {
 	[[ $# -eq 1 || $# -eq 3 ]] || usage
 	need_root
 	local dir bridge=${2:-$DEFAULT_BRIDGE} subnet=${3:-$DEFAULT_SUBNET} driver netname
 	dir=$(abs_dir "$1" create)
-	[[ $bridge =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "bad bridge name '$bridge' (1-15 chars of [A-Za-z0-9_.-])"
-	[[ $subnet =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$ ]] || die "bad IPv4 subnet '$subnet'"
+	check_network "$bridge" "$subnet"
 	[[ ${POD_EVENTS:-true} == true || ${POD_EVENTS:-true} == false ]] || die "POD_EVENTS must be true or false"
 	# unix socket paths are limited to 107 bytes; conmon's attach sockets are the longest
 	((${#dir} < 40)) || die "DIR path too long for CRI-O's attach sockets: $dir"
@@ -274,32 +236,7 @@ nri_plugin_config_dir = "$dir/nri/conf.d"
 enable_metrics = false
 EOF
 
-	cat >"$dir/cni/net.d/10-podvisor-lab.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "$netname",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$bridge",
-      "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{ "subnet": "$subnet" }]],
-        "routes": [{ "dst": "0.0.0.0/0" }],
-        "dataDir": "$dir/cni/ipam"
-      }
-    },
-    {
-      "type": "portmap",
-      "capabilities": { "portMappings": true },
-      "snat": true
-    }
-  ]
-}
-EOF
+	write_conflist "$dir/cni/net.d/10-podvisor-lab.conflist" "$netname" "$bridge" "$subnet" "$dir/cni/ipam"
 
 	{
 		printf 'LAB_BRIDGE=%q\n' "$bridge"
@@ -316,7 +253,7 @@ EOF
 cmd_start() {
 	[[ $# -eq 1 ]] || usage
 	need_root
-	local dir pid i
+	local dir pid
 	dir=$(abs_dir "$1")
 	[[ -f $dir/crio.conf ]] || die "$dir/crio.conf missing (run '$PROG config $dir' first)"
 	[[ -x $CRIO_BIN_DIR/crio ]] || die "$CRIO_BIN_DIR/crio missing (build CRI-O: ../shared/RUNTIME-LAB.md)"
@@ -335,20 +272,7 @@ cmd_start() {
 	pid=$!
 	echo "$pid" >"$dir/crio.pid"
 
-	for ((i = 0; i < START_TIMEOUT_S * 10; i++)); do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			tail -n 20 "$dir/crio.log" >&2 || true
-			rm -f "$dir/crio.pid"
-			die "crio exited during start-up (log: $dir/crio.log)"
-		fi
-		if answers "$dir"; then
-			log "crio of $dir up (pid $pid) after $((i * 100)) ms: unix://$dir/crio.sock"
-			return 0
-		fi
-		sleep 0.1
-	done
-	tail -n 20 "$dir/crio.log" >&2 || true
-	die "crio of $dir did not answer within ${START_TIMEOUT_S}s (pid $pid, log $dir/crio.log)"
+	await_start crio "$pid" "$dir" "$dir/crio.log" "$dir/crio.pid" "unix://$dir/crio.sock" answers
 }
 
 # ---------------------------------------------------------------------------- import
@@ -387,69 +311,6 @@ cmd_status() {
 }
 
 # ---------------------------------------------------------------------------- stop
-alive() {
-	local s
-	{ s=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
-	s=${s##*) }
-	[[ ${s:0:1} != Z ]]
-}
-
-wait_gone() { # PID TIMEOUT_S
-	local pid=$1 i
-	for ((i = 0; i < $2 * 10; i++)); do
-		alive "$pid" || return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-# PIDs of conmon processes one of whose arguments is under DIR.
-conmon_pids() {
-	local dir=$1 p arg
-	for p in /proc/[0-9]*; do
-		[[ -r $p/cmdline ]] || continue
-		local first=1 is_conmon=0 mentions=0
-		while IFS= read -r -d '' arg; do
-			if ((first)); then
-				[[ ${arg##*/} == conmon ]] && is_conmon=1
-				first=0
-				((is_conmon)) || break
-			elif [[ $arg == "$dir"/* || $arg == *=$dir/* ]]; then
-				mentions=1
-				break
-			fi
-		done 2>/dev/null <"$p/cmdline" || true
-		((is_conmon && mentions)) && printf '%s\n' "${p#/proc/}"
-	done
-	return 0
-}
-
-mounts_under() {
-	local dir=$1
-	awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -ru
-}
-
-iptables_cleanup() {
-	local net=$1 table line chains=() c
-	command -v iptables >/dev/null || return 0
-	for table in nat filter; do
-		while IFS= read -r line; do
-			[[ -n $line ]] || continue
-			if [[ $line =~ -j\ (CNI-[A-Za-z0-9-]+) ]]; then
-				case ${BASH_REMATCH[1]} in
-				CNI-HOSTPORT-* | CNI-FORWARD | CNI-ADMIN) ;;
-				*) chains+=("$table:${BASH_REMATCH[1]}") ;;
-				esac
-			fi
-			eval "iptables -w -t $table ${line/#-A /-D }" 2>/dev/null || true
-		done < <(iptables -w -t "$table" -S 2>/dev/null | grep -F "name: \\\"$net\\\"" || true)
-	done
-	for c in "${chains[@]}"; do
-		iptables -w -t "${c%%:*}" -F "${c#*:}" 2>/dev/null || true
-		iptables -w -t "${c%%:*}" -X "${c#*:}" 2>/dev/null || true
-	done
-}
-
 # Is IPv4 address $1 in CIDR $2?
 in_subnet() {
 	local ip=$1 net=${2%/*} len=${2#*/} a b c d e mask
@@ -506,65 +367,21 @@ loopback_hostports() {
 	iptables -w -t nat -C "${rule[@]}" 2>/dev/null || iptables -w -t nat -A "${rule[@]}"
 }
 
-cni_cache_cleanup() {
-	local net=$1 cache=${CNI_CACHE_DIR:-/var/lib/cni}/results f
-	[[ -d $cache ]] || return 0
-	for f in "$cache/$net"-*; do
-		[[ -f $f ]] && rm -f "$f"
-	done
-	return 0
-}
-
 cmd_stop() {
-	local dir="" all=0 pid a
-	for a in "$@"; do
-		case $a in
-		--all) all=1 ;;
-		-*) usage ;;
-		*) [[ -z $dir ]] || usage; dir=$a ;;
-		esac
-	done
-	[[ -n $dir ]] || usage
-	need_root
-	dir=$(abs_dir "$dir")
-
-	if pid=$(crio_pid "$dir"); then
-		kill -TERM "$pid" 2>/dev/null || true
-		if ! wait_gone "$pid" "$STOP_TIMEOUT_S"; then
-			log "crio (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT_S}s: SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			wait_gone "$pid" 5 || die "crio pid $pid does not die"
-		fi
-		log "crio of $dir stopped (pid $pid)"
-	else
-		log "crio of $dir is not running"
-	fi
+	local dir all pid
+	parse_stop "$@"
+	dir=$STOP_DIR all=$STOP_ALL
+	stop_daemon crio "$dir" "$(crio_pid "$dir" || true)"
 	rm -f "$dir/crio.pid" "$dir/crio.sock"
 	((all)) || return 0
 
 	# 1. Containers: runc delete --force kills every process of a container's cgroup and
 	#    removes that cgroup.
-	local root id n=0 cg parents=() ids=()
-	for root in "$dir/runc" "$dir/runc-alt"; do
-		[[ -d $root ]] || continue
-		while read -r id; do
-			[[ -n $id ]] || continue
-			ids+=("$id")
-			if [[ -f $root/$id/state.json ]]; then
-				while read -r cg; do
-					cg=${cg//\"/}
-					parents+=("${cg%/*}")
-				done < <(grep -o '"/sys/fs/cgroup/[^"]*"' "$root/$id/state.json" || true)
-			fi
-			"$RUNC_BIN" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
-			n=$((n + 1))
-		done < <("$RUNC_BIN" --root "$root" list -q 2>/dev/null || true)
-	done
-	((n == 0)) || log "deleted $n runc container(s)"
+	runc_delete_all "$dir/runc" "$dir/runc-alt"
 
 	# 2. conmon processes (they exit with their container; what is left is killed).
 	local conmons=()
-	mapfile -t conmons < <(conmon_pids "$dir")
+	mapfile -t conmons < <(pids_under conmon "$dir")
 	if ((${#conmons[@]})); then
 		kill -KILL "${conmons[@]}" 2>/dev/null || true
 		for pid in "${conmons[@]}"; do
@@ -577,7 +394,7 @@ cmd_stop() {
 	#    crio-<id> (containers, and sandboxes even without an infra container) and
 	#    crio-conmon-<id>, for every id in this instance's storage; then their pod-level
 	#    parents (linux.cgroup_parent) if empty. rmdir never removes a cgroup with processes.
-	local f name
+	local f name id cg ids=("${RUNC_IDS[@]}")
 	for f in "$dir"/storage/overlay-containers/*; do
 		name=${f##*/}
 		if [[ $name =~ ^[0-9a-f]{64}$ ]]; then
@@ -593,39 +410,17 @@ cmd_stop() {
 			id=${id#crio-}
 			[[ -n ${known[$id]:-} ]] || continue
 			rmdir "$cg" 2>/dev/null || continue
-			parents+=("${cg%/*}")
+			CGROUP_PARENTS+=("${cg%/*}")
 		done < <(find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -name 'crio-*' 2>/dev/null || true)
 	fi
-	if ((${#parents[@]})); then
-		printf '%s\n' "${parents[@]}" | sort -u | while read -r cg; do
-			[[ $cg == /sys/fs/cgroup/*/*/* ]] || continue
-			rmdir "$cg" 2>/dev/null || true
-		done
-	fi
+	rmdir_pod_cgroups
 
 	# 4. Mounts under DIR: container rootfs, shm, network namespaces, storage; deepest first.
-	local m left
-	for _ in 1 2 3; do
-		left=0
-		while read -r m; do
-			[[ -n $m ]] || continue
-			left=1
-			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "warning: cannot unmount $m"
-		done < <(mounts_under "$dir")
-		((left)) || break
-	done
-	[[ -z $(mounts_under "$dir") ]] || log "warning: still mounted under $dir: $(mounts_under "$dir" | tr '\n' ' ')"
+	unmount_under "$dir"
 
-	# 5. Network: iptables rules of this network, then the bridge.
-	if [[ -f $dir/lab.env ]]; then
-		load_env "$dir"
-		iptables_cleanup "$LAB_NETNAME"
-		hostport_cleanup "$LAB_SUBNET"
-		cni_cache_cleanup "$LAB_NETNAME"
-		if ip link show "$LAB_BRIDGE" >/dev/null 2>&1; then
-			ip link del "$LAB_BRIDGE" && log "deleted bridge $LAB_BRIDGE"
-		fi
-	fi
+	# 5. Network: iptables rules of this network, the bridge, and CRI-O's own hostPort chains.
+	network_cleanup "$dir"
+	[[ -z ${LAB_SUBNET:-} ]] || hostport_cleanup "$LAB_SUBNET"
 	log "$dir is free: rm -rf $dir is safe"
 }
 

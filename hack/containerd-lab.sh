@@ -25,6 +25,9 @@ DEFAULT_SUBNET=10.88.0.0/16
 START_TIMEOUT_S=${START_TIMEOUT_S:-10}
 STOP_TIMEOUT_S=${STOP_TIMEOUT_S:-10}
 
+# shellcheck source=hack/lab-common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lab-common.sh"
+
 usage() {
 	cat >&2 <<EOF
 usage:
@@ -54,35 +57,6 @@ EOF
 	exit 2
 }
 
-log() { echo "$PROG: $*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
-
-# Absolute, normalised DIR. Creates it when $2 is "create".
-abs_dir() {
-	local d=$1
-	[[ -n $d ]] || die "empty DIR"
-	if [[ ${2:-} == create ]]; then
-		mkdir -p "$d"
-	fi
-	[[ -d $d ]] || die "$d: no such directory (run '$PROG config $d' first)"
-	d=$(cd "$d" && pwd -P)
-	[[ $d != / ]] || die "refusing to use / as DIR"
-	[[ $d != *[[:space:]]* ]] || die "DIR must not contain whitespace: '$d'"
-	printf '%s' "$d"
-}
-
-load_env() {
-	local dir=$1
-	[[ -f $dir/lab.env ]] || die "$dir/lab.env missing (run '$PROG config $dir' first)"
-	# shellcheck disable=SC1091
-	source "$dir/lab.env"
-}
-
 sock() { printf '%s/containerd.sock' "$1"; }
 
 ctr_() {
@@ -102,17 +76,8 @@ containerd_pid() {
 	printf '%s' "$pid"
 }
 
-# Can we mount an overlay with upper/work dirs under DIR? (fails on overlay-on-overlay etc.)
-probe_overlay() {
-	local dir=$1 p ok=1
-	p=$(mktemp -d "$dir/.overlay-probe.XXXXXX")
-	mkdir -p "$p"/{l,u,w,m}
-	if mount -t overlay overlay -o "lowerdir=$p/l,upperdir=$p/u,workdir=$p/w" "$p/m" 2>/dev/null; then
-		umount "$p/m" && ok=0
-	fi
-	rm -rf "$p"
-	return $ok
-}
+# Does containerd answer on its socket?
+answers() { [[ -S $(sock "$1") ]] && ctr_ "$1" version >/dev/null 2>&1; }
 
 # ---------------------------------------------------------------------------- config
 cmd_config() {
@@ -120,8 +85,7 @@ cmd_config() {
 	need_root
 	local dir bridge=${2:-$DEFAULT_BRIDGE} subnet=${3:-$DEFAULT_SUBNET} snap netname
 	dir=$(abs_dir "$1" create)
-	[[ $bridge =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "bad bridge name '$bridge' (1-15 chars of [A-Za-z0-9_.-])"
-	[[ $subnet =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$ ]] || die "bad IPv4 subnet '$subnet'"
+	check_network "$bridge" "$subnet"
 	# unix socket paths are limited to 107 bytes; the ttrpc socket is the longest.
 	local ttrpc_sock="$dir/containerd.sock.ttrpc"
 	((${#ttrpc_sock} < 100)) || die "DIR path too long for a unix socket: $ttrpc_sock"
@@ -230,32 +194,7 @@ disabled_plugins = [
       config_path = "$dir/certs.d"
 EOF
 
-	cat >"$dir/cni/net.d/10-podvisor-lab.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "$netname",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$bridge",
-      "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{ "subnet": "$subnet" }]],
-        "routes": [{ "dst": "0.0.0.0/0" }],
-        "dataDir": "$dir/cni/ipam"
-      }
-    },
-    {
-      "type": "portmap",
-      "capabilities": { "portMappings": true },
-      "snat": true
-    }
-  ]
-}
-EOF
+	write_conflist "$dir/cni/net.d/10-podvisor-lab.conflist" "$netname" "$bridge" "$subnet" "$dir/cni/ipam"
 
 	{
 		printf 'LAB_BRIDGE=%q\n' "$bridge"
@@ -272,7 +211,7 @@ EOF
 cmd_start() {
 	[[ $# -eq 1 ]] || usage
 	need_root
-	local dir pid i
+	local dir pid
 	dir=$(abs_dir "$1")
 	[[ -f $dir/config.toml ]] || die "$dir/config.toml missing (run '$PROG config $dir' first)"
 	[[ -x $CONTAINERD_BIN ]] || die "$CONTAINERD_BIN missing (apt-get install containerd)"
@@ -292,20 +231,7 @@ cmd_start() {
 	pid=$!
 	echo "$pid" >"$dir/containerd.pid"
 
-	for ((i = 0; i < START_TIMEOUT_S * 10; i++)); do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			tail -n 20 "$dir/containerd.log" >&2 || true
-			rm -f "$dir/containerd.pid"
-			die "containerd exited during start-up (log: $dir/containerd.log)"
-		fi
-		if [[ -S $dir/containerd.sock ]] && ctr_ "$dir" version >/dev/null 2>&1; then
-			log "containerd of $dir up (pid $pid) after $((i * 100)) ms: unix://$dir/containerd.sock"
-			return 0
-		fi
-		sleep 0.1
-	done
-	tail -n 20 "$dir/containerd.log" >&2 || true
-	die "containerd of $dir did not answer within ${START_TIMEOUT_S}s (pid $pid, log $dir/containerd.log)"
+	await_start containerd "$pid" "$dir" "$dir/containerd.log" "$dir/containerd.pid" "unix://$dir/containerd.sock" answers
 }
 
 # ---------------------------------------------------------------------------- import
@@ -347,27 +273,6 @@ cmd_status() {
 }
 
 # ---------------------------------------------------------------------------- stop
-# PIDs of containerd-shim processes one of whose arguments is under DIR (e.g. -address DIR/containerd.sock).
-shim_pids() {
-	local dir=$1 p arg
-	for p in /proc/[0-9]*; do
-		[[ -r $p/cmdline ]] || continue
-		local first=1 is_shim=0 mentions=0
-		while IFS= read -r -d '' arg; do
-			if ((first)); then
-				[[ ${arg##*/} == containerd-shim* ]] && is_shim=1
-				first=0
-				((is_shim)) || break
-			elif [[ $arg == "$dir" || $arg == "$dir"/* ]]; then
-				mentions=1
-				break
-			fi
-		done 2>/dev/null <"$p/cmdline" || true
-		((is_shim && mentions)) && printf '%s\n' "${p#/proc/}"
-	done
-	return 0
-}
-
 # Direct children of PID $1.
 children_of() {
 	local parent=$1 s stat ppid
@@ -381,91 +286,11 @@ children_of() {
 	return 0
 }
 
-# Is PID $1 alive? A zombie is not: killed shims are reparented to PID 1, which
-# may reap them late.
-alive() {
-	local s
-	{ s=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
-	s=${s##*) }
-	[[ ${s:0:1} != Z ]]
-}
-
-wait_gone() { # PID TIMEOUT_S
-	local pid=$1 i
-	for ((i = 0; i < $2 * 10; i++)); do
-		alive "$pid" || return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-# Mount points under DIR, deepest first.
-mounts_under() {
-	local dir=$1
-	awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -ru
-}
-
-# Remove the iptables rules (and their chains) that the bridge and portmap plugins made for
-# network $1: they carry comments 'name: "NET" id: "..."'. Needed when pods were never stopped
-# through CRI (which would have run CNI DEL).
-iptables_cleanup() {
-	local net=$1 table line chains=() c
-	command -v iptables >/dev/null || return 0
-	for table in nat filter; do
-		while IFS= read -r line; do
-			[[ -n $line ]] || continue
-			if [[ $line =~ -j\ (CNI-[A-Za-z0-9-]+) ]]; then
-				case ${BASH_REMATCH[1]} in
-				CNI-HOSTPORT-* | CNI-FORWARD | CNI-ADMIN) ;;
-				*) chains+=("$table:${BASH_REMATCH[1]}") ;;
-				esac
-			fi
-			eval "iptables -w -t $table ${line/#-A /-D }" 2>/dev/null || true
-		done < <(iptables -w -t "$table" -S 2>/dev/null | grep -F "name: \\\"$net\\\"" || true)
-	done
-	for c in "${chains[@]}"; do
-		iptables -w -t "${c%%:*}" -F "${c#*:}" 2>/dev/null || true
-		iptables -w -t "${c%%:*}" -X "${c#*:}" 2>/dev/null || true
-	done
-}
-
-# libcni caches each ADD result in /var/lib/cni/results/NET-ID-IF (and cni-loopback-ID-lo for
-# containerd's own loopback); CNI DEL removes them, a killed pod leaves them behind.
-cni_cache_cleanup() {
-	local net=$1 cache=${CNI_CACHE_DIR:-/var/lib/cni}/results f id
-	[[ -d $cache ]] || return 0
-	for f in "$cache/$net"-*; do
-		[[ -f $f ]] || continue
-		id=${f#"$cache/$net"-}
-		id=${id%-*}
-		rm -f "$f" "$cache/cni-loopback-$id-lo"
-	done
-}
-
 cmd_stop() {
-	local dir="" all=0 pid a
-	for a in "$@"; do
-		case $a in
-		--all) all=1 ;;
-		-*) usage ;;
-		*) [[ -z $dir ]] || usage; dir=$a ;;
-		esac
-	done
-	[[ -n $dir ]] || usage
-	need_root
-	dir=$(abs_dir "$dir")
-
-	if pid=$(containerd_pid "$dir"); then
-		kill -TERM "$pid" 2>/dev/null || true
-		if ! wait_gone "$pid" "$STOP_TIMEOUT_S"; then
-			log "containerd (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT_S}s: SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			wait_gone "$pid" 5 || die "containerd pid $pid does not die"
-		fi
-		log "containerd of $dir stopped (pid $pid)"
-	else
-		log "containerd of $dir is not running"
-	fi
+	local dir all pid
+	parse_stop "$@"
+	dir=$STOP_DIR all=$STOP_ALL
+	stop_daemon containerd "$dir" "$(containerd_pid "$dir" || true)"
 	rm -f "$dir/containerd.pid" "$dir/containerd.sock" "$dir/containerd.sock.ttrpc"
 	((all)) || return 0
 
@@ -473,35 +298,12 @@ cmd_stop() {
 	#    removes the cgroup. The runc root is per instance (config: runc options Root).
 	#    Then the pod-level cgroup parents (linux.cgroup_parent), which containerd never
 	#    removes, if empty.
-	local root id n=0 cg parents=()
-	if [[ -d $dir/state/runc ]]; then
-		for root in "$dir"/state/runc/*/; do
-			[[ -d $root ]] || continue
-			while read -r id; do
-				[[ -n $id ]] || continue
-				if [[ -f $root$id/state.json ]]; then
-					while read -r cg; do
-						cg=${cg//\"/}
-						parents+=("${cg%/*}")
-					done < <(grep -o '"/sys/fs/cgroup/[^"]*"' "$root$id/state.json" || true)
-				fi
-				"$RUNC_BIN" --root "${root%/}" delete --force "$id" >/dev/null 2>&1 || true
-				n=$((n + 1))
-			done < <("$RUNC_BIN" --root "${root%/}" list -q 2>/dev/null || true)
-		done
-	fi
-	((n == 0)) || log "deleted $n runc container(s)"
-	if ((${#parents[@]})); then
-		# only a pod-level directory: at least two levels below a hierarchy's root
-		printf '%s\n' "${parents[@]}" | sort -u | while read -r cg; do
-			[[ $cg == /sys/fs/cgroup/*/*/* ]] || continue
-			rmdir "$cg" 2>/dev/null || true
-		done
-	fi
+	runc_delete_all "$dir"/state/runc/*/
+	rmdir_pod_cgroups
 
 	# 2. Shims (and, in case runc state was elsewhere, whatever they still parent).
 	local shims=() kids=()
-	mapfile -t shims < <(shim_pids "$dir")
+	mapfile -t shims < <(pids_under 'containerd-shim*' "$dir")
 	if ((${#shims[@]})); then
 		for _ in 1 2 3; do
 			kids=()
@@ -523,29 +325,12 @@ cmd_stop() {
 
 	# 3. Mounts under DIR: container rootfs, sandbox shm, network namespaces (nsfs),
 	#    deepest first; lazily if busy.
-	local m left
-	for _ in 1 2 3; do
-		left=0
-		while read -r m; do
-			[[ -n $m ]] || continue
-			left=1
-			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "warning: cannot unmount $m"
-		done < <(mounts_under "$dir")
-		((left)) || break
-	done
-	[[ -z $(mounts_under "$dir") ]] || log "warning: still mounted under $dir: $(mounts_under "$dir" | tr '\n' ' ')"
+	unmount_under "$dir"
 	# netns files (now plain files) of the CRI sandboxes
 	rm -rf "$dir"/state/io.containerd.grpc.v1.cri/netns 2>/dev/null || true
 
 	# 4. Network: iptables rules of this network, then the bridge.
-	if [[ -f $dir/lab.env ]]; then
-		load_env "$dir"
-		iptables_cleanup "$LAB_NETNAME"
-		cni_cache_cleanup "$LAB_NETNAME"
-		if ip link show "$LAB_BRIDGE" >/dev/null 2>&1; then
-			ip link del "$LAB_BRIDGE" && log "deleted bridge $LAB_BRIDGE"
-		fi
-	fi
+	network_cleanup "$dir"
 	log "$dir is free: rm -rf $dir is safe"
 }
 

@@ -114,7 +114,8 @@ pub struct RunArgs {
     pub image_pull_progress_timeout: Option<String>,
 
     /// Directory whose changes show the runtime's download progress [default: containerd's
-    /// ingest directory, found beside its image filesystem]
+    /// ingest directory, found beside its image filesystem; with CRI-O, containers/image's
+    /// entries in /var/tmp (name its big_files_temporary_dir here if it sets one)]
     #[arg(long, value_name = "DIR")]
     pub image_pull_progress_dir: Option<PathBuf>,
 

@@ -5,7 +5,7 @@
 //! known, so they are fetched once per container or sandbox and cached.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -506,7 +506,7 @@ impl CriRuntime {
                     return done.map(|_| ()).map_err(|s| PullFailure::Failed(s.message().to_owned()));
                 }
                 _ = tick.tick() => {
-                    let sample = dir.as_deref().map(progress::sample).unwrap_or_default();
+                    let sample = dir.as_ref().map(progress::Area::sample).unwrap_or_default();
                     if watch.stalled(sample, tokio::time::Instant::now()) {
                         // Dropping the call cancels it: containerd stops the fetch and
                         // keeps what it downloaded for the retry to resume.
@@ -526,17 +526,19 @@ impl CriRuntime {
         }
     }
 
-    /// Where the runtime's downloads can be watched: the configured directory, else
-    /// containerd's ingest area beside its image filesystem.
-    async fn progress_dir(&self) -> Option<PathBuf> {
+    /// Where the runtime's downloads can be watched: the configured directory, else the
+    /// area that goes with its image filesystem (containerd's ingest area, CRI-O's
+    /// containers/image temporary entries).
+    async fn progress_dir(&self) -> Option<progress::Area> {
         if let Some(d) = &self.pulls.settings.progress_dir {
-            return Some(d.clone());
+            return Some(progress::Area::dir(d.clone()));
         }
+        let big_files = Path::new(progress::CONTAINERS_IMAGE_BIG_FILES);
         self.image_filesystems()
             .await
             .ok()?
             .iter()
-            .find_map(|fs| progress::containerd_ingest_dir(fs))
+            .find_map(|fs| progress::download_area(fs, big_files))
     }
 }
 

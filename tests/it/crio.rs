@@ -264,9 +264,14 @@ async fn crio_runtime_class_name_picks_the_handler_and_a_missing_one_is_a_pod_er
     let o = wait_for(&cri, T, "alt running", |o| running(o, &pod).len() == 1).await;
     // runc-alt is the lab's second handler: the same runc with a state root of its own
     let c = running(&o, &pod)[0];
-    let state = |root: &str| lab.dir.path().join(root).join(&c.id.0);
-    assert!(state("runc-alt").exists(), "not run by runc-alt");
-    assert!(!state("runc").exists(), "run by the default handler");
+    assert!(
+        lab.runc_state("runc-alt", &c.id.0).exists(),
+        "not run by runc-alt"
+    );
+    assert!(
+        !lab.runc_state("runc", &c.id.0).exists(),
+        "run by the default handler"
+    );
 
     d.write(
         "nohandler.yaml",

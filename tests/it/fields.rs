@@ -48,22 +48,18 @@ async fn runtime_class_name_picks_the_runtime_handler_and_an_unknown_one_is_a_po
     );
     let pod = d.pod("alt");
     let o = wait_for(&cri, T, "alt running", |o| running(o, &pod).len() == 1).await;
-    let sandbox = o
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox");
-    // runc-alt is the lab's second handler: the same runc, with a state root of its own.
-    let state = |root: &str| {
-        lab.dir
-            .path()
-            .join("state")
-            .join(root)
-            .join("k8s.io")
-            .join(&sandbox.id.0)
-    };
-    assert!(state("runc-alt").exists(), "not run by runc-alt");
-    assert!(!state("runc").exists(), "run by the default handler");
+    // runc-alt is the lab's second handler: the same runc, with a state root of its own. The
+    // container is looked for rather than the sandbox, whose infra container CRI-O leaves
+    // out unless the pod shares a PID namespace.
+    let container = &running(&o, &pod)[0].id.0;
+    assert!(
+        lab.runc_state("runc-alt", container).exists(),
+        "not run by runc-alt"
+    );
+    assert!(
+        !lab.runc_state("runc", container).exists(),
+        "run by the default handler"
+    );
 
     d.write(
         "nohandler.yaml",

@@ -53,8 +53,8 @@ async fn a_runtime_down_at_start_is_named_by_its_own_version_once_it_is_up() {
     let cri = lab.cri();
     wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
     d.wait_log("container runtime connected", T).await;
-    let version = cri.version().await.expect("containerd answers");
-    assert_eq!(version.name, "containerd");
+    let version = cri.version().await.expect("the runtime answers");
+    assert_eq!(version.name, lab.kind.runtime_name());
     assert!(
         d.log().contains(&version.describe()),
         "the daemon named the runtime it found:\n{}",
@@ -63,7 +63,7 @@ async fn a_runtime_down_at_start_is_named_by_its_own_version_once_it_is_up() {
     let deadline = std::time::Instant::now() + T;
     loop {
         let (_, detail, _) = d.cli(&["inspect", "web"]);
-        if detail.contains("containerID: containerd://") {
+        if detail.contains(&format!("containerID: {}://", lab.kind.runtime_name())) {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{detail}");

@@ -219,10 +219,28 @@ async fn waiting_reasons_are_the_kubelets_for_a_missing_command_and_a_failed_pul
         "command: [/no/such/binary]",
     );
     d.write("nocmd.yaml", &nocmd);
-    let c = wait_reason(&d, &d.pod("nocmd"), "RunContainerError").await;
-    assert_eq!(c.name, "main");
-    // then, as under the kubelet, the failed start counts as a crash
-    wait_reason(&d, &d.pod("nocmd"), "CrashLoopBackOff").await;
+    if lab.kind.creates_the_process_at_create() {
+        // CRI-O: CreateContainer fails; a container that never existed is no crash, and
+        // the pod keeps trying, as under the kubelet
+        let c = wait_reason(&d, &d.pod("nocmd"), "CreateContainerError").await;
+        assert_eq!((c.name.as_str(), c.restarts), ("main", 0));
+        assert!(c.container_id.is_none(), "{c:?}");
+        let tries = |log: &str| {
+            log.lines()
+                .filter(|l| l.contains("nocmd") && l.contains("CreateContainer failed"))
+                .count()
+        };
+        let deadline = Instant::now() + T;
+        while tries(&d.log()) < 2 {
+            assert!(Instant::now() < deadline, "no second try:\n{}", d.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    } else {
+        let c = wait_reason(&d, &d.pod("nocmd"), "RunContainerError").await;
+        assert_eq!(c.name, "main");
+        // then, as under the kubelet, the failed start counts as a crash
+        wait_reason(&d, &d.pod("nocmd"), "CrashLoopBackOff").await;
+    }
 
     // No registry: Always must pull, fails, and backs off as the kubelet does.
     let pull = crate::lifecycle::sleeper("pull", "1")

@@ -75,13 +75,9 @@ async fn dropped_manifest_runs_with_kubelet_names_and_labels() {
         "no log at {}",
         log_dir.display()
     );
-    // containerd 1.6 has no CRI RuntimeConfig: the driver is the default cgroupfs, and the
-    // pod's cgroup is the kubelet's cgroupfs path for its QoS class
-    d.wait_log(
-        "runtime does not say its cgroup driver (no CRI RuntimeConfig)",
-        T,
-    )
-    .await;
+    // the driver is cgroupfs (containerd 1.6 does not say it, so the default; CRI-O says so),
+    // and the pod's cgroup is the kubelet's cgroupfs path for its QoS class
+    d.wait_log(lab.kind.cgroup_driver_log(), T).await;
     let cgroup = std::path::Path::new("/sys/fs/cgroup/memory/kubepods/besteffort")
         .join(format!("pod{}", sandbox.uid));
     let unified = std::path::Path::new("/sys/fs/cgroup/kubepods/besteffort")
@@ -174,13 +170,19 @@ async fn sandbox_edit_replaces_the_pod_old_one_gone_first() {
     );
 }
 
+/// An HTTP GET of `/` on `addr`, tried for about ten seconds. Each try is bounded: a port
+/// whose packets go nowhere (a NAT rule to a dead address) would otherwise hold a connect for
+/// minutes of SYN retries.
 async fn fetch(addr: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::timeout;
     for _ in 0..50 {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+        if let Ok(Ok(mut s)) =
+            timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await
+        {
             let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
             let mut out = String::new();
-            let _ = s.read_to_string(&mut out).await;
+            let _ = timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await;
             if !out.is_empty() {
                 return out;
             }

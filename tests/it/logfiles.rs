@@ -201,6 +201,28 @@ async fn logs_of_removed_containers_are_deleted_and_the_current_and_previous_one
         "the previous and the current instance's logs stay: {left:?}"
     );
     assert!(left.contains(&"notes.txt".to_owned()), "{left:?}");
-    let (code, previous, _) = d.cli(&["logs", "web", "--previous"]);
-    assert_eq!((code, previous.as_str()), (0, "started\n"));
+    // `logs` reads podvisor's published state, one pass behind the runtime: wait until it
+    // has the second restart running before asking for the previous instance
+    let deadline = Instant::now() + T;
+    loop {
+        let pods: Vec<podvisor::api::views::PodView> =
+            podvisor::api::client::get_json(&d.socket, "/pods")
+                .await
+                .unwrap_or_default();
+        let app = pods
+            .iter()
+            .filter(|p| p.name == pod)
+            .flat_map(|p| p.containers.iter())
+            .find(|c| c.name == "app");
+        if app.is_some_and(|c| c.restarts == 2 && c.state == "running") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "podvisor never published the second restart: {app:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, previous, err) = d.cli(&["logs", "web", "--previous"]);
+    assert_eq!((code, previous.as_str()), (0, "started\n"), "{err}");
 }

@@ -91,13 +91,36 @@ spec:
     )
 }
 
+/// Waits until the pod's container runs, as the runtime shows it and then as podvisor has
+/// published it: the node API answers from podvisor's last pass, which follows the runtime
+/// by one observation (a pod's work is one task, and the pass after it ends observes anew).
 async fn until_running(n: &Node, manifest: &str) -> String {
     let pod = n.daemon.pod(manifest);
     wait_for(&n.lab.cri(), T, "pod running", |o| {
         running(o, &pod).len() == 1
     })
     .await;
-    pod
+    let seen = Instant::now();
+    let path = format!("/pods/kube-system/{pod}");
+    loop {
+        let detail: Option<serde_json::Value> =
+            podvisor::api::client::get_json(&n.daemon.socket, &path)
+                .await
+                .ok();
+        let phase = detail.as_ref().map(|d| d["pod"]["status"]["phase"].clone());
+        if phase.as_ref().is_some_and(|p| p == "Running") {
+            eprintln!(
+                "podvisor published Running {:?} after the runtime showed it",
+                seen.elapsed()
+            );
+            return pod;
+        }
+        assert!(
+            seen.elapsed() < T,
+            "podvisor never published {pod} Running; last: {detail:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until `path` answers 200 with a body that passes `check`.

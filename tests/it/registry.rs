@@ -1,6 +1,6 @@
 //! Issue 15, registries and pulls: a real registry (Debian's `docker-registry`) on loopback
 //! with TLS from a CA the test makes and htpasswd auth, the project's busybox pushed into it
-//! with skopeo, and containerd told to trust the CA through its `hosts.toml`. Credentials
+//! with skopeo, and the lab's runtime told to trust the CA (`Lab::trust_registry_ca`). Credentials
 //! come from a `config.json` in podvisor's root dir or from a credential provider plugin, as
 //! under the kubelet; a proxy that stops forwarding mid-blob shows how stalls are caught.
 
@@ -47,7 +47,7 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(lab: &Lab, port: u16) -> Registry {
+    async fn start(lab: &Lab, port: u16) -> Registry {
         require_registry_tools();
         let dir = lab.path("registry");
         let p = |name: &str| dir.join(name);
@@ -143,8 +143,8 @@ auth:
             .arg(format!("{USER}:{PASSWORD}"))
             .arg(format!("oci-archive:{}", archive.display()))
             .arg(format!("docker://127.0.0.1:{port}/test/busybox:1.35")));
-        trust(lab, port, &r.dir.join("ca.pem"));
-        forget_busybox(lab);
+        lab.trust_registry_ca(&format!("127.0.0.1:{port}"), &r.dir.join("ca.pem"));
+        forget_busybox(lab).await;
         r
     }
 
@@ -161,43 +161,26 @@ impl Drop for Registry {
     }
 }
 
-/// Removes the lab's imported busybox (its name and the CRI's ID reference), so that its
-/// layers are collected: otherwise a pull of the same image from the registry would fetch
-/// only the manifest and find every blob present.
-fn forget_busybox(lab: &Lab) {
-    let ctr = || {
-        let mut c = Command::new("/usr/bin/ctr");
-        c.arg("--address")
-            .arg(lab.dir.path().join("containerd.sock"))
-            .args(["-n", "k8s.io", "images"]);
-        c
-    };
-    let listed = run(ctr().arg("ls"));
-    let digest_of = |line: &str| line.split_whitespace().nth(2).map(str::to_owned);
-    let digest = listed
-        .lines()
-        .find(|l| l.starts_with(&format!("{} ", crate::lab::BUSYBOX)))
-        .and_then(digest_of)
+/// Removes the lab's imported busybox (every name of it), so that its layers are collected:
+/// otherwise a pull of the same image from the registry would fetch only the manifest and
+/// find every blob present. Through CRI `RemoveImage`, which drops all of an image's
+/// references on either runtime.
+async fn forget_busybox(lab: &Lab) {
+    use podvisor::runtime::Runtime;
+    let cri = lab.cri();
+    let id = cri
+        .image_id(crate::lab::BUSYBOX)
+        .await
+        .expect("image status")
         .expect("the lab's busybox");
-    let refs: Vec<&str> = listed
-        .lines()
-        .filter(|l| digest_of(l).as_deref() == Some(digest.as_str()))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    run(ctr().args(["rm", "--sync"]).args(refs));
-}
-
-/// Tells the lab's containerd to trust `ca` for `127.0.0.1:port` (its `config_path`).
-fn trust(lab: &Lab, port: u16, ca: &Path) {
-    let host = lab.path(&format!("certs.d/127.0.0.1:{port}"));
-    std::fs::write(
-        host.join("hosts.toml"),
-        format!(
-            "server = \"https://127.0.0.1:{port}\"\n\n[host.\"https://127.0.0.1:{port}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{}\"\n",
-            ca.display()
-        ),
-    )
-    .expect("write hosts.toml");
+    cri.remove_image(&id)
+        .await
+        .expect("remove the lab's busybox");
+    let left = cri.list_images().await.expect("list images");
+    assert!(
+        left.iter().all(|i| i.id != id),
+        "busybox still there: {left:?}"
+    );
 }
 
 /// A `config.json` giving `password` for `location`.
@@ -274,7 +257,7 @@ fn assert_no_secret(what: &str, text: &str) {
 async fn credentials_from_config_json_in_the_root_dir_pull_and_the_pod_runs() {
     let lab = Lab::start();
     let port = lab.port_base + 50;
-    let reg = Registry::start(&lab, port);
+    let reg = Registry::start(&lab, port).await;
     std::fs::write(
         lab.path("root").join("config.json"),
         docker_config(&format!("https://127.0.0.1:{port}/v2/"), PASSWORD),
@@ -300,7 +283,7 @@ async fn credentials_from_config_json_in_the_root_dir_pull_and_the_pod_runs() {
 async fn a_credential_provider_plugin_gives_the_credentials_and_is_cached() {
     let lab = Lab::start();
     let port = lab.port_base + 51;
-    let reg = Registry::start(&lab, port);
+    let reg = Registry::start(&lab, port).await;
     let bin = lab.path("plugins");
     let calls = lab.dir.path().join("plugin-calls");
     let script = bin.join("lab-registry");
@@ -365,7 +348,7 @@ providers:
 async fn wrong_or_missing_credentials_give_err_image_pull_then_back_off_without_the_secret() {
     let lab = Lab::start();
     let port = lab.port_base + 52;
-    let reg = Registry::start(&lab, port);
+    let reg = Registry::start(&lab, port).await;
     // Wrong credentials for test/, none for other/.
     std::fs::write(
         lab.path("root").join("config.json"),
@@ -383,8 +366,13 @@ async fn wrong_or_missing_credentials_give_err_image_pull_then_back_off_without_
     for name in [&wrong, &missing] {
         wait_detail(&d, name, &["ErrImagePull"]).await;
         let text = wait_detail(&d, name, &["ImagePullBackOff", "Back-off pulling image"]).await;
+        // the runtime's words for the registry's 401: containerd says 401 Unauthorized,
+        // CRI-O (containers/image) "authentication required"
+        let said = text.to_lowercase();
         assert!(
-            text.contains("401") || text.to_lowercase().contains("unauthorized"),
+            said.contains("401")
+                || said.contains("unauthorized")
+                || said.contains("authentication required"),
             "{name}: the message should say the registry refused: {text}"
         );
         assert_no_secret("the status API", &text);
@@ -448,8 +436,8 @@ async fn a_pull_that_stops_making_progress_is_cancelled_and_retried_with_back_of
     let lab = Lab::start();
     let port = lab.port_base + 53;
     let proxy_port = lab.port_base + 54;
-    let reg = Registry::start(&lab, port);
-    trust(&lab, proxy_port, &reg.dir.join("ca.pem"));
+    let reg = Registry::start(&lab, port).await;
+    lab.trust_registry_ca(&format!("127.0.0.1:{proxy_port}"), &reg.dir.join("ca.pem"));
     let stall = Arc::new(AtomicBool::new(true));
     let listener = TcpListener::bind(("127.0.0.1", proxy_port))
         .await
@@ -491,6 +479,85 @@ async fn a_pull_that_stops_making_progress_is_cancelled_and_retried_with_back_of
     })
     .await;
     assert_no_secret("podvisor's log", &d.log());
+}
+
+/// A TCP proxy to `upstream` that passes the registry's answers on at about `per_second`
+/// bytes a second: a slow registry that keeps moving.
+async fn throttled_proxy(listener: TcpListener, upstream: u16, per_second: usize) {
+    const CHUNK: usize = 8 * 1024;
+    let pause = Duration::from_secs_f64(CHUNK as f64 / per_second as f64);
+    while let Ok((client, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                return;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            });
+            let mut buf = vec![0u8; CHUNK];
+            while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                if cw.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+            }
+        });
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs root, containerd and docker-registry: run with --include-ignored"]
+async fn a_slow_pull_that_keeps_moving_outlasts_the_progress_timeout() {
+    let lab = Lab::start();
+    if !lab.kind.download_grows_per_read() {
+        eprintln!(
+            "skipped: this runtime's download area grows in steps too coarse to show a slow 1 MB pull moving"
+        );
+        return;
+    }
+    let port = lab.port_base + 55;
+    let proxy_port = lab.port_base + 56;
+    let reg = Registry::start(&lab, port).await;
+    lab.trust_registry_ca(&format!("127.0.0.1:{proxy_port}"), &reg.dir.join("ca.pem"));
+    let listener = TcpListener::bind(("127.0.0.1", proxy_port))
+        .await
+        .expect("bind proxy");
+    // The busybox layer is about 1 MB: 10 s or so at 96 KiB/s, well past the 4 s timeout.
+    tokio::spawn(throttled_proxy(listener, port, 96 * 1024));
+    std::fs::write(
+        lab.path("root").join("config.json"),
+        docker_config(&format!("127.0.0.1:{proxy_port}"), PASSWORD),
+    )
+    .expect("write config.json");
+    let timeout = Duration::from_secs(4);
+    let d = Daemon::start_with(&lab, &["--image-pull-progress-timeout", "4s"]);
+    let name = d.pod("slow");
+    let started = Instant::now();
+    d.write(
+        "slow.yaml",
+        &pod("slow", &format!("127.0.0.1:{proxy_port}/test/busybox:1.35")),
+    );
+    wait_for(&lab.cri(), T, "slow pod running", |o| {
+        running(o, &name).len() == 1
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took > 2 * timeout,
+        "the pull took {took:?}: too fast to tell a moving pull from a deadline"
+    );
+    let log = d.log();
+    assert!(
+        !log.contains("pull stalled") && !log.contains("did not finish within"),
+        "a moving pull was cancelled:\n{log}"
+    );
+    let m = metrics(&d).await;
+    assert!(
+        m.contains("podvisor_image_pull_duration_seconds_count{result=\"pulled\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]

@@ -262,8 +262,8 @@ async fn containerd_restarted_and_its_socket_taken_away_leaves_pods_untouched() 
     }
     converge(&lab, &d, &desired, Duration::from_secs(60)).await;
     let before = cri.observe().await.expect("observe");
-    let socket = lab.dir.path().join("containerd.sock");
-    let away = lab.dir.path().join("containerd.sock.away");
+    let socket = lab.socket();
+    let away = socket.with_extension("sock.away");
     let t0 = Instant::now();
     for i in 0..restarts {
         lab.stop_containerd();

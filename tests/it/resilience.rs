@@ -18,8 +18,11 @@ async fn killed_container_is_restarted_with_a_higher_restart_count() {
     d.write("web.yaml", &sleeper("web", "1"));
     let o = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
     let id = running(&o, &pod)[0].id.clone();
-    d.wait_log("watching container exits source=Containerd", T)
-        .await;
+    d.wait_log(
+        &format!("watching container exits {}", lab.kind.exit_source()),
+        T,
+    )
+    .await;
     let killed = std::time::Instant::now();
     lab.kill_container(&id.0);
     let o = wait_for(&cri, T, "restarted", |o| {

@@ -426,7 +426,11 @@ impl<R: Runtime, H: Host> Reconciler<R, H> {
 
     fn publish_effective(&self, effective: Arc<Snapshot>) {
         self.effective_tx.send_if_modified(|old| {
-            if old.as_ref().is_some_and(|o| Arc::ptr_eq(o, &effective)) {
+            // (a rolled-back snapshot is rebuilt each pass: equal is unchanged)
+            if old
+                .as_ref()
+                .is_some_and(|o| Arc::ptr_eq(o, &effective) || **o == *effective)
+            {
                 false
             } else {
                 *old = Some(effective);

@@ -63,7 +63,14 @@ struct ContainerDetails {
 struct Cache {
     containers: HashMap<String, ContainerDetails>,
     sandbox_ips: HashMap<String, Option<String>>,
+    /// Images `ensure_image` just made present (pull before swap), for the start that follows
+    /// to use once instead of asking `ImageStatus` again.
+    ensured: HashMap<String, (cri::Image, tokio::time::Instant)>,
 }
+
+/// How long an image `ensure_image` made present counts as present for the next start of
+/// it without asking the runtime again: the few steps of one pod's work.
+const ENSURED_FOR: Duration = Duration::from_secs(30);
 
 /// A CRI v1 runtime behind a unix socket.
 pub struct CriRuntime {
@@ -990,7 +997,15 @@ impl Runtime for CriRuntime {
         policy: &str,
         pulling: Option<&(dyn Fn() + Send + Sync)>,
     ) -> Result<ImageSource, RuntimeError> {
-        Ok(self.ensure_image_status(image, policy, pulling).await?.1)
+        let (found, source) = self.ensure_image_status(image, policy, pulling).await?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .ensured
+            .retain(|_, (_, at)| at.elapsed() < ENSURED_FOR);
+        cache
+            .ensured
+            .insert(image.to_owned(), (found, tokio::time::Instant::now()));
+        Ok(source)
     }
 
     async fn start_container(&self, start: &ContainerStart<'_>) -> Result<Started, RuntimeError> {
@@ -1012,7 +1027,18 @@ impl Runtime for CriRuntime {
             .image_pull_policy
             .clone()
             .unwrap_or_else(|| "IfNotPresent".into());
-        let (found, source) = self.ensure_image_status(&image, &policy, pulling).await?;
+        // pull before swap made it present moments ago: once, that answer stands
+        let ensured = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ensured
+            .remove(&image)
+            .filter(|(_, at)| at.elapsed() < ENSURED_FOR);
+        let (found, source) = match ensured {
+            Some((found, _)) => (found, ImageSource::Present),
+            None => self.ensure_image_status(&image, &policy, pulling).await?,
+        };
         check_run_as_non_root(pod, container, &found)?;
         let (config, sandbox_config) =
             container_configs(pod, name, (attempt, restarts), addrs, host, &self.ctx)?;

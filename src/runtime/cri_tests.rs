@@ -310,3 +310,50 @@ async fn a_slow_pull_whose_downloads_grow_is_not_cut_off_issue_15() {
         .expect("a pull that makes progress outlives the progress timeout");
     grow.abort();
 }
+
+/// Issue 16: pull before swap asks for the image before anything stops; the start that
+/// follows uses that answer once instead of asking `ImageStatus` again, so an edit makes the
+/// same runtime calls as before, only in another order.
+#[tokio::test]
+async fn an_image_just_ensured_is_not_asked_for_again_by_the_next_start() {
+    let images = TestImages {
+        pulled: Arc::new(true.into()),
+        ..TestImages::default()
+    };
+    let asked = images.status_calls.clone();
+    let (_dir, path) = serve_images(images).await;
+    let rt = runtime(&path);
+    let pod = crate::manifest::testing::static_pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: app, image: 'reg.io/app:1'}]}\n",
+    );
+    let source = rt
+        .ensure_image("reg.io/app:1", "IfNotPresent", None)
+        .await
+        .expect("present");
+    assert!(matches!(source, crate::runtime::ImageSource::Present));
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    let addrs = crate::pod::environment::Addresses::default();
+    let start = crate::runtime::ContainerStart {
+        pod: &pod,
+        sandbox: &crate::runtime::SandboxId("sb".into()),
+        name: "app",
+        attempt: 0,
+        restarts: 0,
+        addrs: &addrs,
+        host: crate::host::Ready { logs: true },
+        pulling: None,
+    };
+    // (this test runtime creates no containers: the start fails after the image step)
+    assert!(rt.start_container(&start).await.is_err());
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "the ensured answer was used"
+    );
+    assert!(rt.start_container(&start).await.is_err());
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "once only: the next start asks again"
+    );
+}

@@ -342,6 +342,8 @@ pub struct TestImages {
     pub takes: std::time::Duration,
     /// A pull succeeded.
     pub pulled: Arc<std::sync::atomic::AtomicBool>,
+    /// How many `ImageStatus` calls came in.
+    pub status_calls: Arc<AtomicUsize>,
 }
 
 #[tonic::async_trait]
@@ -357,6 +359,7 @@ impl ImageService for TestImages {
         &self,
         req: Request<cri::ImageStatusRequest>,
     ) -> Result<Response<cri::ImageStatusResponse>, Status> {
+        self.status_calls.fetch_add(1, Ordering::SeqCst);
         let image = self.pulled.load(Ordering::SeqCst).then(|| cri::Image {
             id: "sha256:1".into(),
             repo_tags: req

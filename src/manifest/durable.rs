@@ -174,12 +174,23 @@ impl LastGood {
 }
 
 /// Writes `bytes` to `target` in `dir` so that a crash leaves the old or the new content,
-/// never a mix: temp file, fsync, rename, fsync of the directory.
+/// never a mix: temp file, fsync, rename, fsync of the directory. The copies hold whole pod
+/// specs (environment values included) of manifests that are often `0600`: the directory is
+/// made `0700` and the file `0600`, root's alone.
 pub fn write_atomic(dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    fs::create_dir_all(dir)?;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let tmp = target.with_extension("json.tmp");
     {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -217,6 +228,16 @@ mod tests {
             !dir.path().join("last-good/web.yaml.json.tmp").exists(),
             "no temp file left"
         );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            fs::metadata(dir.path().join(p))
+                .expect("exists")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("last-good"), 0o700, "the directory is root's alone");
+        assert_eq!(mode("last-good/web.yaml.json"), 0o600, "so is each copy");
 
         // a new version replaces the record; the file gone removes it
         let v2 = parsed("busybox:2");

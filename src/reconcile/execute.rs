@@ -191,17 +191,7 @@ async fn apply<R: Runtime, H: Host>(
             let started = match start(rt, host, cx, steps).await {
                 Ok(started) => started,
                 Err(e) => {
-                    let reason = match e.waiting_reason() {
-                        WaitingReason::ErrImageNeverPull => "ErrImageNeverPull",
-                        _ => "Failed",
-                    };
-                    cx.emit(
-                        key,
-                        EventType::Warning,
-                        reason,
-                        e.to_string(),
-                        Some(field.clone()),
-                    );
+                    failed_start(cx, key, e.waiting_reason(), e.to_string(), &field);
                     return Err(e);
                 }
             };
@@ -250,6 +240,28 @@ async fn apply<R: Runtime, H: Host>(
             Ok(())
         }
     }
+}
+
+/// The kubelet's warning event for a container that cannot start (its image included):
+/// `ErrImageNeverPull` for an image it may not pull, `Failed` otherwise.
+fn failed_start(
+    cx: &ExecContext,
+    key: &PodKey,
+    reason: WaitingReason,
+    message: String,
+    field: &str,
+) {
+    let reason = match reason {
+        WaitingReason::ErrImageNeverPull => "ErrImageNeverPull",
+        _ => "Failed",
+    };
+    cx.emit(
+        key,
+        EventType::Warning,
+        reason,
+        message,
+        Some(field.to_owned()),
+    );
 }
 
 /// The kubelet's `Pulling` event for `image` of the container at `field`, to post when a
@@ -317,17 +329,7 @@ async fn prepare_swap<R: Runtime, H: Host>(
                 }
             }
             Err(e) => {
-                let reason = match e.waiting_reason() {
-                    WaitingReason::ErrImageNeverPull => "ErrImageNeverPull",
-                    _ => "Failed",
-                };
-                cx.emit(
-                    key,
-                    EventType::Warning,
-                    reason,
-                    e.to_string(),
-                    Some(field.clone()),
-                );
+                failed_start(cx, key, e.waiting_reason(), e.to_string(), &field);
                 held(cx, e.to_string());
                 carry.unready = Some(name.clone());
                 return Err(e.into());

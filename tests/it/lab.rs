@@ -86,6 +86,14 @@ impl Kind {
         }
     }
 
+    /// The runtime's own log in the lab directory (the lab scripts' `start` writes it).
+    fn log(&self) -> &'static str {
+        match self {
+            Kind::Containerd => "containerd.log",
+            Kind::Crio(_) => "crio.log",
+        }
+    }
+
     /// How podvisor should say it watches container exits with this runtime (its log line's
     /// `source=` field): containerd 1.6 has no CRI `GetContainerEvents`, so podvisor uses
     /// containerd's own events; CRI-O answers the CRI call.
@@ -271,6 +279,31 @@ impl Lab {
     /// Starts a stopped containerd.
     pub fn start_containerd(&self) {
         self.start_runtime();
+    }
+
+    /// The last `lines` lines of the runtime's own log, for a failing test's message, and
+    /// where a copy of the whole log is kept (the lab's directory goes with the lab).
+    pub fn runtime_log_tail(&self, lines: usize) -> String {
+        let path = self.dir.path().join(self.kind.log());
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let kept = std::env::temp_dir().join(format!(
+            "{}-{}",
+            self.dir
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+            self.kind.log()
+        ));
+        let kept = match std::fs::write(&kept, &log) {
+            Ok(()) => format!("(whole log kept at {})", kept.display()),
+            Err(e) => format!("(could not keep the whole log: {e})"),
+        };
+        let all: Vec<&str> = log.lines().collect();
+        format!(
+            "{kept}\n{}",
+            all[all.len().saturating_sub(lines)..].join("\n")
+        )
     }
 
     /// A directory of the lab, created.

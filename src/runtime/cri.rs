@@ -19,6 +19,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::grpc::{done_if_gone, to_error};
 use super::metered::Metered;
+use super::unanswered::{Asked, UNANSWERED_DIR, Unanswered, outcome};
 use super::{
     ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
     Observed, ObservedContainer, ObservedSandbox, PullSettings, Runtime, RuntimeCondition,
@@ -81,6 +82,8 @@ pub struct CriRuntime {
     ctx: Arc<NodeContext>,
     cache: Mutex<Cache>,
     pulls: Pulls,
+    /// Create requests that got no answer: their names are not asked for again.
+    unanswered: Unanswered,
 }
 
 /// How images are pulled: with whose credentials, watched how.
@@ -223,6 +226,7 @@ impl CriRuntime {
         Ok(CriRuntime {
             image_channel: channel.clone(),
             channel,
+            unanswered: Unanswered::load(ctx.root_dir.join(UNANSWERED_DIR)),
             ctx,
             cache: Mutex::new(Cache::default()),
             pulls: Pulls::default(),
@@ -973,6 +977,8 @@ impl Runtime for CriRuntime {
         if let Some(message) = convert::hostname_refusal(pod) {
             return Err(RuntimeError::Refused { message });
         }
+        let asked = Asked::Sandbox(pod.uid.clone());
+        let attempt = self.unanswered.attempt(&asked, attempt);
         let config = sandbox_config(pod, attempt, host, &self.ctx);
         let req = timeout_of(
             tonic::Request::new(cri::RunPodSandboxRequest {
@@ -981,14 +987,14 @@ impl Runtime for CriRuntime {
             }),
             WRITE_TIMEOUT,
         );
-        let id = self
+        self.unanswered.asking(&asked, attempt);
+        let answer = self
             .rt()
             .run_pod_sandbox(req)
             .await
-            .map_err(|s| to_error("RunPodSandbox", s, WRITE_TIMEOUT))?
-            .into_inner()
-            .pod_sandbox_id;
-        Ok(SandboxId(id))
+            .map_err(|s| to_error("RunPodSandbox", s, WRITE_TIMEOUT));
+        self.unanswered.settle(&asked, attempt, outcome(&answer));
+        Ok(SandboxId(answer?.into_inner().pod_sandbox_id))
     }
 
     async fn ensure_image(
@@ -1040,6 +1046,8 @@ impl Runtime for CriRuntime {
             None => self.ensure_image_status(&image, &policy, pulling).await?,
         };
         check_run_as_non_root(pod, container, &found)?;
+        let asked = Asked::Container(pod.uid.clone(), name.to_owned());
+        let attempt = self.unanswered.attempt(&asked, attempt);
         let (config, sandbox_config) =
             container_configs(pod, name, (attempt, restarts), addrs, host, &self.ctx)?;
         let req = timeout_of(
@@ -1050,14 +1058,14 @@ impl Runtime for CriRuntime {
             }),
             WRITE_TIMEOUT,
         );
-        let id = self
+        self.unanswered.asking(&asked, attempt);
+        let answer = self
             .rt()
             .create_container(req)
             .await
-            .map_err(|s| to_error("CreateContainer", s, WRITE_TIMEOUT))?
-            .into_inner()
-            .container_id;
-        let id = ContainerId(id);
+            .map_err(|s| to_error("CreateContainer", s, WRITE_TIMEOUT));
+        self.unanswered.settle(&asked, attempt, outcome(&answer));
+        let id = ContainerId(answer?.into_inner().container_id);
         self.start_created(&id).await?;
         Ok(Started { id, image: source })
     }

@@ -14,6 +14,7 @@ mod metered;
 mod streams;
 #[cfg(test)]
 mod test_cri;
+mod unanswered;
 
 use std::fmt;
 use std::future::Future;

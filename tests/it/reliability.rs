@@ -143,8 +143,10 @@ async fn converge(
         }
         assert!(
             started.elapsed() < timeout,
-            "not converged after {timeout:?}: {g:#?}\nruntime has:\n{o:#?}\npodvisor log tail:\n{}",
-            tail(&d.log(), 60)
+            "not converged after {timeout:?}: {g:#?}\nruntime has:\n{o:#?}\npodvisor log tail:\n{}\n\
+             runtime log tail:\n{}",
+            tail(&d.log(), 60),
+            lab.runtime_log_tail(80)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -233,9 +235,15 @@ async fn podvisor_killed_mid_change_again_and_again_ends_with_exactly_the_desire
     let after = cri.observe().await.expect("observe");
     let restarted = restarted(&before, &after, &stable);
     let sandboxes = after.sandboxes.len();
+    // names a killed podvisor asked for without an answer, which the next one skipped
+    let skipped = d
+        .log()
+        .matches("got no answer: asking for the next attempt")
+        .count();
     eprintln!(
         "reliability: podvisor killed: {cycles} kill -9 cycles in {churned:.1?}; {} pods desired, \
-         {sandboxes} sandboxes, 0 lost, 0 duplicated, 0 leaked; {} of {} unchanged pods restarted",
+         {sandboxes} sandboxes, 0 lost, 0 duplicated, 0 leaked; {} of {} unchanged pods \
+         restarted; {skipped} unanswered names skipped",
         desired.len(),
         restarted.len(),
         stable.len()

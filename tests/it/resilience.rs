@@ -185,3 +185,60 @@ async fn podvisor_started_before_containerd_waits_for_it() {
     })
     .await;
 }
+
+#[tokio::test]
+#[ignore = "needs root and containerd: run with --include-ignored"]
+async fn names_a_killed_podvisor_asked_for_without_an_answer_are_not_asked_for_again() {
+    let lab = Lab::start();
+    // What a podvisor killed mid-RunPodSandbox and mid-CreateContainer leaves behind: the
+    // runtime may still hold `..._0` and `main ..._2` (CRI-O can hold such a name for good).
+    let records = lab.path("root/unanswered");
+    std::fs::write(records.join("sandbox_0a1b-left-behind"), "0").expect("write");
+    std::fs::write(records.join("container_0a1b-left-behind_main"), "2").expect("write");
+    let d = Daemon::start(&lab);
+    let cri = lab.cri();
+    let pod = d.pod("web");
+    let manifest = sleeper("web", "1").replace(
+        "  namespace: kube-system\n",
+        "  namespace: kube-system\n  uid: 0a1b-left-behind\n",
+    );
+    d.write("web.yaml", &manifest);
+    let o = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
+    let sandbox = o
+        .sandboxes
+        .iter()
+        .find(|s| s.key.name == pod)
+        .expect("sandbox");
+    assert_eq!(sandbox.uid.as_str(), "0a1b-left-behind");
+    assert_eq!(
+        sandbox.attempt, 1,
+        "the sandbox name left unanswered is skipped"
+    );
+    let main = running(&o, &pod)[0];
+    assert_eq!(
+        main.attempt, 3,
+        "the container name left unanswered is skipped"
+    );
+    assert_eq!(main.restarts, 0, "skipping a name is not a restart");
+    // answered now: the records go, and the log file follows the attempt
+    let left: Vec<_> = std::fs::read_dir(&records)
+        .expect("records")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "records left: {left:?}");
+    assert!(
+        d.logs
+            .join(format!("kube-system_{pod}_0a1b-left-behind/main/3.log"))
+            .exists()
+    );
+
+    // a crash afterwards goes on from the running attempt as always
+    lab.kill_container(&main.id.0);
+    let o = wait_for(&cri, T, "restarted", |o| {
+        running(o, &pod).iter().any(|c| c.attempt == 4)
+    })
+    .await;
+    assert_eq!(running(&o, &pod)[0].restarts, 1);
+    assert_eq!(ready_sandboxes(&o, &pod), 1);
+}

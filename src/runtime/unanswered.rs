@@ -1,0 +1,215 @@
+//! Create requests that got no answer, so their names are not asked for again.
+//!
+//! A CRI name (`k8s_POD_<pod>_<ns>_<uid>_<attempt>`, `k8s_<container>_<pod>_<ns>_<uid>_<attempt>`)
+//! is reserved by the runtime the moment a `RunPodSandbox` or `CreateContainer` request
+//! arrives. When the client goes away mid-call (podvisor killed, the call timed out), CRI-O
+//! keeps the name: the creation may finish into its resource cache, to be handed to a retry
+//! with the same name, but a creation that failed on the cancelled call can leave the name
+//! reserved with nothing ever arriving, and every later request for it then waits out its
+//! whole deadline (seen on CRI-O 1.37: "Creation of container ... not yet finished.
+//! Currently at stage unknown"). A name asked for without an answer is therefore never
+//! asked for again: the next request for that sandbox or container takes the next attempt.
+//!
+//! Within one podvisor that is a map in memory. Across a `kill -9` it is a file per request
+//! under `<root-dir>/unanswered/`, written before the call and removed once the runtime
+//! answered, so the next podvisor starts from the attempts its predecessor may have left
+//! reserved. The files need no fsync: what they guard against lives in the runtime's memory,
+//! which a machine crash clears too.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tracing::{info, warn};
+
+use super::RuntimeError;
+use crate::pod::PodUid;
+
+/// The records' directory under podvisor's root dir.
+pub const UNANSWERED_DIR: &str = "unanswered";
+
+/// Whose name a create request asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Asked {
+    /// A pod's sandbox.
+    Sandbox(PodUid),
+    /// Container `name` of a pod.
+    Container(PodUid, String),
+}
+
+impl Asked {
+    /// The file that stands for an unanswered request. A uid (hex, or a manifest's own
+    /// `metadata.uid`) or a container name (a DNS label, never a `_`) with anything that could
+    /// lead outside the directory has none: it is kept in memory only.
+    fn file_name(&self) -> Option<String> {
+        let safe = |s: &str, underscore: bool| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || (underscore && b == b'_'))
+        };
+        match self {
+            Asked::Sandbox(uid) if safe(uid.as_str(), true) => {
+                Some(format!("sandbox_{}", uid.as_str()))
+            }
+            Asked::Container(uid, name) if safe(uid.as_str(), true) && safe(name, false) => {
+                Some(format!("container_{}_{name}", uid.as_str()))
+            }
+            _ => None,
+        }
+    }
+
+    fn from_file_name(file: &str) -> Option<Asked> {
+        if let Some(uid) = file.strip_prefix("sandbox_") {
+            return Some(Asked::Sandbox(PodUid(uid.to_owned())));
+        }
+        let rest = file.strip_prefix("container_")?;
+        let (uid, name) = rest.rsplit_once('_')?;
+        Some(Asked::Container(PodUid(uid.to_owned()), name.to_owned()))
+    }
+}
+
+/// How a create request ended, for [`Unanswered::settle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The runtime answered (created, or refused): it holds no half-made creation.
+    Answered,
+    /// No answer: the call timed out or the connection broke; the name may stay reserved.
+    NoAnswer,
+}
+
+/// How a call's result ended: a timeout or a broken connection is no answer; anything the
+/// runtime said, success or refusal, is one.
+pub fn outcome<T>(result: &Result<T, RuntimeError>) -> Outcome {
+    match result {
+        Err(RuntimeError::Timeout { .. } | RuntimeError::Unavailable { .. }) => Outcome::NoAnswer,
+        _ => Outcome::Answered,
+    }
+}
+
+/// The lowest attempt each sandbox and container may still ask for.
+#[derive(Debug)]
+pub struct Unanswered {
+    /// `None`: kept in memory only (a client that does not create, or a test).
+    dir: Option<PathBuf>,
+    floors: Mutex<HashMap<Asked, u32>>,
+}
+
+impl Unanswered {
+    /// In memory only.
+    #[cfg(test)]
+    pub fn in_memory() -> Unanswered {
+        Unanswered {
+            dir: None,
+            floors: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Kept in `dir`, starting from the requests a previous podvisor left unanswered there.
+    /// An unreadable directory or record is warned about and skipped: the worst it costs is
+    /// the wait this module avoids.
+    pub fn load(dir: PathBuf) -> Unanswered {
+        let mut floors = HashMap::new();
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let file = entry.file_name().to_string_lossy().into_owned();
+                    let record = Asked::from_file_name(&file).and_then(|asked| {
+                        let text = std::fs::read_to_string(entry.path()).ok()?;
+                        Some((asked, text.trim().parse::<u32>().ok()?))
+                    });
+                    match record {
+                        Some((asked, attempt)) => {
+                            info!(
+                                record = %entry.path().display(),
+                                attempt,
+                                "a create request of the previous podvisor got no answer: \
+                                 its name is not asked for again"
+                            );
+                            let next = attempt.saturating_add(1);
+                            let floor = floors.entry(asked).or_insert(next);
+                            *floor = (*floor).max(next);
+                        }
+                        None => warn!(
+                            record = %entry.path().display(),
+                            "skipping an unreadable record of an unanswered create request"
+                        ),
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "cannot read unanswered create requests")
+            }
+        }
+        Unanswered {
+            dir: Some(dir),
+            floors: Mutex::new(floors),
+        }
+    }
+
+    /// The attempt to ask for: the planned one, or past any that went unanswered.
+    pub fn attempt(&self, asked: &Asked, planned: u32) -> u32 {
+        let floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
+        let attempt = floors
+            .get(asked)
+            .map_or(planned, |&floor| planned.max(floor));
+        if attempt != planned {
+            info!(
+                asked = ?asked,
+                planned,
+                attempt,
+                "an earlier request for this name got no answer: asking for the next attempt"
+            );
+        }
+        attempt
+    }
+
+    /// Records, before the call, that `attempt` of `asked` is being asked for.
+    pub fn asking(&self, asked: &Asked, attempt: u32) {
+        let (Some(dir), Some(file)) = (&self.dir, asked.file_name()) else {
+            return;
+        };
+        let write = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(dir.join(&file), attempt.to_string()));
+        if let Err(e) = write {
+            warn!(dir = %dir.display(), error = %e, "cannot record a create request");
+        }
+    }
+
+    /// Records how the request for `attempt` of `asked` ended.
+    pub fn settle(&self, asked: &Asked, attempt: u32, outcome: Outcome) {
+        let mut floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Outcome::NoAnswer => {
+                let next = attempt.saturating_add(1);
+                let floor = floors.entry(asked.clone()).or_insert(next);
+                *floor = (*floor).max(next);
+                // the file stays, holding this attempt, for a podvisor started after this one
+            }
+            Outcome::Answered => {
+                // a later attempt was answered: what came before it is behind that attempt,
+                // and observation carries the attempts on from here
+                if floors.get(asked).is_some_and(|&floor| floor <= attempt) {
+                    floors.remove(asked);
+                }
+                drop(floors);
+                if let (Some(dir), Some(file)) = (&self.dir, asked.file_name()) {
+                    remove(&dir.join(file));
+                }
+            }
+        }
+    }
+}
+
+fn remove(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        warn!(record = %path.display(), error = %e, "cannot remove a create request's record");
+    }
+}
+
+#[cfg(test)]
+#[path = "unanswered_tests.rs"]
+mod tests;

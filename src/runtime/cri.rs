@@ -16,8 +16,10 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
+use tracing::warn;
 
 use super::grpc::{done_if_gone, to_error};
+use super::leftover_task;
 use super::metered::Metered;
 use super::unanswered::{Asked, UNANSWERED_DIR, Unanswered, outcome};
 use super::{
@@ -294,6 +296,29 @@ impl CriRuntime {
     /// The node facts used to build configs.
     pub fn context(&self) -> &Arc<NodeContext> {
         &self.ctx
+    }
+
+    /// Runs `remove`; when containerd refuses it for a task that a start cancelled mid-way
+    /// left behind, clears that task (see `leftover_task`) and asks once more.
+    async fn clearing_leftover_task<F, Fut>(&self, remove: F) -> Result<(), RuntimeError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), RuntimeError>>,
+    {
+        let refused = match remove().await {
+            Err(e) => e,
+            ok => return ok,
+        };
+        let Some(id) = leftover_task::named_by(&refused).map(str::to_owned) else {
+            return Err(refused);
+        };
+        warn!(
+            container = %id,
+            "containerd kept a task for an exited container (a start cancelled mid-way, \
+             containerd#11037): killing and deleting it"
+        );
+        leftover_task::clear(self.channel.channel(), &id).await?;
+        remove().await
     }
 
     fn rt(&self) -> RuntimeServiceClient<Metered> {
@@ -1117,19 +1142,20 @@ impl Runtime for CriRuntime {
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        let req = timeout_of(
-            tonic::Request::new(cri::RemoveContainerRequest {
-                container_id: id.0.clone(),
-            }),
-            WRITE_TIMEOUT,
-        );
-        done_if_gone(
+        let remove = || async {
+            let req = timeout_of(
+                tonic::Request::new(cri::RemoveContainerRequest {
+                    container_id: id.0.clone(),
+                }),
+                WRITE_TIMEOUT,
+            );
             self.rt()
                 .remove_container(req)
                 .await
                 .map(|_| ())
-                .map_err(|s| to_error("RemoveContainer", s, WRITE_TIMEOUT)),
-        )
+                .map_err(|s| to_error("RemoveContainer", s, WRITE_TIMEOUT))
+        };
+        done_if_gone(self.clearing_leftover_task(remove).await)
     }
 
     async fn stop_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
@@ -1149,19 +1175,20 @@ impl Runtime for CriRuntime {
     }
 
     async fn remove_sandbox(&self, id: &SandboxId) -> Result<(), RuntimeError> {
-        let req = timeout_of(
-            tonic::Request::new(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: id.0.clone(),
-            }),
-            WRITE_TIMEOUT,
-        );
-        done_if_gone(
+        let remove = || async {
+            let req = timeout_of(
+                tonic::Request::new(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: id.0.clone(),
+                }),
+                WRITE_TIMEOUT,
+            );
             self.rt()
                 .remove_pod_sandbox(req)
                 .await
                 .map(|_| ())
-                .map_err(|s| to_error("RemovePodSandbox", s, WRITE_TIMEOUT)),
-        )
+                .map_err(|s| to_error("RemovePodSandbox", s, WRITE_TIMEOUT))
+        };
+        done_if_gone(self.clearing_leftover_task(remove).await)
     }
 
     async fn sandbox_ip(&self, id: &SandboxId) -> Result<Option<String>, RuntimeError> {

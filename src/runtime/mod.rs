@@ -10,6 +10,7 @@ mod events;
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) mod fake;
 mod grpc;
+mod leftover_task;
 mod metered;
 mod streams;
 #[cfg(test)]

@@ -376,6 +376,19 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Gives exited container `id` a task behind the CRI's back, as containerd leaves one when
+    /// a `StartContainer` is cancelled mid-way (containerd/containerd#11037): the CRI still
+    /// says exited, and removing the container or its sandbox is refused. containerd only.
+    pub fn leave_task_behind(&self, id: &str) {
+        assert_eq!(self.kind, Kind::Containerd, "a containerd trap");
+        run(Command::new("/usr/bin/ctr")
+            .arg("--address")
+            .arg(self.dir.path().join("containerd.sock"))
+            .args(["-n", "k8s.io", "task", "start", "--null-io", "-d", id]));
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self

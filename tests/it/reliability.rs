@@ -240,10 +240,15 @@ async fn podvisor_killed_mid_change_again_and_again_ends_with_exactly_the_desire
         .log()
         .matches("got no answer: asking for the next attempt")
         .count();
+    // tasks containerd kept after a start cancelled mid-way, which podvisor cleared
+    let cleared = d
+        .log()
+        .matches("containerd kept a task for an exited container")
+        .count();
     eprintln!(
         "reliability: podvisor killed: {cycles} kill -9 cycles in {churned:.1?}; {} pods desired, \
          {sandboxes} sandboxes, 0 lost, 0 duplicated, 0 leaked; {} of {} unchanged pods \
-         restarted; {skipped} unanswered names skipped",
+         restarted; {skipped} unanswered names skipped, {cleared} leftover tasks cleared",
         desired.len(),
         restarted.len(),
         stable.len()

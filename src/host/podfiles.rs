@@ -92,6 +92,7 @@ pub fn write_etc_hosts(
             fs::create_dir_all(parent)
                 .map_err(|e| host_error("creating pod directory", parent, e))?;
         }
+        remove_runtime_made_dir(&path)?;
         let tmp = path.with_extension("tmp");
         fs::write(&tmp, content)
             .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)))
@@ -124,13 +125,32 @@ pub fn termination_log_path(ctx: &NodeContext, uid: &str, name: &str, attempt: u
         .join(format!("termination-log-{attempt}"))
 }
 
+/// Removes an empty directory where a file podvisor bind-mounts belongs. containerd creates a
+/// bind mount's missing source as a directory, so a `CreateContainer` still running in
+/// containerd after podvisor was killed and the pod's directory removed can leave one there,
+/// which would refuse the file, and the container, for good. A directory with anything in it
+/// is not podvisor's to remove: that stays an error naming it.
+fn remove_runtime_made_dir(path: &Path) -> Result<(), HostError> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        fs::remove_dir(path).map_err(|e| {
+            host_error(
+                "removing the directory in the place of a mounted file",
+                path,
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Creates the empty, world-writable termination-message file (the container may run as any
-/// user), as the kubelet does.
+/// user), as the kubelet does; an empty directory in its place goes first.
 pub fn create_termination_log(path: &Path) -> Result<(), HostError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)
             .map_err(|e| host_error("creating container directory", parent, e))?;
     }
+    remove_runtime_made_dir(path)?;
     fs::write(path, b"")
         .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o666)))
         .map_err(|e| host_error("creating termination-message file", path, e))
@@ -418,5 +438,39 @@ mod tests {
             ),
             "a".repeat(4095)
         );
+    }
+
+    #[test]
+    fn an_empty_directory_a_runtime_left_in_the_termination_files_place_is_replaced_by_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("containers/main/termination-log-2");
+        fs::create_dir_all(&path).expect("mkdir");
+        create_termination_log(&path).expect("created");
+        let meta = fs::metadata(&path).expect("meta");
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o666);
+
+        // a directory with something in it is not podvisor's to remove: one clear error
+        let full = dir.path().join("containers/main/termination-log-3");
+        fs::create_dir_all(full.join("inside")).expect("mkdir");
+        let e = create_termination_log(&full).expect_err("refused");
+        assert!(e.to_string().contains("termination-log-3"), "{e}");
+        assert!(full.join("inside").is_dir());
+    }
+
+    #[test]
+    fn an_empty_directory_in_the_place_of_the_managed_hosts_file_is_replaced_by_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = crate::host::NodeContext::detect(
+            crate::pod::NodeName::new("n1"),
+            dir.path().to_path_buf(),
+            dir.path().join("logs"),
+        );
+        let p = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: c, image: 'i:1'}]\n",
+        );
+        fs::create_dir_all(etc_hosts_path(&ctx, p.uid.as_str())).expect("mkdir");
+        let path = write_etc_hosts(&p, &ctx, Some("10.88.0.7")).expect("written");
+        assert!(fs::read_to_string(path).expect("file").contains("web-n1"));
     }
 }

@@ -21,12 +21,12 @@ use tracing::warn;
 use super::grpc::{done_if_gone, to_error};
 use super::leftover_task;
 use super::metered::Metered;
-use super::unanswered::{Asked, UNANSWERED_DIR, Unanswered, outcome};
+use super::unanswered::{UNANSWERED_DIR, Unanswered, outcome};
 use super::{
-    ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
-    Observed, ObservedContainer, ObservedSandbox, PullSettings, Runtime, RuntimeCondition,
-    RuntimeError, RuntimeImage, RuntimeStatus, RuntimeVersion, SandboxId, SandboxState, Started,
-    convert, events,
+    Asked, ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream,
+    ImageSource, Observed, ObservedContainer, ObservedSandbox, PullSettings, Runtime,
+    RuntimeCondition, RuntimeError, RuntimeImage, RuntimeStatus, RuntimeVersion, SandboxId,
+    SandboxState, Started, convert, events,
 };
 use crate::clock::Timestamp;
 use crate::host::{NodeContext, Ready, TerminationSource};
@@ -299,26 +299,35 @@ impl CriRuntime {
     }
 
     /// Runs `remove`; when containerd refuses it for a task that a start cancelled mid-way
-    /// left behind, clears that task (see `leftover_task`) and asks once more.
+    /// left behind, clears that task (see `leftover_task`) and asks again: a sandbox may hold
+    /// a few such containers, each refused in turn.
     async fn clearing_leftover_task<F, Fut>(&self, remove: F) -> Result<(), RuntimeError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<(), RuntimeError>>,
     {
-        let refused = match remove().await {
-            Err(e) => e,
-            ok => return ok,
-        };
-        let Some(id) = leftover_task::named_by(&refused).map(str::to_owned) else {
-            return Err(refused);
-        };
-        warn!(
-            container = %id,
-            "containerd kept a task for an exited container (a start cancelled mid-way, \
-             containerd#11037): killing and deleting it"
-        );
-        leftover_task::clear(self.channel.channel(), &id).await?;
-        remove().await
+        const TASKS_AT_MOST: usize = 8;
+        let mut cleared = Vec::new();
+        loop {
+            let refused = match remove().await {
+                Err(e) => e,
+                ok => return ok,
+            };
+            let Some(id) = leftover_task::named_by(&refused).map(str::to_owned) else {
+                return Err(refused);
+            };
+            // the same task again, or too many: the refusal stands, for the next pass
+            if cleared.contains(&id) || cleared.len() == TASKS_AT_MOST {
+                return Err(refused);
+            }
+            warn!(
+                container = %id,
+                "containerd kept a task for an exited container (a start cancelled mid-way, \
+                 containerd#11037): killing and deleting it"
+            );
+            leftover_task::clear(self.channel.channel(), &id).await?;
+            cleared.push(id);
+        }
     }
 
     fn rt(&self) -> RuntimeServiceClient<Metered> {
@@ -864,7 +873,10 @@ impl Runtime for CriRuntime {
             .collect()
             .await;
 
-        let mut observed = Observed::default();
+        let mut observed = Observed {
+            unanswered: self.unanswered.floors(),
+            ..Observed::default()
+        };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         // A failed status call is reported and asked again next time; nothing is cached.
         for (id, details) in details {
@@ -1003,7 +1015,7 @@ impl Runtime for CriRuntime {
             return Err(RuntimeError::Refused { message });
         }
         let asked = Asked::Sandbox(pod.uid.clone());
-        let attempt = self.unanswered.attempt(&asked, attempt);
+        self.unanswered.announce(&asked, attempt);
         let config = sandbox_config(pod, attempt, host, &self.ctx);
         let req = timeout_of(
             tonic::Request::new(cri::RunPodSandboxRequest {
@@ -1072,7 +1084,7 @@ impl Runtime for CriRuntime {
         };
         check_run_as_non_root(pod, container, &found)?;
         let asked = Asked::Container(pod.uid.clone(), name.to_owned());
-        let attempt = self.unanswered.attempt(&asked, attempt);
+        self.unanswered.announce(&asked, attempt);
         let (config, sandbox_config) =
             container_configs(pod, name, (attempt, restarts), addrs, host, &self.ctx)?;
         let req = timeout_of(

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream, ImageSource,
-    Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, RuntimeImage,
+    Asked, ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream,
+    ImageSource, Observed, ObservedContainer, ObservedSandbox, Runtime, RuntimeError, RuntimeImage,
     RuntimeStatus, RuntimeVersion, SandboxId, SandboxState, Started,
 };
 use crate::clock::Clock;
@@ -73,6 +73,8 @@ struct State {
     sandbox_images: BTreeSet<String>,
     /// Image names no registry has: pulling them fails, starting a container of them too.
     unpullable: BTreeSet<String>,
+    /// Names held since a request for them got no answer: the lowest attempt still free.
+    unanswered: BTreeMap<Asked, u32>,
 }
 
 /// An in-memory runtime.
@@ -158,7 +160,14 @@ impl FakeRuntime {
             sandboxes: s.sandboxes.values().cloned().collect(),
             containers: s.containers.values().cloned().collect(),
             unreadable: Vec::new(),
+            unanswered: s.unanswered.clone(),
         }
+    }
+
+    /// Holds the names of `asked` below `floor`, as a runtime does after requests for them got
+    /// no answer (a podvisor killed mid-create); `observe` reports it, as podvisor's records do.
+    pub fn leave_unanswered(&self, asked: Asked, floor: u32) {
+        self.lock().unanswered.insert(asked, floor);
     }
 
     /// Adds an object as if an earlier podvisor had created it.
@@ -343,9 +352,14 @@ impl Runtime for FakeRuntime {
         let id = SandboxId(self.next_id("sb"));
         let now = self.clock.now();
         let mut s = self.lock();
-        if s.sandboxes
-            .values()
-            .any(|sb| sb.key == pod.key && sb.uid == pod.uid && sb.attempt == attempt)
+        let held = s
+            .unanswered
+            .get(&Asked::Sandbox(pod.uid.clone()))
+            .is_some_and(|&floor| attempt < floor);
+        if held
+            || s.sandboxes
+                .values()
+                .any(|sb| sb.key == pod.key && sb.uid == pod.uid && sb.attempt == attempt)
         {
             return Err(RuntimeError::Call {
                 method: "RunPodSandbox",
@@ -398,6 +412,17 @@ impl Runtime for FakeRuntime {
         let id = ContainerId(self.next_id("ct"));
         let now = self.clock.now();
         let mut s = self.lock();
+        let asked = Asked::Container(pod.uid.clone(), name.to_owned());
+        if s.unanswered
+            .get(&asked)
+            .is_some_and(|&floor| attempt < floor)
+        {
+            return Err(RuntimeError::Call {
+                method: "CreateContainer",
+                code: tonic::Code::Unknown,
+                message: format!("name {name}_{attempt} is reserved"),
+            });
+        }
         let sandbox_ready = s
             .sandboxes
             .get(sandbox)

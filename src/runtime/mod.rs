@@ -17,6 +17,7 @@ mod streams;
 mod test_cri;
 mod unanswered;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -41,6 +42,7 @@ pub(crate) use fake::{FakeCall, FakeRuntime};
 pub use streams::{
     ContainerUse, CpuUse, FsUse, InterfaceUse, MemoryUse, NetworkUse, PodUse, Stdio, Streaming,
 };
+pub use unanswered::Asked;
 
 macro_rules! id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -178,9 +180,18 @@ pub struct Observed {
     /// Status calls that failed this time (the object is listed, its details are not known
     /// yet and are asked for again next time).
     pub unreadable: Vec<RuntimeError>,
+    /// The lowest attempt a sandbox's or container's name may still be asked for: requests
+    /// for lower ones got no answer, and the runtime may hold those names (see `unanswered`).
+    pub unanswered: BTreeMap<Asked, u32>,
 }
 
 impl Observed {
+    /// The lowest attempt `asked` may be created with: 0, or past a request that got no
+    /// answer.
+    pub fn attempt_floor(&self, asked: &Asked) -> u32 {
+        self.unanswered.get(asked).copied().unwrap_or(0)
+    }
+
     /// The sandboxes of `pod` at its sandbox version, and the containers in them. A
     /// container whose sandbox was not listed (the two lists race) counts by its pod UID.
     pub fn of_version<'a>(

@@ -8,7 +8,9 @@
 //! reserved with nothing ever arriving, and every later request for it then waits out its
 //! whole deadline (seen on CRI-O 1.37: "Creation of container ... not yet finished.
 //! Currently at stage unknown"). A name asked for without an answer is therefore never
-//! asked for again: the next request for that sandbox or container takes the next attempt.
+//! asked for again: the runtime's observation carries, per sandbox and container, the lowest
+//! attempt it may still ask for, and the planner starts the next one there (so the files
+//! prepared for an attempt, such as its termination-message file, are the ones it uses).
 //!
 //! Within one podvisor that is a map in memory. Across a `kill -9` it is a file per request
 //! under `<root-dir>/unanswered/`, written before the call and removed once the runtime
@@ -16,7 +18,7 @@
 //! reserved. The files need no fsync: what they guard against lives in the runtime's memory,
 //! which a machine crash clears too.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -30,7 +32,7 @@ use crate::pod::PodUid;
 pub const UNANSWERED_DIR: &str = "unanswered";
 
 /// Whose name a create request asks for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Asked {
     /// A pod's sandbox.
     Sandbox(PodUid),
@@ -92,7 +94,7 @@ pub fn outcome<T>(result: &Result<T, RuntimeError>) -> Outcome {
 pub struct Unanswered {
     /// `None`: kept in memory only (a client that does not create, or a test).
     dir: Option<PathBuf>,
-    floors: Mutex<HashMap<Asked, u32>>,
+    floors: Mutex<BTreeMap<Asked, u32>>,
 }
 
 impl Unanswered {
@@ -101,7 +103,7 @@ impl Unanswered {
     pub fn in_memory() -> Unanswered {
         Unanswered {
             dir: None,
-            floors: Mutex::new(HashMap::new()),
+            floors: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -109,7 +111,7 @@ impl Unanswered {
     /// An unreadable directory or record is warned about and skipped: the worst it costs is
     /// the wait this module avoids.
     pub fn load(dir: PathBuf) -> Unanswered {
-        let mut floors = HashMap::new();
+        let mut floors = BTreeMap::new();
         match std::fs::read_dir(&dir) {
             Ok(entries) => {
                 for entry in entries.flatten() {
@@ -148,21 +150,32 @@ impl Unanswered {
         }
     }
 
-    /// The attempt to ask for: the planned one, or past any that went unanswered.
-    pub fn attempt(&self, asked: &Asked, planned: u32) -> u32 {
+    /// The lowest attempt each name may still be asked for, for the observation.
+    pub fn floors(&self) -> BTreeMap<Asked, u32> {
+        self.floors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Says in the log when `attempt` (the planner's) went past a name that got no answer, or,
+    /// planned from an older look, did not.
+    pub fn announce(&self, asked: &Asked, attempt: u32) {
         let floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
-        let attempt = floors
-            .get(asked)
-            .map_or(planned, |&floor| planned.max(floor));
-        if attempt != planned {
-            info!(
+        match floors.get(asked) {
+            Some(&floor) if attempt >= floor => info!(
                 asked = ?asked,
-                planned,
                 attempt,
                 "an earlier request for this name got no answer: asking for the next attempt"
-            );
+            ),
+            Some(&floor) => warn!(
+                asked = ?asked,
+                attempt,
+                floor,
+                "asking again for a name that got no answer earlier"
+            ),
+            None => {}
         }
-        attempt
     }
 
     /// Records, before the call, that `attempt` of `asked` is being asked for.

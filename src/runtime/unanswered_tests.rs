@@ -1,5 +1,12 @@
 use super::*;
 
+/// The attempt the planner would ask for after `planned`: past any floor.
+fn next(u: &Unanswered, asked: &Asked, planned: u32) -> u32 {
+    u.floors()
+        .get(asked)
+        .map_or(planned, |&floor| planned.max(floor))
+}
+
 fn uid(s: &str) -> PodUid {
     PodUid(s.to_owned())
 }
@@ -24,14 +31,14 @@ fn files(dir: &Path) -> Vec<String> {
 fn an_attempt_asked_without_an_answer_is_not_asked_for_again() {
     let u = Unanswered::in_memory();
     let main = container("aa11", "main");
-    assert_eq!(u.attempt(&main, 0), 0);
+    assert_eq!(next(&u, &main, 0), 0);
     u.asking(&main, 0);
     u.settle(&main, 0, Outcome::NoAnswer);
-    assert_eq!(u.attempt(&main, 0), 1, "the unanswered name is skipped");
-    assert_eq!(u.attempt(&main, 4), 4, "a later planned attempt stands");
+    assert_eq!(next(&u, &main, 0), 1, "the unanswered name is skipped");
+    assert_eq!(next(&u, &main, 4), 4, "a later planned attempt stands");
     // other names of the same pod are untouched
-    assert_eq!(u.attempt(&container("aa11", "side"), 0), 0);
-    assert_eq!(u.attempt(&Asked::Sandbox(uid("aa11")), 0), 0);
+    assert_eq!(next(&u, &container("aa11", "side"), 0), 0);
+    assert_eq!(next(&u, &Asked::Sandbox(uid("aa11")), 0), 0);
 }
 
 #[test]
@@ -43,11 +50,11 @@ fn a_request_left_unanswered_by_a_killed_podvisor_moves_the_next_one_past_it() {
     first.asking(&container("bb22", "main"), 2);
     drop(first); // killed mid-call: nothing settled
 
-    let next = Unanswered::load(records.clone());
-    assert_eq!(next.attempt(&Asked::Sandbox(uid("bb22")), 0), 1);
-    assert_eq!(next.attempt(&container("bb22", "main"), 0), 3);
-    assert_eq!(next.attempt(&container("bb22", "main"), 5), 5);
-    assert_eq!(next.attempt(&container("cc33", "main"), 0), 0);
+    let later = Unanswered::load(records.clone());
+    assert_eq!(next(&later, &Asked::Sandbox(uid("bb22")), 0), 1);
+    assert_eq!(next(&later, &container("bb22", "main"), 0), 3);
+    assert_eq!(next(&later, &container("bb22", "main"), 5), 5);
+    assert_eq!(next(&later, &container("cc33", "main"), 0), 0);
 }
 
 #[test]
@@ -64,8 +71,8 @@ fn an_answered_request_leaves_no_record_and_no_floor() {
     );
     u.settle(&main, 0, Outcome::Answered);
     assert!(files(&records).is_empty());
-    assert_eq!(u.attempt(&main, 0), 0);
-    assert_eq!(Unanswered::load(records).attempt(&main, 0), 0);
+    assert_eq!(next(&u, &main, 0), 0);
+    assert_eq!(next(&Unanswered::load(records), &main, 0), 0);
 }
 
 #[test]
@@ -77,7 +84,7 @@ fn a_timed_out_request_keeps_its_record_for_the_next_podvisor() {
     u.asking(&sandbox, 1);
     u.settle(&sandbox, 1, Outcome::NoAnswer);
     assert_eq!(files(&records), ["sandbox_ee55"]);
-    assert_eq!(Unanswered::load(records).attempt(&sandbox, 0), 2);
+    assert_eq!(next(&Unanswered::load(records), &sandbox, 0), 2);
 }
 
 #[test]
@@ -87,13 +94,13 @@ fn the_next_answered_attempt_clears_what_a_predecessor_left() {
     let main = container("ff66", "main");
     Unanswered::load(records.clone()).asking(&main, 0);
 
-    let next = Unanswered::load(records.clone());
-    let attempt = next.attempt(&main, 0);
+    let later = Unanswered::load(records.clone());
+    let attempt = next(&later, &main, 0);
     assert_eq!(attempt, 1);
-    next.asking(&main, attempt);
-    next.settle(&main, attempt, Outcome::Answered);
+    later.asking(&main, attempt);
+    later.settle(&main, attempt, Outcome::Answered);
     assert!(files(&records).is_empty());
-    assert_eq!(Unanswered::load(records).attempt(&main, 0), 0);
+    assert_eq!(next(&Unanswered::load(records), &main, 0), 0);
 }
 
 #[test]
@@ -102,7 +109,7 @@ fn an_answer_for_an_older_attempt_keeps_the_floor_of_a_newer_unanswered_one() {
     let main = container("ab12", "main");
     u.settle(&main, 3, Outcome::NoAnswer);
     u.settle(&main, 1, Outcome::Answered);
-    assert_eq!(u.attempt(&main, 0), 4);
+    assert_eq!(next(&u, &main, 0), 4);
 }
 
 #[test]
@@ -115,8 +122,8 @@ fn unreadable_records_are_skipped_and_the_rest_still_count() {
     std::fs::write(records.join("container_nounderscore"), "1").expect("write");
     std::fs::write(records.join("container_1b1b_main"), "7\n").expect("write");
     let u = Unanswered::load(records);
-    assert_eq!(u.attempt(&Asked::Sandbox(uid("0a0a")), 0), 0);
-    assert_eq!(u.attempt(&container("1b1b", "main"), 0), 8);
+    assert_eq!(next(&u, &Asked::Sandbox(uid("0a0a")), 0), 0);
+    assert_eq!(next(&u, &container("1b1b", "main"), 0), 8);
 }
 
 #[test]
@@ -125,7 +132,7 @@ fn a_manifest_uid_with_underscores_round_trips_through_its_record() {
     let records = dir.path().join("unanswered");
     let main = container("my_own_uid-1", "main");
     Unanswered::load(records.clone()).asking(&main, 0);
-    assert_eq!(Unanswered::load(records).attempt(&main, 0), 1);
+    assert_eq!(next(&Unanswered::load(records), &main, 0), 1);
 }
 
 #[test]
@@ -138,7 +145,7 @@ fn a_name_that_could_leave_the_directory_is_kept_in_memory_only() {
     u.settle(&odd, 0, Outcome::NoAnswer);
     assert!(files(&records).is_empty());
     assert!(!dir.path().join("etc").exists());
-    assert_eq!(u.attempt(&odd, 0), 1);
+    assert_eq!(next(&u, &odd, 0), 1);
 }
 
 #[test]
@@ -146,7 +153,7 @@ fn a_missing_directory_is_no_record_and_is_made_on_the_first_request() {
     let dir = tempfile::tempdir().expect("tempdir");
     let records = dir.path().join("state/unanswered");
     let u = Unanswered::load(records.clone());
-    assert_eq!(u.attempt(&Asked::Sandbox(uid("2c2c")), 0), 0);
+    assert_eq!(next(&u, &Asked::Sandbox(uid("2c2c")), 0), 0);
     u.asking(&Asked::Sandbox(uid("2c2c")), 0);
     assert_eq!(files(&records), ["sandbox_2c2c"]);
 }

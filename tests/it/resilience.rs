@@ -232,6 +232,12 @@ async fn names_a_killed_podvisor_asked_for_without_an_answer_are_not_asked_for_a
             .join(format!("kube-system_{pod}_0a1b-left-behind/main/3.log"))
             .exists()
     );
+    // and so do its files: the termination-message file it mounts was made for attempt 3 (a
+    // missing one would have been made a directory by the runtime)
+    let message_file = d
+        .root
+        .join("pods/0a1b-left-behind/containers/main/termination-log-3");
+    assert!(message_file.is_file(), "{}", message_file.display());
 
     // a crash afterwards goes on from the running attempt as always
     lab.kill_container(&main.id.0);

@@ -12,7 +12,8 @@ use super::{
 use crate::pod::ProbeKind;
 use crate::pod::{PodUid, RestartPolicy, StaticPod};
 use crate::runtime::{
-    ContainerState, ObservedContainer, ObservedSandbox, SandboxId, SandboxState, active_deadline,
+    Asked, ContainerState, Observed, ObservedContainer, ObservedSandbox, SandboxId, SandboxState,
+    active_deadline,
 };
 
 /// The newest instance of each container name among `containers`.
@@ -244,7 +245,16 @@ fn plan_version(
                 input,
                 actions,
             );
-            let attempt = current.iter().map(|s| s.attempt + 1).max().unwrap_or(0);
+            let attempt = current
+                .iter()
+                .map(|s| s.attempt + 1)
+                .max()
+                .unwrap_or(0)
+                .max(
+                    input
+                        .observed
+                        .attempt_floor(&Asked::Sandbox(pod.uid.clone())),
+                );
             actions.push(Action::PreparePod { pod: pod.clone() });
             actions.push(Action::RunSandbox {
                 pod: pod.clone(),
@@ -276,7 +286,7 @@ fn plan_version(
             let current = newest.filter(|o| in_live(o));
             match current {
                 None => {
-                    actions.push(start(pod, &sandbox, &c.name, newest, None));
+                    actions.push(start(pod, &sandbox, &c.name, newest, None, input.observed));
                     starts += 1;
                     init_done = false;
                     break;
@@ -337,13 +347,13 @@ fn plan_version(
             let desired_hash = pod.container_hash(name);
             match newest {
                 None => {
-                    actions.push(start(pod, &sandbox, name, None, None));
+                    actions.push(start(pod, &sandbox, name, None, None, input.observed));
                     starts += 1;
                 }
                 Some(o) if !in_live(o) => {
                     // From a sandbox that is gone: run again if the policy says so.
                     if wants_run(pod, name, Some(o), policy) {
-                        actions.push(start(pod, &sandbox, name, Some(o), None));
+                        actions.push(start(pod, &sandbox, name, Some(o), None, input.observed));
                         starts += 1;
                     }
                 }
@@ -354,7 +364,7 @@ fn plan_version(
                             reason: StopReason::SpecChanged,
                         });
                     }
-                    actions.push(start(pod, &sandbox, name, Some(o), None));
+                    actions.push(start(pod, &sandbox, name, Some(o), None, input.observed));
                     starts += 1;
                 }
                 Some(o) => match o.state {
@@ -373,7 +383,7 @@ fn plan_version(
                             reason: StopReason::Unknown,
                         });
                         if policy != RestartPolicy::Never {
-                            actions.push(start(pod, &sandbox, name, Some(o), None));
+                            actions.push(start(pod, &sandbox, name, Some(o), None, input.observed));
                             starts += 1;
                         }
                     }
@@ -432,21 +442,24 @@ fn plan_version(
 }
 
 /// Starts container `name` after `previous` (its newest instance, if any): the next
-/// attempt, and a restart count that goes on from `previous` only when it ran the same spec
-/// version. An edit starts again from 0, as the kubelet's new pod for an edited file does.
+/// attempt (past any name a request got no answer for), and a restart count that goes on
+/// from `previous` only when it ran the same spec version. An edit starts again from 0, as
+/// the kubelet's new pod for an edited file does; a skipped name is not a restart.
 fn start(
     pod: &Arc<StaticPod>,
     sandbox: &SandboxRef,
     name: &str,
     previous: Option<&ObservedContainer>,
     restart: Option<(RestartKey, crate::clock::Timestamp)>,
+    observed: &Observed,
 ) -> Action {
     let same_spec = |o: &&ObservedContainer| o.hash.as_ref() == pod.container_hash(name);
+    let floor = observed.attempt_floor(&Asked::Container(pod.uid.clone(), name.to_owned()));
     Action::StartContainer {
         pod: pod.clone(),
         sandbox: sandbox.clone(),
         name: name.to_owned(),
-        attempt: previous.map_or(0, |o| o.attempt + 1),
+        attempt: previous.map_or(0, |o| o.attempt + 1).max(floor),
         restarts: previous.filter(same_spec).map_or(0, |o| o.restarts + 1),
         restart,
     }
@@ -477,6 +490,13 @@ fn restart_after_backoff(
         });
         return 0;
     }
-    actions.push(start(pod, sandbox, &o.name, Some(o), Some((key, finished))));
+    actions.push(start(
+        pod,
+        sandbox,
+        &o.name,
+        Some(o),
+        Some((key, finished)),
+        input.observed,
+    ));
     1
 }

@@ -10,13 +10,13 @@ use super::*;
 use crate::backoff::Policy;
 use crate::clock::{Clock, Timestamp};
 use crate::event::EventSink;
-use crate::host::FakeHost;
+use crate::host::{FakeHost, HostCall};
 use crate::manifest::{Entry, Format, Resolver, Scan, Snapshot, parse_manifest};
 use crate::pod::NodeName;
 use crate::pod::ProbeKind;
 use crate::reconcile::{ExecContext, execute};
 use crate::runtime::{
-    ContainerId, ContainerState, FakeRuntime, Observed, ObservedContainer, SandboxState,
+    Asked, ContainerId, ContainerState, FakeRuntime, Observed, ObservedContainer, SandboxState,
 };
 
 const T0: Timestamp = Timestamp(1_700_000_000_000_000_000);
@@ -941,4 +941,46 @@ async fn nothing_is_prepared_first_when_no_old_version_runs_issue_16() {
         &pod_yaml("a", "", &ONE.replace("'3600'", "'7200'")),
     )]);
     assert_eq!(kinds(&w.plan(&edited)), ["start"]);
+}
+
+#[tokio::test]
+async fn names_held_after_requests_that_got_no_answer_are_skipped_and_the_files_follow_the_attempt()
+{
+    let w = World::new();
+    let desired = snapshot(&[("a.yaml", &pod_yaml("a", "", ONE))]);
+    let pod = desired.pods.values().next().expect("pod").clone();
+    // a podvisor killed mid-RunPodSandbox (attempt 0) and mid-CreateContainer (attempt 2)
+    w.rt.leave_unanswered(Asked::Sandbox(pod.uid.clone()), 1);
+    w.rt.leave_unanswered(Asked::Container(pod.uid.clone(), "app".into()), 3);
+    let p = w.plan(&desired);
+    assert!(matches!(
+        &p.work[0].actions[..],
+        [
+            Action::PreparePod { .. },
+            Action::RunSandbox { attempt: 1, .. },
+            Action::StartContainer {
+                attempt: 3,
+                restarts: 0,
+                ..
+            }
+        ]
+    ));
+    let host = FakeHost::new();
+    execute(&w.rt, &host, &cx(), p.work[0].clone())
+        .await
+        .result
+        .expect("the runtime takes the names past the held ones");
+    // the container's files (its termination-message file) are made for the attempt it runs
+    assert!(
+        host.calls().contains(&HostCall::PrepareContainer(
+            pod.key.clone(),
+            "app".into(),
+            3
+        )),
+        "{:?}",
+        host.calls()
+    );
+    let app = w.containers("app");
+    assert_eq!((app[0].attempt, app[0].restarts), (3, 0));
+    assert!(w.plan(&desired).work.is_empty());
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::daemon::Daemon;
 use crate::lab::{BUSYBOX, Lab, crio_bin, holds_for, wait_for};
-use crate::lifecycle::{ready_sandboxes, running, sleeper};
+use crate::lifecycle::{ready_sandboxes, running, sandbox_of, sleeper};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -61,11 +61,7 @@ async fn crio_pod_from_a_file_runs_its_edit_replaces_it_and_deleting_the_file_re
     d.write("web.yaml", &sleeper("web", "1"));
     let before = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
     let old = running(&before, &pod)[0].id.clone();
-    let sandbox = before
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox");
+    let sandbox = sandbox_of(&before, &pod);
     assert_eq!(sandbox.key.namespace, "kube-system");
     assert_eq!(
         sandbox.manifest.as_deref(),
@@ -367,11 +363,7 @@ spec:
     d.wait_log("probe=\"Readiness\" result=Success", T).await;
 
     // the emptyDir is podvisor's directory on the host, shared by both containers
-    let sandbox = o
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox");
+    let sandbox = sandbox_of(&o, &pod);
     let www = d
         .root
         .join("pods")

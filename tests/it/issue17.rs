@@ -8,7 +8,7 @@ use podvisor::runtime::Runtime;
 
 use crate::daemon::Daemon;
 use crate::lab::{BUSYBOX, Lab, wait_for};
-use crate::lifecycle::running;
+use crate::lifecycle::{running, sandbox_of};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -149,12 +149,7 @@ async fn a_manifest_uid_is_the_pod_uid_and_survives_a_sandbox_edit() {
     };
     d.write("fixed.yaml", &manifest("one"));
     let o = wait_for(&cri, T, "fixed running", |o| running(o, &pod).len() == 1).await;
-    let first = o
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox")
-        .clone();
+    let first = sandbox_of(&o, &pod).clone();
     assert_eq!(
         first.uid.as_str(),
         UID,
@@ -172,11 +167,7 @@ async fn a_manifest_uid_is_the_pod_uid_and_survives_a_sandbox_edit() {
             && running(o, &pod).len() == 1
     })
     .await;
-    let second = o
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox");
+    let second = sandbox_of(&o, &pod);
     assert_eq!(second.uid.as_str(), UID);
     assert_ne!(second.version, first.version);
     assert_eq!(o.sandboxes.iter().filter(|s| s.key.name == pod).count(), 1);

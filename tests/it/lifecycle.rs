@@ -38,6 +38,14 @@ pub fn running<'a>(o: &'a Observed, pod: &str) -> Vec<&'a podvisor::runtime::Obs
         .collect()
 }
 
+/// The sandbox of `pod`; there must be one.
+pub fn sandbox_of<'a>(o: &'a Observed, pod: &str) -> &'a podvisor::runtime::ObservedSandbox {
+    o.sandboxes
+        .iter()
+        .find(|s| s.key.name == pod)
+        .expect("sandbox")
+}
+
 pub fn ready_sandboxes(o: &Observed, pod: &str) -> usize {
     o.sandboxes
         .iter()
@@ -54,11 +62,7 @@ async fn dropped_manifest_runs_with_kubelet_names_and_labels() {
     d.write("web.yaml", &sleeper("web", "1"));
     let pod = d.pod("web");
     let o = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
-    let sandbox = o
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox");
+    let sandbox = sandbox_of(&o, &pod);
     assert_eq!(sandbox.key.namespace, "kube-system");
     assert_eq!(sandbox.uid.as_str().len(), 32);
     assert_eq!(
@@ -100,13 +104,7 @@ async fn edited_container_is_replaced_in_the_same_sandbox() {
     d.write("web.yaml", &sleeper("web", "1"));
     let before = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
     let old = running(&before, &pod)[0].id.clone();
-    let sandbox = before
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox")
-        .id
-        .clone();
+    let sandbox = sandbox_of(&before, &pod).id.clone();
 
     d.write("web.yaml", &sleeper("web", "2"));
     let after = wait_for(&cri, T, "new container running", |o| {
@@ -140,12 +138,7 @@ async fn sandbox_edit_replaces_the_pod_old_one_gone_first() {
         running(o, &pod).len() == 1
     })
     .await;
-    let old_sandbox = before
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox")
-        .clone();
+    let old_sandbox = sandbox_of(&before, &pod).clone();
     assert!(old_sandbox.ip.is_some(), "a pod network sandbox has an IP");
     let body = fetch(&format!("127.0.0.1:{port}")).await;
     assert!(

@@ -9,7 +9,7 @@ use podvisor::runtime::{ContainerState, Observed, ObservedContainer, Runtime};
 
 use crate::daemon::Daemon;
 use crate::lab::{BUSYBOX, Lab, wait_for};
-use crate::lifecycle::running;
+use crate::lifecycle::{running, sandbox_of};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -100,11 +100,7 @@ spec:
 
     // readiness flips to ready
     d.wait_log("probe=\"Readiness\" result=Success", T).await;
-    let sandbox = o
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox");
+    let sandbox = sandbox_of(&o, &pod);
     let www = d
         .root
         .join("pods")

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::daemon::Daemon;
 use crate::lab::{Kind, Lab, holds_for, wait_for};
-use crate::lifecycle::{ready_sandboxes, running, sleeper};
+use crate::lifecycle::{ready_sandboxes, running, sandbox_of, sleeper};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -204,11 +204,7 @@ async fn names_a_killed_podvisor_asked_for_without_an_answer_are_not_asked_for_a
     );
     d.write("web.yaml", &manifest);
     let o = wait_for(&cri, T, "web running", |o| running(o, &pod).len() == 1).await;
-    let sandbox = o
-        .sandboxes
-        .iter()
-        .find(|s| s.key.name == pod)
-        .expect("sandbox");
+    let sandbox = sandbox_of(&o, &pod);
     assert_eq!(sandbox.uid.as_str(), "0a1b-left-behind");
     assert_eq!(
         sandbox.attempt, 1,

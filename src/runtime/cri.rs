@@ -325,7 +325,11 @@ impl CriRuntime {
                 "containerd kept a task for an exited container (a start cancelled mid-way, \
                  containerd#11037): killing and deleting it"
             );
-            leftover_task::clear(self.channel.channel(), &id).await?;
+            if let Err(e) = leftover_task::clear(self.channel.channel(), &id).await {
+                // the refusal is what the caller acts on; why it could not be cleared is said here
+                warn!(container = %id, error = %e, "could not clear containerd's leftover task");
+                return Err(refused);
+            }
             cleared.push(id);
         }
     }

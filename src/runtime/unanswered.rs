@@ -12,11 +12,19 @@
 //! attempt it may still ask for, and the planner starts the next one there (so the files
 //! prepared for an attempt, such as its termination-message file, are the ones it uses).
 //!
-//! Within one podvisor that is a map in memory. Across a `kill -9` it is a file per request
-//! under `<root-dir>/unanswered/`, written before the call and removed once the runtime
-//! answered, so the next podvisor starts from the attempts its predecessor may have left
-//! reserved. The files need no fsync: what they guard against lives in the runtime's memory,
-//! which a machine crash clears too.
+//! An answer to a later attempt does not release an earlier name: a refused create leaves
+//! nothing whose attempt observation could carry on from, and a created sandbox or container
+//! can be removed again, after which the planner would count from 0. So a floor, once set,
+//! stays for as long as podvisor keeps its root dir; it costs nothing but higher attempt
+//! numbers in names. A refusal that says the name is reserved counts as no answer too.
+//!
+//! Within one podvisor that is a map in memory. Across a `kill -9` it is a file per name under
+//! `<root-dir>/unanswered/`, holding the highest attempt of that name that may be reserved:
+//! written before each call with the attempt asked for (or the higher one already recorded),
+//! set back to the recorded one after an answer, and removed after an answer only when no
+//! attempt of the name went unanswered. The next podvisor starts from it. The files need no
+//! fsync: what they guard against lives in the runtime's memory, which a machine crash clears
+//! too.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -80,11 +88,16 @@ pub enum Outcome {
     NoAnswer,
 }
 
-/// How a call's result ended: a timeout or a broken connection is no answer; anything the
-/// runtime said, success or refusal, is one.
+/// How a call's result ended: a timeout or a broken connection is no answer, and so is a
+/// refusal saying the name is reserved (containerd: `name "..." is reserved for "<id>"`, CRI-O:
+/// `name is reserved`), which asking again would only repeat; anything else the runtime said,
+/// success or refusal, is one.
 pub fn outcome<T>(result: &Result<T, RuntimeError>) -> Outcome {
     match result {
         Err(RuntimeError::Timeout { .. } | RuntimeError::Unavailable { .. }) => Outcome::NoAnswer,
+        Err(RuntimeError::Call { message, .. }) if message.contains("is reserved") => {
+            Outcome::NoAnswer
+        }
         _ => Outcome::Answered,
     }
 }
@@ -158,12 +171,13 @@ impl Unanswered {
             .clone()
     }
 
-    /// Says in the log when `attempt` (the planner's) went past a name that got no answer, or,
-    /// planned from an older look, did not.
+    /// Says in the log when `attempt` (the planner's) is the first past a name that got no
+    /// answer, or, planned from an older look, is not past it.
     pub fn announce(&self, asked: &Asked, attempt: u32) {
         let floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
         match floors.get(asked) {
-            Some(&floor) if attempt >= floor => info!(
+            Some(&floor) if attempt > floor => {}
+            Some(&floor) if attempt == floor => info!(
                 asked = ?asked,
                 attempt,
                 "an earlier request for this name got no answer: asking for the next attempt"
@@ -178,16 +192,11 @@ impl Unanswered {
         }
     }
 
-    /// Records, before the call, that `attempt` of `asked` is being asked for.
+    /// Records, before the call, that `attempt` of `asked` is being asked for (or keeps the
+    /// higher attempt already recorded, should `attempt` have been planned from an older look).
     pub fn asking(&self, asked: &Asked, attempt: u32) {
-        let (Some(dir), Some(file)) = (&self.dir, asked.file_name()) else {
-            return;
-        };
-        let write = std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(dir.join(&file), attempt.to_string()));
-        if let Err(e) = write {
-            warn!(dir = %dir.display(), error = %e, "cannot record a create request");
-        }
+        let recorded = self.highest_unanswered(asked);
+        self.write(asked, recorded.map_or(attempt, |r| r.max(attempt)));
     }
 
     /// Records how the request for `attempt` of `asked` ended.
@@ -201,16 +210,35 @@ impl Unanswered {
                 // the file stays, holding this attempt, for a podvisor started after this one
             }
             Outcome::Answered => {
-                // a later attempt was answered: what came before it is behind that attempt,
-                // and observation carries the attempts on from here
-                if floors.get(asked).is_some_and(|&floor| floor <= attempt) {
-                    floors.remove(asked);
-                }
+                // the floor stays (see the module's doc); the record goes back to saying it
+                let highest = floors.get(asked).map(|floor| floor.saturating_sub(1));
                 drop(floors);
-                if let (Some(dir), Some(file)) = (&self.dir, asked.file_name()) {
-                    remove(&dir.join(file));
+                match highest {
+                    Some(highest) => self.write(asked, highest),
+                    None => {
+                        if let (Some(dir), Some(file)) = (&self.dir, asked.file_name()) {
+                            remove(&dir.join(file));
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// The highest attempt of `asked` that got no answer, if any did.
+    fn highest_unanswered(&self, asked: &Asked) -> Option<u32> {
+        let floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
+        floors.get(asked).map(|floor| floor.saturating_sub(1))
+    }
+
+    fn write(&self, asked: &Asked, attempt: u32) {
+        let (Some(dir), Some(file)) = (&self.dir, asked.file_name()) else {
+            return;
+        };
+        let write = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(dir.join(&file), attempt.to_string()));
+        if let Err(e) = write {
+            warn!(dir = %dir.display(), error = %e, "cannot record a create request");
         }
     }
 }

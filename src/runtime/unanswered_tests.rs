@@ -88,19 +88,46 @@ fn a_timed_out_request_keeps_its_record_for_the_next_podvisor() {
 }
 
 #[test]
-fn the_next_answered_attempt_clears_what_a_predecessor_left() {
+fn an_answer_to_a_later_attempt_does_not_release_a_name_that_got_none() {
     let dir = tempfile::tempdir().expect("tempdir");
     let records = dir.path().join("unanswered");
     let main = container("ff66", "main");
-    Unanswered::load(records.clone()).asking(&main, 0);
+    Unanswered::load(records.clone()).asking(&main, 3);
 
     let later = Unanswered::load(records.clone());
     let attempt = next(&later, &main, 0);
-    assert_eq!(attempt, 1);
+    assert_eq!(attempt, 4);
     later.asking(&main, attempt);
+    // refused (or created, then removed): nothing observed carries the attempts past 3
     later.settle(&main, attempt, Outcome::Answered);
-    assert!(files(&records).is_empty());
-    assert_eq!(next(&Unanswered::load(records), &main, 0), 0);
+    assert_eq!(
+        next(&later, &main, 0),
+        4,
+        "attempt 3 is still not asked for"
+    );
+    let record = std::fs::read_to_string(records.join("container_ff66_main")).expect("record");
+    assert_eq!(
+        record, "3",
+        "the record holds the attempt that got no answer"
+    );
+    assert_eq!(next(&Unanswered::load(records), &main, 0), 4);
+}
+
+#[test]
+fn an_attempt_planned_below_the_floor_does_not_lower_the_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let records = dir.path().join("unanswered");
+    let main = container("fa77", "main");
+    let u = Unanswered::load(records.clone());
+    u.asking(&main, 5);
+    u.settle(&main, 5, Outcome::NoAnswer);
+    u.asking(&main, 1); // planned from an older look
+    assert_eq!(
+        std::fs::read_to_string(records.join("container_fa77_main")).expect("record"),
+        "5"
+    );
+    u.settle(&main, 1, Outcome::Answered);
+    assert_eq!(next(&Unanswered::load(records), &main, 0), 6);
 }
 
 #[test]
@@ -159,7 +186,7 @@ fn a_missing_directory_is_no_record_and_is_made_on_the_first_request() {
 }
 
 #[test]
-fn a_timeout_or_a_broken_connection_is_no_answer_and_a_refusal_is_one() {
+fn a_timeout_a_broken_connection_or_a_reserved_name_is_no_answer_and_other_refusals_are_one() {
     let timeout: Result<(), RuntimeError> = Err(RuntimeError::Timeout {
         method: "CreateContainer",
         timeout: std::time::Duration::from_secs(120),
@@ -171,10 +198,24 @@ fn a_timeout_or_a_broken_connection_is_no_answer_and_a_refusal_is_one() {
     let refused: Result<(), RuntimeError> = Err(RuntimeError::Call {
         method: "CreateContainer",
         code: tonic::Code::Unknown,
-        message: "name is reserved".into(),
+        message: "failed to create containerd container: no such image".into(),
     });
     assert_eq!(outcome(&timeout), Outcome::NoAnswer);
     assert_eq!(outcome(&gone), Outcome::NoAnswer);
     assert_eq!(outcome(&refused), Outcome::Answered);
+    for reserved in [
+        // containerd 1.6
+        "failed to reserve container name \"main_web_kube-system_aa11_2\": name \
+         \"main_web_kube-system_aa11_2\" is reserved for \"4f1c\"",
+        // CRI-O 1.37
+        "error reserving ctr name k8s_main_web_kube-system_aa11_2 for id 4f1c: name is reserved",
+    ] {
+        let said: Result<(), RuntimeError> = Err(RuntimeError::Call {
+            method: "CreateContainer",
+            code: tonic::Code::Unknown,
+            message: reserved.into(),
+        });
+        assert_eq!(outcome(&said), Outcome::NoAnswer, "{reserved}");
+    }
     assert_eq!(outcome(&Ok::<(), RuntimeError>(())), Outcome::Answered);
 }

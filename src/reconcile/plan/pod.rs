@@ -247,7 +247,7 @@ fn plan_version(
             );
             let attempt = current
                 .iter()
-                .map(|s| s.attempt + 1)
+                .map(|s| s.attempt.saturating_add(1))
                 .max()
                 .unwrap_or(0)
                 .max(
@@ -459,7 +459,9 @@ fn start(
         pod: pod.clone(),
         sandbox: sandbox.clone(),
         name: name.to_owned(),
-        attempt: previous.map_or(0, |o| o.attempt + 1).max(floor),
+        attempt: previous
+            .map_or(0, |o| o.attempt.saturating_add(1))
+            .max(floor),
         restarts: previous.filter(same_spec).map_or(0, |o| o.restarts + 1),
         restart,
     }

@@ -103,9 +103,10 @@ async fn podvisor_killed_and_restarted_adopts_pods_without_restarting_them() {
         assert_eq!(was, is, "{pod} was restarted");
     }
     let log = d.log();
-    assert_eq!(
-        log.matches("container started pod=kube-system/a-").count(),
-        1,
+    // at most once: the kill can land after the runtime started it and before the first
+    // daemon wrote its line (seen on CRI-O, whose StartContainer answers later)
+    assert!(
+        log.matches("container started pod=kube-system/a-").count() <= 1,
         "a was started twice:\n{log}"
     );
     assert!(

@@ -21,7 +21,7 @@ use tracing::warn;
 use super::grpc::{done_if_gone, to_error};
 use super::leftover_task;
 use super::metered::Metered;
-use super::unanswered::{UNANSWERED_DIR, Unanswered, outcome};
+use super::unanswered::{UNANSWERED_DIR, Unanswered};
 use super::{
     Asked, ContainerId, ContainerStart, ContainerState, EventSource, ExecOutput, ExitStream,
     ImageSource, Observed, ObservedContainer, ObservedSandbox, PullSettings, Runtime,
@@ -1018,8 +1018,6 @@ impl Runtime for CriRuntime {
         if let Some(message) = convert::hostname_refusal(pod) {
             return Err(RuntimeError::Refused { message });
         }
-        let asked = Asked::Sandbox(pod.uid.clone());
-        self.unanswered.announce(&asked, attempt);
         let config = sandbox_config(pod, attempt, host, &self.ctx);
         let req = timeout_of(
             tonic::Request::new(cri::RunPodSandboxRequest {
@@ -1028,14 +1026,17 @@ impl Runtime for CriRuntime {
             }),
             WRITE_TIMEOUT,
         );
-        self.unanswered.asking(&asked, attempt);
+        let asked = Asked::Sandbox(pod.uid.clone());
         let answer = self
-            .rt()
-            .run_pod_sandbox(req)
-            .await
-            .map_err(|s| to_error("RunPodSandbox", s, WRITE_TIMEOUT));
-        self.unanswered.settle(&asked, attempt, outcome(&answer));
-        Ok(SandboxId(answer?.into_inner().pod_sandbox_id))
+            .unanswered
+            .ask(&asked, attempt, async {
+                self.rt()
+                    .run_pod_sandbox(req)
+                    .await
+                    .map_err(|s| to_error("RunPodSandbox", s, WRITE_TIMEOUT))
+            })
+            .await?;
+        Ok(SandboxId(answer.into_inner().pod_sandbox_id))
     }
 
     async fn ensure_image(
@@ -1087,8 +1088,6 @@ impl Runtime for CriRuntime {
             None => self.ensure_image_status(&image, &policy, pulling).await?,
         };
         check_run_as_non_root(pod, container, &found)?;
-        let asked = Asked::Container(pod.uid.clone(), name.to_owned());
-        self.unanswered.announce(&asked, attempt);
         let (config, sandbox_config) =
             container_configs(pod, name, (attempt, restarts), addrs, host, &self.ctx)?;
         let req = timeout_of(
@@ -1099,14 +1098,17 @@ impl Runtime for CriRuntime {
             }),
             WRITE_TIMEOUT,
         );
-        self.unanswered.asking(&asked, attempt);
+        let asked = Asked::Container(pod.uid.clone(), name.to_owned());
         let answer = self
-            .rt()
-            .create_container(req)
-            .await
-            .map_err(|s| to_error("CreateContainer", s, WRITE_TIMEOUT));
-        self.unanswered.settle(&asked, attempt, outcome(&answer));
-        let id = ContainerId(answer?.into_inner().container_id);
+            .unanswered
+            .ask(&asked, attempt, async {
+                self.rt()
+                    .create_container(req)
+                    .await
+                    .map_err(|s| to_error("CreateContainer", s, WRITE_TIMEOUT))
+            })
+            .await?;
+        let id = ContainerId(answer.into_inner().container_id);
         self.start_created(&id).await?;
         Ok(Started { id, image: source })
     }

@@ -77,6 +77,15 @@ struct State {
     unanswered: BTreeMap<Asked, u32>,
 }
 
+impl State {
+    /// Whether `attempt` of `asked` is a name held since a request for it got no answer.
+    fn held(&self, asked: &Asked, attempt: u32) -> bool {
+        self.unanswered
+            .get(asked)
+            .is_some_and(|&floor| attempt < floor)
+    }
+}
+
 /// An in-memory runtime.
 pub struct FakeRuntime {
     clock: Clock,
@@ -352,11 +361,7 @@ impl Runtime for FakeRuntime {
         let id = SandboxId(self.next_id("sb"));
         let now = self.clock.now();
         let mut s = self.lock();
-        let held = s
-            .unanswered
-            .get(&Asked::Sandbox(pod.uid.clone()))
-            .is_some_and(|&floor| attempt < floor);
-        if held
+        if s.held(&Asked::Sandbox(pod.uid.clone()), attempt)
             || s.sandboxes
                 .values()
                 .any(|sb| sb.key == pod.key && sb.uid == pod.uid && sb.attempt == attempt)
@@ -412,11 +417,7 @@ impl Runtime for FakeRuntime {
         let id = ContainerId(self.next_id("ct"));
         let now = self.clock.now();
         let mut s = self.lock();
-        let asked = Asked::Container(pod.uid.clone(), name.to_owned());
-        if s.unanswered
-            .get(&asked)
-            .is_some_and(|&floor| attempt < floor)
-        {
+        if s.held(&Asked::Container(pod.uid.clone(), name.to_owned()), attempt) {
             return Err(RuntimeError::Call {
                 method: "CreateContainer",
                 code: tonic::Code::Unknown,

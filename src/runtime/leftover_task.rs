@@ -21,7 +21,8 @@ use super::grpc::to_error;
 /// The namespace the CRI plugin keeps its containers in.
 const NAMESPACE: &str = "k8s.io";
 
-/// How long the task gets to exit after SIGKILL before it is deleted anyway.
+/// How long each Tasks call may take: the task gets this long to exit after SIGKILL before
+/// it is deleted anyway.
 const WAIT: Duration = Duration::from_secs(10);
 
 /// `containerd.services.tasks.v1.KillRequest`.
@@ -52,6 +53,22 @@ struct DeleteTaskRequest {
     #[prost(string, tag = "1")]
     container_id: String,
 }
+
+/// A Tasks method: the name errors carry, and its gRPC path.
+struct Method(&'static str, &'static str);
+
+const KILL_TASK: Method = Method(
+    "containerd Tasks.Kill",
+    "/containerd.services.tasks.v1.Tasks/Kill",
+);
+const WAIT_TASK: Method = Method(
+    "containerd Tasks.Wait",
+    "/containerd.services.tasks.v1.Tasks/Wait",
+);
+const DELETE_TASK: Method = Method(
+    "containerd Tasks.Delete",
+    "/containerd.services.tasks.v1.Tasks/Delete",
+);
 
 /// Any answer whose fields podvisor does not read (`google.protobuf.Empty`, `WaitResponse`,
 /// `DeleteResponse`): prost skips unknown fields.
@@ -84,20 +101,20 @@ pub async fn clear(channel: &Channel, id: &str) -> Result<(), RuntimeError> {
         signal: SIGKILL,
         all: true,
     };
-    gone_is_done(call(channel, "Kill", kill, WAIT).await)?;
+    gone_is_done(call(channel, KILL_TASK, kill).await)?;
     let wait = WaitRequest {
         container_id: id.to_owned(),
         exec_id: String::new(),
     };
     // a task that does not die within the wait is still asked to go: the delete says why not
-    match call(channel, "Wait", wait, WAIT).await {
+    match call(channel, WAIT_TASK, wait).await {
         Ok(()) | Err(RuntimeError::NotFound { .. } | RuntimeError::Timeout { .. }) => {}
         Err(e) => return Err(e),
     }
     let delete = DeleteTaskRequest {
         container_id: id.to_owned(),
     };
-    gone_is_done(call(channel, "Delete", delete, WAIT).await)
+    gone_is_done(call(channel, DELETE_TASK, delete).await)
 }
 
 fn gone_is_done(result: Result<(), RuntimeError>) -> Result<(), RuntimeError> {
@@ -107,33 +124,23 @@ fn gone_is_done(result: Result<(), RuntimeError>) -> Result<(), RuntimeError> {
     }
 }
 
+/// Calls `method` with `message` in the CRI's namespace, allowing it [`WAIT`].
 async fn call<M>(
     channel: &Channel,
-    method: &'static str,
+    Method(label, path): Method,
     message: M,
-    timeout: Duration,
 ) -> Result<(), RuntimeError>
 where
     M: prost::Message + Send + Sync + 'static,
 {
-    let label = match method {
-        "Kill" => "containerd Tasks.Kill",
-        "Wait" => "containerd Tasks.Wait",
-        _ => "containerd Tasks.Delete",
-    };
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.map_err(|e| RuntimeError::Unavailable {
         method: label,
         message: e.to_string(),
     })?;
-    let path =
-        http::uri::PathAndQuery::try_from(format!("/containerd.services.tasks.v1.Tasks/{method}"))
-            .map_err(|e| RuntimeError::Unavailable {
-                method: label,
-                message: e.to_string(),
-            })?;
+    let path = http::uri::PathAndQuery::from_static(path);
     let mut request = tonic::Request::new(message);
-    request.set_timeout(timeout);
+    request.set_timeout(WAIT);
     request.metadata_mut().insert(
         "containerd-namespace",
         tonic::metadata::MetadataValue::from_static(NAMESPACE),
@@ -142,7 +149,7 @@ where
     grpc.unary(request, path, codec)
         .await
         .map(|_| ())
-        .map_err(|s| to_error(label, s, timeout))
+        .map_err(|s| to_error(label, s, WAIT))
 }
 
 #[cfg(test)]

@@ -186,10 +186,11 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// The lowest attempt `asked` may be created with: 0, or past a request that got no
-    /// answer.
-    pub fn attempt_floor(&self, asked: &Asked) -> u32 {
-        self.unanswered.get(asked).copied().unwrap_or(0)
+    /// The attempt to create `asked` with after its newest one, `previous`: the next, or 0,
+    /// and past any request that got no answer.
+    pub fn next_attempt(&self, asked: &Asked, previous: Option<u32>) -> u32 {
+        let floor = self.unanswered.get(asked).copied().unwrap_or(0);
+        previous.map_or(0, |a| a.saturating_add(1)).max(floor)
     }
 
     /// The sandboxes of `pod` at its sandbox version, and the containers in them. A

@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use tracing::{info, warn};
 
@@ -92,7 +92,7 @@ pub enum Outcome {
 /// refusal saying the name is reserved (containerd: `name "..." is reserved for "<id>"`, CRI-O:
 /// `name is reserved`), which asking again would only repeat; anything else the runtime said,
 /// success or refusal, is one.
-pub fn outcome<T>(result: &Result<T, RuntimeError>) -> Outcome {
+fn outcome<T>(result: &Result<T, RuntimeError>) -> Outcome {
     match result {
         Err(RuntimeError::Timeout { .. } | RuntimeError::Unavailable { .. }) => Outcome::NoAnswer,
         Err(RuntimeError::Call { message, .. }) if message.contains("is reserved") => {
@@ -141,9 +141,7 @@ impl Unanswered {
                                 "a create request of the previous podvisor got no answer: \
                                  its name is not asked for again"
                             );
-                            let next = attempt.saturating_add(1);
-                            let floor = floors.entry(asked).or_insert(next);
-                            *floor = (*floor).max(next);
+                            raise(&mut floors, asked, attempt);
                         }
                         None => warn!(
                             record = %entry.path().display(),
@@ -165,17 +163,28 @@ impl Unanswered {
 
     /// The lowest attempt each name may still be asked for, for the observation.
     pub fn floors(&self) -> BTreeMap<Asked, u32> {
-        self.floors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.locked().clone()
+    }
+
+    /// Asks the runtime for `attempt` of `asked` through `call`: said in the log when it skips
+    /// a name, recorded before the call, and settled by how the call ended.
+    pub async fn ask<T>(
+        &self,
+        asked: &Asked,
+        attempt: u32,
+        call: impl Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, RuntimeError> {
+        self.announce(asked, attempt);
+        self.asking(asked, attempt);
+        let answer = call.await;
+        self.settle(asked, attempt, outcome(&answer));
+        answer
     }
 
     /// Says in the log when `attempt` (the planner's) is the first past a name that got no
     /// answer, or, planned from an older look, is not past it.
-    pub fn announce(&self, asked: &Asked, attempt: u32) {
-        let floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
-        match floors.get(asked) {
+    fn announce(&self, asked: &Asked, attempt: u32) {
+        match self.locked().get(asked) {
             Some(&floor) if attempt > floor => {}
             Some(&floor) if attempt == floor => info!(
                 asked = ?asked,
@@ -194,61 +203,71 @@ impl Unanswered {
 
     /// Records, before the call, that `attempt` of `asked` is being asked for (or keeps the
     /// higher attempt already recorded, should `attempt` have been planned from an older look).
-    pub fn asking(&self, asked: &Asked, attempt: u32) {
+    fn asking(&self, asked: &Asked, attempt: u32) {
         let recorded = self.highest_unanswered(asked);
         self.write(asked, recorded.map_or(attempt, |r| r.max(attempt)));
     }
 
-    /// Records how the request for `attempt` of `asked` ended.
-    pub fn settle(&self, asked: &Asked, attempt: u32, outcome: Outcome) {
-        let mut floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
-        match outcome {
-            Outcome::NoAnswer => {
-                let next = attempt.saturating_add(1);
-                let floor = floors.entry(asked.clone()).or_insert(next);
-                *floor = (*floor).max(next);
-                // the file stays, holding this attempt, for a podvisor started after this one
-            }
-            Outcome::Answered => {
-                // the floor stays (see the module's doc); the record goes back to saying it
-                let highest = floors.get(asked).map(|floor| floor.saturating_sub(1));
-                drop(floors);
-                match highest {
-                    Some(highest) => self.write(asked, highest),
-                    None => {
-                        if let (Some(dir), Some(file)) = (&self.dir, asked.file_name()) {
-                            remove(&dir.join(file));
-                        }
-                    }
-                }
-            }
+    /// Records how the request for `attempt` of `asked` ended. The floor stays after an answer
+    /// (see the module's doc); the record goes back to the highest attempt that got none, or
+    /// goes when none did.
+    fn settle(&self, asked: &Asked, attempt: u32, outcome: Outcome) {
+        if outcome == Outcome::NoAnswer {
+            raise(&mut self.locked(), asked.clone(), attempt);
+        }
+        match self.highest_unanswered(asked) {
+            Some(highest) => self.write(asked, highest),
+            None => self.remove(asked),
         }
     }
 
     /// The highest attempt of `asked` that got no answer, if any did.
     fn highest_unanswered(&self, asked: &Asked) -> Option<u32> {
-        let floors = self.floors.lock().unwrap_or_else(|e| e.into_inner());
-        floors.get(asked).map(|floor| floor.saturating_sub(1))
+        self.locked()
+            .get(asked)
+            .map(|floor| floor.saturating_sub(1))
+    }
+
+    fn locked(&self) -> MutexGuard<'_, BTreeMap<Asked, u32>> {
+        self.floors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The record of `asked`, where it has one (in a directory, under a safe name).
+    fn record(&self, asked: &Asked) -> Option<(&Path, String)> {
+        Some((self.dir.as_deref()?, asked.file_name()?))
     }
 
     fn write(&self, asked: &Asked, attempt: u32) {
-        let (Some(dir), Some(file)) = (&self.dir, asked.file_name()) else {
+        let Some((dir, file)) = self.record(asked) else {
             return;
         };
         let write = std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(dir.join(&file), attempt.to_string()));
+            .and_then(|()| std::fs::write(dir.join(file), attempt.to_string()));
         if let Err(e) = write {
             warn!(dir = %dir.display(), error = %e, "cannot record a create request");
         }
     }
+
+    fn remove(&self, asked: &Asked) {
+        let Some((dir, file)) = self.record(asked) else {
+            return;
+        };
+        let path = dir.join(file);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            warn!(record = %path.display(), error = %e, "cannot remove a create request's record");
+        }
+    }
 }
 
-fn remove(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path)
-        && e.kind() != io::ErrorKind::NotFound
-    {
-        warn!(record = %path.display(), error = %e, "cannot remove a create request's record");
-    }
+/// Sets the floor of `asked` past `attempt`, which got no answer.
+fn raise(floors: &mut BTreeMap<Asked, u32>, asked: Asked, attempt: u32) {
+    let next = attempt.saturating_add(1);
+    floors
+        .entry(asked)
+        .and_modify(|floor| *floor = (*floor).max(next))
+        .or_insert(next);
 }
 
 #[cfg(test)]

@@ -245,16 +245,10 @@ fn plan_version(
                 input,
                 actions,
             );
-            let attempt = current
-                .iter()
-                .map(|s| s.attempt.saturating_add(1))
-                .max()
-                .unwrap_or(0)
-                .max(
-                    input
-                        .observed
-                        .attempt_floor(&Asked::Sandbox(pod.uid.clone())),
-                );
+            let attempt = input.observed.next_attempt(
+                &Asked::Sandbox(pod.uid.clone()),
+                current.iter().map(|s| s.attempt).max(),
+            );
             actions.push(Action::PreparePod { pod: pod.clone() });
             actions.push(Action::RunSandbox {
                 pod: pod.clone(),
@@ -454,14 +448,14 @@ fn start(
     observed: &Observed,
 ) -> Action {
     let same_spec = |o: &&ObservedContainer| o.hash.as_ref() == pod.container_hash(name);
-    let floor = observed.attempt_floor(&Asked::Container(pod.uid.clone(), name.to_owned()));
     Action::StartContainer {
         pod: pod.clone(),
         sandbox: sandbox.clone(),
         name: name.to_owned(),
-        attempt: previous
-            .map_or(0, |o| o.attempt.saturating_add(1))
-            .max(floor),
+        attempt: observed.next_attempt(
+            &Asked::Container(pod.uid.clone(), name.to_owned()),
+            previous.map(|o| o.attempt),
+        ),
         restarts: previous.filter(same_spec).map_or(0, |o| o.restarts + 1),
         restart,
     }

@@ -299,11 +299,7 @@ impl Lab {
             Ok(()) => format!("(whole log kept at {})", kept.display()),
             Err(e) => format!("(could not keep the whole log: {e})"),
         };
-        let all: Vec<&str> = log.lines().collect();
-        format!(
-            "{kept}\n{}",
-            all[all.len().saturating_sub(lines)..].join("\n")
-        )
+        format!("{kept}\n{}", tail(&log, lines))
     }
 
     /// A directory of the lab, created.
@@ -360,13 +356,19 @@ impl Lab {
         self.dir.path().join(self.kind.socket())
     }
 
+    /// Runs containerd's `ctr` on the CRI's namespace with `args`; its output.
+    fn ctr(&self, args: &[&str]) -> String {
+        run(Command::new("/usr/bin/ctr")
+            .arg("--address")
+            .arg(self.socket())
+            .args(["-n", "k8s.io"])
+            .args(args))
+    }
+
     /// Sends SIGKILL to a container's process, as a crash would.
     pub fn kill_container(&self, id: &str) {
         match &self.kind {
-            Kind::Containerd => run(Command::new("/usr/bin/ctr")
-                .arg("--address")
-                .arg(self.dir.path().join("containerd.sock"))
-                .args(["-n", "k8s.io", "task", "kill", "-s", "SIGKILL", id])),
+            Kind::Containerd => self.ctr(&["task", "kill", "-s", "SIGKILL", id]),
             // CRI-O's container id is runc's
             Kind::Crio(_) => run(Command::new("/usr/sbin/runc")
                 .arg("--root")
@@ -374,19 +376,20 @@ impl Lab {
                 .args(["kill", id, "KILL"])),
         };
     }
-}
 
-impl Lab {
     /// Gives exited container `id` a task behind the CRI's back, as containerd leaves one when
     /// a `StartContainer` is cancelled mid-way (containerd/containerd#11037): the CRI still
     /// says exited, and removing the container or its sandbox is refused. containerd only.
     pub fn leave_task_behind(&self, id: &str) {
         assert_eq!(self.kind, Kind::Containerd, "a containerd trap");
-        run(Command::new("/usr/bin/ctr")
-            .arg("--address")
-            .arg(self.dir.path().join("containerd.sock"))
-            .args(["-n", "k8s.io", "task", "start", "--null-io", "-d", id]));
+        self.ctr(&["task", "start", "--null-io", "-d", id]);
     }
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 impl Drop for Lab {

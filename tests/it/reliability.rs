@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use podvisor::runtime::{ContainerState, Observed, ObservedContainer, Runtime, SandboxState};
 
 use crate::daemon::{Daemon, write_atomic};
-use crate::lab::{BUSYBOX, Lab, holds_for};
+use crate::lab::{BUSYBOX, Lab, holds_for, tail};
 
 /// True when the long form was asked for.
 fn long() -> bool {
@@ -158,11 +158,6 @@ async fn converge(
     )
     .await;
     converged
-}
-
-fn tail(log: &str, lines: usize) -> String {
-    let all: Vec<&str> = log.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// (sandbox id, container id, attempt) of each running container of `pod`.
